@@ -1,0 +1,65 @@
+# Airlock. `make demo` and `make test` do all the set-up on a fresh Debian machine (as root):
+# they install and start the Docker engine when none answers, create the virtualenv, build the
+# sandbox image offline, then run the demo or the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+AIRLOCK := $(VENV)/bin/airlock
+PYTEST_ARGS ?=
+
+.PHONY: setup engine venv image demo test test-fast lint proto seccomp lock examples bench gc clean
+
+setup: engine venv image
+
+engine:
+	@bash scripts/engine.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "venv: installing Airlock and its dev dependencies into $(VENV)" >&2
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2> >(grep -v 'is ignored' >&2)
+	@touch $@
+
+image: engine venv
+	@$(AIRLOCK) image build
+
+demo: setup
+	@echo "== a small ONNX model: load and infer" >&2
+	$(AIRLOCK) run examples/tiny.onnx --input examples/x.npy
+	@echo "== a harmless malicious pickle: it runs os.system while loading, inside the sandbox" >&2
+	$(AIRLOCK) scan examples/payload.pkl
+	@test ! -e /tmp/airlock-demo-marker && echo "== the payload's marker file did not appear on the host" >&2
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check runner tests scripts examples sandbox_images
+	$(VENV)/bin/mypy runner
+
+proto: venv
+	$(PY) scripts/gen_proto.py runner/worker/_proto
+
+seccomp:
+	$(PYTHON) sandbox_images/seccomp/generate.py
+
+lock: venv
+	PYTHON=$(PY) bash sandbox_images/lock.sh
+
+examples: venv
+	$(PY) examples/make_examples.py
+
+bench: setup
+	$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider $(PYTEST_ARGS)
+
+gc: venv
+	$(AIRLOCK) gc
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

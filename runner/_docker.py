@@ -1,0 +1,270 @@
+"""The one module that talks to the Docker SDK.
+
+docker-py's calls take free-form keyword arguments and return different types depending on
+flags; here they are wrapped in a few typed functions, and `docker.errors.*` is translated into
+Airlock's errors at this boundary (keeping the cause).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import LogConfig, Mount, Ulimit
+
+from .errors import EngineError, ImageError
+
+SESSION_LABEL = "airlock.session"
+OWNER_PID_LABEL = "airlock.owner-pid"
+OWNER_HOST_LABEL = "airlock.owner-host"
+TMPDIR_LABEL = "airlock.tmpdir"
+
+ENGINE_HINT = "start it with 'make engine' (or 'sudo make engine'), then check 'airlock doctor'"
+
+
+@cache
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise EngineError("the Docker engine is not reachable", ENGINE_HINT) from e
+    return c
+
+
+@contextlib.contextmanager
+def _engine_call(what: str) -> Iterator[None]:
+    try:
+        yield
+    except docker.errors.ImageNotFound as e:
+        raise ImageError(f"{what}: image not found", "build it with 'airlock image build'") from e
+    except docker.errors.APIError as e:
+        raise EngineError(f"{what}: the Docker engine refused: {e.explanation or e}") from e
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise EngineError(f"{what}: the Docker engine is not reachable", ENGINE_HINT) from e
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    name: str
+    command: list[str]
+    labels: dict[str, str]
+    runtime: str
+    mounts: list[BindMount]
+    environment: dict[str, str]
+    memory_bytes: int
+    nano_cpus: int
+    pids: int
+    open_files: int
+    tmpfs: dict[str, str]
+    seccomp_json: str
+    cap_add: list[str] = field(default_factory=list)
+    user: str = "0:0"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: str  # created, running, exited, dead, ...
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+    error: str
+
+
+def create_and_start(spec: ContainerSpec) -> str:
+    """Create and start a sealed container; returns its id."""
+    mounts = [Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+              for m in spec.mounts]
+    with _engine_call("starting the sandbox"):
+        container = client().containers.create(
+            image=spec.image,
+            command=spec.command,
+            name=spec.name,
+            labels=spec.labels,
+            runtime=spec.runtime,
+            network_mode="none",
+            ipc_mode="private",
+            read_only=True,
+            user=spec.user,
+            cap_drop=["ALL"],
+            cap_add=spec.cap_add or None,
+            security_opt=["no-new-privileges:true", f"seccomp={spec.seccomp_json}"],
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,
+            nano_cpus=spec.nano_cpus,
+            pids_limit=spec.pids,
+            ulimits=[Ulimit(name="nofile", soft=spec.open_files, hard=spec.open_files),
+                     Ulimit(name="core", soft=0, hard=0)],
+            tmpfs=spec.tmpfs,
+            mounts=mounts,
+            environment=spec.environment,
+            hostname="sandbox",
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            detach=True,
+        )
+        try:
+            container.start()
+        except BaseException:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+            raise
+        return str(container.id)
+
+
+def state(container_id: str) -> ContainerState | None:
+    """The container's state, or None when it no longer exists."""
+    try:
+        info = client().api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        return None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise EngineError("inspecting the sandbox: the Docker engine is not reachable",
+                          ENGINE_HINT) from e
+    st = info.get("State", {})
+    running = bool(st.get("Running"))
+    return ContainerState(
+        status=str(st.get("Status", "")),
+        running=running,
+        exit_code=None if running else int(st.get("ExitCode", 0)),
+        oom_killed=bool(st.get("OOMKilled")),
+        error=str(st.get("Error", "")),
+    )
+
+
+def wait(container_id: str, timeout_s: float) -> ContainerState | None:
+    """Wait up to timeout_s for the container to exit."""
+    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+        client().api.wait(container_id, timeout=timeout_s)
+    return state(container_id)
+
+
+def kill(container_id: str) -> None:
+    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+        client().api.kill(container_id)
+
+
+def logs_tail(container_id: str, lines: int = 20, max_bytes: int = 8192) -> str:
+    try:
+        raw = client().api.logs(container_id, stdout=True, stderr=True, tail=lines)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return ""
+    data = raw if isinstance(raw, bytes) else b"".join(raw)
+    return data[-max_bytes:].decode("utf-8", "replace")
+
+
+def remove(container_id: str) -> None:
+    """Remove the container (killing it if needed). Idempotent."""
+    try:
+        client().api.remove_container(container_id, force=True, v=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as e:
+        if "already in progress" in str(e):
+            return
+        raise EngineError(f"removing sandbox {container_id[:12]}: {e.explanation or e}") from e
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise EngineError("removing the sandbox: the Docker engine is not reachable",
+                          ENGINE_HINT) from e
+
+
+@dataclass(frozen=True)
+class LabelledContainer:
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
+
+
+def list_sessions() -> list[LabelledContainer]:
+    """Every container (running or not) that carries the Airlock session label."""
+    with _engine_call("listing sandboxes"):
+        found = client().api.containers(all=True, filters={"label": SESSION_LABEL})
+    return [LabelledContainer(id=c["Id"], name=(c.get("Names") or ["?"])[0].lstrip("/"),
+                              labels=c.get("Labels") or {}, status=c.get("State", ""))
+            for c in found]
+
+
+def stats_once(container_id: str) -> dict[str, Any] | None:
+    try:
+        return dict(client().api.stats(container_id, stream=False))
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return None
+
+
+# --- images ---------------------------------------------------------------------------------
+
+def image_id(tag: str) -> str | None:
+    try:
+        return str(client().api.inspect_image(tag)["Id"])
+    except docker.errors.ImageNotFound:
+        return None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise EngineError("inspecting the image: the Docker engine is not reachable",
+                          ENGINE_HINT) from e
+
+
+def image_tags(repository: str) -> list[str]:
+    with _engine_call("listing images"):
+        images = client().api.images(name=repository)
+    return sorted(t for img in images for t in (img.get("RepoTags") or []))
+
+
+def pull(reference: str) -> bool:
+    """Try to pull an image; False when no registry answers."""
+    try:
+        client().api.pull(reference)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+    return image_id(reference) is not None
+
+
+def tag(source: str, repository: str, tag_name: str) -> None:
+    with _engine_call("tagging the image"):
+        client().api.tag(source, repository, tag_name)
+
+
+def build(context_dir: Path, tag_name: str, buildargs: dict[str, str],
+          on_line: Callable[[str], None]) -> str:
+    """Build with no network; stream the builder's output lines to on_line; return the id."""
+    with _engine_call("building the sandbox image"):
+        stream = client().api.build(path=str(context_dir), tag=tag_name, buildargs=buildargs,
+                                    network_mode="none", rm=True, forcerm=True, decode=True,
+                                    pull=False)
+        for chunk in stream:
+            if "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                raise ImageError(f"the image build failed: {str(detail).strip()}",
+                                 "see the build output above")
+            text = chunk.get("stream")
+            if text and text.strip():
+                on_line(text.rstrip())
+    found = image_id(tag_name)
+    if found is None:
+        raise ImageError("the image build finished but produced no image")
+    return found
+
+
+def engine_info() -> dict[str, Any]:
+    with _engine_call("asking the engine"):
+        return dict(client().info())
+
+
+def seccomp_json(path: Path) -> str:
+    """A seccomp profile as the compact JSON string the engine API expects."""
+    return json.dumps(json.loads(path.read_text()), separators=(",", ":"))

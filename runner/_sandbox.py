@@ -1,0 +1,452 @@
+"""The controller: one sealed container, one model, inference over gRPC.
+
+    with Sandbox("model.onnx") as sb:
+        outputs = sb.infer({"x": array})
+    sb.result()
+
+Entering launches the container, waits for the worker's health with a deadline and loads the
+model; leaving always tears everything down (container and host directories), on success, on
+error and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from . import __version__, _docker, _image, _session, _tracer
+from ._client import (
+    BadReply,
+    CallDeadline,
+    Description,
+    ReplyTooLarge,
+    RpcFailure,
+    WorkerClient,
+    WorkerRejected,
+    WorkerUnavailable,
+)
+from .errors import (
+    AirlockError,
+    DeadlineExceeded,
+    InputError,
+    LimitExceeded,
+    ModelLoadError,
+    SandboxError,
+    UsageError,
+    WorkerCrashed,
+    untrusted_text,
+)
+from .policy import Policy
+from .results import (
+    ErrorInfo,
+    ModelInfo,
+    Phase,
+    RunResult,
+    SandboxInfo,
+    Signature,
+    TensorSpecInfo,
+    TensorSummary,
+    file_digests,
+)
+from .worker.formats import Format, FormatError, detect
+
+SOCKET_NAME = "worker.sock"
+CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
+SECCOMP_DIR = _image.IMAGES_DIR / "seccomp"
+TRACER_CAPS = ["SYS_PTRACE", "SETUID", "SETGID"]
+_SAFE_NAME = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _container_name(path: Path) -> str:
+    name = path.name if path.name and set(path.name) <= _SAFE_NAME else "model"
+    return name if not name.startswith(".") else "model" + name
+
+
+class Sandbox:
+    """A sealed container that loads one untrusted model and serves inference from it."""
+
+    def __init__(self, model_path: str | Path, policy: Policy | None = None, *,
+                 architecture: str | Path | None = None, format: str = "auto") -> None:
+        self.policy = policy or Policy()
+        self.model_path = Path(model_path).expanduser()
+        self.architecture = Path(architecture).expanduser() if architecture else None
+        self.format = format
+        self.session = _session.new_session_id()
+        self._dirs: _session.SessionDirs | None = None
+        self._container: str | None = None
+        self._client: WorkerClient | None = None
+        self._description: Description | None = None
+        self._phases: dict[str, float] = {}
+        self._outputs: list[TensorSummary] = []
+        self._calls = 0
+        self._error: AirlockError | None = None
+        self._image: tuple[str, str] | None = None
+        self._model_info: ModelInfo | None = None
+        self._wall_timer: threading.Timer | None = None
+        self._wall_expired = threading.Event()
+        self._closed = False
+        self.trace_log: bytes = b""
+        self.notes: list[str] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Preflight, launch, connect and load. On any failure, tear down and raise."""
+        try:
+            self._preflight()
+            self._launch()
+            self._connect()
+            self._load()
+        except BaseException as e:
+            if isinstance(e, AirlockError):
+                self._error = e
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the worker, collect what the host needs, remove the container and directories."""
+        if self._closed:
+            return
+        self._closed = True
+        start = time.monotonic()
+        if self._wall_timer is not None:
+            self._wall_timer.cancel()
+        try:
+            if self._client is not None and self._container is not None:
+                with contextlib.suppress(RpcFailure):
+                    self._client.shutdown(timeout_s=2.0)
+                _docker.wait(self._container, timeout_s=5.0)
+        finally:
+            if self._client is not None:
+                self._client.close()
+            if self._container is not None:
+                _docker.kill(self._container)
+                _docker.wait(self._container, timeout_s=5.0)
+                self._collect_trace()
+                _docker.remove(self._container)
+            if self._dirs is not None:
+                _session.remove_dirs(self._dirs.root)
+            self._phases["teardown"] = time.monotonic() - start
+
+    # --- the steps -----------------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        start = time.monotonic()
+        path = self.model_path
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or directory", "check the model path")
+        if self.architecture is not None and not self.architecture.is_file():
+            raise UsageError(f"{self.architecture}: architecture file not found",
+                             "pass a Python file that defines build_model()")
+        try:
+            detection = detect(path)
+        except FormatError as e:
+            raise UsageError(str(e), "pass an ONNX, TorchScript, torch.save, safetensors or "
+                             "pickle file, or a model directory") from e
+        except OSError as e:
+            raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
+        if self.format != "auto":
+            try:
+                Format(self.format)
+            except ValueError as e:
+                raise UsageError(f"unknown format {self.format!r}",
+                                 f"use one of: auto, {', '.join(f.value for f in Format)}") from e
+        digests = file_digests(path)
+        self._model_info = ModelInfo(
+            path=str(path.resolve()), format=self.format if self.format != "auto"
+            else detection.format.value, detected_by=detection.reason,
+            size_bytes=sum(d.size_bytes for d in digests), files=digests)
+        self._image = _image.require_current()
+        self._phases["preflight"] = time.monotonic() - start
+
+    def _launch(self) -> None:
+        start = time.monotonic()
+        with contextlib.suppress(AirlockError):
+            _session.reap()
+        assert self._image is not None
+        self._dirs = dirs = _session.make_dirs(self.session)
+        resolved = self._readable_model(self.model_path.resolve(), dirs)
+        model_target = f"/model/{_container_name(resolved)}"
+        mounts = [
+            _docker.BindMount(resolved, model_target, read_only=True),
+            _docker.BindMount(dirs.run, "/airlock/run", read_only=False),
+            _docker.BindMount(dirs.trace, "/airlock/trace", read_only=False),
+        ]
+        self._arch_target = ""
+        if self.architecture is not None:
+            arch_copy = dirs.arch / "architecture.py"
+            arch_copy.write_bytes(self.architecture.read_bytes())
+            mounts.append(_docker.BindMount(dirs.arch, "/airlock/arch", read_only=True))
+            self._arch_target = "/airlock/arch/architecture.py"
+        self._model_target = model_target
+        p = self.policy
+        profile = "airlock-traced.json" if p.trace else "airlock-strict.json"
+        spec = _docker.ContainerSpec(
+            image=self._image[0],
+            name=f"airlock-{self.session}",
+            command=["--socket", CONTAINER_SOCKET, "--threads", str(p.threads),
+                     "--max-message-bytes", str(max(p.max_reply_bytes, p.max_request_bytes))],
+            labels=_session.owner_labels(self.session, dirs.root),
+            runtime=p.runtime.value,
+            mounts=mounts,
+            environment=_tracer.environment(p.trace),
+            memory_bytes=p.memory_bytes,
+            nano_cpus=int(p.cpus * 1e9),
+            pids=p.effective_pids,
+            open_files=p.open_files,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={p.tmpfs_bytes},mode=1777"},
+            seccomp_json=_docker.seccomp_json(SECCOMP_DIR / profile),
+            cap_add=TRACER_CAPS if p.trace else ["SETUID", "SETGID"],
+        )
+        self._container = _docker.create_and_start(spec)
+        self._wall_timer = threading.Timer(p.wall_timeout_s, self._wall_time_up)
+        self._wall_timer.daemon = True
+        self._wall_timer.start()
+        self._phases["launch"] = time.monotonic() - start
+
+    def _readable_model(self, path: Path, dirs: _session.SessionDirs) -> Path:
+        """The model's uid must be able to read the files: when some are not world-readable
+        (safetensors writes 0600 files), mount a private copy instead, and say so."""
+        files = [path] if path.is_file() else [p for p in path.rglob("*")]
+        if all(_world_readable(p) for p in files):
+            return path
+        staged = dirs.root / "model" / path.name
+        staged.parent.mkdir(mode=0o755)
+        if path.is_file():
+            shutil.copyfile(path, staged)
+        else:
+            shutil.copytree(path, staged, symlinks=True, copy_function=shutil.copyfile)
+        for p in [staged, *staged.rglob("*")]:
+            if not p.is_symlink():
+                p.chmod(0o755 if p.is_dir() else 0o644)
+        self.notes.append(f"{path.name} is not readable by the sandbox's uid; a private "
+                          "read-only copy was mounted (make it world-readable to avoid this)")
+        return staged
+
+    def _wall_time_up(self) -> None:
+        self._wall_expired.set()
+        if self._container is not None:
+            _docker.kill(self._container)
+
+    def _connect(self) -> None:
+        assert self._dirs is not None and self._container is not None
+        start = time.monotonic()
+        p = self.policy
+        socket_path = self._dirs.run / SOCKET_NAME
+        self._client = WorkerClient(str(socket_path), p.max_reply_bytes, p.max_request_bytes)
+        deadline = start + p.startup_timeout_s
+        while True:
+            if socket_path.exists():
+                try:
+                    self._client.health(timeout_s=1.0)
+                    break
+                except RpcFailure:
+                    pass
+            st = _docker.state(self._container)
+            if st is None or not st.running:
+                raise self._diagnose("the worker exited during startup")
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"the worker did not answer within startup_timeout_s={p.startup_timeout_s}",
+                    "raise the startup timeout, or check 'airlock doctor'", deadline="startup")
+            time.sleep(0.05)
+        self._phases["startup"] = time.monotonic() - start
+
+    def _load(self) -> None:
+        assert self._client is not None
+        start = time.monotonic()
+        p = self.policy
+        try:
+            self._client.load(self._model_target, self.format, self._arch_target,
+                              timeout_s=p.load_timeout_s)
+            self._description = self._client.describe(timeout_s=p.call_timeout_s)
+        except RpcFailure as e:
+            raise self._translate(e, "load") from e
+        finally:
+            self._phases["load"] = time.monotonic() - start
+
+    # --- public calls --------------------------------------------------------------------------
+
+    def describe(self) -> Signature:
+        """The model's inputs and outputs, as the worker reported them."""
+        return self._signature(self._require_open())
+
+    @staticmethod
+    def _signature(d: Description) -> Signature:
+        return Signature(
+            format=d.format,
+            inputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
+                    for s in d.inputs],
+            outputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
+                     for s in d.outputs],
+            can_infer=d.can_infer, note=d.note)
+
+    def infer(self, inputs: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
+        """One inference call. A single array is accepted for a single-input model."""
+        d = self._require_open()
+        if not d.can_infer:
+            raise UsageError(f"this model cannot run inference: {d.note}",
+                             "use scan (load only) or describe")
+        feed = self._check_inputs(d, inputs)
+        assert self._client is not None
+        start = time.monotonic()
+        try:
+            outputs = self._client.infer(feed, timeout_s=self.policy.call_timeout_s)
+        except RpcFailure as e:
+            err = self._translate(e, "infer")
+            if not isinstance(err, InputError):
+                self._error = err
+            raise err from e
+        finally:
+            self._phases["infer"] = self._phases.get("infer", 0.0) + time.monotonic() - start
+        self._calls += 1
+        self._outputs = [TensorSummary.of(k, v) for k, v in outputs.items()]
+        return outputs
+
+    def result(self) -> RunResult:
+        """What this sandbox did, as a serialisable record (complete after close)."""
+        info = self._model_info or ModelInfo(path=str(self.model_path), format="unknown",
+                                             detected_by="", size_bytes=0, files=[])
+        sandbox = None
+        if self._image is not None:
+            sandbox = SandboxInfo(session=self.session, container=f"airlock-{self.session}",
+                                  image=self._image[0], image_id=self._image[1],
+                                  runtime=self.policy.runtime.value, policy=self.policy)
+        d = self._description
+        signature = self._signature(d) if d is not None else None
+        return RunResult(
+            tool_version=__version__, model=info, sandbox=sandbox,
+            phases=[Phase(name=k, seconds=round(v, 6)) for k, v in self._phases.items()],
+            signature=signature, outputs=list(self._outputs), calls=self._calls,
+            notes=list(self.notes),
+            error=error_info(self._error) if self._error else None)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _require_open(self) -> Description:
+        if self._closed or self._description is None:
+            raise UsageError("the sandbox is not open", "use it inside a 'with Sandbox(...)' block")
+        return self._description
+
+    @staticmethod
+    def _check_inputs(d: Description, inputs: Mapping[str, Any] | np.ndarray
+                      ) -> dict[str, np.ndarray]:
+        if not isinstance(inputs, Mapping):
+            if len(d.inputs) != 1:
+                names = [s.name for s in d.inputs]
+                raise InputError(f"the model takes {len(d.inputs)} inputs {names}; a single "
+                                 "array was given", "pass a mapping of input name to array")
+            inputs = {d.inputs[0].name: inputs}
+        feed = {str(k): np.asarray(v) for k, v in inputs.items()}
+        if not d.inputs:
+            return feed
+        expected = {s.name: s for s in d.inputs}
+        missing = sorted(set(expected) - set(feed))
+        unknown = sorted(set(feed) - set(expected))
+        if missing or unknown:
+            raise InputError(f"inputs do not match the model: missing {missing or 'none'}, "
+                             f"unexpected {unknown or 'none'}",
+                             f"the model takes {sorted(expected)}")
+        for name, arr in feed.items():
+            spec = expected[name]
+            if spec.dtype and arr.dtype.name != spec.dtype:
+                raise InputError(f"input {name!r} is {arr.dtype.name}, the model expects "
+                                 f"{spec.dtype}", f"convert it, e.g. arr.astype('{spec.dtype}')")
+            if spec.shape and (len(spec.shape) != arr.ndim or any(
+                    e not in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True))):
+                raise InputError(f"input {name!r} has shape {list(arr.shape)}, the model "
+                                 f"expects {list(spec.shape)}", "-1 means any size")
+        return feed
+
+    def _translate(self, e: RpcFailure, call: str) -> AirlockError:
+        p = self.policy
+        if isinstance(e, WorkerRejected):
+            if e.code == "INVALID_ARGUMENT" and call == "infer":
+                return InputError(f"the worker rejected the inputs: {e}")
+            if call == "load":
+                return ModelLoadError(f"the model could not be loaded: {e}",
+                                      "check that the file is a complete, supported model")
+            return SandboxError(f"the worker refused the {call} call: {e}")
+        if isinstance(e, CallDeadline):
+            if self._container is not None:
+                _docker.kill(self._container)
+            if self._wall_expired.is_set():
+                return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={p.wall_timeout_s}",
+                                        "raise the wall-time limit", deadline="wall")
+            limit = p.load_timeout_s if call == "load" else p.call_timeout_s
+            name = "load_timeout_s" if call == "load" else "call_timeout_s"
+            return DeadlineExceeded(
+                f"the {call} call ran past {name}={limit}; the sandbox was killed",
+                f"raise --{call if call == 'load' else 'call'}-timeout if the model is just slow",
+                deadline=call)
+        if isinstance(e, ReplyTooLarge):
+            return LimitExceeded(
+                f"the worker's reply exceeded max_reply_bytes={p.max_reply_bytes}",
+                "raise the reply limit only if the model's outputs are really that large",
+                limit="reply")
+        if isinstance(e, BadReply):
+            return SandboxError(f"the worker sent a malformed reply: {e}")
+        assert isinstance(e, WorkerUnavailable)
+        return self._diagnose(f"the worker stopped answering during {call}")
+
+    def _diagnose(self, what: str) -> AirlockError:
+        """Explain why the worker is gone, from the host's own evidence."""
+        assert self._container is not None
+        st = _docker.wait(self._container, timeout_s=3.0)
+        p = self.policy
+        if self._wall_expired.is_set():
+            return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={p.wall_timeout_s}",
+                                    "raise the wall-time limit", deadline="wall")
+        if st is not None and st.oom_killed:
+            return LimitExceeded(
+                f"{what}: killed for exceeding the memory limit of "
+                f"{p.memory_bytes // (1 << 20)} MiB", "raise --memory if the model needs more",
+                limit="memory")
+        tail = untrusted_text(_docker.logs_tail(self._container, lines=8), 600)
+        if st is None or st.running:
+            return WorkerCrashed(f"{what}: the worker closed its connection",
+                                 "see the log tail in the report", None, tail)
+        code = st.exit_code
+        detail = f" ({st.error})" if st.error else ""
+        return WorkerCrashed(f"{what}: the worker exited with code {code}{detail}; log: {tail}"
+                             if tail else f"{what}: the worker exited with code {code}{detail}",
+                             "see the report for the full log tail", code, tail)
+
+    def _collect_trace(self) -> None:
+        if self._dirs is None:
+            return
+        log = self._dirs.trace / "strace.log"
+        with contextlib.suppress(OSError):
+            with log.open("rb") as f:
+                self.trace_log = f.read(64 << 20)
+
+
+def _world_readable(p: Path) -> bool:
+    mode = p.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        return True
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return (mode & need) == need
+
+
+def error_info(e: AirlockError) -> ErrorInfo:
+    return ErrorInfo(kind=type(e).__name__, message=e.message, hint=e.hint,
+                     exit_code=getattr(e, "worker_exit_code", None),
+                     log_tail=getattr(e, "log_tail", ""))

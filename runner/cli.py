@@ -1,0 +1,333 @@
+"""The `airlock` command line. Results go to stdout; logs, progress and errors to stderr.
+
+Exit codes: 0 success, 2 usage error, 3 could not evaluate (engine, image, sandbox failure).
+Every Airlock error is caught here, once, and printed as one line; `--verbose` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AirlockError, UsageError
+from .policy import GIB, MIB, Policy, Runtime
+
+app = typer.Typer(name="airlock", no_args_is_help=True, add_completion=False,
+                  help="Load untrusted models in a sealed container and see what they do.",
+                  pretty_exceptions_enable=False)
+image_app = typer.Typer(no_args_is_help=True, help="Build and check the sandbox image.")
+app.add_typer(image_app, name="image")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_state = {"verbose": False}
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """'512m', '2g', '1.5GiB' or a plain number of bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise typer.BadParameter(f"{text!r} is not a size; use e.g. 512m or 2g")
+    scale = {"": 1, "k": 1 << 10, "m": MIB, "g": GIB, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+# --- shared options -------------------------------------------------------------------------
+
+Runtime_ = Annotated[Runtime, typer.Option("--runtime", help="container runtime: runc or "
+                                           "runsc (gVisor, a stronger boundary)")]
+Memory = Annotated[str, typer.Option("--memory", help="memory limit (no swap), e.g. 2g")]
+Cpus = Annotated[float, typer.Option("--cpus", help="CPU limit")]
+LoadTimeout = Annotated[float, typer.Option("--load-timeout", help="seconds allowed for load")]
+CallTimeout = Annotated[float, typer.Option("--call-timeout",
+                                            help="seconds allowed per inference call")]
+WallTimeout = Annotated[float, typer.Option("--wall-timeout",
+                                            help="seconds the sandbox may live in all")]
+NoTrace = Annotated[bool, typer.Option("--no-trace", help="run without the syscall tracer")]
+Arch = Annotated[Path | None, typer.Option("--arch", help="Python file defining build_model() "
+                                           "for state dicts and safetensors")]
+Fmt = Annotated[str, typer.Option("--format", help="force a format instead of detecting it")]
+JsonOut = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
+ModelArg = Annotated[Path, typer.Argument(help="model file or model directory",
+                                          show_default=False)]
+
+
+def _policy(runtime: Runtime, memory: str, cpus: float, load_timeout: float,
+            call_timeout: float, wall_timeout: float, no_trace: bool) -> Policy:
+    from pydantic import ValidationError
+
+    try:
+        return Policy(runtime=runtime, memory_bytes=parse_bytes(memory), cpus=cpus,
+                      load_timeout_s=load_timeout, call_timeout_s=call_timeout,
+                      wall_timeout_s=wall_timeout, trace=not no_trace)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UsageError(f"invalid option {first['loc'][0]}: {first['msg']}") from e
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                                help="show tracebacks")] = False) -> None:
+    _state["verbose"] = verbose
+
+
+# --- model commands -------------------------------------------------------------------------
+
+def _load_inputs(specs: list[str]) -> dict[str, Any] | np.ndarray:
+    if len(specs) == 1 and "=" not in specs[0]:
+        return _read_array_file(Path(specs[0]))
+    feed: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            if file.endswith(".npz") or name.endswith(".npz"):
+                loaded = _read_array_file(Path(name))
+                assert isinstance(loaded, dict)
+                feed.update(loaded)
+                continue
+            raise UsageError(f"--input {spec!r}: with several inputs, name each one",
+                             "use --input NAME=FILE.npy (or one .npz)")
+        arr = _read_array_file(Path(file))
+        if isinstance(arr, dict):
+            raise UsageError(f"--input {spec!r}: a .npz holds several arrays",
+                             "pass it without a name")
+        feed[name] = arr
+    return feed
+
+
+def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
+    if not path.is_file():
+        raise UsageError(f"input file {path} not found", "check the --input path")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UsageError(f"input file {path} is not a .npy or .npz array file ({e})",
+                         "save inputs with numpy.save or numpy.savez") from e
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            return {k: data[k] for k in data.files}
+    return np.asarray(data)
+
+
+def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[str] | None,
+         output_dir: Path | None, as_json: bool, show: str) -> int:
+    from ._sandbox import Sandbox
+
+    feed = _load_inputs(inputs) if inputs else None
+    sb = Sandbox(model, policy, architecture=arch, format=fmt)
+    outputs: dict[str, np.ndarray] = {}
+    failure: AirlockError | None = None
+    try:
+        with sb:
+            if feed is not None:
+                outputs = sb.infer(feed)
+    except UsageError:
+        raise
+    except AirlockError as e:
+        failure = e
+    result = sb.result()
+    if result.sandbox is None and failure is not None:
+        raise failure  # nothing ran (engine or image problem): a plain error line
+    if output_dir is not None and outputs:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name, arr in outputs.items():
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "output"
+            np.save(output_dir / f"{safe}.npy", arr)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        _print_result(result, outputs, show)
+    if failure is not None:
+        err.print(f"airlock: error: {failure.diagnostics()}", markup=False, highlight=False)
+        return failure.exit_code
+    return EXIT_OK
+
+
+def _print_result(result: Any, outputs: dict[str, np.ndarray], show: str) -> None:
+    m = result.model
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    digest = m.files[0].sha256[:16] if m.files else "?"
+    t.add_row("model", f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest}…)")
+    if result.sandbox:
+        s = result.sandbox
+        t.add_row("sandbox", f"{s.runtime}, image {s.image} ({s.image_id[:19]}), "
+                  f"session {s.session}")
+    t.add_row("phases", " · ".join(f"{p.name} {p.seconds:.3f}s" for p in result.phases))
+    sig = result.signature
+    if sig is not None and show in ("describe", "scan"):
+        def fmt_specs(specs: Any) -> str:
+            return ", ".join(f"{s.name} {s.dtype or '?'} {s.shape or '?'}" for s in specs) or "-"
+        t.add_row("inputs", fmt_specs(sig.inputs))
+        t.add_row("outputs", fmt_specs(sig.outputs))
+        t.add_row("inference", "yes" if sig.can_infer else f"no: {sig.note}")
+    for o in result.outputs:
+        t.add_row("output", f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…")
+    if result.error:
+        t.add_row("error", f"{result.error.kind}: {result.error.message}")
+    out.print(t, markup=False, highlight=False)
+    if show == "run":
+        with np.printoptions(precision=4, threshold=20, edgeitems=3):
+            for name, arr in outputs.items():
+                out.print(f"{name} =\n{arr}", markup=False, highlight=False)
+
+
+@app.command()
+def run(model: ModelArg,
+        input: Annotated[list[str], typer.Option("--input", "-i", help="NAME=FILE.npy, or "
+                         "FILE.npy for a single-input model, or FILE.npz")],
+        output_dir: Annotated[Path | None, typer.Option("--output-dir", help="write one .npy "
+                              "per output here")] = None,
+        arch: Arch = None, format: Fmt = "auto", runtime: Runtime_ = Runtime.RUNC,
+        memory: Memory = "2g", cpus: Cpus = 1.0, load_timeout: LoadTimeout = 120.0,
+        call_timeout: CallTimeout = 60.0, wall_timeout: WallTimeout = 900.0,
+        no_trace: NoTrace = False, json_: JsonOut = False) -> None:
+    """Load MODEL in a sandbox and run inference on the given inputs."""
+    policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, wall_timeout, no_trace)
+    raise typer.Exit(_run(model, policy, arch, format, input, output_dir, json_, "run"))
+
+
+@app.command()
+def scan(model: ModelArg, arch: Arch = None, format: Fmt = "auto",
+         runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
+         load_timeout: LoadTimeout = 120.0, wall_timeout: WallTimeout = 900.0,
+         no_trace: NoTrace = False, json_: JsonOut = False) -> None:
+    """Load MODEL in a sandbox without running inference."""
+    policy = _policy(runtime, memory, cpus, load_timeout, 60.0, wall_timeout, no_trace)
+    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, "scan"))
+
+
+@app.command()
+def describe(model: ModelArg, arch: Arch = None, format: Fmt = "auto",
+             runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g",
+             load_timeout: LoadTimeout = 120.0, json_: JsonOut = False) -> None:
+    """Print MODEL's inputs and outputs (it is loaded in a sandbox to find them)."""
+    policy = _policy(runtime, memory, 1.0, load_timeout, 60.0, 900.0, False)
+    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, "describe"))
+
+
+# --- housekeeping ---------------------------------------------------------------------------
+
+@image_app.command("build")
+def image_build(force: Annotated[bool, typer.Option("--force", help="rebuild even when "
+                                                    "current")] = False) -> None:
+    """Build the sandbox image offline (the base is bootstrapped when no registry answers)."""
+    from . import _image
+
+    image = _image.build(lambda line: err.print(line, markup=False, highlight=False), force)
+    out.print(image, markup=False, highlight=False)
+
+
+@image_app.command("status")
+def image_status(json_: JsonOut = False) -> None:
+    """Say whether the sandbox image is current. Exit 0 when it is, 3 otherwise."""
+    from . import _image
+
+    st = _image.status()
+    if json_:
+        out.print_json(json.dumps({"state": st.state.value, "tag": st.tag,
+                                   "image_id": st.image_id, "other_tags": st.other_tags}))
+    else:
+        out.print(st.describe(), markup=False, highlight=False)
+    raise typer.Exit(EXIT_OK if st.state is _image.ImageState.CURRENT else EXIT_ERROR)
+
+
+@app.command()
+def gc(all_: Annotated[bool, typer.Option("--all", help="also remove sandboxes whose owner "
+                                          "is still running")] = False) -> None:
+    """Remove sandboxes and directories left behind by a controller that was killed."""
+    from . import _session
+
+    reaped = _session.reap(everything=all_)
+    out.print(f"removed {len(reaped.containers)} container(s) and "
+              f"{len(reaped.directories)} directory(ies)", markup=False)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the engine, the runtimes and the image; print the fix for each problem."""
+    from . import _docker, _image
+    from .errors import EngineError
+
+    problems = 0
+
+    def line(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        problems += 0 if ok else 1
+        mark = "ok  " if ok else "FAIL"
+        out.print(f"{mark} {what}" + ("" if ok else f"\n     fix: {fix}"), markup=False,
+                  highlight=False)
+
+    try:
+        info = _docker.engine_info()
+    except EngineError as e:
+        line(False, "Docker engine reachable", e.hint)
+        raise typer.Exit(EXIT_ERROR) from None
+    line(True, f"Docker engine reachable (server {info.get('ServerVersion', '?')})")
+    runtimes = info.get("Runtimes") or {}
+    line("runc" in runtimes, "runtime runc registered", "reinstall docker.io")
+    runsc = runtimes.get("runsc") or {}
+    args = runsc.get("runtimeArgs") or []
+    line(bool(runsc), "runtime runsc (gVisor) registered", "run 'make engine'")
+    if runsc:
+        line(any(a.startswith("--host-uds") for a in args),
+             "runsc passes Unix sockets across bind mounts (--host-uds)", "run 'make engine'")
+    line(not (info.get("Driver") == "" or info.get("NCPU", 0) < 1), "engine has CPUs")
+    st = _image.status()
+    line(st.state is _image.ImageState.CURRENT, f"sandbox image: {st.describe()}",
+         "run 'airlock image build'")
+    raise typer.Exit(EXIT_OK if problems == 0 else EXIT_ERROR)
+
+
+@app.command()
+def version() -> None:
+    """Print Airlock's version."""
+    out.print(__version__)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except AirlockError as e:
+        if _state["verbose"]:
+            traceback.print_exc()
+        err.print(f"airlock: error: {e.diagnostics()}", markup=False, highlight=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("airlock: interrupted; the sandbox was removed", markup=False)
+        sys.exit(130)
+    except Exception as e:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(EXIT_USAGE)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Entry point inside the container: `python -m runner.worker --socket PATH`."""
+
+from __future__ import annotations
+
+import argparse
+
+from .server import serve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="airlock-worker")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-message-bytes", type=int, default=256 << 20)
+    args = parser.parse_args()
+    serve(args.socket, args.threads, args.max_message_bytes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Model loaders that run inside the sandbox, one per format.
+
+This is the only place that deserializes a model, and it only ever runs in the container.
+torch and onnxruntime are imported lazily, so the worker answers health checks first.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import runpy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .formats import Format, FormatError, detect
+
+
+class LoadError(Exception):
+    """The model could not be loaded; the message says why."""
+
+
+class InputError(ValueError):
+    """The inputs do not match the model."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    dtype: str = ""  # numpy dtype name; "" when unknown
+    shape: tuple[int, ...] = ()  # -1 for a dynamic dimension; () when unknown
+
+
+@dataclass
+class Loaded:
+    format: Format
+    inputs: list[Spec]
+    outputs: list[Spec]
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def can_infer(self) -> bool:
+        return self.run is not None
+
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32",
+    "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+}
+
+
+def load(path: Path, fmt: str = "auto", architecture: Path | None = None,
+         threads: int = 1) -> Loaded:
+    try:
+        detection = detect(path)
+    except FormatError as e:
+        raise LoadError(str(e)) from e
+    chosen = Format(fmt) if fmt and fmt != "auto" else detection.format
+    loader = _LOADERS[chosen]
+    return loader(detection.path, architecture, threads)
+
+
+# --- ONNX -----------------------------------------------------------------------------------
+
+def _check_external_data(model_file: Path) -> None:
+    """External data must stay inside the model's own directory: no absolute paths, no `..`,
+    no symlinks leading out."""
+    import onnx
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    base = model_file.parent.resolve()
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+    for t in tensors:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in t.external_data if e.key == "location"), "")
+        if not location or os.path.isabs(location) or ".." in Path(location).parts:
+            raise LoadError(
+                f"ONNX tensor {t.name!r} points its external data at {location!r}, "
+                "outside the model's directory; refusing to load"
+            )
+        target = base / location
+        if target.is_symlink() or not target.resolve().is_relative_to(base):
+            raise LoadError(
+                f"ONNX tensor {t.name!r} reaches external data {location!r} through a "
+                "symlink that leads outside the model's directory; refusing to load"
+            )
+
+
+def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
+    import onnxruntime as ort
+
+    _check_external_data(path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped errors
+        raise LoadError(f"onnxruntime could not load the model: {e}") from e
+
+    def spec(arg: Any) -> Spec:
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+        return Spec(arg.name, _ORT_TYPES.get(arg.type, ""), shape)
+
+    inputs = [spec(a) for a in sess.get_inputs()]
+    outputs = [spec(a) for a in sess.get_outputs()]
+    out_names = [o.name for o in outputs]
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = sess.run(out_names, feed)
+        return {n: np.asarray(r) for n, r in zip(out_names, results, strict=True)}
+
+    return Loaded(Format.ONNX, inputs, outputs, run)
+
+
+# --- torch ----------------------------------------------------------------------------------
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _module_runner(module: Any, inputs: list[Spec]) -> Callable[
+        [dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    torch = _torch()
+    names = [s.name for s in inputs]
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.array(feed[n])) for n in names] if names else [
+            torch.from_numpy(np.array(v)) for v in feed.values()]
+        with torch.no_grad():
+            out = module(*args)
+        return _flatten_outputs(out)
+
+    return run
+
+
+def _flatten_outputs(out: Any) -> dict[str, np.ndarray]:
+    torch = _torch()
+
+    def as_array(v: Any, name: str) -> np.ndarray:
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().contiguous().numpy()
+        if isinstance(v, (int, float, bool)):
+            return np.asarray(v)
+        raise LoadError(f"output {name!r} is a {type(v).__name__}, not a tensor")
+
+    if isinstance(out, dict):
+        return {str(k): as_array(v, str(k)) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return {f"output_{i}": as_array(v, f"output_{i}") for i, v in enumerate(out)}
+    return {"output": as_array(out, "output")}
+
+
+def _forward_inputs(module: Any) -> list[Spec]:
+    """Input names from a module's forward signature (TorchScript schema or Python)."""
+    import inspect
+
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:
+        return [Spec(a.name) for a in schema.arguments[1:]]
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [Spec(p.name) for p in params if p.kind in kinds and p.default is p.empty]
+
+
+def _load_torchscript(path: Path, architecture: Path | None, threads: int) -> Loaded:
+    torch = _torch()
+    torch.set_num_threads(threads)
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise LoadError(f"torch.jit.load failed: {e}") from e
+    module.eval()
+    inputs = _forward_inputs(module)
+    return Loaded(Format.TORCHSCRIPT, inputs, [], _module_runner(module, inputs))
+
+
+def _build_from_architecture(architecture: Path, state: dict[str, Any]) -> Any:
+    namespace = runpy.run_path(str(architecture), run_name="airlock_architecture")
+    build = namespace.get("build_model")
+    if not callable(build):
+        raise LoadError(f"{architecture.name} defines no build_model() function")
+    module = build()
+    try:
+        module.load_state_dict(state)
+    except Exception as e:
+        raise LoadError(f"the weights do not fit the architecture: {e}") from e
+    module.eval()
+    return module
+
+
+def _from_state(fmt: Format, state: Any, architecture: Path | None) -> Loaded:
+    torch = _torch()
+    if isinstance(state, torch.nn.Module):
+        state.eval()
+        inputs = _forward_inputs(state)
+        return Loaded(fmt, inputs, [], _module_runner(state, inputs))
+    tensors = {}
+    if isinstance(state, dict):
+        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if tensors and architecture is not None:
+        module = _build_from_architecture(architecture, tensors)
+        inputs = _forward_inputs(module)
+        return Loaded(fmt, inputs, [], _module_runner(module, inputs))
+    if tensors:
+        note = (f"{len(tensors)} weight tensors and no architecture: describe-only "
+                "(pass an architecture file that defines build_model() to run inference)")
+    else:
+        note = f"a {type(state).__name__}, not a module: load-only"
+    return Loaded(fmt, [], [], None, note=note)
+
+
+def _load_torch(path: Path, architecture: Path | None, threads: int) -> Loaded:
+    torch = _torch()
+    torch.set_num_threads(threads)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Not a plain state dict: unpickle it fully. Running this is the point of the
+        # sandbox; it happens here and nowhere else.
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
+    return _from_state(Format.TORCH, state, architecture)
+
+
+def _load_safetensors(path: Path, architecture: Path | None, threads: int) -> Loaded:
+    from safetensors.torch import load_file
+
+    torch = _torch()
+    torch.set_num_threads(threads)
+    files = sorted(path.parent.glob("*.safetensors")) if path.parent != Path("/") else [path]
+    state: dict[str, Any] = {}
+    try:
+        for f in files or [path]:
+            state.update(load_file(str(f), device="cpu"))
+    except Exception as e:
+        raise LoadError(f"safetensors could not load {path.name}: {e}") from e
+    return _from_state(Format.SAFETENSORS, state, architecture)
+
+
+def _load_pickle(path: Path, architecture: Path | None, threads: int) -> Loaded:
+    try:
+        with path.open("rb") as f:
+            obj = pickle.load(f)  # the observation: what loading does
+    except Exception as e:
+        raise LoadError(f"unpickling failed: {type(e).__name__}: {e}") from e
+    torch = sys.modules.get("torch")  # only when the pickle itself imported torch
+    if torch is not None and isinstance(obj, (torch.nn.Module, dict)):
+        return _from_state(Format.PICKLE, obj, architecture)
+    return Loaded(Format.PICKLE, [], [], None,
+                  note=f"a pickled {type(obj).__name__}: load-only")
+
+
+_LOADERS: dict[Format, Callable[[Path, Path | None, int], Loaded]] = {
+    Format.ONNX: _load_onnx,
+    Format.TORCHSCRIPT: _load_torchscript,
+    Format.TORCH: _load_torch,
+    Format.SAFETENSORS: _load_safetensors,
+    Format.PICKLE: _load_pickle,
+}
+
+
+def check_inputs(loaded: Loaded, feed: dict[str, np.ndarray]) -> None:
+    """Validate names, dtypes and ranks against what the model declares."""
+    if not loaded.inputs:
+        return
+    expected = {s.name: s for s in loaded.inputs}
+    missing = sorted(set(expected) - set(feed))
+    unknown = sorted(set(feed) - set(expected))
+    if missing or unknown:
+        raise InputError(
+            f"inputs do not match the model: missing {missing or 'none'}, "
+            f"unexpected {unknown or 'none'}; the model takes {sorted(expected)}"
+        )
+    for name, arr in feed.items():
+        spec = expected[name]
+        if spec.dtype and arr.dtype.name != spec.dtype:
+            raise InputError(f"input {name!r} is {arr.dtype.name}; the model expects {spec.dtype}")
+        if spec.shape:
+            ok = len(spec.shape) == arr.ndim and all(
+                e in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True))
+            if not ok:
+                raise InputError(
+                    f"input {name!r} has shape {list(arr.shape)}; the model expects "
+                    f"{list(spec.shape)} (-1 is any size)"
+                )

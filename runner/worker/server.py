@@ -1,0 +1,127 @@
+"""The worker's gRPC service: health, load, describe, infer, shutdown."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from . import WORKER_VERSION, tensors
+from ._proto import worker_pb2 as pb
+from ._proto import worker_pb2_grpc as pb_grpc
+from .loaders import InputError, LoadError, Loaded, check_inputs, load
+
+MODEL_ROOT = Path("/model")
+
+
+def _specs(specs: list[Any], out: Any) -> None:
+    for s in specs:
+        out.add(name=s.name, dtype=s.dtype, shape=list(s.shape))
+
+
+class WorkerService(pb_grpc.WorkerServicer):
+    def __init__(self, threads: int, done: threading.Event) -> None:
+        self._threads = threads
+        self._done = done
+        self._loaded: Loaded | None = None
+        self._lock = threading.Lock()
+
+    def Health(self, request: Any, context: Any) -> Any:
+        return pb.HealthReply(status="ok", worker_version=WORKER_VERSION,
+                              python_version=platform.python_version(),
+                              uid=os.getuid(), pid=os.getpid())
+
+    def Load(self, request: Any, context: Any) -> Any:
+        path = Path(request.model_path)
+        if not path.is_relative_to(MODEL_ROOT):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model path must be under /model")
+        arch = Path(request.architecture_path) if request.architecture_path else None
+        with self._lock:
+            if self._loaded is not None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a model is already loaded")
+            start = time.perf_counter()
+            try:
+                self._loaded = load(path, request.format or "auto", arch, self._threads)
+            except LoadError as e:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            except Exception as e:  # anything the model's own code raised while loading
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"loading raised {type(e).__name__}: {e}")
+            loaded = self._loaded
+            assert loaded is not None
+            return pb.LoadReply(format=loaded.format.value, can_infer=loaded.can_infer,
+                                note=loaded.note, load_seconds=time.perf_counter() - start)
+
+    def Describe(self, request: Any, context: Any) -> Any:
+        loaded = self._require(context)
+        reply = pb.DescribeReply(format=loaded.format.value, can_infer=loaded.can_infer,
+                                 note=loaded.note)
+        _specs(loaded.inputs, reply.inputs)
+        _specs(loaded.outputs, reply.outputs)
+        return reply
+
+    def Infer(self, request: Any, context: Any) -> Any:
+        loaded = self._require(context)
+        if loaded.run is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"this model cannot run inference: {loaded.note}")
+        try:
+            feed = dict(tensors.decode(t) for t in request.inputs)
+            check_inputs(loaded, feed)
+        except (tensors.TensorError, InputError) as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        start = time.perf_counter()
+        try:
+            assert loaded.run is not None
+            outputs = loaded.run(feed)
+        except Exception as e:  # the model's own failure
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the model raised {type(e).__name__}: {e}")
+        reply = pb.InferReply(infer_seconds=time.perf_counter() - start)
+        try:
+            for name, arr in outputs.items():
+                tensors.encode(name, arr, reply.outputs.add())
+        except tensors.TensorError as e:
+            context.abort(grpc.StatusCode.INTERNAL, str(e))
+        return reply
+
+    def Shutdown(self, request: Any, context: Any) -> Any:
+        self._done.set()
+        return pb.ShutdownReply()
+
+    def _require(self, context: Any) -> Loaded:
+        if self._loaded is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no model is loaded")
+        assert self._loaded is not None
+        return self._loaded
+
+
+def serve(socket_path: str, threads: int, max_message_bytes: int) -> None:
+    done = threading.Event()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+    pb_grpc.add_WorkerServicer_to_server(WorkerService(threads, done), server)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    server.add_insecure_port(f"unix:{socket_path}")
+    server.start()
+    print(f"airlock worker {WORKER_VERSION} listening on {socket_path}", file=sys.stderr,
+          flush=True)
+    done.wait()
+    server.stop(grace=0.5).wait()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Model code may have left non-daemon threads behind; do not wait for them.
+    os._exit(0)

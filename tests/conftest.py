@@ -1,0 +1,53 @@
+"""Test tiers: tests/unit needs no Docker; tests/sandbox runs against a real engine and the
+current sandbox image (they fail, never skip, when either is missing: `make test` sets both
+up). After the whole run, no container labelled airlock.session and no Airlock temp directory
+may remain: the session fails otherwise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/sandbox" in str(item.path) or "tests/benchmarks" in str(item.path):
+            item.add_marker(pytest.mark.docker)
+
+
+def _leaks() -> list[str]:
+    import docker
+
+    found = []
+    try:
+        client = docker.from_env()
+        for c in client.containers.list(all=True, filters={"label": "airlock.session"}):
+            found.append(f"container {c.name}")
+    except docker.errors.DockerException:
+        pass
+    for d in Path(tempfile.gettempdir()).glob("airlock-*"):
+        if (d / "owner.json").exists():
+            found.append(f"directory {d}")
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not any("docker" in item.keywords for item in session.items):
+        return
+    leaks = _leaks()
+    if leaks:
+        print("\nLEAK: left behind after the test run: " + ", ".join(leaks))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def sandbox_image() -> tuple[str, str]:
+    """The current image; fails (not skips) when it is missing: run `make image`."""
+    from runner import _image
+
+    return _image.require_current()

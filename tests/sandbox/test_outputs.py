@@ -1,0 +1,72 @@
+"""Outputs from the sandbox equal those computed in-process, for every format that infers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runner
+from tests.fixtures import models
+
+BUILDERS: dict[str, Callable[[Path, np.ndarray], models.Built]] = {
+    "onnx": models.onnx_model,
+    "torchscript": models.torchscript_model,
+    "full-module pickle": models.full_module_pickle,
+    "safetensors + architecture": models.safetensors_model,
+}
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_outputs_match_in_process(kind: str, tmp_path: Path) -> None:
+    x = models.sample_input()
+    built = BUILDERS[kind](tmp_path, x)
+    with runner.Sandbox(built.path, architecture=built.architecture) as sb:
+        outputs = sb.infer(x)
+        again = sb.infer(x[:2])
+    assert set(outputs) == set(built.reference)
+    for name, expected in built.reference.items():
+        got = outputs[name]
+        assert got.dtype == expected.dtype
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    first = next(iter(built.reference))
+    np.testing.assert_allclose(again[first], built.reference[first][:2], rtol=0, atol=1e-6)
+    result = sb.result()
+    assert result.error is None
+    assert result.calls == 2
+    assert result.sandbox is not None and result.sandbox.image_id.startswith("sha256:")
+    assert [p.name for p in result.phases] == [
+        "preflight", "launch", "startup", "load", "infer", "teardown"]
+
+
+def test_describe_onnx(tmp_path: Path) -> None:
+    built = models.onnx_model(tmp_path, models.sample_input())
+    with runner.Sandbox(built.path) as sb:
+        sig = sb.describe()
+    assert sig.format == "onnx"
+    assert [(s.name, s.dtype, s.shape) for s in sig.inputs] == [("x", "float32", [-1, 4])]
+    assert [(s.name, s.dtype, s.shape) for s in sig.outputs] == [("y", "float32", [-1, 3])]
+
+
+def test_state_dict_without_architecture_is_describe_only(tmp_path: Path) -> None:
+    path = models.state_dict_checkpoint(tmp_path)
+    with runner.Sandbox(path) as sb:
+        sig = sb.describe()
+        with pytest.raises(runner.UsageError, match="cannot run inference"):
+            sb.infer(models.sample_input())
+    assert sig.format == "torch"
+    assert not sig.can_infer
+
+
+def test_model_directory_is_one_model(tmp_path: Path) -> None:
+    x = models.sample_input()
+    model_dir = tmp_path / "my-model"
+    model_dir.mkdir()
+    built = models.safetensors_model(model_dir, x)
+    (model_dir / "config.json").write_text('{"hidden": 8}')
+    with runner.Sandbox(model_dir, architecture=built.architecture) as sb:
+        out = sb.infer(x)
+    np.testing.assert_allclose(out["output"], built.reference["output"], rtol=0, atol=1e-6)
