@@ -33,7 +33,7 @@ demo: setup
 	$(AIRLOCK) scan examples/payload.pkl
 	@test ! -e /tmp/airlock-demo-marker && echo "== the payload's marker file did not appear on the host" >&2
 
-test: setup
+test: setup lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

@@ -92,7 +92,7 @@ class WorkerClient:
                 ("grpc.enable_retries", 0),
             ],
         )
-        self._stub = pb_grpc.WorkerStub(self._channel)
+        self._stub = pb_grpc.WorkerStub(self._channel)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self._channel.close()

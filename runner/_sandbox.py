@@ -211,7 +211,7 @@ class Sandbox:
             nano_cpus=int(p.cpus * 1e9),
             pids=p.effective_pids,
             open_files=p.open_files,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={p.tmpfs_bytes},mode=1777"},
+            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={p.tmpfs_bytes},mode=1777"},  # noqa: S108
             seccomp_json=_docker.seccomp_json(SECCOMP_DIR / profile),
             cap_add=TRACER_CAPS if p.trace else ["SETUID", "SETGID"],
         )
@@ -433,9 +433,8 @@ class Sandbox:
         if self._dirs is None:
             return
         log = self._dirs.trace / "strace.log"
-        with contextlib.suppress(OSError):
-            with log.open("rb") as f:
-                self.trace_log = f.read(64 << 20)
+        with contextlib.suppress(OSError), log.open("rb") as f:
+            self.trace_log = f.read(64 << 20)
 
 
 def _world_readable(p: Path) -> bool:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AirlockError, UsageError
+from .errors import EXIT_ERROR, EXIT_OK, AirlockError, UsageError
 from .policy import GIB, MIB, Policy, Runtime
 
 app = typer.Typer(name="airlock", no_args_is_help=True, add_completion=False,
@@ -307,25 +307,15 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(standalone_mode=False)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
+        app()  # usage errors exit 2 with typer's message; commands exit through typer.Exit
     except AirlockError as e:
         if _state["verbose"]:
             traceback.print_exc()
         err.print(f"airlock: error: {e.diagnostics()}", markup=False, highlight=False)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err.print("airlock: interrupted; the sandbox was removed", markup=False)
-        sys.exit(130)
-    except Exception as e:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(EXIT_USAGE)
+    except SystemExit as e:
+        if e.code == 130:  # typer turns KeyboardInterrupt into exit 130, after our cleanup
+            err.print("airlock: interrupted; the sandbox was removed", markup=False)
         raise
 
 

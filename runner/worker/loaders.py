@@ -154,7 +154,7 @@ def _flatten_outputs(out: Any) -> dict[str, np.ndarray]:
 
     def as_array(v: Any, name: str) -> np.ndarray:
         if isinstance(v, torch.Tensor):
-            return v.detach().cpu().contiguous().numpy()
+            return np.asarray(v.detach().cpu().contiguous().numpy())
         if isinstance(v, (int, float, bool)):
             return np.asarray(v)
         raise LoadError(f"output {name!r} is a {type(v).__name__}, not a tensor")

@@ -16,7 +16,7 @@ import grpc
 from . import WORKER_VERSION, tensors
 from ._proto import worker_pb2 as pb
 from ._proto import worker_pb2_grpc as pb_grpc
-from .loaders import InputError, LoadError, Loaded, check_inputs, load
+from .loaders import InputError, Loaded, LoadError, check_inputs, load
 
 MODEL_ROOT = Path("/model")
 
@@ -112,7 +112,8 @@ def serve(socket_path: str, threads: int, max_message_bytes: int) -> None:
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
-    pb_grpc.add_WorkerServicer_to_server(WorkerService(threads, done), server)
+    pb_grpc.add_WorkerServicer_to_server(  # type: ignore[no-untyped-call]
+        WorkerService(threads, done), server)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
     server.add_insecure_port(f"unix:{socket_path}")

@@ -30,7 +30,7 @@ def encode(name: str, array: np.ndarray, message: Any) -> Any:
     dtype = arr.dtype.name
     if dtype not in ALLOWED_DTYPES:
         raise TensorError(f"tensor {name!r} has dtype {dtype}, which cannot be sent")
-    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    arr = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
     message.name = name
     message.dtype = dtype
     message.shape.extend(int(d) for d in arr.shape)

@@ -1,0 +1,45 @@
+"""Generated and bundled files match the scripts that produce them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_proto_code_is_fresh(tmp_path: Path) -> None:
+    gen = _load(ROOT / "scripts" / "gen_proto.py")
+    gen.generate(tmp_path)
+    committed = ROOT / "runner" / "worker" / "_proto"
+    for name in ("worker_pb2.py", "worker_pb2.pyi", "worker_pb2_grpc.py"):
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), (
+            f"{name} is stale: run 'make proto'")
+
+
+def test_seccomp_profiles_are_fresh_and_deny_io_uring() -> None:
+    gen = _load(ROOT / "sandbox_images" / "seccomp" / "generate.py")
+    for traced, name in ((False, "airlock-strict.json"), (True, "airlock-traced.json")):
+        text = (ROOT / "sandbox_images" / "seccomp" / name).read_text()
+        assert text == gen.render(traced), f"{name} is stale: run 'make seccomp'"
+        profile = json.loads(text)
+        allowed = {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW"
+                   for n in rule["names"]}
+        assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+        assert not {"io_uring_setup", "io_uring_enter", "io_uring_register"} & allowed
+        assert ("mount" in allowed) is traced  # only the tracer may see (and refuse) it
+
+
+def test_examples_are_fresh(tmp_path: Path) -> None:
+    ex = _load(ROOT / "examples" / "make_examples.py")
+    assert (ROOT / "examples" / "tiny.onnx").read_bytes() == ex.tiny_onnx()
+    assert (ROOT / "examples" / "payload.pkl").read_bytes() == ex.payload_pickle()

@@ -1,0 +1,70 @@
+"""The public surface is small and deliberate; the worker imports nothing host-only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import runner
+from runner.errors import untrusted_text
+from runner.policy import Policy, Runtime
+
+
+def test_all_is_the_public_surface() -> None:
+    assert runner.__all__ == sorted([
+        "AirlockError", "DeadlineExceeded", "EngineError", "ImageError", "InputError",
+        "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "RunResult", "Runtime",
+        "Sandbox", "SandboxError", "SandboxInfo", "Signature", "TensorSummary", "UsageError",
+        "WorkerCrashed",
+    ])
+    for name in runner.__all__:
+        assert getattr(runner, name) is not None
+    with pytest.raises(AttributeError):
+        _ = runner.WorkerClient  # type: ignore[attr-defined]
+
+
+def test_worker_imports_nothing_host_only() -> None:
+    code = (
+        "import sys\n"
+        "import runner.worker.server, runner.worker.loaders, runner.worker.__main__\n"
+        "bad = [m for m in ('docker', 'rich', 'typer', 'pydantic', 'psutil', 'runner.cli',\n"
+        "       'runner._sandbox', 'runner._docker', 'torch', 'onnxruntime') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_policy_is_strict_and_sizes_pids_per_runtime() -> None:
+    assert Policy().effective_pids < Policy(runtime=Runtime.RUNSC).effective_pids
+    assert Policy(pids=64, runtime=Runtime.RUNSC).effective_pids == 64
+    with pytest.raises(ValueError, match="extra"):
+        Policy(memory=1)  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        Policy(memory_bytes=1)
+
+
+def test_untrusted_text_is_one_bounded_printable_line() -> None:
+    text = untrusted_text("a\x1b[31mred\nline two\x00" + "x" * 1000, limit=50)
+    assert "\n" not in text and "\x1b" not in text and "\x00" not in text
+    assert len(text) == 50
+
+
+def test_parse_bytes() -> None:
+    from runner.cli import parse_bytes
+
+    assert parse_bytes("512m") == 512 << 20
+    assert parse_bytes("2g") == 2 << 30
+    assert parse_bytes("1.5GiB") == 3 << 29
+    assert parse_bytes("4096") == 4096
+
+
+def test_cli_usage_errors_exit_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "scan", "--bogus"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "m.onnx", "--memory",
+                           "lots", "--input", "x.npy"], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 2 and "not a size" in proc.stderr
