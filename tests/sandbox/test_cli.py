@@ -199,3 +199,27 @@ def test_killed_controller_is_reaped_by_gc(tmp_path: Path) -> None:
     assert "removed 1 container(s)" in gc.stdout
     assert sessions() == []  # ...until gc reaps it, with its directory
     assert not list(Path("/tmp").glob("airlock-*/owner.json"))
+
+
+def test_next_start_reaps_a_killed_controllers_sandbox(tmp_path: Path) -> None:
+    path = hostile.write(tmp_path / "hang.pkl", hostile.hang_in_load())
+    proc = subprocess.Popen([*AIRLOCK, "scan", str(path)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    orphan = _wait_for_session()
+    proc.kill()
+    proc.wait()
+    built = models.onnx_model(tmp_path, models.sample_input())
+    ok = airlock("describe", str(built.path))
+    assert ok.returncode == 0, ok.stderr
+    assert not set(orphan) & set(sessions())
+    assert not list(Path("/tmp").glob("airlock-*/owner.json"))
+
+
+def test_doctor_and_image_status_report_a_healthy_setup() -> None:
+    doctor = airlock("doctor")
+    assert doctor.returncode == 0, doctor.stdout
+    assert "FAIL" not in doctor.stdout
+    assert "runsc passes Unix sockets" in doctor.stdout
+    status = airlock("image", "status", "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["state"] == "current"

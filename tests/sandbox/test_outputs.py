@@ -70,3 +70,14 @@ def test_model_directory_is_one_model(tmp_path: Path) -> None:
     with runner.Sandbox(model_dir, architecture=built.architecture) as sb:
         out = sb.infer(x)
     np.testing.assert_allclose(out["output"], built.reference["output"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.runsc
+def test_onnx_under_gvisor(tmp_path: Path) -> None:
+    x = models.sample_input()
+    built = models.onnx_model(tmp_path, x)
+    with runner.Sandbox(built.path, runner.Policy(runtime=runner.Runtime.RUNSC)) as sb:
+        out = sb.infer(x)
+    np.testing.assert_allclose(out["y"], built.reference["y"], rtol=0, atol=1e-6)
+    assert sb.result().sandbox is not None
+    assert sb.result().sandbox.runtime == "runsc"  # type: ignore[union-attr]
