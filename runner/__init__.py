@@ -23,8 +23,9 @@ _EXPORTS = {
     "ModelLoadError": "errors", "SandboxError": "errors", "UsageError": "errors",
     "WorkerCrashed": "errors",
     "Policy": "policy", "Runtime": "policy",
-    "RunResult": "results", "ModelInfo": "results", "SandboxInfo": "results",
-    "Signature": "results", "TensorSummary": "results",
+    "Report": "report", "ModelInfo": "report", "SandboxInfo": "report",
+    "Signature": "report", "TensorSummary": "report", "Finding": "rules", "Severity": "rules",
+    "Verdict": "rules", "Event": "telemetry",
     "Sandbox": "_sandbox",
 }
 

@@ -107,8 +107,7 @@ class WorkerClient:
                 raise CallDeadline(detail) from e
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in detail:
                 raise ReplyTooLarge(detail) from e
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
-                        grpc.StatusCode.UNKNOWN, None):
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, None):
                 raise WorkerUnavailable(detail) from e
             raise WorkerRejected(detail, code.name if code else "UNKNOWN") from e
 
@@ -116,6 +115,10 @@ class WorkerClient:
         r = self._call(self._stub.Health, pb.HealthRequest(), timeout_s)
         return HealthInfo(untrusted_text(r.status, 20), untrusted_text(r.worker_version, 20),
                           int(r.uid), int(r.pid))
+
+    def prepare(self, model_path: str, fmt: str, timeout_s: float) -> None:
+        self._call(self._stub.Prepare, pb.PrepareRequest(model_path=model_path, format=fmt),
+                   timeout_s)
 
     def load(self, model_path: str, fmt: str, architecture_path: str,
              timeout_s: float) -> LoadInfo:
@@ -151,6 +154,17 @@ class WorkerClient:
                 raise BadReply(untrusted_text(str(e))) from e
             outputs[untrusted_text(name, 200)] = arr
         return outputs
+
+    def events(self, timeout_s: float, limit: int = 5000
+               ) -> tuple[list[tuple[float, str, list[str]]], int]:
+        """The worker's buffered audit events (self-reported), bounded and sanitised."""
+        r = self._call(self._stub.Events, pb.EventsRequest(), timeout_s)
+        out = []
+        for e in list(r.events)[:limit]:
+            args = [untrusted_text(a, 256) for a in list(e.args)[:6]]
+            t = float(e.time) if e.time == e.time else 0.0  # NaN guard
+            out.append((t, untrusted_text(e.event, 64), args))
+        return out, max(0, int(r.dropped)) + max(0, len(r.events) - limit)
 
     def shutdown(self, timeout_s: float) -> None:
         self._call(self._stub.Shutdown, pb.ShutdownRequest(), timeout_s)

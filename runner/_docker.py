@@ -115,6 +115,7 @@ def create_and_start(spec: ContainerSpec) -> str:
             mounts=mounts,
             environment=spec.environment,
             hostname="sandbox",
+            dns=["127.0.0.1"],  # lookups go to a closed loopback port, never the host's resolver
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             detach=True,
         )

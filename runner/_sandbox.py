@@ -2,11 +2,12 @@
 
     with Sandbox("model.onnx") as sb:
         outputs = sb.infer({"x": array})
-    sb.result()
+    report = sb.report()
 
 Entering launches the container, waits for the worker's health with a deadline and loads the
 model; leaving always tears everything down (container and host directories), on success, on
-error and on Ctrl-C.
+error and on Ctrl-C. While it runs, the host samples the container's resources; at teardown it
+collects the tracer's log and the container's exit state, and the report is assembled from them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _docker, _image, _session, _tracer
+from . import _analysis, _docker, _image, _session, _static, _tracer
 from ._client import (
     BadReply,
     CallDeadline,
@@ -34,6 +35,7 @@ from ._client import (
     WorkerRejected,
     WorkerUnavailable,
 )
+from ._resources import Sampler
 from .errors import (
     AirlockError,
     DeadlineExceeded,
@@ -46,17 +48,16 @@ from .errors import (
     untrusted_text,
 )
 from .policy import Policy
-from .results import (
-    ErrorInfo,
+from .report import (
     ModelInfo,
-    Phase,
-    RunResult,
+    Report,
     SandboxInfo,
     Signature,
     TensorSpecInfo,
     TensorSummary,
     file_digests,
 )
+from .telemetry import Phase
 from .worker.formats import Format, FormatError, detect
 
 SOCKET_NAME = "worker.sock"
@@ -85,17 +86,24 @@ class Sandbox:
         self._container: str | None = None
         self._client: WorkerClient | None = None
         self._description: Description | None = None
-        self._phases: dict[str, float] = {}
-        self._outputs: list[TensorSummary] = []
-        self._calls = 0
-        self._error: AirlockError | None = None
         self._image: tuple[str, str] | None = None
-        self._model_info: ModelInfo | None = None
+        self._sampler: Sampler | None = None
         self._wall_timer: threading.Timer | None = None
         self._wall_expired = threading.Event()
         self._closed = False
-        self.trace_log: bytes = b""
-        self.notes: list[str] = []
+        self._arch_target = ""
+        self._model_target = ""
+        self._c = _analysis.Collected(
+            policy=self.policy, model=ModelInfo(path=str(self.model_path), format="unknown",
+                                                detected_by="", size_bytes=0, files=[]))
+
+    @property
+    def notes(self) -> list[str]:
+        return self._c.notes
+
+    @property
+    def trace_log(self) -> bytes:
+        return self._c.trace_log or b""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -116,7 +124,7 @@ class Sandbox:
             self._load()
         except BaseException as e:
             if isinstance(e, AirlockError):
-                self._error = e
+                self._c.error = e
             self.close()
             raise
 
@@ -125,27 +133,45 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
+        self._mark(Phase.TEARDOWN)
         start = time.monotonic()
         if self._wall_timer is not None:
             self._wall_timer.cancel()
         try:
             if self._client is not None and self._container is not None:
+                self._drain_events(timeout_s=2.0)
                 with contextlib.suppress(RpcFailure):
+                    self._c.shutdown_requested = True
                     self._client.shutdown(timeout_s=2.0)
                 _docker.wait(self._container, timeout_s=5.0)
         finally:
             if self._client is not None:
                 self._client.close()
             if self._container is not None:
-                _docker.kill(self._container)
-                _docker.wait(self._container, timeout_s=5.0)
-                self._collect_trace()
-                _docker.remove(self._container)
+                self._finish_container(self._container)
             if self._dirs is not None:
                 _session.remove_dirs(self._dirs.root)
-            self._phases["teardown"] = time.monotonic() - start
+            self._c.phases["teardown"] = time.monotonic() - start
+
+    def _finish_container(self, container: str) -> None:
+        st = _docker.state(container)
+        if st is not None and st.running:
+            self._c.killed_by_host = True
+            _docker.kill(container)
+            st = _docker.wait(container, timeout_s=5.0)
+        self._c.final_state = st
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._c.samples = list(self._sampler.samples)
+            self._c.memory_peak_bytes = self._sampler.memory_peak_bytes
+            self._c.pids_limit_hits = self._sampler.pids_limit_hits
+        self._collect_trace()
+        _docker.remove(container)
 
     # --- the steps -----------------------------------------------------------------------------
+
+    def _mark(self, phase: Phase) -> None:
+        self._c.marks.append((time.time(), phase))
 
     def _preflight(self) -> None:
         start = time.monotonic()
@@ -155,29 +181,41 @@ class Sandbox:
         if self.architecture is not None and not self.architecture.is_file():
             raise UsageError(f"{self.architecture}: architecture file not found",
                              "pass a Python file that defines build_model()")
-        try:
-            detection = detect(path)
-        except FormatError as e:
-            raise UsageError(str(e), "pass an ONNX, TorchScript, torch.save, safetensors or "
-                             "pickle file, or a model directory") from e
-        except OSError as e:
-            raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
         if self.format != "auto":
             try:
                 Format(self.format)
             except ValueError as e:
                 raise UsageError(f"unknown format {self.format!r}",
                                  f"use one of: auto, {', '.join(f.value for f in Format)}") from e
+        try:
+            detection = detect(path)
+            fmt: str = detection.format.value
+            reason = detection.reason
+            tamper = _static.check(detection.path, detection.format)
+        except FormatError as e:
+            # Damage that points to tampering is a finding, and the run goes on to record what
+            # loading it does; anything else is the caller's mistake.
+            tamper = _static.check(path, None) if path.is_file() else []
+            if not tamper:
+                raise UsageError(str(e), "pass an ONNX, TorchScript, torch.save, safetensors "
+                                 "or pickle file, or a model directory") from e
+            fmt, reason = "unknown", f"damaged: {e}"
+        except OSError as e:
+            raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
+        self._c.tamper = tamper
         digests = file_digests(path)
-        self._model_info = ModelInfo(
-            path=str(path.resolve()), format=self.format if self.format != "auto"
-            else detection.format.value, detected_by=detection.reason,
-            size_bytes=sum(d.size_bytes for d in digests), files=digests)
+        self._c.model = ModelInfo(
+            path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
+            detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests)
         self._image = _image.require_current()
-        self._phases["preflight"] = time.monotonic() - start
+        self._c.sandbox = SandboxInfo(session=self.session, container=f"airlock-{self.session}",
+                                      image=self._image[0], image_id=self._image[1],
+                                      runtime=self.policy.runtime.value, policy=self.policy)
+        self._c.phases["preflight"] = time.monotonic() - start
 
     def _launch(self) -> None:
         start = time.monotonic()
+        self._mark(Phase.STARTUP)
         with contextlib.suppress(AirlockError):
             _session.reap()
         assert self._image is not None
@@ -189,7 +227,6 @@ class Sandbox:
             _docker.BindMount(dirs.run, "/airlock/run", read_only=False),
             _docker.BindMount(dirs.trace, "/airlock/trace", read_only=False),
         ]
-        self._arch_target = ""
         if self.architecture is not None:
             arch_copy = dirs.arch / "architecture.py"
             arch_copy.write_bytes(self.architecture.read_bytes())
@@ -216,15 +253,17 @@ class Sandbox:
             cap_add=TRACER_CAPS if p.trace else ["SETUID", "SETGID"],
         )
         self._container = _docker.create_and_start(spec)
+        self._sampler = Sampler(self._container, self._c.marks)
+        self._sampler.start()
         self._wall_timer = threading.Timer(p.wall_timeout_s, self._wall_time_up)
         self._wall_timer.daemon = True
         self._wall_timer.start()
-        self._phases["launch"] = time.monotonic() - start
+        self._c.phases["launch"] = time.monotonic() - start
 
     def _readable_model(self, path: Path, dirs: _session.SessionDirs) -> Path:
         """The model's uid must be able to read the files: when some are not world-readable
         (safetensors writes 0600 files), mount a private copy instead, and say so."""
-        files = [path] if path.is_file() else [p for p in path.rglob("*")]
+        files = [path] if path.is_file() else list(path.rglob("*"))
         if all(_world_readable(p) for p in files):
             return path
         staged = dirs.root / "model" / path.name
@@ -236,13 +275,14 @@ class Sandbox:
         for p in [staged, *staged.rglob("*")]:
             if not p.is_symlink():
                 p.chmod(0o755 if p.is_dir() else 0o644)
-        self.notes.append(f"{path.name} is not readable by the sandbox's uid; a private "
-                          "read-only copy was mounted (make it world-readable to avoid this)")
+        self._c.notes.append(f"{path.name} is not readable by the sandbox's uid; a private "
+                             "read-only copy was mounted (make it world-readable to avoid this)")
         return staged
 
     def _wall_time_up(self) -> None:
         self._wall_expired.set()
         if self._container is not None:
+            self._c.killed_by_host = True
             _docker.kill(self._container)
 
     def _connect(self) -> None:
@@ -263,40 +303,47 @@ class Sandbox:
             if st is None or not st.running:
                 raise self._diagnose("the worker exited during startup")
             if time.monotonic() > deadline:
+                self._c.deadline = "startup"
                 raise DeadlineExceeded(
                     f"the worker did not answer within startup_timeout_s={p.startup_timeout_s}",
                     "raise the startup timeout, or check 'airlock doctor'", deadline="startup")
-            time.sleep(0.05)
-        self._phases["startup"] = time.monotonic() - start
+            time.sleep(0.02)
+        try:  # library start-up happens here, in the baseline phase, before the model is read
+            self._client.prepare(self._model_target, self.format, timeout_s=p.load_timeout_s)
+        except RpcFailure as e:
+            raise self._translate(e, "load") from e
+        self._c.phases["startup"] = time.monotonic() - start
 
     def _load(self) -> None:
         assert self._client is not None
         start = time.monotonic()
+        self._mark(Phase.LOAD)
         p = self.policy
         try:
             self._client.load(self._model_target, self.format, self._arch_target,
                               timeout_s=p.load_timeout_s)
             self._description = self._client.describe(timeout_s=p.call_timeout_s)
+            self._c.signature = _signature(self._description)
         except RpcFailure as e:
             raise self._translate(e, "load") from e
         finally:
-            self._phases["load"] = time.monotonic() - start
+            self._c.phases["load"] = time.monotonic() - start
+            self._drain_events(timeout_s=2.0)
+
+    def _drain_events(self, timeout_s: float) -> None:
+        if self._client is None:
+            return
+        with contextlib.suppress(RpcFailure):
+            events, dropped = self._client.events(timeout_s=timeout_s)
+            room = 20_000 - len(self._c.worker_events)
+            self._c.worker_events.extend(events[:max(0, room)])
+            self._c.worker_events_dropped += dropped + max(0, len(events) - max(0, room))
 
     # --- public calls --------------------------------------------------------------------------
 
     def describe(self) -> Signature:
         """The model's inputs and outputs, as the worker reported them."""
-        return self._signature(self._require_open())
-
-    @staticmethod
-    def _signature(d: Description) -> Signature:
-        return Signature(
-            format=d.format,
-            inputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
-                    for s in d.inputs],
-            outputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
-                     for s in d.outputs],
-            can_infer=d.can_infer, note=d.note)
+        return _signature(self._require_open())
 
     def infer(self, inputs: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
         """One inference call. A single array is accepted for a single-input model."""
@@ -306,37 +353,27 @@ class Sandbox:
                              "use scan (load only) or describe")
         feed = self._check_inputs(d, inputs)
         assert self._client is not None
+        if "infer" not in self._c.phases:
+            self._mark(Phase.INFER)
         start = time.monotonic()
         try:
             outputs = self._client.infer(feed, timeout_s=self.policy.call_timeout_s)
         except RpcFailure as e:
             err = self._translate(e, "infer")
             if not isinstance(err, InputError):
-                self._error = err
+                self._c.error = err
             raise err from e
         finally:
-            self._phases["infer"] = self._phases.get("infer", 0.0) + time.monotonic() - start
-        self._calls += 1
-        self._outputs = [TensorSummary.of(k, v) for k, v in outputs.items()]
+            self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (
+                time.monotonic() - start)
+            self._drain_events(timeout_s=1.0)
+        self._c.calls += 1
+        self._c.outputs = [TensorSummary.of(k, v) for k, v in outputs.items()]
         return outputs
 
-    def result(self) -> RunResult:
-        """What this sandbox did, as a serialisable record (complete after close)."""
-        info = self._model_info or ModelInfo(path=str(self.model_path), format="unknown",
-                                             detected_by="", size_bytes=0, files=[])
-        sandbox = None
-        if self._image is not None:
-            sandbox = SandboxInfo(session=self.session, container=f"airlock-{self.session}",
-                                  image=self._image[0], image_id=self._image[1],
-                                  runtime=self.policy.runtime.value, policy=self.policy)
-        d = self._description
-        signature = self._signature(d) if d is not None else None
-        return RunResult(
-            tool_version=__version__, model=info, sandbox=sandbox,
-            phases=[Phase(name=k, seconds=round(v, 6)) for k, v in self._phases.items()],
-            signature=signature, outputs=list(self._outputs), calls=self._calls,
-            notes=list(self.notes),
-            error=error_info(self._error) if self._error else None)
+    def report(self) -> Report:
+        """What this sandbox did, judged: complete once the sandbox is closed."""
+        return _analysis.build(self._c)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -386,10 +423,13 @@ class Sandbox:
             return SandboxError(f"the worker refused the {call} call: {e}")
         if isinstance(e, CallDeadline):
             if self._container is not None:
+                self._c.killed_by_host = True
                 _docker.kill(self._container)
             if self._wall_expired.is_set():
+                self._c.deadline = "wall"
                 return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={p.wall_timeout_s}",
                                         "raise the wall-time limit", deadline="wall")
+            self._c.deadline = call if call == "load" else "call"
             limit = p.load_timeout_s if call == "load" else p.call_timeout_s
             name = "load_timeout_s" if call == "load" else "call_timeout_s"
             return DeadlineExceeded(
@@ -397,6 +437,7 @@ class Sandbox:
                 f"raise --{call if call == 'load' else 'call'}-timeout if the model is just slow",
                 deadline=call)
         if isinstance(e, ReplyTooLarge):
+            self._c.reply_too_large = True
             return LimitExceeded(
                 f"the worker's reply exceeded max_reply_bytes={p.max_reply_bytes}",
                 "raise the reply limit only if the model's outputs are really that large",
@@ -412,6 +453,7 @@ class Sandbox:
         st = _docker.wait(self._container, timeout_s=3.0)
         p = self.policy
         if self._wall_expired.is_set():
+            self._c.deadline = "wall"
             return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={p.wall_timeout_s}",
                                     "raise the wall-time limit", deadline="wall")
         if st is not None and st.oom_killed:
@@ -419,11 +461,20 @@ class Sandbox:
                 f"{what}: killed for exceeding the memory limit of "
                 f"{p.memory_bytes // (1 << 20)} MiB", "raise --memory if the model needs more",
                 limit="memory")
+        if self._sampler is not None:
+            self._sampler.sample_once()
+            if self._sampler.pids_limit_hits:
+                return LimitExceeded(
+                    f"{what}: the model hit the limit of {p.effective_pids} processes",
+                    "a model has no need to start processes; inspect the report",
+                    limit="pids")
         tail = untrusted_text(_docker.logs_tail(self._container, lines=8), 600)
         if st is None or st.running:
+            self._c.worker_crash = "the worker closed its connection"
             return WorkerCrashed(f"{what}: the worker closed its connection",
                                  "see the log tail in the report", None, tail)
         code = st.exit_code
+        self._c.worker_crash = f"the worker exited with code {code}"
         detail = f" ({st.error})" if st.error else ""
         return WorkerCrashed(f"{what}: the worker exited with code {code}{detail}; log: {tail}"
                              if tail else f"{what}: the worker exited with code {code}{detail}",
@@ -434,7 +485,17 @@ class Sandbox:
             return
         log = self._dirs.trace / "strace.log"
         with contextlib.suppress(OSError), log.open("rb") as f:
-            self.trace_log = f.read(64 << 20)
+            self._c.trace_log = f.read(256 << 20)
+
+
+def _signature(d: Description) -> Signature:
+    return Signature(
+        format=d.format,
+        inputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
+                for s in d.inputs],
+        outputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
+                 for s in d.outputs],
+        can_infer=d.can_infer, note=d.note)
 
 
 def _world_readable(p: Path) -> bool:
@@ -443,9 +504,3 @@ def _world_readable(p: Path) -> bool:
         return True
     need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
     return (mode & need) == need
-
-
-def error_info(e: AirlockError) -> ErrorInfo:
-    return ErrorInfo(kind=type(e).__name__, message=e.message, hint=e.hint,
-                     exit_code=getattr(e, "worker_exit_code", None),
-                     log_tail=getattr(e, "log_tail", ""))

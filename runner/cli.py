@@ -18,17 +18,19 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from . import __version__
-from .errors import EXIT_ERROR, EXIT_OK, AirlockError, UsageError
+from .errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, AirlockError, UsageError
 from .policy import GIB, MIB, Policy, Runtime
+from .rules import Severity, Verdict
 
 app = typer.Typer(name="airlock", no_args_is_help=True, add_completion=False,
                   help="Load untrusted models in a sealed container and see what they do.",
                   pretty_exceptions_enable=False)
 image_app = typer.Typer(no_args_is_help=True, help="Build and check the sandbox image.")
 app.add_typer(image_app, name="image")
+report_app = typer.Typer(no_args_is_help=True, help="Views of a JSON report.")
+app.add_typer(report_app, name="report")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -62,6 +64,9 @@ Arch = Annotated[Path | None, typer.Option("--arch", help="Python file defining 
                                            "for state dicts and safetensors")]
 Fmt = Annotated[str, typer.Option("--format", help="force a format instead of detecting it")]
 JsonOut = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
+ReportOut = Annotated[Path | None, typer.Option("--report", help="write the JSON report here")]
+FailOn = Annotated[Severity, typer.Option("--fail-on", help="exit 1 when a finding is at or "
+                                          "above this severity")]
 ModelArg = Annotated[Path, typer.Argument(help="model file or model directory",
                                           show_default=False)]
 
@@ -124,8 +129,11 @@ def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
 
 
 def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[str] | None,
-         output_dir: Path | None, as_json: bool, show: str) -> int:
+         output_dir: Path | None, as_json: bool, report_path: Path | None,
+         fail_on: Severity) -> int:
     from ._sandbox import Sandbox
+    from .views import View, render
+    from .views.terminal import print_report
 
     feed = _load_inputs(inputs) if inputs else None
     sb = Sandbox(model, policy, architecture=arch, format=fmt)
@@ -139,52 +147,43 @@ def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[
         raise
     except AirlockError as e:
         failure = e
-    result = sb.result()
-    if result.sandbox is None and failure is not None:
+    report = sb.report()
+    if report.sandbox is None and failure is not None:
         raise failure  # nothing ran (engine or image problem): a plain error line
+    if report_path is not None:
+        _write(report_path, render(report, View.JSON))
     if output_dir is not None and outputs:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name, arr in outputs.items():
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "output"
             np.save(output_dir / f"{safe}.npy", arr)
     if as_json:
-        out.print_json(result.model_dump_json())
+        sys.stdout.write(render(report, View.JSON))
     else:
-        _print_result(result, outputs, show)
-    if failure is not None:
-        err.print(f"airlock: error: {failure.diagnostics()}", markup=False, highlight=False)
-        return failure.exit_code
-    return EXIT_OK
-
-
-def _print_result(result: Any, outputs: dict[str, np.ndarray], show: str) -> None:
-    m = result.model
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
-    digest = m.files[0].sha256[:16] if m.files else "?"
-    t.add_row("model", f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest}…)")
-    if result.sandbox:
-        s = result.sandbox
-        t.add_row("sandbox", f"{s.runtime}, image {s.image} ({s.image_id[:19]}), "
-                  f"session {s.session}")
-    t.add_row("phases", " · ".join(f"{p.name} {p.seconds:.3f}s" for p in result.phases))
-    sig = result.signature
-    if sig is not None and show in ("describe", "scan"):
-        def fmt_specs(specs: Any) -> str:
-            return ", ".join(f"{s.name} {s.dtype or '?'} {s.shape or '?'}" for s in specs) or "-"
-        t.add_row("inputs", fmt_specs(sig.inputs))
-        t.add_row("outputs", fmt_specs(sig.outputs))
-        t.add_row("inference", "yes" if sig.can_infer else f"no: {sig.note}")
-    for o in result.outputs:
-        t.add_row("output", f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…")
-    if result.error:
-        t.add_row("error", f"{result.error.kind}: {result.error.message}")
-    out.print(t, markup=False, highlight=False)
-    if show == "run":
+        print_report(report, out)
         with np.printoptions(precision=4, threshold=20, edgeitems=3):
             for name, arr in outputs.items():
                 out.print(f"{name} =\n{arr}", markup=False, highlight=False)
+    if failure is not None:
+        err.print(f"airlock: error: {failure.diagnostics()}", markup=False, highlight=False)
+    return exit_code(report, fail_on)
+
+
+def exit_code(report: Any, fail_on: Severity) -> int:
+    """1 for findings at or above fail_on, else 3 when the model could not be evaluated."""
+    if any(f.severity.rank >= fail_on.rank for f in report.findings):
+        return EXIT_FINDINGS
+    if report.verdict is Verdict.ERROR:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}", "choose a writable path") from e
 
 
 @app.command()
@@ -196,20 +195,23 @@ def run(model: ModelArg,
         arch: Arch = None, format: Fmt = "auto", runtime: Runtime_ = Runtime.RUNC,
         memory: Memory = "2g", cpus: Cpus = 1.0, load_timeout: LoadTimeout = 120.0,
         call_timeout: CallTimeout = 60.0, wall_timeout: WallTimeout = 900.0,
-        no_trace: NoTrace = False, json_: JsonOut = False) -> None:
+        no_trace: NoTrace = False, json_: JsonOut = False, report: ReportOut = None,
+        fail_on: FailOn = Severity.MEDIUM) -> None:
     """Load MODEL in a sandbox and run inference on the given inputs."""
     policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, wall_timeout, no_trace)
-    raise typer.Exit(_run(model, policy, arch, format, input, output_dir, json_, "run"))
+    raise typer.Exit(_run(model, policy, arch, format, input, output_dir, json_, report,
+                          fail_on))
 
 
 @app.command()
 def scan(model: ModelArg, arch: Arch = None, format: Fmt = "auto",
          runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
          load_timeout: LoadTimeout = 120.0, wall_timeout: WallTimeout = 900.0,
-         no_trace: NoTrace = False, json_: JsonOut = False) -> None:
-    """Load MODEL in a sandbox without running inference."""
+         no_trace: NoTrace = False, json_: JsonOut = False, report: ReportOut = None,
+         fail_on: FailOn = Severity.MEDIUM) -> None:
+    """Load MODEL in a sandbox without running inference: what does loading it do?"""
     policy = _policy(runtime, memory, cpus, load_timeout, 60.0, wall_timeout, no_trace)
-    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, "scan"))
+    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, report, fail_on))
 
 
 @app.command()
@@ -218,7 +220,8 @@ def describe(model: ModelArg, arch: Arch = None, format: Fmt = "auto",
              load_timeout: LoadTimeout = 120.0, json_: JsonOut = False) -> None:
     """Print MODEL's inputs and outputs (it is loaded in a sandbox to find them)."""
     policy = _policy(runtime, memory, 1.0, load_timeout, 60.0, 900.0, False)
-    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, "describe"))
+    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, None,
+                          Severity.CRITICAL))
 
 
 # --- housekeeping ---------------------------------------------------------------------------
@@ -245,6 +248,57 @@ def image_status(json_: JsonOut = False) -> None:
     else:
         out.print(st.describe(), markup=False, highlight=False)
     raise typer.Exit(EXIT_OK if st.state is _image.ImageState.CURRENT else EXIT_ERROR)
+
+
+def _read_report(path: Path) -> Any:
+    from pydantic import ValidationError
+
+    from .report import Report
+
+    try:
+        return Report.model_validate_json(path.read_bytes())
+    except FileNotFoundError as e:
+        raise UsageError(f"{path}: no such report", "pass a report written by --report") from e
+    except ValidationError as e:
+        raise UsageError(f"{path} is not an Airlock report ({e.error_count()} problems)",
+                         "pass a JSON report written by 'airlock scan|run --report'") from e
+
+
+ReportIn = Annotated[Path, typer.Argument(help="a JSON report", show_default=False)]
+ViewOut = Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of "
+                                              "stdout")]
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write(output, text)
+        err.print(f"wrote {output}", markup=False, highlight=False)
+
+
+@report_app.command("show")
+def report_show(path: ReportIn) -> None:
+    """Print the summary of a report."""
+    from .views.terminal import print_report
+
+    print_report(_read_report(path), out)
+
+
+@report_app.command("html")
+def report_html(path: ReportIn, output: ViewOut = None) -> None:
+    """Render a report as a self-contained HTML page."""
+    from .views import View, render
+
+    _emit(render(_read_report(path), View.HTML), output)
+
+
+@report_app.command("sarif")
+def report_sarif(path: ReportIn, output: ViewOut = None) -> None:
+    """Render a report as SARIF 2.1.0 for code-scanning tools."""
+    from .views import View, render
+
+    _emit(render(_read_report(path), View.SARIF), output)
 
 
 @app.command()

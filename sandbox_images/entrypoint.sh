@@ -8,7 +8,7 @@
 set -eu
 WORKER="/opt/airlock/venv/bin/python -B -I -m runner.worker"
 if [ "${AIRLOCK_TRACE:-0}" = 1 ]; then
-  exec strace -f -qq -ttt -s 256 -xx -o /airlock/trace/strace.log -u model \
+  exec strace -f -q -ttt -s 256 -xx -o /airlock/trace/strace.log -u model \
     --seccomp-bpf -e trace="${AIRLOCK_TRACE_SET:?}" \
     -e inject="${AIRLOCK_TRACE_REFUSE:?}":error=EPERM -- $WORKER "$@"
 fi

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import audit
 from .formats import Format, FormatError, detect
 
 
@@ -65,7 +66,47 @@ def load(path: Path, fmt: str = "auto", architecture: Path | None = None,
         raise LoadError(str(e)) from e
     chosen = Format(fmt) if fmt and fmt != "auto" else detection.format
     loader = _LOADERS[chosen]
+    prepare(path, fmt)
+    audit.start_recording()
     return loader(detection.path, architecture, threads)
+
+
+def prepare(path: Path, fmt: str = "auto") -> None:
+    """Import what the format's loader needs, without recording it as the model's doing."""
+    try:
+        detection = detect(path)
+    except FormatError:
+        return
+    chosen = Format(fmt) if fmt and fmt != "auto" else detection.format
+    with audit.paused():
+        _preimport(chosen, detection.path)
+
+
+def _mentions_torch(path: Path, limit: int = 256 << 20) -> bool:
+    with path.open("rb") as f:
+        tail = b""
+        read = 0
+        while read < limit:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return False
+            if b"torch" in tail + chunk:
+                return True
+            tail, read = chunk[-8:], read + len(chunk)
+    return False
+
+
+def _preimport(fmt: Format, path: Path) -> None:
+    """Import what the format's loader needs before the model's code runs, so library start-up
+    (which execs generated code, loads native libraries, ...) is not recorded as the model's."""
+    if fmt is Format.ONNX:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    elif fmt is not Format.PICKLE or _mentions_torch(path):
+        import safetensors.torch  # noqa: F401
+        import torch
+
+        torch.nn.Module()  # first use initialises lazily imported parts
 
 
 # --- ONNX -----------------------------------------------------------------------------------

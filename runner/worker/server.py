@@ -13,10 +13,10 @@ from typing import Any
 
 import grpc
 
-from . import WORKER_VERSION, tensors
+from . import WORKER_VERSION, audit, tensors
 from ._proto import worker_pb2 as pb
 from ._proto import worker_pb2_grpc as pb_grpc
-from .loaders import InputError, Loaded, LoadError, check_inputs, load
+from .loaders import InputError, Loaded, LoadError, check_inputs, load, prepare
 
 MODEL_ROOT = Path("/model")
 
@@ -37,6 +37,13 @@ class WorkerService(pb_grpc.WorkerServicer):
         return pb.HealthReply(status="ok", worker_version=WORKER_VERSION,
                               python_version=platform.python_version(),
                               uid=os.getuid(), pid=os.getpid())
+
+    def Prepare(self, request: Any, context: Any) -> Any:
+        start = time.perf_counter()
+        path = Path(request.model_path)
+        if path.is_relative_to(MODEL_ROOT):
+            prepare(path, request.format or "auto")
+        return pb.PrepareReply(seconds=time.perf_counter() - start)
 
     def Load(self, request: Any, context: Any) -> Any:
         path = Path(request.model_path)
@@ -92,6 +99,13 @@ class WorkerService(pb_grpc.WorkerServicer):
             context.abort(grpc.StatusCode.INTERNAL, str(e))
         return reply
 
+    def Events(self, request: Any, context: Any) -> Any:
+        events, dropped = audit.drain()
+        reply = pb.EventsReply(dropped=dropped)
+        for ts, name, args in events:
+            reply.events.add(time=ts, event=name, args=list(args))
+        return reply
+
     def Shutdown(self, request: Any, context: Any) -> Any:
         self._done.set()
         return pb.ShutdownReply()
@@ -112,6 +126,7 @@ def serve(socket_path: str, threads: int, max_message_bytes: int) -> None:
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
+    audit.install()
     pb_grpc.add_WorkerServicer_to_server(  # type: ignore[no-untyped-call]
         WorkerService(threads, done), server)
     if os.path.exists(socket_path):

@@ -87,12 +87,15 @@ def test_unrecognised_file_is_a_usage_error(tmp_path: Path) -> None:
     assert "not a recognised model" in one_error_line(proc)
 
 
-def test_corrupt_safetensors_is_a_usage_error(tmp_path: Path) -> None:
+def test_safetensors_header_past_the_end_is_a_tamper_finding(tmp_path: Path) -> None:
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes((10**9).to_bytes(8, "little") + b'{"a": 1}')
-    proc = airlock("scan", str(bad))
-    assert proc.returncode == 2
-    assert "header length" in one_error_line(proc)
+    proc = airlock("scan", str(bad), "--json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "suspicious"
+    assert "AL701" in {f["rule_id"] for f in report["findings"]}
+    assert sessions() == []
 
 
 @pytest.mark.parametrize(("array", "spec", "needle"), [
@@ -134,22 +137,32 @@ def test_stale_image_names_the_build_command(tmp_path: Path) -> None:
     assert status.returncode == 3 and "airlock image build" in status.stdout
 
 
-def test_worker_crash_is_exit_3_with_a_report(tmp_path: Path) -> None:
+def test_worker_crash_is_reported_with_exit_code(tmp_path: Path) -> None:
     path = hostile.write(tmp_path / "exit.pkl", hostile.exit_worker(7))
     proc = airlock("scan", str(path), "--json")
-    assert proc.returncode == 3
+    assert proc.returncode == 1  # a crash is a finding (AL505)
     assert "exited with code 7" in one_error_line(proc)
     result = json.loads(proc.stdout)
     assert result["error"]["kind"] == "WorkerCrashed"
     assert result["error"]["exit_code"] == 7
+    assert "AL505" in {f["rule_id"] for f in result["findings"]}
     assert sessions() == []
+
+
+def test_corrupt_model_that_cannot_load_is_exit_3(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x08\x3a\x04\x12\x02\x0a\x00" + b"\x42\x02\x10\x11")
+    proc = airlock("scan", str(bad), "--json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "could not be loaded" in one_error_line(proc)
+    assert json.loads(proc.stdout)["verdict"] == "error"
 
 
 def test_call_past_deadline_is_killed(tmp_path: Path) -> None:
     path = hostile.write(tmp_path / "slow.pkl", hostile.slow_forward())
     np.save(tmp_path / "x.npy", np.zeros(2, np.float32))
     proc = airlock("run", str(path), "--input", str(tmp_path / "x.npy"), "--call-timeout", "2")
-    assert proc.returncode == 3
+    assert proc.returncode == 1  # a deadline is a finding (AL503)
     assert "call_timeout_s=2.0" in one_error_line(proc)
     assert sessions() == []
 
@@ -158,7 +171,7 @@ def test_reply_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
     path = hostile.write(tmp_path / "huge.pkl", hostile.huge_reply())
     np.save(tmp_path / "x.npy", np.zeros(2, np.float32))
     proc = airlock("run", str(path), "--input", str(tmp_path / "x.npy"))
-    assert proc.returncode == 3
+    assert proc.returncode == 1  # AL504
     assert "max_reply_bytes" in one_error_line(proc)
 
 

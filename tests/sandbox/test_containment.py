@@ -68,8 +68,10 @@ def test_memory_limit_kills_and_names_the_limit(tmp_path: Path) -> None:
     with pytest.raises(runner.LimitExceeded, match="memory limit of 256 MiB") as info:
         sb.open()
     assert info.value.limit == "memory"
-    result = sb.result()
-    assert result.error is not None and result.error.kind == "LimitExceeded"
+    report = sb.report()
+    assert report.error is not None and report.error.kind == "LimitExceeded"
+    assert report.resources is not None and report.resources.oom_killed
+    assert "AL501" in {f.rule_id for f in report.findings}
 
 
 def test_load_deadline_kills_the_sandbox(tmp_path: Path) -> None:
@@ -78,7 +80,9 @@ def test_load_deadline_kills_the_sandbox(tmp_path: Path) -> None:
     with pytest.raises(runner.DeadlineExceeded, match="load_timeout_s=3") as info:
         sb.open()
     assert info.value.deadline == "load"
-    assert sb.result().error is not None
+    report = sb.report()
+    assert report.error is not None
+    assert "AL503" in {f.rule_id for f in report.findings}
 
 
 def test_worker_exit_is_reported_with_code_and_log(tmp_path: Path) -> None:

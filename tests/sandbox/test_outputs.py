@@ -34,7 +34,7 @@ def test_outputs_match_in_process(kind: str, tmp_path: Path) -> None:
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     first = next(iter(built.reference))
     np.testing.assert_allclose(again[first], built.reference[first][:2], rtol=0, atol=1e-6)
-    result = sb.result()
+    result = sb.report()
     assert result.error is None
     assert result.calls == 2
     assert result.sandbox is not None and result.sandbox.image_id.startswith("sha256:")
@@ -79,5 +79,5 @@ def test_onnx_under_gvisor(tmp_path: Path) -> None:
     with runner.Sandbox(built.path, runner.Policy(runtime=runner.Runtime.RUNSC)) as sb:
         out = sb.infer(x)
     np.testing.assert_allclose(out["y"], built.reference["y"], rtol=0, atol=1e-6)
-    assert sb.result().sandbox is not None
-    assert sb.result().sandbox.runtime == "runsc"  # type: ignore[union-attr]
+    assert sb.report().sandbox is not None
+    assert sb.report().sandbox.runtime == "runsc"  # type: ignore[union-attr]

@@ -14,10 +14,10 @@ from runner.policy import Policy, Runtime
 
 def test_all_is_the_public_surface() -> None:
     assert runner.__all__ == sorted([
-        "AirlockError", "DeadlineExceeded", "EngineError", "ImageError", "InputError",
-        "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "RunResult", "Runtime",
-        "Sandbox", "SandboxError", "SandboxInfo", "Signature", "TensorSummary", "UsageError",
-        "WorkerCrashed",
+        "AirlockError", "DeadlineExceeded", "EngineError", "Event", "Finding", "ImageError",
+        "InputError", "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "Report",
+        "Runtime", "Sandbox", "SandboxError", "SandboxInfo", "Severity", "Signature",
+        "TensorSummary", "UsageError", "Verdict", "WorkerCrashed",
     ])
     for name in runner.__all__:
         assert getattr(runner, name) is not None

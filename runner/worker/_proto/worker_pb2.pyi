@@ -24,6 +24,20 @@ class HealthReply(_message.Message):
     pid: int
     def __init__(self, status: _Optional[str] = ..., worker_version: _Optional[str] = ..., python_version: _Optional[str] = ..., uid: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
 
+class PrepareRequest(_message.Message):
+    __slots__ = ("model_path", "format")
+    MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model_path: str
+    format: str
+    def __init__(self, model_path: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
+
+class PrepareReply(_message.Message):
+    __slots__ = ("seconds",)
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    seconds: float
+    def __init__(self, seconds: _Optional[float] = ...) -> None: ...
+
 class LoadRequest(_message.Message):
     __slots__ = ("model_path", "format", "architecture_path")
     MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +113,28 @@ class InferReply(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     infer_seconds: float
     def __init__(self, outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., infer_seconds: _Optional[float] = ...) -> None: ...
+
+class EventsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("time", "event", "args")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    event: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, time: _Optional[float] = ..., event: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EventsReply(_message.Message):
+    __slots__ = ("events", "dropped")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    dropped: int
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ()

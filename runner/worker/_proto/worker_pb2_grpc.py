@@ -39,6 +39,11 @@ class WorkerStub:
                 request_serializer=worker__pb2.HealthRequest.SerializeToString,
                 response_deserializer=worker__pb2.HealthReply.FromString,
                 _registered_method=True)
+        self.Prepare = channel.unary_unary(
+                '/airlock.worker.v1.Worker/Prepare',
+                request_serializer=worker__pb2.PrepareRequest.SerializeToString,
+                response_deserializer=worker__pb2.PrepareReply.FromString,
+                _registered_method=True)
         self.Load = channel.unary_unary(
                 '/airlock.worker.v1.Worker/Load',
                 request_serializer=worker__pb2.LoadRequest.SerializeToString,
@@ -54,6 +59,11 @@ class WorkerStub:
                 request_serializer=worker__pb2.InferRequest.SerializeToString,
                 response_deserializer=worker__pb2.InferReply.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_unary(
+                '/airlock.worker.v1.Worker/Events',
+                request_serializer=worker__pb2.EventsRequest.SerializeToString,
+                response_deserializer=worker__pb2.EventsReply.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/airlock.worker.v1.Worker/Shutdown',
                 request_serializer=worker__pb2.ShutdownRequest.SerializeToString,
@@ -66,6 +76,14 @@ class WorkerServicer:
 
     def Health(self, request, context):
         """Liveness: answers as soon as the worker's server is up, before any heavy import.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prepare(self, request, context):
+        """Import the libraries a format needs before any model byte is read, so their start-up
+        (onnxruntime writes a device id and probes for containers, for example) is the baseline.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +110,14 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """Drain the worker's buffered audit-hook events. Self-reported: the model runs in the same
+        process and can forge or suppress them, so the host labels them as the worker's word.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Ask the worker to exit; the controller stops the container in any case.
         """
@@ -107,6 +133,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     request_deserializer=worker__pb2.HealthRequest.FromString,
                     response_serializer=worker__pb2.HealthReply.SerializeToString,
             ),
+            'Prepare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prepare,
+                    request_deserializer=worker__pb2.PrepareRequest.FromString,
+                    response_serializer=worker__pb2.PrepareReply.SerializeToString,
+            ),
             'Load': grpc.unary_unary_rpc_method_handler(
                     servicer.Load,
                     request_deserializer=worker__pb2.LoadRequest.FromString,
@@ -121,6 +152,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Infer,
                     request_deserializer=worker__pb2.InferRequest.FromString,
                     response_serializer=worker__pb2.InferReply.SerializeToString,
+            ),
+            'Events': grpc.unary_unary_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=worker__pb2.EventsRequest.FromString,
+                    response_serializer=worker__pb2.EventsReply.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -155,6 +191,33 @@ class Worker:
             '/airlock.worker.v1.Worker/Health',
             worker__pb2.HealthRequest.SerializeToString,
             worker__pb2.HealthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prepare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airlock.worker.v1.Worker/Prepare',
+            worker__pb2.PrepareRequest.SerializeToString,
+            worker__pb2.PrepareReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,6 +299,33 @@ class Worker:
             '/airlock.worker.v1.Worker/Infer',
             worker__pb2.InferRequest.SerializeToString,
             worker__pb2.InferReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airlock.worker.v1.Worker/Events',
+            worker__pb2.EventsRequest.SerializeToString,
+            worker__pb2.EventsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,10 @@
-"""What a sandbox run produced, as data. Serialised to JSON with a versioned schema."""
+"""The report: what a sandbox run produced, as data. The JSON form is the source of truth; its
+schema is kept in runner/data/report.schema.json (a test keeps it in step), and the terminal,
+HTML and SARIF views are made from it.
+
+Evidence is labelled by source: `tracer` and `host` evidence Airlock gathered itself; `worker`
+evidence is what the worker said about itself, which the model could forge or hide.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._resources import Resources
 from .policy import Policy
+from .rules import Finding, Verdict
+from .telemetry import Event
 
 SCHEMA_VERSION = "1.0"
 
@@ -72,6 +81,16 @@ class Phase(_Model):
     seconds: float
 
 
+class TracerInfo(_Model):
+    enabled: bool
+    exit_code: int | None = Field(None, description="the tracer's (container's) exit code")
+    worker_exit: str = Field("", description="the worker's exit record in the log")
+    log_bytes: int = 0
+    syscalls: int = 0
+    malformed_lines: int = 0
+    cut_mid_line: bool = False
+
+
 class ErrorInfo(_Model):
     kind: str
     message: str
@@ -80,11 +99,17 @@ class ErrorInfo(_Model):
     log_tail: str = ""
 
 
-class RunResult(_Model):
+class Report(_Model):
     schema_version: str = SCHEMA_VERSION
     tool_version: str
+    verdict: Verdict
+    findings: list[Finding]
     model: ModelInfo
     sandbox: SandboxInfo | None
+    resources: Resources | None
+    events: list[Event]
+    events_dropped: int = 0
+    tracer: TracerInfo | None = None
     phases: list[Phase]
     signature: Signature | None
     outputs: list[TensorSummary]
@@ -95,6 +120,10 @@ class RunResult(_Model):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def worst_severity(self) -> str | None:
+        return max(self.findings, key=lambda f: f.severity.rank).severity.value \
+            if self.findings else None
 
 
 def file_digests(path: Path) -> list[FileDigest]:

@@ -1,0 +1,139 @@
+"""Assemble the report from what a sandbox collected: events, resources, facts, findings."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+from . import __version__, _static, _strace, rules, telemetry
+from ._docker import ContainerState
+from ._resources import Resources, Sample, summarise
+from .errors import AirlockError
+from .policy import Policy
+from .report import (
+    ErrorInfo,
+    ModelInfo,
+    Phase,
+    Report,
+    SandboxInfo,
+    Signature,
+    TensorSummary,
+    TracerInfo,
+)
+
+
+@dataclass
+class Collected:
+    """Raw material gathered by the controller during one run."""
+
+    policy: Policy
+    model: ModelInfo
+    sandbox: SandboxInfo | None = None
+    marks: list[tuple[float, telemetry.Phase]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    signature: Signature | None = None
+    outputs: list[TensorSummary] = field(default_factory=list)
+    calls: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: AirlockError | None = None
+    trace_log: bytes | None = None
+    worker_events: list[tuple[float, str, list[str]]] = field(default_factory=list)
+    worker_events_dropped: int = 0
+    samples: list[Sample] = field(default_factory=list)
+    memory_peak_bytes: int | None = None
+    pids_limit_hits: int = 0
+    final_state: ContainerState | None = None
+    killed_by_host: bool = False
+    shutdown_requested: bool = False
+    deadline: str = ""
+    reply_too_large: bool = False
+    worker_crash: str = ""
+    tamper: list[_static.Tamper] = field(default_factory=list)
+
+
+def _signal_number(name: str) -> int | None:
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return None
+
+
+def _tracer_problems(c: Collected, trace: _strace.Trace | None) -> list[str]:
+    if not c.policy.trace or c.final_state is None:
+        return []
+    if trace is None or not c.trace_log:
+        return ["the tracer's log is empty or missing"]
+    problems = []
+    if trace.cut_mid_line:
+        problems.append("the tracer's log ends mid-line")
+    if c.killed_by_host:
+        return problems  # Airlock stopped the sandbox itself: no exit record is expected
+    first = trace.first_pid
+    record = trace.exits.get(first) if first is not None else None
+    code = c.final_state.exit_code
+    if record is None:
+        problems.append("the worker's exit record is missing from the tracer's log")
+    else:
+        expected = record.code if record.code is not None else (
+            128 + (_signal_number(record.signal) or 0))
+        if code is not None and code != expected:
+            problems.append(f"the tracer exited with {code} but the worker's exit record "
+                            f"says {expected}")
+    if code not in (0, None) and c.shutdown_requested and record is not None \
+            and record.code == 0:
+        problems.append(f"the tracer exited with status {code}")
+    return problems
+
+
+def build(c: Collected) -> Report:
+    clock = telemetry.PhaseClock(tuple(c.marks))
+    folder = telemetry.new_folder()
+    trace = _strace.parse(c.trace_log) if c.trace_log else None
+    if trace is not None:
+        telemetry.tracer_events(trace, clock, folder, "/airlock/run/worker.sock")
+    telemetry.worker_events(c.worker_events, clock, folder)
+    events = sorted(folder.events, key=lambda e: e.time)
+    st = c.final_state
+    oom = bool(st and st.oom_killed)
+    facts = rules.HostFacts(
+        oom_killed=oom, pids_limit_hit=c.pids_limit_hits > 0, deadline=c.deadline,
+        reply_too_large=c.reply_too_large,
+        worker_crashed=c.worker_crash if not oom else "",
+        tracer_problems=tuple(_tracer_problems(c, trace)),
+        tamper=tuple((t.check, t.evidence) for t in c.tamper))
+    findings = rules.evaluate(events, facts)
+    could_not = c.error is not None
+    resources = None
+    if c.sandbox is not None:
+        per_phase = summarise(c.samples)
+        resources = Resources(
+            memory_limit_bytes=c.policy.memory_bytes, memory_peak_bytes=c.memory_peak_bytes,
+            cpu_seconds=c.samples[-1].cpu_seconds if c.samples else None,
+            pids_limit=c.policy.effective_pids,
+            pids_max=max((s.pids for s in c.samples), default=None),
+            pids_limit_hit=c.pids_limit_hits > 0, oom_killed=oom,
+            exit_code=st.exit_code if st else None, killed_by_host=c.killed_by_host,
+            timed_out=c.deadline, per_phase=per_phase, timeline=c.samples)
+    tracer = None
+    if c.sandbox is not None:
+        record = trace.exits.get(trace.first_pid) if trace and trace.first_pid else None
+        tracer = TracerInfo(
+            enabled=c.policy.trace, exit_code=st.exit_code if st else None,
+            worker_exit=("" if record is None else f"exited with {record.code}"
+                         if record.code is not None else f"killed by {record.signal}"),
+            log_bytes=len(c.trace_log or b""), syscalls=len(trace.calls) if trace else 0,
+            malformed_lines=trace.malformed if trace else 0,
+            cut_mid_line=bool(trace and trace.cut_mid_line))
+    return Report(
+        tool_version=__version__, verdict=rules.verdict(findings, could_not),
+        findings=findings, model=c.model, sandbox=c.sandbox, resources=resources,
+        events=events, events_dropped=folder.dropped + c.worker_events_dropped, tracer=tracer,
+        phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
+        signature=c.signature, outputs=list(c.outputs), calls=c.calls, notes=list(c.notes),
+        error=error_info(c.error) if c.error else None)
+
+
+def error_info(e: AirlockError) -> ErrorInfo:
+    return ErrorInfo(kind=type(e).__name__, message=e.message, hint=e.hint,
+                     exit_code=getattr(e, "worker_exit_code", None),
+                     log_tail=getattr(e, "log_tail", ""))

@@ -1,0 +1,314 @@
+"""Rules: events, resources and static checks in; findings and a verdict out.
+
+Each rule has a stable id, a title, a severity and says what evidence it cites. The table is
+documented in docs/rules.md, which a test keeps in step with RULES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .telemetry import SCRATCH_PREFIXES, Event, Phase, Source
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Verdict(StrEnum):
+    CLEAN = "clean"
+    SUSPICIOUS = "suspicious"
+    MALICIOUS = "malicious"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    title: str
+    severity: Severity
+    evidence: str  # what the finding cites
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("AL101", "network-attempt", "Network connection attempted", Severity.HIGH,
+         "tracer: connect/sendto to an IP address (any address, loopback included)"),
+    Rule("AL102", "name-lookup", "Host name lookup attempted", Severity.HIGH,
+         "tracer: a connect to port 53 or to the nscd socket; worker: socket.getaddrinfo"),
+    Rule("AL103", "network-listen", "Listening socket opened", Severity.HIGH,
+         "tracer: bind to an IP address, or listen"),
+    Rule("AL104", "raw-socket", "Unusual socket family", Severity.MEDIUM,
+         "tracer: socket() with AF_PACKET, AF_NETLINK or another non-IP, non-Unix family"),
+    Rule("AL201", "process-spawned", "Process spawned", Severity.HIGH,
+         "tracer: fork/vfork/clone without CLONE_THREAD, or execve"),
+    Rule("AL202", "shell-executed", "Shell executed", Severity.CRITICAL,
+         "tracer: execve of sh, bash, dash, ...; worker: os.system"),
+    Rule("AL301", "write-outside-scratch", "Write outside the scratch directory",
+         Severity.HIGH, "tracer: open for writing, creat, rename, unlink, mkdir, chmod, ... of "
+         "a path outside /tmp (the attempt counts, even though the root is read-only)"),
+    Rule("AL302", "write-in-scratch", "File written in the scratch directory", Severity.LOW,
+         "tracer: a file opened for writing under /tmp"),
+    Rule("AL303", "sensitive-read", "Sensitive file read", Severity.CRITICAL,
+         "tracer: open of credentials and keys, /proc/*/environ, /etc/shadow, the Docker "
+         "socket, cloud credential files"),
+    Rule("AL304", "sandbox-probe", "Sandbox probing", Severity.MEDIUM,
+         "tracer: reads of /.dockerenv, /proc/1/cgroup, mountinfo, /proc/*/status (TracerPid), "
+         "DMI and hypervisor files"),
+    Rule("AL401", "privilege-attempt", "Privilege change attempted", Severity.CRITICAL,
+         "tracer: setuid/setgid family, capset"),
+    Rule("AL402", "escape-attempt", "Sandbox escape syscall attempted", Severity.CRITICAL,
+         "tracer: mount, unshare, setns, ptrace, bpf, keyctl, module loading, personality, ... "
+         "(refused by the tracer)"),
+    Rule("AL403", "signal-other-process", "Signal sent to another process", Severity.CRITICAL,
+         "tracer: kill/tkill/tgkill aimed at the tracer or any process outside the worker"),
+    Rule("AL404", "tracer-tampering", "Tracer tampering or lost trace", Severity.CRITICAL,
+         "host: the tracer exited non-zero or early, the worker's exit record is missing, or "
+         "the log ends mid-line"),
+    Rule("AL501", "memory-limit", "Memory limit hit", Severity.MEDIUM,
+         "host: the container was OOM-killed (Docker's OOMKilled, cgroup accounting)"),
+    Rule("AL502", "pids-limit", "Process limit hit", Severity.MEDIUM,
+         "host: the cgroup's pids.events max counter, or a runsc sandbox that died of it"),
+    Rule("AL503", "deadline", "Deadline passed", Severity.MEDIUM,
+         "host: the load, a call or the wall-time deadline passed and the sandbox was killed"),
+    Rule("AL504", "reply-too-large", "Reply larger than the limit", Severity.MEDIUM,
+         "host: the gRPC client refused a reply above max_reply_bytes"),
+    Rule("AL505", "worker-crashed", "Worker crashed", Severity.MEDIUM,
+         "host: the worker died (signal or exit code) without being asked to"),
+    Rule("AL601", "dangerous-pickle-import", "Dangerous pickle import observed",
+         Severity.CRITICAL, "worker: pickle.find_class of os, subprocess, builtins.eval/exec, "
+         "runpy, importlib, ctypes, ..."),
+    Rule("AL602", "unusual-pickle-import", "Unusual pickle import observed", Severity.MEDIUM,
+         "worker: pickle.find_class of a module outside torch, numpy and collections"),
+    Rule("AL603", "dynamic-code", "Dynamic code executed", Severity.HIGH,
+         "worker: exec/compile of code that is not a library's, while loading or inferring"),
+    Rule("AL604", "native-code", "Native library loaded from Python", Severity.HIGH,
+         "worker: ctypes.dlopen"),
+    Rule("AL605", "python-process", "Process started from Python", Severity.HIGH,
+         "worker: subprocess.Popen, os.exec*, os.posix_spawn, os.fork, pty.spawn"),
+    Rule("AL606", "python-network", "Network use from Python", Severity.HIGH,
+         "worker: socket.connect, socket.sendto, socket.bind, name lookups"),
+    Rule("AL701", "tampered-file", "File shows signs of tampering", Severity.HIGH,
+         "host (static): a safetensors header or offsets past the end, a zip CRC mismatch, "
+         "bytes after a pickle's STOP, a pickle+zip polyglot"),
+)
+BY_ID = {r.id: r for r in RULES}
+BY_NAME = {r.name: r for r in RULES}
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule_id: str
+    rule: str
+    title: str
+    severity: Severity
+    phase: Phase | None
+    source: Source
+    message: str
+    evidence: list[str] = Field(description="the events or facts the finding cites")
+    event_count: int = 1
+
+
+DANGEROUS_GLOBALS = {
+    "os": None, "posix": None, "nt": None, "subprocess": None, "pty": None, "socket": None,
+    "ctypes": None, "runpy": None, "importlib": None, "pkgutil": None, "shutil": None,
+    "timeit": None, "cProfile": None, "profile": None, "code": None, "codeop": None,
+    "pdb": None, "multiprocessing": None, "uuid": {"_get_command_stdout", "_popen"},
+    "webbrowser": None, "marshal": None, "sys": None, "commands": None, "urllib": None,
+    "requests": None, "http": None, "asyncio": None, "platform": {"popen", "_syscmd_file"},
+    "builtins": {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr",
+                 "delattr", "globals", "locals", "vars", "input", "breakpoint", "memoryview"},
+    "__builtin__": {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr"},
+    "operator": {"attrgetter", "methodcaller", "itemgetter"}, "functools": {"partial"},
+    "numpy.testing._private.utils": None, "torch.hub": None, "torch.serialization": {"load"},
+    "types": {"CodeType", "FunctionType"}, "_pickle": None, "pickle": None,
+}
+SAFE_GLOBAL_PREFIXES = ("torch.", "collections.", "numpy.", "_codecs.", "copyreg.")
+SAFE_GLOBALS = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
+                ("builtins", "bytearray"), ("builtins", "slice"), ("builtins", "complex"),
+                ("_codecs", "encode"), ("torch", "Size"), ("copyreg", "_reconstructor"),
+                ("builtins", "object"), ("builtins", "int"), ("builtins", "float"),
+                ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict")}
+
+
+def classify_global(module: str, name: str) -> Severity | None:
+    """How bad it is for a pickle to import module.name: None when it is ordinary."""
+    root = module.split(".")[0]
+    for key in (module, root):
+        if key in DANGEROUS_GLOBALS:
+            names = DANGEROUS_GLOBALS[key]
+            if names is None or name in names:
+                return Severity.CRITICAL
+    if (module, name) in SAFE_GLOBALS or module == "torch" or module.startswith(
+            SAFE_GLOBAL_PREFIXES) or module in ("collections", "numpy", "_codecs", "copyreg"):
+        return None
+    return Severity.MEDIUM
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host itself established about the run."""
+
+    oom_killed: bool = False
+    pids_limit_hit: bool = False
+    deadline: str = ""  # "load", "call", "wall", "startup" or ""
+    reply_too_large: bool = False
+    worker_crashed: str = ""  # description, when the worker died unasked
+    tracer_problems: tuple[str, ...] = ()
+    tamper: tuple[tuple[str, str], ...] = ()  # (check, evidence) from the static checks
+
+
+def _in_scratch(path: str) -> bool:
+    return path.startswith(SCRATCH_PREFIXES) or path in ("/tmp", "/dev/shm")
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, Phase | None, Source], Finding] = {}
+
+    def add(self, rule_name: str, phase: Phase | None, source: Source, message: str,
+            evidence: Iterable[str], count: int = 1) -> None:
+        rule = BY_NAME[rule_name]
+        key = (rule.id, phase, source)
+        ev = list(evidence)
+        if key in self.found:
+            old = self.found[key]
+            merged = old.evidence + [e for e in ev if e not in old.evidence]
+            self.found[key] = old.model_copy(update={"evidence": merged[:10],
+                                                     "event_count": old.event_count + count})
+            return
+        self.found[key] = Finding(rule_id=rule.id, rule=rule.name, title=rule.title,
+                                  severity=rule.severity, phase=phase, source=source,
+                                  message=message, evidence=ev[:10], event_count=count)
+
+
+def evaluate(events: Iterable[Event], facts: HostFacts) -> list[Finding]:
+    c = _Collector()
+    for e in events:
+        _event_rules(c, e)
+    _host_rules(c, facts)
+    order = {r.id: i for i, r in enumerate(RULES)}
+    return sorted(c.found.values(), key=lambda f: (-f.severity.rank, order[f.rule_id],
+                                                   list(Phase).index(f.phase) if f.phase else 9))
+
+
+def _event_rules(c: _Collector, e: Event) -> None:
+    k, d = e.kind, e.detail
+    cite = f"[{e.source.value}] {e.summary}" + (f" = {e.result}" if e.result else "") + (
+        f" (x{e.count})" if e.count > 1 else "")
+
+    def add(name: str, msg: str) -> None:
+        c.add(name, e.phase, e.source, msg, [cite], e.count)
+
+    if k == "process.exec":
+        base = str(d.get("path", "")).rsplit("/", 1)[-1]
+        if base in {"sh", "bash", "dash", "zsh", "ash", "ksh", "busybox", "csh", "fish"}:
+            add("shell-executed", f"a shell ran: {e.summary}")
+        else:
+            add("process-spawned", f"a program ran: {e.summary}")
+    elif k == "process.fork":
+        add("process-spawned", "the model created a child process")
+    elif k in ("net.connect", "net.sendto", "net.sendmmsg"):
+        if d.get("family") == "AF_UNIX":
+            if str(d.get("address", "")).endswith(("docker.sock", "containerd.sock")):
+                add("sensitive-read", f"the model reached for a container engine socket: "
+                    f"{e.summary}")
+            else:
+                add("network-attempt", f"the model connected to a Unix socket: {e.summary}")
+        else:
+            add("network-attempt", f"the model tried the network: {e.summary}")
+    elif k == "net.lookup":
+        add("name-lookup", f"the model tried to resolve a name: {e.summary}")
+    elif k in ("net.bind", "net.listen"):
+        add("network-listen", f"the model tried to accept connections: {e.summary}")
+    elif k == "net.socket":
+        if d.get("family") not in ("AF_INET", "AF_INET6"):
+            add("raw-socket", f"the model opened an unusual socket: {e.summary}")
+    elif k in ("file.write", "file.modify"):
+        raw = d.get("paths") or d.get("path") or ""
+        paths = [str(p) for p in raw] if isinstance(raw, list) else [str(raw)]
+        if all(_in_scratch(str(p)) for p in paths):
+            add("write-in-scratch", f"the model wrote in scratch: {e.summary}")
+        else:
+            add("write-outside-scratch", f"the model tried to write outside scratch: "
+                f"{e.summary}")
+    elif k == "file.sensitive_read":
+        add("sensitive-read", f"the model read a sensitive file: {e.summary}")
+    elif k == "file.probe":
+        add("sandbox-probe", f"the model probed its environment: {e.summary}")
+    elif k == "priv.setid":
+        add("privilege-attempt", f"the model tried to change its identity: {e.summary}")
+    elif k == "priv.escape":
+        add("escape-attempt", f"the model tried an escape syscall: {e.summary}")
+    elif k == "signal.send":
+        add("signal-other-process", f"the model signalled another process: {e.summary}")
+    elif k == "python.pickle.find_class":
+        sev = classify_global(str(d.get("module", "")), str(d.get("name", "")))
+        if sev is Severity.CRITICAL:
+            add("dangerous-pickle-import", f"unpickling imported {d.get('module')}."
+                f"{d.get('name')}")
+        elif sev is not None:
+            add("unusual-pickle-import", f"unpickling imported {d.get('module')}.{d.get('name')}")
+    elif k in ("python.exec", "python.compile"):
+        add("dynamic-code", f"the model ran dynamic code: {e.summary}")
+    elif k == "python.ctypes.dlopen":
+        add("native-code", f"the model loaded a native library: {e.summary}")
+    elif k == "python.os.system":
+        add("shell-executed", f"the model called os.system: {e.summary}")
+    elif k in ("python.subprocess.Popen", "python.os.exec", "python.os.posix_spawn",
+               "python.os.fork", "python.os.forkpty", "python.pty.spawn", "python.os.spawn"):
+        add("python-process", f"the model started a process: {e.summary}")
+    elif k in ("python.socket.connect", "python.socket.sendto", "python.socket.bind",
+               "python.socket.getaddrinfo", "python.socket.gethostbyname",
+               "python.socket.gethostbyname_ex", "python.socket.gethostbyaddr",
+               "python.http.client.connect", "python.urllib.Request"):
+        add("python-network", f"the model used the network: {e.summary}")
+
+
+def _host_rules(c: _Collector, f: HostFacts) -> None:
+    h = Source.HOST
+    if f.oom_killed:
+        c.add("memory-limit", None, h, "the sandbox was killed for exceeding its memory limit",
+              ["Docker: State.OOMKilled = true"])
+    if f.pids_limit_hit:
+        c.add("pids-limit", None, h, "the model hit the process limit",
+              ["cgroup: pids.events max > 0, or the runsc sandbox died of it"])
+    if f.deadline:
+        c.add("deadline", None, h, f"the {f.deadline} deadline passed; the sandbox was killed",
+              [f"host: {f.deadline} deadline exceeded"])
+    if f.reply_too_large:
+        c.add("reply-too-large", None, h, "the worker's reply exceeded the size limit",
+              ["gRPC: reply above max_reply_bytes refused"])
+    if f.worker_crashed:
+        c.add("worker-crashed", None, h, f"the worker died: {f.worker_crashed}",
+              [f"Docker: {f.worker_crashed}"])
+    if f.tracer_problems:
+        c.add("tracer-tampering", None, h, "the trace is incomplete or the tracer was disturbed",
+              list(f.tracer_problems))
+    for check, evidence in f.tamper:
+        c.add("tampered-file", None, h, f"the file shows signs of tampering ({check})",
+              [f"static: {evidence}"])
+
+
+def verdict(findings: Iterable[Finding], could_not_evaluate: bool) -> Verdict:
+    worst = max((f.severity.rank for f in findings), default=-1)
+    if worst >= Severity.CRITICAL.rank:
+        return Verdict.MALICIOUS
+    if worst >= Severity.MEDIUM.rank:
+        return Verdict.SUSPICIOUS
+    if could_not_evaluate:
+        return Verdict.ERROR
+    return Verdict.CLEAN

@@ -1,0 +1,49 @@
+"""Views of a report. The JSON report is the source of truth; each view is made from it alone.
+
+One interface, chosen by an enum that a test walks exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+from ..report import Report
+
+
+class View(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+    HTML = "html"
+    SARIF = "sarif"
+
+
+def render(report: Report, view: View, *, width: int = 100) -> str:
+    return _RENDERERS[view](report, width)
+
+
+def _json(report: Report, width: int) -> str:
+    return report.model_dump_json(indent=2) + "\n"
+
+
+def _text(report: Report, width: int) -> str:
+    from .terminal import render_text
+
+    return render_text(report, width)
+
+
+def _html(report: Report, width: int) -> str:
+    from .html import render_html
+
+    return render_html(report)
+
+
+def _sarif(report: Report, width: int) -> str:
+    from .sarif import render_sarif
+
+    return render_sarif(report)
+
+
+_RENDERERS: dict[View, Callable[[Report, int], str]] = {
+    View.JSON: _json, View.TEXT: _text, View.HTML: _html, View.SARIF: _sarif,
+}

@@ -1,0 +1,82 @@
+"""The terminal summary of a report (rich)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..report import Report
+from ..rules import Verdict
+
+_VERDICT_STYLE = {Verdict.CLEAN: "bold green", Verdict.SUSPICIOUS: "bold yellow",
+                  Verdict.MALICIOUS: "bold red", Verdict.ERROR: "bold magenta"}
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan",
+                   "info": "dim"}
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / (1 << 20):.1f} MiB"
+
+
+def print_report(report: Report, console: Console) -> None:
+    m = report.model
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("verdict", Text(report.verdict.value.upper(),
+                                 style=_VERDICT_STYLE[report.verdict]))
+    digest = m.files[0].sha256[:16] + "…" if m.files else "?"
+    head.add_row("model", Text(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})"))
+    if report.sandbox:
+        s = report.sandbox
+        head.add_row("sandbox", Text(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), "
+                                     f"session {s.session}"))
+    head.add_row("phases", Text(" · ".join(f"{p.name} {p.seconds:.3f}s"
+                                           for p in report.phases)))
+    r = report.resources
+    if r is not None:
+        head.add_row("resources", Text(
+            f"memory peak {_mib(r.memory_peak_bytes)} of {_mib(r.memory_limit_bytes)}, "
+            f"cpu {r.cpu_seconds or 0:.2f}s, pids max {r.pids_max} of {r.pids_limit}, "
+            f"{len(r.timeline)} samples"))
+    if report.tracer is not None:
+        tr = report.tracer
+        head.add_row("tracer", Text(
+            f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
+            f"{tr.worker_exit or 'exit not recorded'}"))
+    sig = report.signature
+    if sig is not None:
+        def specs(items: list) -> str:  # type: ignore[type-arg]
+            return ", ".join(f"{s.name} {s.dtype or '?'} {s.shape or '?'}" for s in items) or "-"
+        head.add_row("inputs", Text(specs(sig.inputs)))
+        head.add_row("outputs", Text(specs(sig.outputs)))
+        if not sig.can_infer:
+            head.add_row("inference", Text(f"no: {sig.note}"))
+    for o in report.outputs:
+        head.add_row("output", Text(f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…"))
+    for note in report.notes:
+        head.add_row("note", Text(note))
+    if report.error:
+        head.add_row("error", Text(f"{report.error.kind}: {report.error.message}"))
+    console.print(head)
+    if report.findings:
+        t = Table(title=f"{len(report.findings)} finding(s)", title_justify="left",
+                  show_lines=False)
+        for col in ("severity", "rule", "title", "phase", "source", "evidence"):
+            t.add_column(col, overflow="fold")
+        for f in report.findings:
+            t.add_row(Text(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
+                      f.rule_id, f.title, f.phase.value if f.phase else "-", f.source.value,
+                      Text(f.evidence[0] if f.evidence else f.message))
+        console.print(t)
+    else:
+        console.print("no findings")
+
+
+def render_text(report: Report, width: int = 100) -> str:
+    buf = io.StringIO()
+    print_report(report, Console(file=buf, width=width, no_color=True, highlight=False))
+    return buf.getvalue()

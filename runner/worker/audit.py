@@ -1,0 +1,126 @@
+"""Python audit-hook events inside the worker (PEP 578).
+
+Self-reported: the model runs in this same process and could forge or hide events, so the host
+labels them as the worker's word and never relies on them alone. Recording is switched on only
+around the model's own code (deserialization and inference), after the libraries a format needs
+have been imported, so library start-up does not read as model behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+MAX_EVENTS = 5000
+MAX_ARG_CHARS = 256
+
+# Events always worth recording while the model's code runs.
+WATCHED = frozenset({
+    "pickle.find_class", "exec", "compile", "import", "subprocess.Popen", "os.system",
+    "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill", "os.killpg",
+    "pty.spawn", "socket.__new__", "socket.connect", "socket.sendto", "socket.sendmsg",
+    "socket.bind", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
+    "socket.gethostbyaddr", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "open",
+    "os.remove", "os.unlink", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown",
+    "shutil.rmtree", "shutil.copyfile", "urllib.Request", "http.client.connect",
+    "marshal.loads", "webbrowser.open", "os.putenv", "os.unsetenv", "sys.addaudithook",
+    "sys.setprofile", "sys.settrace", "signal.pthread_kill", "mmap.__new__",
+})
+# Imports that a weights file has no business triggering.
+SUSPICIOUS_IMPORTS = frozenset({
+    "os", "posix", "nt", "subprocess", "socket", "ssl", "ctypes", "cffi", "pty", "runpy",
+    "importlib", "pkgutil", "shutil", "urllib", "http", "ftplib", "smtplib", "telnetlib",
+    "webbrowser", "multiprocessing", "asyncio", "code", "codeop", "timeit", "cProfile",
+    "profile", "pdb", "marshal", "uuid", "platform", "requests", "paramiko", "base64", "zlib",
+})
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_LIBRARY_PREFIXES = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+
+_events: list[tuple[float, str, tuple[str, ...]]] = []
+_dropped = 0
+_recording = False
+_local = threading.local()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value) if not isinstance(value, str) else value
+    elif isinstance(value, (bytes, bytearray)):
+        text = repr(bytes(value[:MAX_ARG_CHARS]))
+    elif isinstance(value, (tuple, list)):
+        text = "(" + ", ".join(_fmt(v) for v in list(value)[:8]) + ")"
+    elif hasattr(value, "co_filename"):
+        text = f"<code {getattr(value, 'co_name', '?')} in {value.co_filename}>"
+    else:
+        text = f"<{type(value).__name__}>"  # never call a model object's __repr__
+    return text[:MAX_ARG_CHARS]
+
+
+def _library_code(filename: Any) -> bool:
+    return isinstance(filename, str) and filename.startswith(_LIBRARY_PREFIXES)
+
+
+def _keep(event: str, args: tuple[Any, ...]) -> bool:
+    if event == "open":
+        mode, flags = (args[1] if len(args) > 1 else None), (args[2] if len(args) > 2 else 0)
+        writing = isinstance(mode, str) and any(c in mode for c in "wax+")
+        return writing or (isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
+    if event == "exec":
+        return not _library_code(getattr(args[0], "co_filename", None)) if args else True
+    if event == "compile":
+        return not _library_code(args[1] if len(args) > 1 else None)
+    if event == "import":
+        return bool(args) and str(args[0]).split(".")[0] in SUSPICIOUS_IMPORTS
+    return True
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    global _dropped
+    if not _recording or event not in WATCHED or getattr(_local, "busy", False):
+        return
+    _local.busy = True
+    try:
+        if not _keep(event, args):
+            return
+        if len(_events) >= MAX_EVENTS:
+            _dropped += 1
+            return
+        _events.append((time.time(), event, tuple(_fmt(a) for a in args[:6])))
+    except Exception:  # the hook must never break the model's code path
+        _dropped += 1
+    finally:
+        _local.busy = False
+
+
+def install() -> None:
+    sys.addaudithook(_hook)
+
+
+def start_recording() -> None:
+    """From here on the model's own code runs: record what it does."""
+    global _recording
+    _recording = True
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Import libraries on the worker's behalf without recording their start-up."""
+    global _recording
+    before, _recording = _recording, False
+    try:
+        yield
+    finally:
+        _recording = before
+
+
+def drain() -> tuple[list[tuple[float, str, tuple[str, ...]]], int]:
+    global _dropped
+    taken = _events[:]
+    del _events[: len(taken)]
+    dropped, _dropped = _dropped, 0
+    return taken, dropped
