@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 AIRLOCK := $(VENV)/bin/airlock
 PYTEST_ARGS ?=
 
-.PHONY: setup engine venv image demo test test-fast lint proto seccomp lock examples bench gc clean
+.PHONY: setup engine venv image demo test test-fast test-deps lint proto seccomp lock examples docs bench gc clean
 
 setup: engine venv image
 
@@ -33,8 +33,13 @@ demo: setup
 	$(AIRLOCK) scan examples/payload.pkl
 	@test ! -e /tmp/airlock-demo-marker && echo "== the payload's marker file did not appear on the host" >&2
 
-test: setup lint
+test: setup test-deps lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium renders the HTML report in a test.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { echo "test-deps: installing chromium (apt-get)" >&2; \
+	  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2; }
 
 test-fast: venv
 	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
@@ -54,6 +59,9 @@ lock: venv
 
 examples: venv
 	$(PY) examples/make_examples.py
+
+docs: venv
+	$(PY) scripts/gen_docs.py
 
 bench: setup
 	$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider $(PYTEST_ARGS)

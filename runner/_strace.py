@@ -164,6 +164,8 @@ def parse(log: bytes) -> Trace:
     # Calls still unfinished at the end (the process was killed inside them) are kept.
     for pid, (ts, name, body) in pending.items():
         trace.calls.append(Syscall(pid, ts, name, split_args(body), "?"))
+    # In start order: a clone comes before anything its child does.
+    trace.calls.sort(key=lambda c: c.time)
     return trace
 
 

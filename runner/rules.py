@@ -146,6 +146,8 @@ SAFE_GLOBALS = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins"
 
 def classify_global(module: str, name: str) -> Severity | None:
     """How bad it is for a pickle to import module.name: None when it is ordinary."""
+    if module == "__builtin__":  # protocol 2 pickles name builtins the Python 2 way
+        module = "builtins"
     root = module.split(".")[0]
     for key in (module, root):
         if key in DANGEROUS_GLOBALS:

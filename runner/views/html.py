@@ -15,6 +15,7 @@ _env = Environment(loader=PackageLoader("runner.views", "."),
                    autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                    lstrip_blocks=True)
 
+_env.filters["mib"] = lambda n: "?" if n is None else f"{n / (1 << 20):.1f} MiB"
 WIDTH, HEIGHT, PAD = 640, 160, 30
 PHASE_COLOURS = {"startup": "#d0d7de", "load": "#fff1c2", "infer": "#d2f4d3",
                  "teardown": "#f0d7ff"}

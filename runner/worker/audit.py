@@ -28,7 +28,7 @@ WATCHED = frozenset({
     "socket.gethostbyaddr", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "open",
     "os.remove", "os.unlink", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown",
     "shutil.rmtree", "shutil.copyfile", "urllib.Request", "http.client.connect",
-    "marshal.loads", "webbrowser.open", "os.putenv", "os.unsetenv", "sys.addaudithook",
+    "webbrowser.open", "os.putenv", "os.unsetenv", "sys.addaudithook",
     "sys.setprofile", "sys.settrace", "signal.pthread_kill", "mmap.__new__",
 })
 # Imports that a weights file has no business triggering.

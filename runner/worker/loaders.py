@@ -6,6 +6,7 @@ torch and onnxruntime are imported lazily, so the worker answers health checks f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import runpy
@@ -97,16 +98,55 @@ def _mentions_torch(path: Path, limit: int = 256 << 20) -> bool:
 
 
 def _preimport(fmt: Format, path: Path) -> None:
-    """Import what the format's loader needs before the model's code runs, so library start-up
-    (which execs generated code, loads native libraries, ...) is not recorded as the model's."""
+    """Import what the format's loader needs and run it once on a tiny benign model of our own,
+    before the model's code runs, so library start-up and lazy initialisation (which exec
+    generated code, load native libraries, write caches, probe the system) are the baseline."""
     if fmt is Format.ONNX:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+        _warm_onnx()
     elif fmt is not Format.PICKLE or _mentions_torch(path):
-        import safetensors.torch  # noqa: F401
-        import torch
+        _warm_torch(fmt)
 
-        torch.nn.Module()  # first use initialises lazily imported parts
+
+def _warm_onnx() -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "warm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    onnx.load_from_string(data)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    sess.run(None, {"x": np.zeros(1, np.float32)})
+
+
+def _warm_torch(fmt: Format) -> None:
+    import io
+
+    import torch
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    with torch.no_grad():
+        module(torch.zeros(1, 2))
+    for obj in (module, module.state_dict()):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        for weights_only in (True, False):
+            buf.seek(0)
+            with contextlib.suppress(pickle.UnpicklingError):
+                torch.load(buf, map_location="cpu", weights_only=weights_only)
+    st_load(st_save({"w": torch.zeros(2)}))
+    if fmt is Format.TORCHSCRIPT:
+        buf = io.BytesIO()
+        torch.jit.save(torch.jit.trace(module, torch.zeros(1, 2)), buf)  # type: ignore[no-untyped-call]
+        buf.seek(0)
+        torch.jit.load(buf, map_location="cpu")  # type: ignore[no-untyped-call]
 
 
 # --- ONNX -----------------------------------------------------------------------------------
@@ -235,11 +275,13 @@ def _load_torchscript(path: Path, architecture: Path | None, threads: int) -> Lo
 
 
 def _build_from_architecture(architecture: Path, state: dict[str, Any]) -> Any:
-    namespace = runpy.run_path(str(architecture), run_name="airlock_architecture")
-    build = namespace.get("build_model")
-    if not callable(build):
-        raise LoadError(f"{architecture.name} defines no build_model() function")
-    module = build()
+    # The architecture file is the user's own code, not the untrusted model's: not recorded.
+    with audit.paused():
+        namespace = runpy.run_path(str(architecture), run_name="airlock_architecture")
+        build = namespace.get("build_model")
+        if not callable(build):
+            raise LoadError(f"{architecture.name} defines no build_model() function")
+        module = build()
     try:
         module.load_state_dict(state)
     except Exception as e:

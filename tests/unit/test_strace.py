@@ -1,0 +1,68 @@
+"""The tracer's log is hostile data: the parser copes with every line shape strace prints."""
+
+from __future__ import annotations
+
+from runner import _strace
+from tests.fixtures.traces import line, s, shell_in_load, worker_exit, worker_start
+
+
+def test_complete_and_resumed_calls_and_exit_records() -> None:
+    log = worker_start() + shell_in_load() + worker_exit()
+    trace = _strace.parse(log.encode())
+    names = [(c.pid, c.name, c.result) for c in trace.calls]
+    # in start order, so a clone comes before what its child does
+    assert names == [(10, "execve", "0"), (10, "clone", "20"), (20, "execve", "0")]
+    execve = trace.calls[2]
+    assert _strace.decode_string(execve.args[0]) == "/bin/sh"
+    assert trace.calls[1].time < execve.time
+    assert trace.exits[10].code == 0 and trace.exits[20].code == 0
+    assert trace.first_pid == 10 and trace.malformed == 0 and not trace.cut_mid_line
+
+
+def test_errors_injection_signals_and_kills() -> None:
+    log = (worker_start()
+           + line(10, 1.0, "mount(" + s("none") + ", " + s("/mnt") + ", " + s("tmpfs")
+                  + ", 0, NULL) = -1 EPERM (Operation not permitted) (INJECTED)")
+           + line(10, 1.1, "kill(1, SIGKILL) = -1 EPERM (Operation not permitted)")
+           + line(10, 1.2, "--- SIGRT_1 {si_signo=SIGRT_1, si_code=SI_TKILL, si_pid=10} ---")
+           + line(10, 1.3, "+++ killed by SIGSEGV (core dumped) +++"))
+    trace = _strace.parse(log.encode())
+    mount, kill = trace.calls[1], trace.calls[2]
+    assert mount.injected and mount.errno == "EPERM" and mount.failed
+    assert kill.args == ("1", "SIGKILL") and not kill.injected
+    assert trace.signals[0].signal == "SIGRT_1"
+    assert trace.exits[10].signal == "SIGSEGV" and trace.exits[10].code is None
+
+
+def test_escaped_and_truncated_strings_and_nested_args() -> None:
+    assert _strace.decode_string(s("a,b)\"x")) == 'a,b)"x'
+    assert _strace.decode_string(s("abc") + "...") == "abc..."
+    args = _strace.split_args('3, {sa_family=AF_INET, sin_port=htons(53)}, [1, 2], "\\x2c"')
+    assert args == ("3", "{sa_family=AF_INET, sin_port=htons(53)}", "[1, 2]", '"\\x2c"')
+
+
+def test_many_pids_interleaved() -> None:
+    log = worker_start()
+    for pid in range(100, 140):
+        log += line(pid, 1.0, f"openat(AT_FDCWD, {s('/tmp/f')}, O_RDONLY <unfinished ...>")
+    for pid in reversed(range(100, 140)):
+        log += line(pid, 1.5, "<... openat resumed>) = 3")
+    trace = _strace.parse(log.encode())
+    assert len([c for c in trace.calls if c.name == "openat"]) == 40
+    assert trace.malformed == 0
+
+
+def test_garbage_cut_lines_and_orphan_resumes_are_counted_not_fatal() -> None:
+    log = (worker_start() + "this is not strace\n"
+           + line(11, 1.0, "<... read resumed>) = 1")
+           + line(10, 2.0, "openat(AT_FDCWD, " + s("/etc/shadow") + ", O_RDONLY <unfinished ..."))
+    trace = _strace.parse(log.encode()[:-5])
+    assert trace.malformed >= 2
+    assert trace.cut_mid_line
+    assert trace.calls[0].name == "execve"
+
+
+def test_unfinished_call_at_the_end_is_kept() -> None:
+    log = worker_start() + line(10, 3.0, "wait4(-1,  <unfinished ...>")
+    trace = _strace.parse(log.encode())
+    assert trace.calls[-1].name == "wait4" and trace.calls[-1].result == "?"
