@@ -99,3 +99,15 @@ def test_inference_time_payload_is_attributed_to_infer(tmp_path: Path) -> None:
     assert shell, report.findings
     assert {f.phase.value for f in shell if f.phase} == {"infer"}
     assert report.verdict is runner.Verdict.MALICIOUS
+
+
+@pytest.mark.runsc
+def test_detection_under_gvisor(tmp_path: Path) -> None:
+    path = hostile.write(tmp_path / "shell.pkl", hostile.shell_marker("/tmp/m"))
+    sb = runner.Sandbox(path, runner.Policy(runtime=runner.Runtime.RUNSC))
+    with sb:
+        pass
+    report = sb.report()
+    assert {"AL202", "AL601"} <= {f.rule_id for f in report.findings}
+    assert report.verdict is runner.Verdict.MALICIOUS
+    assert report.tracer is not None and report.tracer.worker_exit == "exited with 0"
