@@ -30,8 +30,8 @@ demo: setup
 	@echo "== a small ONNX model: load and infer" >&2
 	$(AIRLOCK) run examples/tiny.onnx --input examples/x.npy
 	@echo "== a harmless malicious pickle: it runs os.system while loading, inside the sandbox" >&2
-	$(AIRLOCK) scan examples/payload.pkl
-	@test ! -e /tmp/airlock-demo-marker && echo "== the payload's marker file did not appear on the host" >&2
+	$(AIRLOCK) scan examples/payload.pkl --report demo-report.json; test $$? -eq 1
+	@test ! -e /tmp/airlock-demo-marker && echo "== the payload's marker file did not appear on the host; report: demo-report.json" >&2
 
 test: setup test-deps lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
@@ -64,7 +64,7 @@ docs: venv
 	$(PY) scripts/gen_docs.py
 
 bench: setup
-	$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests/benchmarks -s -p no:cacheprovider -o python_files='bench_*.py' $(PYTEST_ARGS)
 
 gc: venv
 	$(AIRLOCK) gc
