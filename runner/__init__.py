@@ -27,6 +27,7 @@ _EXPORTS = {
     "Signature": "report", "TensorSummary": "report", "Finding": "rules", "Severity": "rules",
     "Verdict": "rules", "Event": "telemetry",
     "Sandbox": "_sandbox",
+    "evaluate": "batch", "EvalResult": "batch", "Observer": "batch",
 }
 
 __all__ = sorted(_EXPORTS)

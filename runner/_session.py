@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,9 @@ def tmp_base() -> Path:
 def make_dirs(session: str) -> SessionDirs:
     root = tmp_base() / f"{DIR_PREFIX}{session}"
     root.mkdir(mode=0o711)
-    (root / "owner.json").write_text(json.dumps(_owner()))
+    tmp = root / ".owner.json.tmp"
+    tmp.write_text(json.dumps(_owner()))
+    tmp.replace(root / "owner.json")  # atomic: a concurrent reap never sees it half-written
     run, trace, arch = root / "run", root / "trace", root / "arch"
     run.mkdir(mode=0o700)
     trace.mkdir(mode=0o700)
@@ -92,7 +95,11 @@ def _owner_alive(owner_file: Path) -> bool:
         owner = json.loads(owner_file.read_text())
         return _alive(f"{owner['pid']}:{owner['create_time']}")
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        # unreadable: reap it only once it is old enough not to be one being made right now
+        try:
+            return time.time() - owner_file.stat().st_mtime < 60
+        except OSError:
+            return True
 
 
 @dataclass(frozen=True)

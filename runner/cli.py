@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from . import __version__
 from .errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, AirlockError, UsageError
@@ -248,6 +249,112 @@ def image_status(json_: JsonOut = False) -> None:
     else:
         out.print(st.describe(), markup=False, highlight=False)
     raise typer.Exit(EXIT_OK if st.state is _image.ImageState.CURRENT else EXIT_ERROR)
+
+
+@app.command("eval")
+def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directories of "
+                                                      "models, or text files listing paths",
+                                                      show_default=False)],
+          probes: Annotated[Path | None, typer.Option("--probes", help=".npz of named input "
+                                                      "arrays fed to the models that accept "
+                                                      "them")] = None,
+          jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="sandboxes at once "
+                                                   "(default: from CPUs and memory)")] = None,
+          out_dir: Annotated[Path, typer.Option("--out", help="results.jsonl, summary.json "
+                                                "and one report per model")] = Path(
+                                                    "airlock-results"),
+          resume: Annotated[bool, typer.Option("--resume", help="skip models whose sha256 "
+                                               "already has a line")] = False,
+          runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
+          load_timeout: LoadTimeout = 120.0, call_timeout: CallTimeout = 60.0,
+          wall_timeout: WallTimeout = 900.0, no_trace: NoTrace = False,
+          fail_on: FailOn = Severity.MEDIUM) -> None:
+    """Evaluate many models, a fresh sandbox each: JSONL results, a summary, reports."""
+    from . import batch
+    from ._progress import ConsoleObserver
+
+    policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, wall_timeout, no_trace)
+    if probes is not None:
+        batch.load_probes(probes)  # a bad probes file is a usage error before anything runs
+    results_path = out_dir / "results.jsonl"
+    done: list[batch.EvalResult] = []
+    if resume and results_path.exists():
+        done = _read_results(results_path)
+    elif results_path.exists() and results_path.stat().st_size:
+        raise UsageError(f"{results_path} already has results",
+                         "pass --resume to continue it, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    observer = ConsoleObserver(err)
+    new: list[batch.EvalResult] = []
+    try:
+        with results_path.open("a") as fh:
+            for result in batch.evaluate(paths, probes=probes, jobs=jobs, policy=policy,
+                                         out_dir=out_dir, skip_sha256={r.sha256 for r in done},
+                                         observer=observer):
+                fh.write(result.model_dump_json() + "\n")
+                fh.flush()
+                new.append(result)
+    finally:
+        observer.close()
+    results = done + new
+    summary = _summary(results)
+    _write(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary, results_path)
+    code = EXIT_OK
+    if any(Severity(s).rank >= fail_on.rank for r in results for s in r.findings):
+        code = EXIT_FINDINGS
+    elif any(r.verdict is Verdict.ERROR for r in results):
+        code = EXIT_ERROR
+    raise typer.Exit(code)
+
+
+def _read_results(path: Path) -> list[Any]:
+    from pydantic import ValidationError
+
+    from .batch import EvalResult
+
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(EvalResult.model_validate_json(line))
+        except ValidationError:
+            err.print(f"resume: ignoring line {n} of {path}: not a result (cut off?)",
+                      markup=False, highlight=False)
+    return out
+
+
+def _summary(results: list[Any]) -> dict[str, Any]:
+    by_verdict = {v.value: 0 for v in Verdict}
+    for r in results:
+        by_verdict[r.verdict.value] += 1
+    worst = sorted((r for r in results if r.findings),
+                   key=lambda r: max(Severity(s).rank for s in r.findings), reverse=True)
+    return {
+        "models": len(results), "by_verdict": by_verdict,
+        "worst": [{"path": r.path, "verdict": r.verdict.value, "findings": r.top_findings}
+                  for r in worst[:10]],
+        "slowest": [{"path": r.path, "seconds": r.seconds}
+                    for r in sorted(results, key=lambda r: -r.seconds)[:5]],
+        "errors": [{"path": r.path, "error": r.error} for r in results if r.error][:20],
+        "load_only": sum(1 for r in results if not r.probed),
+    }
+
+
+def _print_summary(summary: dict[str, Any], results_path: Path) -> None:
+    t = Table(title=f"{summary['models']} model(s); results in {results_path}",
+              title_justify="left")
+    t.add_column("verdict")
+    t.add_column("models", justify="right")
+    for verdict, n in summary["by_verdict"].items():
+        t.add_row(verdict, str(n))
+    out.print(t)
+    for w in summary["worst"][:5]:
+        out.print(f"worst: {w['verdict']:<10} {w['path']}  {', '.join(w['findings'])}",
+                  markup=False, highlight=False)
+    for s in summary["slowest"][:3]:
+        out.print(f"slowest: {s['seconds']:.1f}s {s['path']}", markup=False, highlight=False)
 
 
 def _read_report(path: Path) -> Any:

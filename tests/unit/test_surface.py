@@ -14,7 +14,8 @@ from runner.policy import Policy, Runtime
 
 def test_all_is_the_public_surface() -> None:
     assert runner.__all__ == sorted([
-        "AirlockError", "DeadlineExceeded", "EngineError", "Event", "Finding", "ImageError",
+        "AirlockError", "DeadlineExceeded", "EngineError", "EvalResult", "Event", "Finding",
+        "ImageError", "Observer", "evaluate",
         "InputError", "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "Report",
         "Runtime", "Sandbox", "SandboxError", "SandboxInfo", "Severity", "Signature",
         "TensorSummary", "UsageError", "Verdict", "WorkerCrashed",

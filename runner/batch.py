@@ -1,0 +1,355 @@
+"""Batch evaluation: many untrusted checkpoints, a fresh sandbox each.
+
+    for result in runner.evaluate(["models/"], probes="probes.npz", jobs=2):
+        print(result.path, result.verdict)
+
+A failed model is a value (a result with `error` set and verdict `error`), never an exception:
+the batch goes on. Results are yielded as models finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import _docker
+from .errors import AirlockError, InputError, UsageError
+from .policy import Policy
+from .report import Report
+from .rules import Severity, Verdict
+from .worker.formats import CONFIG_SUFFIXES, FormatError, detect
+
+CONFIG_NAMES = {"config.json", "generation_config.json", "tokenizer.json",
+                "tokenizer_config.json", "preprocessor_config.json", "model_index.json"}
+
+
+class EvalResult(BaseModel):
+    """One line of results.jsonl."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    sha256: str = Field(description="of the file; of the per-file digests for a directory")
+    format: str
+    verdict: Verdict
+    findings: dict[str, int] = Field(description="counts by severity")
+    top_findings: list[str] = Field(default_factory=list, description="rule ids, worst first")
+    probed: bool = Field(description="whether the probes were fed to the model")
+    probe_note: str = ""
+    seconds: float
+    load_seconds: float | None = None
+    infer_seconds: float | None = None
+    error: str | None = None
+    report: str | None = Field(None, description="the report's file, relative to --out")
+
+
+# --- which paths are models --------------------------------------------------------------------
+
+def _is_model_dir(d: Path) -> bool:
+    names = {p.name for p in d.iterdir()}
+    return bool(names & CONFIG_NAMES)
+
+
+MODEL_SUFFIXES = {".onnx", ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl", ".pickle",
+                  ".joblib", ".torchscript", ".ptl"}
+
+
+def _is_model_file(p: Path) -> bool:
+    """A model by content, or a file that claims to be one (by magic bytes or name) but is
+    damaged: it is evaluated, and its result says why it failed."""
+    try:
+        detect(p)
+        return True
+    except FormatError:
+        pass
+    except OSError:
+        return False
+    try:
+        with p.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return (head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES)
+
+
+def _looks_like_list(p: Path) -> bool:
+    if p.suffix.lower() not in (".txt", ".lst", ".list", "") or p.stat().st_size > 1 << 20:
+        return False
+    try:
+        text = p.read_text()
+    except (UnicodeDecodeError, OSError):
+        return False
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return bool(lines) and all("\0" not in ln for ln in lines)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Models named by PATHs: files, directories (every model file or model directory inside,
+    recognised by content) and text files listing paths, one a line."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            found.append(p)
+
+    def walk(d: Path) -> None:
+        if _is_model_dir(d):
+            add(d)
+            return
+        for child in sorted(d.iterdir()):
+            if child.name.startswith(".") or child.is_symlink():
+                continue
+            if child.is_dir():
+                walk(child)
+            elif child.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(child):
+                add(child)
+
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or directory", "check the paths given to eval")
+        if p.is_dir():
+            walk(p)
+        elif _is_model_file(p):
+            add(p)
+        elif _looks_like_list(p):
+            base = p.parent
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    target = Path(line).expanduser()
+                    for q in expand([target if target.is_absolute() else base / target]):
+                        add(q)
+        else:
+            add(p)  # not recognisable: its evaluation reports why
+    return found
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file; for a directory, sha256 over the per-file digests in name order."""
+    def file_hash(f: Path) -> str:
+        h = hashlib.sha256()
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    if path.is_file():
+        return file_hash(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
+        h.update(bytes.fromhex(file_hash(f)))
+    return h.hexdigest()
+
+
+# --- probes --------------------------------------------------------------------------------------
+
+def load_probes(path: str | Path | None) -> dict[str, np.ndarray]:
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"probes file {p} not found", "pass an .npz of named input arrays")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, AttributeError) as e:
+        raise UsageError(f"probes file {p} is not an .npz of arrays ({e})",
+                         "save probes with numpy.savez(path, name=array, ...)") from e
+
+
+def _feed_for(signature: Any, probes: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None,
+                                                                        str]:
+    """The probes this model accepts, or None and why not."""
+    if not probes:
+        return None, "no probes given: load-only"
+    if signature is None or not signature.can_infer:
+        return None, f"load-only: {signature.note if signature else 'no signature'}"
+    names = [s.name for s in signature.inputs]
+    if names and set(names) <= set(probes):
+        return {n: probes[n] for n in names}, ""
+    if len(names) == 1 and len(probes) == 1:
+        return {names[0]: next(iter(probes.values()))}, ""
+    if not names and len(probes) == 1:
+        return dict(probes), ""
+    return None, f"no probe named {names}: load-only"
+
+
+# --- one model ---------------------------------------------------------------------------------
+
+@dataclass
+class _Running:
+    sandboxes: dict[int, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+def _severity_counts(report: Report) -> dict[str, int]:
+    counts = {s.value: 0 for s in Severity}
+    for f in report.findings:
+        counts[f.severity.value] += 1
+    return {k: v for k, v in counts.items() if v}
+
+
+def evaluate_one(path: Path, policy: Policy, probes: dict[str, np.ndarray],
+                 out_dir: Path | None, running: _Running | None = None,
+                 sha256: str | None = None) -> EvalResult:
+    from ._sandbox import Sandbox
+
+    start = time.monotonic()
+    sha = sha256 or digest(path)
+    sb = Sandbox(path, policy)
+    if running is not None:
+        with running.lock:
+            running.sandboxes[id(sb)] = sb
+    probed, note, error = False, "", None
+    try:
+        with sb:
+            feed, note = _feed_for(sb.describe(), probes)
+            if feed is not None:
+                try:
+                    sb.infer(feed)
+                    probed = True
+                except InputError as e:
+                    note = f"the model rejected the probes ({e.message}): load-only"
+    except UsageError as e:
+        error = e.diagnostics()
+    except AirlockError as e:
+        error = e.diagnostics()
+    finally:
+        if running is not None:
+            with running.lock:
+                running.sandboxes.pop(id(sb), None)
+    report = sb.report()
+    if error is not None and report.sandbox is None and report.error is None:
+        verdict = Verdict.ERROR  # a usage problem with this one file: no sandbox ran
+    else:
+        verdict = report.verdict
+    if verdict is Verdict.ERROR and error is None:
+        error = report.error.message if report.error else "could not be evaluated"
+    report_name = None
+    if out_dir is not None and report.sandbox is not None:
+        report_name = f"reports/{_safe(path.name)}-{sha[:12]}.json"
+        target = out_dir / report_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(report.model_dump_json(indent=2) + "\n")
+    phases = {p.name: p.seconds for p in report.phases}
+    return EvalResult(
+        path=str(path), sha256=sha, format=report.model.format, verdict=verdict,
+        findings=_severity_counts(report),
+        top_findings=list(dict.fromkeys(f.rule_id for f in report.findings))[:5],
+        probed=probed, probe_note=note, seconds=round(time.monotonic() - start, 3),
+        load_seconds=phases.get("load"), infer_seconds=phases.get("infer"), error=error,
+        report=report_name)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80] or "model"
+
+
+# --- the batch ---------------------------------------------------------------------------------
+
+def default_jobs(policy: Policy) -> int:
+    """As many sandboxes as there are CPUs, no more than the memory limits allow together."""
+    available = psutil.virtual_memory().available
+    by_memory = max(1, int(available * 0.8) // policy.memory_bytes)
+    return max(1, min(os.cpu_count() or 1, by_memory))
+
+
+def check_jobs(jobs: int, policy: Policy) -> None:
+    total = psutil.virtual_memory().total
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: must be at least 1")
+    if jobs * policy.memory_bytes > total:
+        raise UsageError(
+            f"--jobs {jobs} sandboxes of {policy.memory_bytes >> 20} MiB each need more memory "
+            f"than the machine has ({total >> 20} MiB)", "lower --jobs or --memory")
+
+
+class Observer:
+    """Progress callbacks; the library itself never prints."""
+
+    def started(self, total: int, skipped: int) -> None: ...
+    def model_started(self, path: Path) -> None: ...
+    def model_finished(self, result: EvalResult) -> None: ...
+
+
+def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.ndarray] | None
+             = None, jobs: int | None = None, policy: Policy | None = None,
+             out_dir: str | Path | None = None, skip_sha256: Iterable[str] = (),
+             observer: Observer | None = None) -> Iterator[EvalResult]:
+    """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
+    complete. On KeyboardInterrupt, running sandboxes are torn down before it propagates."""
+    policy = policy or Policy()
+    jobs = jobs or default_jobs(policy)
+    check_jobs(jobs, policy)
+    probe_arrays = probes if isinstance(probes, dict) else load_probes(probes)
+    models = expand(paths)
+    out = Path(out_dir) if out_dir is not None else None
+    skip = set(skip_sha256)
+    todo: list[tuple[Path, str]] = []
+    for m in models:
+        sha = digest(m) if m.exists() else ""
+        if sha and sha in skip:
+            continue
+        todo.append((m, sha))
+    obs = observer or Observer()
+    obs.started(len(todo), len(models) - len(todo))
+    running = _Running()
+    _docker.client()  # fail fast, once, when the engine is not reachable
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="airlock-eval")
+    pending: dict[Future[EvalResult], Path] = {}
+    queue = list(reversed(todo))
+
+    def submit_next() -> None:
+        if queue and not running.cancelled.is_set():
+            path, sha = queue.pop()
+            obs.model_started(path)
+            pending[pool.submit(evaluate_one, path, policy, probe_arrays, out, running,
+                                sha or None)] = path
+
+    try:
+        for _ in range(jobs):
+            submit_next()
+        while pending:
+            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                pending.pop(fut)
+                result = fut.result()
+                obs.model_finished(result)
+                yield result
+                submit_next()
+    except BaseException:
+        _cancel(running, pending)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cancel(running: _Running, pending: dict[Future[EvalResult], Path]) -> None:
+    """Stop everything: no new models, and the running sandboxes are killed (each worker
+    thread then tears its own sandbox down)."""
+    running.cancelled.set()
+    for fut in pending:
+        fut.cancel()
+    with running.lock:
+        boxes = list(running.sandboxes.values())
+    for sb in boxes:
+        container = getattr(sb, "_container", None)
+        if container:
+            _docker.kill(container)
+
