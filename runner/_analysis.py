@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import __version__, _static, _strace, rules, telemetry
 from ._docker import ContainerState
 from ._resources import Resources, Sample, summarise
-from .errors import AirlockError
+from .errors import AirlockError, untrusted_text
 from .policy import Policy
 from .report import (
     ErrorInfo,
@@ -49,6 +51,36 @@ class Collected:
     reply_too_large: bool = False
     worker_crash: str = ""
     tamper: list[_static.Tamper] = field(default_factory=list)
+    scratch_full: bool = False
+    output_flood: bool = False
+
+
+MAX_AUDIT_BYTES = 8 << 20
+MAX_AUDIT_EVENTS = 20_000
+
+
+def parse_audit_log(path: Path) -> tuple[list[tuple[float, str, list[str]]], int]:
+    """The worker's audit events from its JSONL file: (events, lines that did not parse)."""
+    events: list[tuple[float, str, list[str]]] = []
+    bad = 0
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_AUDIT_BYTES)
+    except OSError:
+        return events, 0
+    for raw in data.splitlines():
+        try:
+            t, name, args = json.loads(raw)
+            if not (isinstance(t, (int, float)) and isinstance(name, str)
+                    and isinstance(args, list)):
+                raise ValueError
+            events.append((float(t) if t == t else 0.0, untrusted_text(name, 64),
+                           [untrusted_text(str(a), 256) for a in args[:6]]))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            bad += 1
+        if len(events) >= MAX_AUDIT_EVENTS:
+            break
+    return events, bad
 
 
 def _signal_number(name: str) -> int | None:
@@ -63,11 +95,11 @@ def _tracer_problems(c: Collected, trace: _strace.Trace | None) -> list[str]:
         return []
     if trace is None or not c.trace_log:
         return ["the tracer's log is empty or missing"]
+    if c.killed_by_host:
+        return []  # Airlock stopped the sandbox itself: a cut log, no exit record are expected
     problems = []
     if trace.cut_mid_line:
         problems.append("the tracer's log ends mid-line")
-    if c.killed_by_host:
-        return problems  # Airlock stopped the sandbox itself: no exit record is expected
     first = trace.first_pid
     record = trace.exits.get(first) if first is not None else None
     code = c.final_state.exit_code
@@ -100,7 +132,8 @@ def build(c: Collected) -> Report:
         reply_too_large=c.reply_too_large,
         worker_crashed=c.worker_crash if not oom else "",
         tracer_problems=tuple(_tracer_problems(c, trace)),
-        tamper=tuple((t.check, t.evidence) for t in c.tamper))
+        tamper=tuple((t.check, t.evidence) for t in c.tamper),
+        scratch_full=c.scratch_full, output_flood=c.output_flood)
     findings = rules.evaluate(events, facts)
     could_not = c.error is not None
     resources = None

@@ -155,16 +155,5 @@ class WorkerClient:
             outputs[untrusted_text(name, 200)] = arr
         return outputs
 
-    def events(self, timeout_s: float, limit: int = 5000
-               ) -> tuple[list[tuple[float, str, list[str]]], int]:
-        """The worker's buffered audit events (self-reported), bounded and sanitised."""
-        r = self._call(self._stub.Events, pb.EventsRequest(), timeout_s)
-        out = []
-        for e in list(r.events)[:limit]:
-            args = [untrusted_text(a, 256) for a in list(e.args)[:6]]
-            t = float(e.time) if e.time == e.time else 0.0  # NaN guard
-            out.append((t, untrusted_text(e.event, 64), args))
-        return out, max(0, int(r.dropped)) + max(0, len(r.events) - limit)
-
     def shutdown(self, timeout_s: float) -> None:
         self._call(self._stub.Shutdown, pb.ShutdownRequest(), timeout_s)

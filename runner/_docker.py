@@ -116,7 +116,8 @@ def create_and_start(spec: ContainerSpec) -> str:
             environment=spec.environment,
             hostname="sandbox",
             dns=["127.0.0.1"],  # lookups go to a closed loopback port, never the host's resolver
-            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            # at most 2 MiB of the model's output on the host's disk; a rotation means a flood
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
             detach=True,
         )
         try:
@@ -146,6 +147,25 @@ def state(container_id: str) -> ContainerState | None:
         oom_killed=bool(st.get("OOMKilled")),
         error=str(st.get("Error", "")),
     )
+
+
+def host_pid(container_id: str) -> int | None:
+    """The host pid of the container's first process (0 or None when it is not running)."""
+    try:
+        pid = int(client().api.inspect_container(container_id)["State"].get("Pid") or 0)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, KeyError,
+            ValueError):
+        return None
+    return pid or None
+
+
+def log_rotated(container_id: str) -> bool:
+    """Whether the json-file log rotated, i.e. the container wrote more than its max-size."""
+    try:
+        log_path = client().api.inspect_container(container_id).get("LogPath") or ""
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+    return bool(log_path) and Path(log_path + ".1").exists()
 
 
 def wait(container_id: str, timeout_s: float) -> ContainerState | None:

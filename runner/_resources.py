@@ -7,6 +7,7 @@ cgroup is found the samples are empty and the report says so.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -178,9 +179,15 @@ class Sampler:
     memory_peak_bytes: int | None = None
     pids_limit_hits: int = 0
     max_samples: int = 20_000
+    scratch_dir: Path | None = None  # the container's /tmp, seen through /proc/PID/root
+    scratch_used_max: float = 0.0  # fraction of the tmpfs in use, at most
 
-    def start(self) -> None:
+    def start(self, host_pid: int | None = None) -> None:
         self._paths = _find(self.container_id)
+        if host_pid:
+            candidate = Path(f"/proc/{host_pid}/root/tmp")
+            if candidate.exists():
+                self.scratch_dir = candidate
         self._thread = threading.Thread(target=self._run, name="airlock-sampler", daemon=True)
         self._thread.start()
 
@@ -202,6 +209,14 @@ class Sampler:
         if peak is not None:
             self.memory_peak_bytes = max(self.memory_peak_bytes or 0, peak)
         self.pids_limit_hits = max(self.pids_limit_hits, _pids_limit_hits(p))
+        if self.scratch_dir is not None:
+            try:
+                st = os.statvfs(self.scratch_dir)
+                if st.f_blocks:
+                    used = 1 - st.f_bfree / st.f_blocks
+                    self.scratch_used_max = max(self.scratch_used_max, used)
+            except OSError:
+                self.scratch_dir = None
         read, write = _io(p)
         now = time.time()
         if len(self.samples) < self.max_samples:

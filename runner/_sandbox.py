@@ -62,6 +62,8 @@ from .worker.formats import Format, FormatError, detect
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
+AUDIT_LOG_NAME = "audit.jsonl"
+CONTAINER_AUDIT_LOG = f"/airlock/run/{AUDIT_LOG_NAME}"
 SECCOMP_DIR = _image.IMAGES_DIR / "seccomp"
 TRACER_CAPS = ["SYS_PTRACE", "SETUID", "SETGID"]
 _SAFE_NAME = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -137,9 +139,10 @@ class Sandbox:
         start = time.monotonic()
         if self._wall_timer is not None:
             self._wall_timer.cancel()
+        if self._sampler is not None:
+            self._sampler.sample_once()  # while the container is still there to be measured
         try:
             if self._client is not None and self._container is not None:
-                self._drain_events(timeout_s=2.0)
                 with contextlib.suppress(RpcFailure):
                     self._c.shutdown_requested = True
                     self._client.shutdown(timeout_s=2.0)
@@ -165,7 +168,10 @@ class Sandbox:
             self._c.samples = list(self._sampler.samples)
             self._c.memory_peak_bytes = self._sampler.memory_peak_bytes
             self._c.pids_limit_hits = self._sampler.pids_limit_hits
+            self._c.scratch_full = self._sampler.scratch_used_max >= 0.95
+        self._c.output_flood = _docker.log_rotated(container)
         self._collect_trace()
+        self._collect_audit_log()
         _docker.remove(container)
 
     # --- the steps -----------------------------------------------------------------------------
@@ -191,7 +197,7 @@ class Sandbox:
             detection = detect(path)
             fmt: str = detection.format.value
             reason = detection.reason
-            tamper = _static.check(detection.path, detection.format)
+            tamper = _static.check_model(path, detection.path, detection.format)
         except FormatError as e:
             # Damage that points to tampering is a finding, and the run goes on to record what
             # loading it does; anything else is the caller's mistake.
@@ -238,7 +244,8 @@ class Sandbox:
         spec = _docker.ContainerSpec(
             image=self._image[0],
             name=f"airlock-{self.session}",
-            command=["--socket", CONTAINER_SOCKET, "--threads", str(p.threads),
+            command=["--socket", CONTAINER_SOCKET, "--audit-log", CONTAINER_AUDIT_LOG,
+                     "--threads", str(p.threads),
                      "--max-message-bytes", str(max(p.max_reply_bytes, p.max_request_bytes))],
             labels=_session.owner_labels(self.session, dirs.root),
             runtime=p.runtime.value,
@@ -254,7 +261,7 @@ class Sandbox:
         )
         self._container = _docker.create_and_start(spec)
         self._sampler = Sampler(self._container, self._c.marks)
-        self._sampler.start()
+        self._sampler.start(_docker.host_pid(self._container))
         self._wall_timer = threading.Timer(p.wall_timeout_s, self._wall_time_up)
         self._wall_timer.daemon = True
         self._wall_timer.start()
@@ -328,16 +335,6 @@ class Sandbox:
             raise self._translate(e, "load") from e
         finally:
             self._c.phases["load"] = time.monotonic() - start
-            self._drain_events(timeout_s=2.0)
-
-    def _drain_events(self, timeout_s: float) -> None:
-        if self._client is None:
-            return
-        with contextlib.suppress(RpcFailure):
-            events, dropped = self._client.events(timeout_s=timeout_s)
-            room = 20_000 - len(self._c.worker_events)
-            self._c.worker_events.extend(events[:max(0, room)])
-            self._c.worker_events_dropped += dropped + max(0, len(events) - max(0, room))
 
     # --- public calls --------------------------------------------------------------------------
 
@@ -366,7 +363,6 @@ class Sandbox:
         finally:
             self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (
                 time.monotonic() - start)
-            self._drain_events(timeout_s=1.0)
         self._c.calls += 1
         self._c.outputs = [TensorSummary.of(k, v) for k, v in outputs.items()]
         return outputs
@@ -417,6 +413,9 @@ class Sandbox:
         if isinstance(e, WorkerRejected):
             if e.code == "INVALID_ARGUMENT" and call == "infer":
                 return InputError(f"the worker rejected the inputs: {e}")
+            if e.code == "ABORTED" and call == "infer":
+                return SandboxError(f"the model failed during inference: {e}",
+                                    "see the report's findings for what it did")
             if call == "load":
                 return ModelLoadError(f"the model could not be loaded: {e}",
                                       "check that the file is a complete, supported model")
@@ -479,6 +478,14 @@ class Sandbox:
         return WorkerCrashed(f"{what}: the worker exited with code {code}{detail}; log: {tail}"
                              if tail else f"{what}: the worker exited with code {code}{detail}",
                              "see the report for the full log tail", code, tail)
+
+    def _collect_audit_log(self) -> None:
+        """The worker's self-reported events: hostile data, parsed defensively."""
+        if self._dirs is None:
+            return
+        events, bad = _analysis.parse_audit_log(self._dirs.run / AUDIT_LOG_NAME)
+        self._c.worker_events = events
+        self._c.worker_events_dropped = bad
 
     def _collect_trace(self) -> None:
         if self._dirs is None:

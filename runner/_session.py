@@ -5,6 +5,10 @@ owns it), `run/` (the worker's Unix socket; writable by the model's uid), `trace
 tracer's log; root only) and `arch/` (an architecture file, read-only in the container).
 Containers carry labels naming the session and the owning process, so a later start, or
 `airlock gc`, can remove the ones whose owner is gone.
+
+`run/` and `trace/` are the only host paths the container can write to. As root, each is a
+size-capped tmpfs of its own, so a model cannot fill the host's disk through them (the worker's
+uid can write in `run/`; the tracer's log grows with what the model does).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -26,6 +31,8 @@ from . import _docker
 
 MODEL_UID = 10001
 DIR_PREFIX = "airlock-"
+RUN_TMPFS_BYTES = 16 << 20
+TRACE_TMPFS_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -70,15 +77,28 @@ def make_dirs(session: str) -> SessionDirs:
     trace.mkdir(mode=0o700)
     arch.mkdir(mode=0o755)
     if os.geteuid() == 0:
+        _mount_tmpfs(run, RUN_TMPFS_BYTES, f"mode=0700,uid={MODEL_UID},gid={MODEL_UID}")
+        _mount_tmpfs(trace, TRACE_TMPFS_BYTES, "mode=0700,uid=0,gid=0")
         os.chown(run, MODEL_UID, MODEL_UID)
     else:  # rootless engine or docker group: let the model's uid create its socket
         run.chmod(0o777)
     return SessionDirs(root, run, trace, arch)
 
 
+def _mount_tmpfs(path: Path, size: int, options: str) -> None:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nosuid,nodev,noexec,{options}",
+                    "airlock", str(path)], check=True, capture_output=True)
+
+
 def remove_dirs(root: Path) -> None:
-    if root.name.startswith(DIR_PREFIX):
-        shutil.rmtree(root, ignore_errors=True)
+    if not root.name.startswith(DIR_PREFIX):
+        return
+    for sub in ("run", "trace"):
+        mount_point = root / sub
+        if os.path.ismount(mount_point):
+            subprocess.run(["umount", "-l", str(mount_point)], check=False,
+                           capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _alive(pid_and_time: str) -> bool:

@@ -8,12 +8,16 @@ pickle+zip polyglot (one file that is both).
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import pickletools
 import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .worker.formats import Format
 
@@ -27,8 +31,24 @@ class Tamper:
     evidence: str
 
 
+def check_model(path: Path, primary: Path | None, fmt: Format | None) -> list[Tamper]:
+    """All checks for a model (a file, or a directory and its primary weights file)."""
+    found: list[Tamper] = []
+    if path.is_dir():
+        found += _symlinks(path)
+        for onnx_file in sorted(path.rglob("*.onnx")):
+            if onnx_file.is_file() and not onnx_file.is_symlink():
+                found += _onnx_external(onnx_file)
+    elif fmt is Format.ONNX:
+        found += _onnx_external(path)
+    target = primary or path
+    if target.is_file():
+        found += check(target, fmt)
+    return found
+
+
 def check(path: Path, fmt: Format | None) -> list[Tamper]:
-    """Run the checks that apply to this file; never raises for a hostile file."""
+    """Run the byte-level checks that apply to this file; never raises for a hostile file."""
     if not path.is_file():
         return []
     try:
@@ -107,6 +127,10 @@ def _has_zip_directory(path: Path, size: int) -> bool:
         return b"PK\x05\x06" in f.read()
 
 
+BOMB_MIN_BYTES = 100 << 20
+BOMB_MIN_RATIO = 100
+
+
 def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
     found: list[Tamper] = []
     try:
@@ -117,6 +141,13 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
                 if first > 0 or not head.startswith(b"PK"):
                     found.append(Tamper("polyglot", f"{first} bytes of other data precede the "
                                         "zip archive (a pickle+zip polyglot)"))
+            bombs = [i for i in infos if i.file_size >= BOMB_MIN_BYTES
+                     and i.file_size >= BOMB_MIN_RATIO * max(i.compress_size, 1)]
+            for b in bombs[:3]:
+                found.append(Tamper("zip-bomb", f"member {b.filename[:120]!r} inflates "
+                                    f"{b.compress_size} bytes to {b.file_size}"))
+            if bombs:
+                return found  # do not inflate a bomb to check its CRC
             bad = zf.testzip()
             if bad is not None:
                 found.append(Tamper("zip-crc", f"member {bad[:120]!r} fails its CRC check"))
@@ -127,3 +158,113 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
     except (OSError, ValueError, NotImplementedError, EOFError):
         pass
     return found
+
+
+def _symlinks(root: Path) -> list[Tamper]:
+    found = []
+    base = root.resolve()
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            target = os.readlink(p)
+            resolved = (p.parent / target).resolve()
+            if os.path.isabs(target) or not resolved.is_relative_to(base):
+                found.append(Tamper("symlink-escape", f"{p.relative_to(root)} is a symlink to "
+                                    f"{target[:200]!r}, outside the model's directory"))
+    return found[:10]
+
+
+# --- ONNX external data, read from the protobuf's bytes (no onnx package on the host) ---------
+
+_MAX_ONNX_ENTRIES = 100_000
+
+
+def _varint(f: BinaryIO) -> int | None:
+    result, shift = 0, 0
+    while shift < 64:
+        b = f.read(1)
+        if not b:
+            return None
+        result |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return result
+        shift += 7
+    raise ValueError("varint too long")
+
+
+def _fields(f: BinaryIO, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field, wire type, value or length, payload offset) for each field up to end."""
+    count = 0
+    while f.tell() < end and count < _MAX_ONNX_ENTRIES:
+        count += 1
+        key = _varint(f)
+        if key is None:
+            return
+        field_no, wire = key >> 3, key & 7
+        if wire == 0:
+            value = _varint(f)
+            if value is None:
+                return
+            yield field_no, wire, value, f.tell()
+        elif wire == 2:
+            length = _varint(f)
+            if length is None or f.tell() + length > end:
+                raise ValueError("length past the end")
+            offset = f.tell()
+            yield field_no, wire, length, offset
+            f.seek(offset + length)
+        elif wire == 5:
+            f.seek(4, 1)
+        elif wire == 1:
+            f.seek(8, 1)
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def _onnx_external(path: Path) -> list[Tamper]:
+    """Locations of external data in the graph's initializers, checked like the worker does."""
+    found: list[Tamper] = []
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            for field_no, wire, length, offset in list(_fields(f, size)):
+                if field_no != 7 or wire != 2:  # ModelProto.graph
+                    continue
+                f.seek(offset)
+                for g_field, g_wire, g_len, g_off in list(_fields(f, offset + length)):
+                    if g_field != 5 or g_wire != 2:  # GraphProto.initializer
+                        continue
+                    f.seek(g_off)
+                    for location in _tensor_locations(f, g_off + g_len):
+                        if os.path.isabs(location) or ".." in Path(location).parts:
+                            found.append(Tamper("onnx-external-data", f"an initializer's "
+                                                f"external data is at {location[:200]!r}, "
+                                                "outside the model's directory"))
+                        else:
+                            target = path.parent / location
+                            if target.is_symlink() and not target.resolve().is_relative_to(
+                                    path.parent.resolve()):
+                                found.append(Tamper("onnx-external-data", f"external data "
+                                                    f"{location[:200]!r} is a symlink out of "
+                                                    "the model's directory"))
+    except (OSError, ValueError):
+        return found
+    return found[:10]
+
+
+def _tensor_locations(f: BinaryIO, end: int) -> list[str]:
+    out = []
+    for field_no, wire, length, offset in list(_fields(f, end)):
+        if field_no == 13 and wire == 2 and length < 65536:  # TensorProto.external_data
+            f.seek(offset)
+            entry = f.read(length)
+            key = value = b""
+            sub = io.BytesIO(entry)
+            for e_field, e_wire, e_len, e_off in list(_fields(sub, len(entry))):
+                if e_wire == 2:
+                    if e_field == 1:
+                        key = entry[e_off:e_off + e_len]
+                    elif e_field == 2:
+                        value = entry[e_off:e_off + e_len]
+            if key == b"location":
+                out.append(value.decode("utf-8", "replace"))
+    return out

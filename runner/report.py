@@ -127,7 +127,8 @@ class Report(_Model):
 
 
 def file_digests(path: Path) -> list[FileDigest]:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     base = path.parent if path.is_file() else path
     out = []
     for f in files:

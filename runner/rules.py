@@ -87,6 +87,10 @@ RULES: tuple[Rule, ...] = (
          "host: the gRPC client refused a reply above max_reply_bytes"),
     Rule("AL505", "worker-crashed", "Worker crashed", Severity.MEDIUM,
          "host: the worker died (signal or exit code) without being asked to"),
+    Rule("AL506", "scratch-full", "Scratch space filled", Severity.MEDIUM,
+         "host: the /tmp tmpfs reached 95% of its size (statvfs through /proc/PID/root)"),
+    Rule("AL507", "output-flood", "Output flood", Severity.MEDIUM,
+         "host: more than 1 MiB written to stdout/stderr (the engine's log rotated)"),
     Rule("AL601", "dangerous-pickle-import", "Dangerous pickle import observed",
          Severity.CRITICAL, "worker: pickle.find_class of os, subprocess, builtins.eval/exec, "
          "runpy, importlib, ctypes, ..."),
@@ -102,7 +106,10 @@ RULES: tuple[Rule, ...] = (
          "worker: socket.connect, socket.sendto, socket.bind, name lookups"),
     Rule("AL701", "tampered-file", "File shows signs of tampering", Severity.HIGH,
          "host (static): a safetensors header or offsets past the end, a zip CRC mismatch, "
-         "bytes after a pickle's STOP, a pickle+zip polyglot"),
+         "bytes after a pickle's STOP, a pickle+zip polyglot, a zip-bomb member"),
+    Rule("AL702", "path-escape", "Model reaches outside its directory", Severity.HIGH,
+         "host (static): ONNX external data with `..` or an absolute path, or a symlink in the "
+         "model that leads outside it"),
 )
 BY_ID = {r.id: r for r in RULES}
 BY_NAME = {r.name: r for r in RULES}
@@ -171,6 +178,11 @@ class HostFacts:
     worker_crashed: str = ""  # description, when the worker died unasked
     tracer_problems: tuple[str, ...] = ()
     tamper: tuple[tuple[str, str], ...] = ()  # (check, evidence) from the static checks
+    scratch_full: bool = False
+    output_flood: bool = False
+
+
+PATH_ESCAPES = {"onnx-external-data", "symlink-escape"}
 
 
 def _in_scratch(path: str) -> bool:
@@ -300,9 +312,19 @@ def _host_rules(c: _Collector, f: HostFacts) -> None:
     if f.tracer_problems:
         c.add("tracer-tampering", None, h, "the trace is incomplete or the tracer was disturbed",
               list(f.tracer_problems))
+    if f.scratch_full:
+        c.add("scratch-full", None, h, "the model filled its scratch space",
+              ["statvfs: /tmp at 95% or more of its size"])
+    if f.output_flood:
+        c.add("output-flood", None, h, "the model flooded stdout/stderr",
+              ["the engine's json-file log rotated past 1 MiB"])
     for check, evidence in f.tamper:
-        c.add("tampered-file", None, h, f"the file shows signs of tampering ({check})",
-              [f"static: {evidence}"])
+        if check in PATH_ESCAPES:
+            c.add("path-escape", None, h, f"the model reaches outside its directory ({check})",
+                  [f"static: {evidence}"])
+        else:
+            c.add("tampered-file", None, h, f"the file shows signs of tampering ({check})",
+                  [f"static: {evidence}"])
 
 
 def verdict(findings: Iterable[Finding], could_not_evaluate: bool) -> Verdict:

@@ -12,8 +12,9 @@ def main() -> None:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-message-bytes", type=int, default=256 << 20)
+    parser.add_argument("--audit-log", default=None, help="append audit events here (JSONL)")
     args = parser.parse_args()
-    serve(args.socket, args.threads, args.max_message_bytes)
+    serve(args.socket, args.threads, args.max_message_bytes, args.audit_log)
 
 
 if __name__ == "__main__":

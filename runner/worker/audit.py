@@ -1,13 +1,16 @@
 """Python audit-hook events inside the worker (PEP 578).
 
 Self-reported: the model runs in this same process and could forge or hide events, so the host
-labels them as the worker's word and never relies on them alone. Recording is switched on only
+labels them as the worker's word and never relies on them alone. Each event is appended, as it
+happens, to a JSON-lines file in the host-mounted run directory, so events survive a worker that
+is killed mid-call; the file is bounded. Recording is switched on only
 around the model's own code (deserialization and inference), after the libraries a format needs
 have been imported, so library start-up does not read as model behaviour.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -16,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-MAX_EVENTS = 5000
+MAX_LOG_BYTES = 4 << 20
 MAX_ARG_CHARS = 256
 
 # Events always worth recording while the model's code runs.
@@ -41,7 +44,8 @@ SUSPICIOUS_IMPORTS = frozenset({
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _LIBRARY_PREFIXES = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
 
-_events: list[tuple[float, str, tuple[str, ...]]] = []
+_log: Any = None
+_log_bytes = 0
 _dropped = 0
 _recording = False
 _local = threading.local()
@@ -80,24 +84,30 @@ def _keep(event: str, args: tuple[Any, ...]) -> bool:
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
-    global _dropped
+    global _dropped, _log_bytes
     if not _recording or event not in WATCHED or getattr(_local, "busy", False):
         return
     _local.busy = True
     try:
         if not _keep(event, args):
             return
-        if len(_events) >= MAX_EVENTS:
+        line = json.dumps([time.time(), event, [_fmt(a) for a in args[:6]]]) + "\n"
+        if _log is None or _log_bytes + len(line) > MAX_LOG_BYTES:
             _dropped += 1
             return
-        _events.append((time.time(), event, tuple(_fmt(a) for a in args[:6])))
+        _log.write(line)
+        _log.flush()
+        _log_bytes += len(line)
     except Exception:  # the hook must never break the model's code path
         _dropped += 1
     finally:
         _local.busy = False
 
 
-def install() -> None:
+def install(log_path: str | None) -> None:
+    global _log
+    if log_path:
+        _log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the worker
     sys.addaudithook(_hook)
 
 
@@ -116,11 +126,3 @@ def paused() -> Iterator[None]:
         yield
     finally:
         _recording = before
-
-
-def drain() -> tuple[list[tuple[float, str, tuple[str, ...]]], int]:
-    global _dropped
-    taken = _events[:]
-    del _events[: len(taken)]
-    dropped, _dropped = _dropped, 0
-    return taken, dropped

@@ -88,8 +88,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         try:
             assert loaded.run is not None
             outputs = loaded.run(feed)
-        except Exception as e:  # the model's own failure
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+        except Exception as e:  # the model's own failure, not the caller's
+            context.abort(grpc.StatusCode.ABORTED,
                           f"the model raised {type(e).__name__}: {e}")
         reply = pb.InferReply(infer_seconds=time.perf_counter() - start)
         try:
@@ -97,13 +97,6 @@ class WorkerService(pb_grpc.WorkerServicer):
                 tensors.encode(name, arr, reply.outputs.add())
         except tensors.TensorError as e:
             context.abort(grpc.StatusCode.INTERNAL, str(e))
-        return reply
-
-    def Events(self, request: Any, context: Any) -> Any:
-        events, dropped = audit.drain()
-        reply = pb.EventsReply(dropped=dropped)
-        for ts, name, args in events:
-            reply.events.add(time=ts, event=name, args=list(args))
         return reply
 
     def Shutdown(self, request: Any, context: Any) -> Any:
@@ -117,7 +110,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         return self._loaded
 
 
-def serve(socket_path: str, threads: int, max_message_bytes: int) -> None:
+def serve(socket_path: str, threads: int, max_message_bytes: int,
+          audit_log: str | None = None) -> None:
     done = threading.Event()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
@@ -126,7 +120,7 @@ def serve(socket_path: str, threads: int, max_message_bytes: int) -> None:
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
-    audit.install()
+    audit.install(audit_log)
     pb_grpc.add_WorkerServicer_to_server(  # type: ignore[no-untyped-call]
         WorkerService(threads, done), server)
     if os.path.exists(socket_path):

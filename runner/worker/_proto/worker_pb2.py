@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cworker.proto\x12\x11\x61irlock.worker.v1\"\x0f\n\rHealthRequest\"g\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eworker_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\x05\x12\x0b\n\x03pid\x18\x05 \x01(\x05\"4\n\x0ePrepareRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x1f\n\x0cPrepareReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"L\n\x0bLoadRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x19\n\x11\x61rchitecture_path\x18\x03 \x01(\t\"R\n\tLoadReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x11\n\tcan_infer\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x14\n\x0cload_seconds\x18\x04 \x01(\x01\"\x11\n\x0f\x44\x65scribeRequest\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x9f\x01\n\rDescribeReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12\x11\n\tcan_infer\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"9\n\x0cInferRequest\x12)\n\x06inputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\"O\n\nInferReply\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\rinfer_seconds\x18\x02 \x01(\x01\"\x0f\n\rEventsRequest\"7\n\nAuditEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"M\n\x0b\x45ventsReply\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.airlock.worker.v1.AuditEvent\x12\x0f\n\x07\x64ropped\x18\x02 \x01(\x03\"\x11\n\x0fShutdownRequest\"\x0f\n\rShutdownReply2\xa2\x04\n\x06Worker\x12J\n\x06Health\x12 .airlock.worker.v1.HealthRequest\x1a\x1e.airlock.worker.v1.HealthReply\x12M\n\x07Prepare\x12!.airlock.worker.v1.PrepareRequest\x1a\x1f.airlock.worker.v1.PrepareReply\x12\x44\n\x04Load\x12\x1e.airlock.worker.v1.LoadRequest\x1a\x1c.airlock.worker.v1.LoadReply\x12P\n\x08\x44\x65scribe\x12\".airlock.worker.v1.DescribeRequest\x1a .airlock.worker.v1.DescribeReply\x12G\n\x05Infer\x12\x1f.airlock.worker.v1.InferRequest\x1a\x1d.airlock.worker.v1.InferReply\x12J\n\x06\x45vents\x12 .airlock.worker.v1.EventsRequest\x1a\x1e.airlock.worker.v1.EventsReply\x12P\n\x08Shutdown\x12\".airlock.worker.v1.ShutdownRequest\x1a .airlock.worker.v1.ShutdownReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cworker.proto\x12\x11\x61irlock.worker.v1\"\x0f\n\rHealthRequest\"g\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eworker_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\x05\x12\x0b\n\x03pid\x18\x05 \x01(\x05\"4\n\x0ePrepareRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x1f\n\x0cPrepareReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"L\n\x0bLoadRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x19\n\x11\x61rchitecture_path\x18\x03 \x01(\t\"R\n\tLoadReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x11\n\tcan_infer\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x14\n\x0cload_seconds\x18\x04 \x01(\x01\"\x11\n\x0f\x44\x65scribeRequest\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x9f\x01\n\rDescribeReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12\x11\n\tcan_infer\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"9\n\x0cInferRequest\x12)\n\x06inputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\"O\n\nInferReply\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\rinfer_seconds\x18\x02 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x0f\n\rShutdownReply2\xd6\x03\n\x06Worker\x12J\n\x06Health\x12 .airlock.worker.v1.HealthRequest\x1a\x1e.airlock.worker.v1.HealthReply\x12M\n\x07Prepare\x12!.airlock.worker.v1.PrepareRequest\x1a\x1f.airlock.worker.v1.PrepareReply\x12\x44\n\x04Load\x12\x1e.airlock.worker.v1.LoadRequest\x1a\x1c.airlock.worker.v1.LoadReply\x12P\n\x08\x44\x65scribe\x12\".airlock.worker.v1.DescribeRequest\x1a .airlock.worker.v1.DescribeReply\x12G\n\x05Infer\x12\x1f.airlock.worker.v1.InferRequest\x1a\x1d.airlock.worker.v1.InferReply\x12P\n\x08Shutdown\x12\".airlock.worker.v1.ShutdownRequest\x1a .airlock.worker.v1.ShutdownReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,16 +55,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFERREQUEST']._serialized_end=770
   _globals['_INFERREPLY']._serialized_start=772
   _globals['_INFERREPLY']._serialized_end=851
-  _globals['_EVENTSREQUEST']._serialized_start=853
-  _globals['_EVENTSREQUEST']._serialized_end=868
-  _globals['_AUDITEVENT']._serialized_start=870
-  _globals['_AUDITEVENT']._serialized_end=925
-  _globals['_EVENTSREPLY']._serialized_start=927
-  _globals['_EVENTSREPLY']._serialized_end=1004
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1006
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1023
-  _globals['_SHUTDOWNREPLY']._serialized_start=1025
-  _globals['_SHUTDOWNREPLY']._serialized_end=1040
-  _globals['_WORKER']._serialized_start=1043
-  _globals['_WORKER']._serialized_end=1589
+  _globals['_SHUTDOWNREQUEST']._serialized_start=853
+  _globals['_SHUTDOWNREQUEST']._serialized_end=870
+  _globals['_SHUTDOWNREPLY']._serialized_start=872
+  _globals['_SHUTDOWNREPLY']._serialized_end=887
+  _globals['_WORKER']._serialized_start=890
+  _globals['_WORKER']._serialized_end=1360
 # @@protoc_insertion_point(module_scope)

@@ -114,28 +114,6 @@ class InferReply(_message.Message):
     infer_seconds: float
     def __init__(self, outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., infer_seconds: _Optional[float] = ...) -> None: ...
 
-class EventsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
-class AuditEvent(_message.Message):
-    __slots__ = ("time", "event", "args")
-    TIME_FIELD_NUMBER: _ClassVar[int]
-    EVENT_FIELD_NUMBER: _ClassVar[int]
-    ARGS_FIELD_NUMBER: _ClassVar[int]
-    time: float
-    event: str
-    args: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, time: _Optional[float] = ..., event: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class EventsReply(_message.Message):
-    __slots__ = ("events", "dropped")
-    EVENTS_FIELD_NUMBER: _ClassVar[int]
-    DROPPED_FIELD_NUMBER: _ClassVar[int]
-    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
-    dropped: int
-    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
-
 class ShutdownRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

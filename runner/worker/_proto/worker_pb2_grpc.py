@@ -59,11 +59,6 @@ class WorkerStub:
                 request_serializer=worker__pb2.InferRequest.SerializeToString,
                 response_deserializer=worker__pb2.InferReply.FromString,
                 _registered_method=True)
-        self.Events = channel.unary_unary(
-                '/airlock.worker.v1.Worker/Events',
-                request_serializer=worker__pb2.EventsRequest.SerializeToString,
-                response_deserializer=worker__pb2.EventsReply.FromString,
-                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/airlock.worker.v1.Worker/Shutdown',
                 request_serializer=worker__pb2.ShutdownRequest.SerializeToString,
@@ -110,14 +105,6 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Events(self, request, context):
-        """Drain the worker's buffered audit-hook events. Self-reported: the model runs in the same
-        process and can forge or suppress them, so the host labels them as the worker's word.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Shutdown(self, request, context):
         """Ask the worker to exit; the controller stops the container in any case.
         """
@@ -152,11 +139,6 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Infer,
                     request_deserializer=worker__pb2.InferRequest.FromString,
                     response_serializer=worker__pb2.InferReply.SerializeToString,
-            ),
-            'Events': grpc.unary_unary_rpc_method_handler(
-                    servicer.Events,
-                    request_deserializer=worker__pb2.EventsRequest.FromString,
-                    response_serializer=worker__pb2.EventsReply.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -299,33 +281,6 @@ class Worker:
             '/airlock.worker.v1.Worker/Infer',
             worker__pb2.InferRequest.SerializeToString,
             worker__pb2.InferReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Events(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/airlock.worker.v1.Worker/Events',
-            worker__pb2.EventsRequest.SerializeToString,
-            worker__pb2.EventsReply.FromString,
             options,
             channel_credentials,
             insecure,
