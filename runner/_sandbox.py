@@ -35,6 +35,7 @@ from ._client import (
     WorkerRejected,
     WorkerUnavailable,
 )
+from ._dataplane import DataPlane
 from ._resources import Sampler
 from .errors import (
     AirlockError,
@@ -62,6 +63,8 @@ from .worker.formats import Format, FormatError, detect
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
+DATA_SOCKET = "/airlock/run/data.sock"
+CONTAINER_SHM = "/airlock/shm/tensors.bin"
 AUDIT_LOG_NAME = "audit.jsonl"
 CONTAINER_AUDIT_LOG = f"/airlock/run/{AUDIT_LOG_NAME}"
 SECCOMP_DIR = _image.IMAGES_DIR / "seccomp"
@@ -90,6 +93,7 @@ class Sandbox:
         self._description: Description | None = None
         self._image: tuple[str, str] | None = None
         self._sampler: Sampler | None = None
+        self._data: DataPlane | None = None
         self._wall_timer: threading.Timer | None = None
         self._wall_expired = threading.Event()
         self._closed = False
@@ -141,6 +145,8 @@ class Sandbox:
             self._wall_timer.cancel()
         if self._sampler is not None:
             self._sampler.sample_once()  # while the container is still there to be measured
+        if self._data is not None:
+            self._data.close()
         try:
             if self._client is not None and self._container is not None:
                 with contextlib.suppress(RpcFailure):
@@ -225,13 +231,14 @@ class Sandbox:
         with contextlib.suppress(AirlockError):
             _session.reap()
         assert self._image is not None
-        self._dirs = dirs = _session.make_dirs(self.session)
+        self._dirs = dirs = _session.make_dirs(self.session, self.policy.shm_bytes)
         resolved = self._readable_model(self.model_path.resolve(), dirs)
         model_target = f"/model/{_container_name(resolved)}"
         mounts = [
             _docker.BindMount(resolved, model_target, read_only=True),
             _docker.BindMount(dirs.run, "/airlock/run", read_only=False),
             _docker.BindMount(dirs.trace, "/airlock/trace", read_only=False),
+            _docker.BindMount(dirs.shm, "/airlock/shm", read_only=False),
         ]
         if self.architecture is not None:
             arch_copy = dirs.arch / "architecture.py"
@@ -245,7 +252,8 @@ class Sandbox:
             image=self._image[0],
             name=f"airlock-{self.session}",
             command=["--socket", CONTAINER_SOCKET, "--audit-log", CONTAINER_AUDIT_LOG,
-                     "--threads", str(p.threads),
+                     "--data-socket", DATA_SOCKET, "--threads", str(p.threads),
+                     *(["--shm", CONTAINER_SHM] if p.shm_bytes else []),
                      "--max-message-bytes", str(max(p.max_reply_bytes, p.max_request_bytes))],
             labels=_session.owner_labels(self.session, dirs.root),
             runtime=p.runtime.value,
@@ -335,6 +343,14 @@ class Sandbox:
             raise self._translate(e, "load") from e
         finally:
             self._c.phases["load"] = time.monotonic() - start
+        assert self._dirs is not None
+        data = DataPlane(self._dirs.run / "data.sock",
+                         self._dirs.shm_file if p.shm_bytes else None,
+                         p.max_reply_bytes, p.max_request_bytes)
+        if data.connect(timeout_s=2.0):
+            self._data = data
+        else:
+            data.close()  # inference falls back to gRPC
 
     # --- public calls --------------------------------------------------------------------------
 
@@ -354,7 +370,10 @@ class Sandbox:
             self._mark(Phase.INFER)
         start = time.monotonic()
         try:
-            outputs = self._client.infer(feed, timeout_s=self.policy.call_timeout_s)
+            if self._data is not None and self._data.connected:
+                outputs = self._data.infer(feed, timeout_s=self.policy.call_timeout_s)
+            else:
+                outputs = self._client.infer(feed, timeout_s=self.policy.call_timeout_s)
         except RpcFailure as e:
             err = self._translate(e, "infer")
             if not isinstance(err, InputError):

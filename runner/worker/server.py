@@ -13,12 +13,13 @@ from typing import Any
 
 import grpc
 
-from . import WORKER_VERSION, audit, tensors
+from . import WORKER_VERSION, audit, dataplane, tensors
 from ._proto import worker_pb2 as pb
 from ._proto import worker_pb2_grpc as pb_grpc
 from .loaders import InputError, Loaded, LoadError, check_inputs, load, prepare
 
 MODEL_ROOT = Path("/model")
+SHM_THRESHOLD = 64 << 10  # outputs this large go through shared memory when there is one
 
 
 def _specs(specs: list[Any], out: Any) -> None:
@@ -27,9 +28,11 @@ def _specs(specs: list[Any], out: Any) -> None:
 
 
 class WorkerService(pb_grpc.WorkerServicer):
-    def __init__(self, threads: int, done: threading.Event) -> None:
+    def __init__(self, threads: int, done: threading.Event,
+                 shm: dataplane.SharedMemory | None = None) -> None:
         self._threads = threads
         self._done = done
+        self._shm = shm
         self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
@@ -75,28 +78,38 @@ class WorkerService(pb_grpc.WorkerServicer):
         return reply
 
     def Infer(self, request: Any, context: Any) -> Any:
-        loaded = self._require(context)
-        if loaded.run is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"this model cannot run inference: {loaded.note}")
         try:
-            feed = dict(tensors.decode(t) for t in request.inputs)
+            return self.infer(request)
+        except dataplane.CallError as e:
+            code = {dataplane.STATUS_BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+                    dataplane.STATUS_MODEL_RAISED: grpc.StatusCode.ABORTED}.get(
+                        e.status, grpc.StatusCode.INTERNAL)
+            context.abort(code, str(e))
+
+    def infer(self, request: Any) -> Any:
+        """One inference call, for gRPC and the data plane alike."""
+        loaded = self._loaded
+        if loaded is None:
+            raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, "no model is loaded")
+        if loaded.run is None:
+            raise dataplane.CallError(dataplane.STATUS_BAD_INPUT,
+                                      f"this model cannot run inference: {loaded.note}")
+        try:
+            feed, shm_end = dataplane.decode_inputs(request, self._shm)
             check_inputs(loaded, feed)
         except (tensors.TensorError, InputError) as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, str(e)) from e
         start = time.perf_counter()
         try:
-            assert loaded.run is not None
             outputs = loaded.run(feed)
         except Exception as e:  # the model's own failure, not the caller's
-            context.abort(grpc.StatusCode.ABORTED,
-                          f"the model raised {type(e).__name__}: {e}")
+            raise dataplane.CallError(dataplane.STATUS_MODEL_RAISED,
+                                      f"the model raised {type(e).__name__}: {e}") from e
         reply = pb.InferReply(infer_seconds=time.perf_counter() - start)
         try:
-            for name, arr in outputs.items():
-                tensors.encode(name, arr, reply.outputs.add())
+            dataplane.encode_outputs(outputs, reply, self._shm, shm_end, SHM_THRESHOLD)
         except tensors.TensorError as e:
-            context.abort(grpc.StatusCode.INTERNAL, str(e))
+            raise dataplane.CallError(dataplane.STATUS_INTERNAL, str(e)) from e
         return reply
 
     def Shutdown(self, request: Any, context: Any) -> Any:
@@ -111,7 +124,8 @@ class WorkerService(pb_grpc.WorkerServicer):
 
 
 def serve(socket_path: str, threads: int, max_message_bytes: int,
-          audit_log: str | None = None) -> None:
+          audit_log: str | None = None, data_socket: str | None = None,
+          shm_path: str | None = None) -> None:
     done = threading.Event()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
@@ -121,8 +135,12 @@ def serve(socket_path: str, threads: int, max_message_bytes: int,
         ],
     )
     audit.install(audit_log)
+    shm = dataplane.SharedMemory(shm_path) if shm_path and os.path.exists(shm_path) else None
+    service = WorkerService(threads, done, shm)
     pb_grpc.add_WorkerServicer_to_server(  # type: ignore[no-untyped-call]
-        WorkerService(threads, done), server)
+        service, server)
+    if data_socket:
+        dataplane.serve(data_socket, service.infer, max_message_bytes)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
     server.add_insecure_port(f"unix:{socket_path}")

@@ -38,8 +38,13 @@ def encode(name: str, array: np.ndarray, message: Any) -> Any:
     return message
 
 
-def decode(message: Any) -> tuple[str, np.ndarray]:
-    """Turn a wire Tensor into (name, read-only numpy array), validating it."""
+def check_dtype(name: str, arr: np.ndarray) -> None:
+    if arr.dtype.name not in ALLOWED_DTYPES:
+        raise TensorError(f"tensor {name!r} has dtype {arr.dtype.name}, which cannot be sent")
+
+
+def decode_buffer(message: Any, data: Any) -> tuple[str, np.ndarray]:
+    """Like decode, with the bytes given separately (a shared-memory view: not copied)."""
     dtype = message.dtype
     if dtype not in ALLOWED_DTYPES:
         raise TensorError(f"tensor {message.name!r} has unsupported dtype {dtype!r}")
@@ -50,10 +55,14 @@ def decode(message: Any) -> tuple[str, np.ndarray]:
     count = 1
     for d in shape:
         count *= d
-    data = message.data
     if count * dt.itemsize != len(data):
         raise TensorError(
             f"tensor {message.name!r}: {len(data)} bytes do not fit shape {shape} of {dtype}"
         )
     arr = np.frombuffer(data, dtype=dt).reshape(shape)
     return message.name, arr.astype(np.dtype(dtype), copy=False)
+
+
+def decode(message: Any) -> tuple[str, np.ndarray]:
+    """Turn a wire Tensor into (name, read-only numpy array), validating it."""
+    return decode_buffer(message, message.data)

@@ -106,7 +106,8 @@ class WorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Shutdown(self, request, context):
-        """Ask the worker to exit; the controller stops the container in any case.
+        """(The hot path does not use gRPC: see "Data plane" below.)
+        Ask the worker to exit; the controller stops the container in any case.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

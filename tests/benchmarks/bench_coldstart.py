@@ -1,0 +1,75 @@
+"""Cold start: `docker run --rm --network none IMAGE` running `true` (the floor) against
+Sandbox open-to-ready and open-to-first-inference, for a small ONNX and a small TorchScript
+model, under runc and runsc. The target compares open-to-first-inference with the floor plus
+the in-process load time."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import runner
+from runner import _image
+from tests.fixtures import models
+
+REPEATS = {"runc": 5, "runsc": 3}
+
+
+def _floor(tag: str, runtime: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", "--network", "none", "--runtime", runtime,
+                    "--entrypoint", "true", tag], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def _in_process_load(kind: str, path: Path) -> float:
+    start = time.perf_counter()
+    if kind == "onnx":
+        import onnxruntime as ort
+
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    else:
+        import torch
+
+        torch.jit.load(str(path))
+    return time.perf_counter() - start
+
+
+def _open(path: Path, runtime: str) -> tuple[float, float]:
+    x = models.sample_input(2)
+    start = time.perf_counter()
+    with runner.Sandbox(path, runner.Policy(runtime=runner.Runtime(runtime))) as sb:
+        ready = time.perf_counter() - start
+        sb.infer(x)
+        first = time.perf_counter() - start
+    return ready, first
+
+
+def test_cold_start(tmp_path: Path, record: Callable[[str, dict[str, object]], None]) -> None:
+    tag, _ = _image.require_current()
+    x = models.sample_input()
+    paths = {"onnx": models.onnx_model(tmp_path, x).path,
+             "torchscript": models.torchscript_model(tmp_path, x).path}
+    for kind, p in paths.items():
+        _in_process_load(kind, p)  # warm the libraries once
+    figures: dict[str, object] = {}
+    print(f"\n{'runtime':<7} {'model':<12} {'floor s':>8} {'in-proc load':>12} {'ready s':>8} "
+          f"{'first inf s':>11} {'ratio':>7}")
+    for runtime, n in REPEATS.items():
+        floor = statistics.median(_floor(tag, runtime) for _ in range(n))
+        for kind, path in paths.items():
+            load = statistics.median(_in_process_load(kind, path) for _ in range(n))
+            runs = [_open(path, runtime) for _ in range(n)]
+            ready = statistics.median(r for r, _ in runs)
+            first = statistics.median(f for _, f in runs)
+            ratio = first / (floor + load)
+            figures[f"{runtime}_{kind}"] = {"floor_s": floor, "in_process_load_s": load,
+                                            "open_to_ready_s": ready,
+                                            "open_to_first_inference_s": first,
+                                            "ratio_vs_floor_plus_load": ratio}
+            print(f"{runtime:<7} {kind:<12} {floor:>8.3f} {load:>12.3f} {ready:>8.3f} "
+                  f"{first:>11.3f} {ratio:>6.2f}x")
+    record("coldstart", figures)
