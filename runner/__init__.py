@@ -26,7 +26,7 @@ _EXPORTS = {
     "Report": "report", "ModelInfo": "report", "SandboxInfo": "report",
     "Signature": "report", "TensorSummary": "report", "Finding": "rules", "Severity": "rules",
     "Verdict": "rules", "Event": "telemetry",
-    "Sandbox": "_sandbox",
+    "Sandbox": "_sandbox", "SandboxPool": "pool",
     "evaluate": "batch", "EvalResult": "batch", "Observer": "batch",
 }
 

@@ -6,6 +6,7 @@ import json
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import __version__, _static, _strace, rules, telemetry
 from ._docker import ContainerState
@@ -34,7 +35,7 @@ class Collected:
     marks: list[tuple[float, telemetry.Phase]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     signature: Signature | None = None
-    outputs: list[TensorSummary] = field(default_factory=list)
+    last_outputs: dict[str, Any] = field(default_factory=dict)
     calls: int = 0
     notes: list[str] = field(default_factory=list)
     error: AirlockError | None = None
@@ -162,7 +163,8 @@ def build(c: Collected) -> Report:
         findings=findings, model=c.model, sandbox=c.sandbox, resources=resources,
         events=events, events_dropped=folder.dropped + c.worker_events_dropped, tracer=tracer,
         phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
-        signature=c.signature, outputs=list(c.outputs), calls=c.calls, notes=list(c.notes),
+        signature=c.signature, calls=c.calls, notes=list(c.notes),
+        outputs=[TensorSummary.of(k, v) for k, v in c.last_outputs.items()],
         error=error_info(c.error) if c.error else None)
 
 

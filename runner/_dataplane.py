@@ -136,10 +136,18 @@ class DataPlane:
                 if self._shm is None or end > self._shm_size or t.shm_length > self._max_reply:
                     raise BadReply(f"output {untrusted_text(t.name, 80)!r} lies outside the "
                                    "shared-memory file")
-                # copy out first: the worker could change the file after replying
-                data = bytes(memoryview(self._shm)[t.shm_offset:end])
+                # validate the metadata on the shared view, then copy out: the worker could
+                # change the file after replying
                 meta = pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
-                name, arr = tensors.decode_buffer(meta, data)
+                view = memoryview(self._shm)[t.shm_offset:end]
+                try:
+                    name, shared = tensors.decode_buffer(meta, view)
+                    arr = np.empty(shared.shape, shared.dtype)
+                    np.copyto(arr, shared)
+                finally:
+                    del shared
+                    view.release()
+                arr.flags.writeable = False
             else:
                 name, arr = tensors.decode(t)
             out[untrusted_text(name, 200)] = arr

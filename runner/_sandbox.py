@@ -13,6 +13,7 @@ collects the tracer's log and the container's exit state, and the report is asse
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import stat
 import threading
@@ -55,7 +56,6 @@ from .report import (
     SandboxInfo,
     Signature,
     TensorSpecInfo,
-    TensorSummary,
     file_digests,
 )
 from .telemetry import Phase
@@ -80,10 +80,10 @@ def _container_name(path: Path) -> str:
 class Sandbox:
     """A sealed container that loads one untrusted model and serves inference from it."""
 
-    def __init__(self, model_path: str | Path, policy: Policy | None = None, *,
+    def __init__(self, model_path: str | Path | None, policy: Policy | None = None, *,
                  architecture: str | Path | None = None, format: str = "auto") -> None:
         self.policy = policy or Policy()
-        self.model_path = Path(model_path).expanduser()
+        self.model_path = Path(model_path).expanduser() if model_path is not None else Path()
         self.architecture = Path(architecture).expanduser() if architecture else None
         self.format = format
         self.session = _session.new_session_id()
@@ -99,6 +99,7 @@ class Sandbox:
         self._closed = False
         self._arch_target = ""
         self._model_target = ""
+        self._warm = False  # pre-started by a pool: launched and warmed, no model yet
         self._c = _analysis.Collected(
             policy=self.policy, model=ModelInfo(path=str(self.model_path), format="unknown",
                                                 detected_by="", size_bytes=0, files=[]))
@@ -125,8 +126,11 @@ class Sandbox:
         """Preflight, launch, connect and load. On any failure, tear down and raise."""
         try:
             self._preflight()
-            self._launch()
-            self._connect()
+            if self._warm:
+                self._claim()
+            else:
+                self._launch()
+                self._connect()
             self._load()
         except BaseException as e:
             if isinstance(e, AirlockError):
@@ -219,23 +223,32 @@ class Sandbox:
         self._c.model = ModelInfo(
             path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
             detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests)
-        self._image = _image.require_current()
+        if not self._warm:
+            self._image = _image.require_current()
+        assert self._image is not None
         self._c.sandbox = SandboxInfo(session=self.session, container=f"airlock-{self.session}",
                                       image=self._image[0], image_id=self._image[1],
                                       runtime=self.policy.runtime.value, policy=self.policy)
         self._c.phases["preflight"] = time.monotonic() - start
 
-    def _launch(self) -> None:
+    def _launch(self, warm: bool = False) -> None:
         start = time.monotonic()
         self._mark(Phase.STARTUP)
         with contextlib.suppress(AirlockError):
             _session.reap()
         assert self._image is not None
         self._dirs = dirs = _session.make_dirs(self.session, self.policy.shm_bytes)
-        resolved = self._readable_model(self.model_path.resolve(), dirs)
-        model_target = f"/model/{_container_name(resolved)}"
+        if warm:  # no model yet: an empty directory, filled when the sandbox is claimed
+            staging = dirs.root / "model"
+            staging.mkdir(mode=0o755)
+            model_mount = _docker.BindMount(staging, "/model", read_only=True)
+            model_target = ""
+        else:
+            resolved = self._readable_model(self.model_path.resolve(), dirs)
+            model_target = f"/model/{_container_name(resolved)}"
+            model_mount = _docker.BindMount(resolved, model_target, read_only=True)
         mounts = [
-            _docker.BindMount(resolved, model_target, read_only=True),
+            model_mount,
             _docker.BindMount(dirs.run, "/airlock/run", read_only=False),
             _docker.BindMount(dirs.trace, "/airlock/trace", read_only=False),
             _docker.BindMount(dirs.shm, "/airlock/shm", read_only=False),
@@ -270,10 +283,68 @@ class Sandbox:
         self._container = _docker.create_and_start(spec)
         self._sampler = Sampler(self._container, self._c.marks)
         self._sampler.start(_docker.host_pid(self._container))
-        self._wall_timer = threading.Timer(p.wall_timeout_s, self._wall_time_up)
+        if not warm:
+            self._start_wall_timer()
+        self._c.phases["launch"] = time.monotonic() - start
+
+    def _start_wall_timer(self) -> None:
+        self._wall_timer = threading.Timer(self.policy.wall_timeout_s, self._wall_time_up)
         self._wall_timer.daemon = True
         self._wall_timer.start()
-        self._c.phases["launch"] = time.monotonic() - start
+
+    # --- pre-started sandboxes (see runner.pool) ---------------------------------------------
+
+    @classmethod
+    def prestart(cls, policy: Policy, formats: tuple[str, ...]) -> Sandbox:
+        """Launch a sandbox with no model, warm the given formats' libraries, and return it,
+        ready to be claimed once. It has seen no model; it is never reused after one."""
+        sb = cls(None, policy)
+        try:
+            sb._image = _image.require_current()
+            sb._launch(warm=True)
+            sb._connect(prepare=formats)
+        except BaseException:
+            sb.close()
+            raise
+        sb._warm = True
+        return sb
+
+    def _claim(self) -> None:
+        """Put the model into the pre-started sandbox's (read-only) /model directory."""
+        assert self._dirs is not None
+        start = time.monotonic()
+        staged = self._stage(self.model_path.resolve(), self._dirs.root / "model")
+        self._model_target = f"/model/{staged.name}"
+        if self.architecture is not None:
+            raise UsageError("a pooled sandbox takes no architecture file",
+                             "use runner.Sandbox for state dicts with an architecture")
+        if self._sampler is not None:  # idle time in the pool is not part of this run
+            del self._sampler.samples[:-1]
+        self._c.notes.append("pre-started sandbox: launched and warmed before the model was "
+                             "chosen, so startup is the library baseline only")
+        self._start_wall_timer()
+        self._c.phases["claim"] = time.monotonic() - start
+
+    def _stage(self, path: Path, into: Path) -> Path:
+        """Hard links when possible (same filesystem, world-readable); copies otherwise."""
+        target = into / _container_name(path)
+        files = [path] if path.is_file() else [p for p in path.rglob("*")]
+        linkable = (all(_world_readable(p) for p in files)
+                    and path.stat().st_dev == into.stat().st_dev)
+        if path.is_file():
+            if linkable:
+                os.link(path, target)
+            else:
+                shutil.copyfile(path, target)
+                target.chmod(0o644)
+        else:
+            shutil.copytree(path, target, symlinks=True,
+                            copy_function=os.link if linkable else shutil.copyfile)
+            if not linkable:
+                for p in [target, *target.rglob("*")]:
+                    if not p.is_symlink():
+                        p.chmod(0o755 if p.is_dir() else 0o644)
+        return target
 
     def _readable_model(self, path: Path, dirs: _session.SessionDirs) -> Path:
         """The model's uid must be able to read the files: when some are not world-readable
@@ -300,7 +371,7 @@ class Sandbox:
             self._c.killed_by_host = True
             _docker.kill(self._container)
 
-    def _connect(self) -> None:
+    def _connect(self, prepare: tuple[str, ...] = ()) -> None:
         assert self._dirs is not None and self._container is not None
         start = time.monotonic()
         p = self.policy
@@ -324,7 +395,12 @@ class Sandbox:
                     "raise the startup timeout, or check 'airlock doctor'", deadline="startup")
             time.sleep(0.02)
         try:  # library start-up happens here, in the baseline phase, before the model is read
-            self._client.prepare(self._model_target, self.format, timeout_s=p.load_timeout_s)
+            if prepare:
+                for fmt in prepare:
+                    self._client.prepare("", fmt, timeout_s=p.load_timeout_s)
+            else:
+                self._client.prepare(self._model_target, self.format,
+                                     timeout_s=p.load_timeout_s)
         except RpcFailure as e:
             raise self._translate(e, "load") from e
         self._c.phases["startup"] = time.monotonic() - start
@@ -383,7 +459,7 @@ class Sandbox:
             self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (
                 time.monotonic() - start)
         self._c.calls += 1
-        self._c.outputs = [TensorSummary.of(k, v) for k, v in outputs.items()]
+        self._c.last_outputs = outputs  # summarised (hashed) only when a report is made
         return outputs
 
     def report(self) -> Report:

@@ -72,15 +72,21 @@ def load(path: Path, fmt: str = "auto", architecture: Path | None = None,
     return loader(detection.path, architecture, threads)
 
 
-def prepare(path: Path, fmt: str = "auto") -> None:
-    """Import what the format's loader needs, without recording it as the model's doing."""
-    try:
-        detection = detect(path)
-    except FormatError:
+def prepare(path: Path | None, fmt: str = "auto") -> None:
+    """Import what the format's loader needs, without recording it as the model's doing. With
+    no model yet (a pre-started sandbox), warm the named format."""
+    if fmt and fmt != "auto":
+        chosen = Format(fmt)
+    elif path is not None:
+        try:
+            chosen = detect(path).format
+            path = detect(path).path
+        except (FormatError, OSError):
+            return
+    else:
         return
-    chosen = Format(fmt) if fmt and fmt != "auto" else detection.format
     with audit.paused():
-        _preimport(chosen, detection.path)
+        _preimport(chosen, path)
 
 
 def _mentions_torch(path: Path, limit: int = 256 << 20) -> bool:
@@ -97,13 +103,13 @@ def _mentions_torch(path: Path, limit: int = 256 << 20) -> bool:
     return False
 
 
-def _preimport(fmt: Format, path: Path) -> None:
+def _preimport(fmt: Format, path: Path | None) -> None:
     """Import what the format's loader needs and run it once on a tiny benign model of our own,
     before the model's code runs, so library start-up and lazy initialisation (which exec
     generated code, load native libraries, write caches, probe the system) are the baseline."""
     if fmt is Format.ONNX:
         _warm_onnx()
-    elif fmt is not Format.PICKLE or _mentions_torch(path):
+    elif fmt is not Format.PICKLE or (path is not None and _mentions_torch(path)):
         _warm_torch(fmt)
 
 

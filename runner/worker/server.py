@@ -43,9 +43,12 @@ class WorkerService(pb_grpc.WorkerServicer):
 
     def Prepare(self, request: Any, context: Any) -> Any:
         start = time.perf_counter()
-        path = Path(request.model_path)
-        if path.is_relative_to(MODEL_ROOT):
-            prepare(path, request.format or "auto")
+        path = Path(request.model_path) if request.model_path else None
+        if path is None or path.is_relative_to(MODEL_ROOT):
+            try:
+                prepare(path, request.format or "auto")
+            except ValueError as e:  # an unknown format name
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return pb.PrepareReply(seconds=time.perf_counter() - start)
 
     def Load(self, request: Any, context: Any) -> Any:

@@ -4,7 +4,6 @@ an elementwise Relu (copy-bound: the worst case for the sandbox's data path)."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +68,8 @@ def test_latency(tmp_path: Path, record: Callable[[str, dict[str, object]], None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        with runner.Sandbox(path, runner.Policy(memory_bytes=2 << 30)) as sb:
+        policy = runner.Policy(memory_bytes=2 << 30, max_reply_bytes=128 << 20)
+        with runner.Sandbox(path, policy) as sb:
             for label, nbytes in SIZES.items():
                 rows = max(1, nbytes // (4 * WIDTH))
                 x = np.random.default_rng(1).standard_normal((rows, WIDTH)).astype(np.float32)

@@ -17,7 +17,7 @@ def test_all_is_the_public_surface() -> None:
         "AirlockError", "DeadlineExceeded", "EngineError", "EvalResult", "Event", "Finding",
         "ImageError", "Observer", "evaluate",
         "InputError", "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "Report",
-        "Runtime", "Sandbox", "SandboxError", "SandboxInfo", "Severity", "Signature",
+        "Runtime", "Sandbox", "SandboxError", "SandboxPool", "SandboxInfo", "Severity", "Signature",
         "TensorSummary", "UsageError", "Verdict", "WorkerCrashed",
     ])
     for name in runner.__all__:
