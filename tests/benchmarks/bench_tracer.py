@@ -1,4 +1,5 @@
-"""Tracer overhead: load plus 100 inferences of a small model, with the tracer and without."""
+"""Tracer overhead: load plus 100 inferences of a small model, with the tracer and without:
+the MLP of bench_latency (256 rows of width 256 a call) and a small TorchScript model."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 import runner
+from tests.benchmarks.bench_latency import WIDTH, _model
 from tests.fixtures import models
 
 CALLS = 100
-REPEATS = 3
+REPEATS = 5
 
 
 def _load_and_infer(path: Path, trace: bool) -> float:
-    x = models.sample_input(8)
+    x = (np.random.default_rng(0).standard_normal((256, WIDTH)).astype(np.float32)
+         if path.suffix == ".onnx" else models.sample_input(8))
     start = time.perf_counter()
     with runner.Sandbox(path, runner.Policy(trace=trace)) as sb:
         t0 = time.perf_counter()
@@ -29,7 +34,7 @@ def _load_and_infer(path: Path, trace: bool) -> float:
 
 def test_tracer_overhead(tmp_path: Path, record: Callable[[str, dict[str, object]], None]
                          ) -> None:
-    built = {"onnx": models.onnx_model(tmp_path, models.sample_input()).path,
+    built = {"onnx mlp": _model("mlp", tmp_path / "mlp.onnx"),
              "torchscript": models.torchscript_model(tmp_path, models.sample_input()).path}
     figures: dict[str, object] = {}
     print(f"\nload + {CALLS} inferences, median of {REPEATS} (seconds)")
