@@ -18,9 +18,9 @@ from ._client import BadReply, CallDeadline, ReplyTooLarge, WorkerRejected, Work
 from .errors import untrusted_text
 from .worker import tensors
 from .worker._proto import worker_pb2 as pb
+from .worker.dataplane import put_tensor
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
-ALIGN = 64
 _STATUS_CODES = {2: "INVALID_ARGUMENT", 3: "ABORTED", 4: "INTERNAL"}
 
 
@@ -76,15 +76,7 @@ class DataPlane:
             arr = np.asarray(arr)
             if (self._shm is not None and arr.nbytes >= SHM_THRESHOLD
                     and offset + arr.nbytes <= self._shm_size):
-                tensors.check_dtype(name, arr)
-                little = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
-                target = np.frombuffer(self._shm, dtype=little.dtype, count=little.size,
-                                       offset=offset)
-                target[:] = little.reshape(-1)
-                msg.name, msg.dtype = name, arr.dtype.name
-                msg.shape.extend(int(d) for d in arr.shape)
-                msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, little.nbytes
-                offset = (offset + little.nbytes + ALIGN - 1) // ALIGN * ALIGN
+                offset = put_tensor(self._shm, offset, name, arr, msg)
             else:
                 tensors.encode(name, arr, msg)
         body = request.SerializeToString()

@@ -63,21 +63,28 @@ def decode_inputs(request: Any, shm: SharedMemory | None) -> tuple[dict[str, np.
     return feed, end
 
 
+def put_tensor(buffer: Any, offset: int, name: str, arr: np.ndarray, msg: Any) -> int:
+    """Write arr into a shared-memory buffer at offset, describe it in msg; return the aligned
+    offset after it. Used by both sides."""
+    tensors.check_dtype(name, arr)
+    little = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
+    target = np.frombuffer(buffer, dtype=little.dtype, count=little.size, offset=offset)
+    target[:] = little.reshape(-1)
+    msg.name, msg.dtype = name, arr.dtype.name
+    msg.shape.extend(int(d) for d in arr.shape)
+    msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, little.nbytes
+    return (offset + little.nbytes + ALIGN - 1) // ALIGN * ALIGN
+
+
 def encode_outputs(outputs: dict[str, np.ndarray], reply: Any, shm: SharedMemory | None,
                    start: int, threshold: int) -> None:
     offset = (start + ALIGN - 1) // ALIGN * ALIGN
     for name, arr in outputs.items():
         arr = np.asarray(arr)
         msg = reply.outputs.add()
-        if shm is not None and arr.nbytes >= threshold and offset + arr.nbytes <= shm.size:
-            tensors.check_dtype(name, arr)
-            little = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
-            target = np.frombuffer(shm.view(offset, little.nbytes), dtype=little.dtype)
-            target[:] = little.reshape(-1)
-            msg.name, msg.dtype = name, arr.dtype.name
-            msg.shape.extend(int(d) for d in arr.shape)
-            msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, little.nbytes
-            offset = (offset + little.nbytes + ALIGN - 1) // ALIGN * ALIGN
+        if (shm is not None and shm.map is not None and arr.nbytes >= threshold
+                and offset + arr.nbytes <= shm.size):
+            offset = put_tensor(shm.map, offset, name, arr, msg)
         else:
             tensors.encode(name, arr, msg)
 

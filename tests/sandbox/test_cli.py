@@ -199,13 +199,19 @@ def test_ctrl_c_removes_the_sandbox(tmp_path: Path) -> None:
     assert not list(Path("/tmp").glob("airlock-*/owner.json"))
 
 
-def test_killed_controller_is_reaped_by_gc(tmp_path: Path) -> None:
+def _orphan(tmp_path: Path) -> list[str]:
+    """Start a scan that hangs in load, SIGKILL the controller, return its left sandbox."""
     path = hostile.write(tmp_path / "hang.pkl", hostile.hang_in_load())
     proc = subprocess.Popen([*AIRLOCK, "scan", str(path)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     left = _wait_for_session()
     proc.kill()
     proc.wait()
+    return left
+
+
+def test_killed_controller_is_reaped_by_gc(tmp_path: Path) -> None:
+    left = _orphan(tmp_path)
     assert sessions() == left  # the orphan is still there...
     gc = airlock("gc")
     assert gc.returncode == 0
@@ -215,12 +221,7 @@ def test_killed_controller_is_reaped_by_gc(tmp_path: Path) -> None:
 
 
 def test_next_start_reaps_a_killed_controllers_sandbox(tmp_path: Path) -> None:
-    path = hostile.write(tmp_path / "hang.pkl", hostile.hang_in_load())
-    proc = subprocess.Popen([*AIRLOCK, "scan", str(path)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    orphan = _wait_for_session()
-    proc.kill()
-    proc.wait()
+    orphan = _orphan(tmp_path)
     built = models.onnx_model(tmp_path, models.sample_input())
     ok = airlock("describe", str(built.path))
     assert ok.returncode == 0, ok.stderr

@@ -81,3 +81,22 @@ def test_onnx_under_gvisor(tmp_path: Path) -> None:
     np.testing.assert_allclose(out["y"], built.reference["y"], rtol=0, atol=1e-6)
     assert sb.report().sandbox is not None
     assert sb.report().sandbox.runtime == "runsc"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("shm_bytes", [0, 64 << 20], ids=["inline", "shared-memory"])
+def test_large_tensors_round_trip(shm_bytes: int, tmp_path: Path) -> None:
+    from tests.benchmarks.bench_latency import WIDTH, _model
+
+    path = _model("mlp", tmp_path / "mlp.onnx")
+    import onnxruntime as ort
+
+    x = np.random.default_rng(3).standard_normal((2048, WIDTH)).astype(np.float32)  # 2 MiB
+    (expected,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})
+    with runner.Sandbox(path, runner.Policy(shm_bytes=shm_bytes)) as sb:
+        out = sb.infer({"x": x})["y"]
+        again = sb.infer({"x": x[:10]})["y"]
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(again, expected[:10], rtol=1e-5, atol=1e-4)
+    assert not out.flags.writeable or shm_bytes == 0
