@@ -54,6 +54,7 @@ class Collected:
     tamper: list[_static.Tamper] = field(default_factory=list)
     scratch_full: bool = False
     output_flood: bool = False
+    static_imports: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 MAX_AUDIT_BYTES = 8 << 20
@@ -134,8 +135,10 @@ def build(c: Collected) -> Report:
         worker_crashed=c.worker_crash if not oom else "",
         tracer_problems=tuple(_tracer_problems(c, trace)),
         tamper=tuple((t.check, t.evidence) for t in c.tamper),
-        scratch_full=c.scratch_full, output_flood=c.output_flood)
+        scratch_full=c.scratch_full, output_flood=c.output_flood,
+        static_imports=tuple(c.static_imports))
     findings = rules.evaluate(events, facts)
+    notes = list(c.notes) + _disagreements(findings)
     could_not = c.error is not None
     resources = None
     if c.sandbox is not None:
@@ -163,9 +166,28 @@ def build(c: Collected) -> Report:
         findings=findings, model=c.model, sandbox=c.sandbox, resources=resources,
         events=events, events_dropped=folder.dropped + c.worker_events_dropped, tracer=tracer,
         phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
-        signature=c.signature, calls=c.calls, notes=list(c.notes),
+        signature=c.signature, calls=c.calls, notes=notes,
         outputs=[TensorSummary.of(k, v) for k, v in c.last_outputs.items()],
         error=error_info(c.error) if c.error else None)
+
+
+STATIC_IMPORT_RULES = {"AL611", "AL612"}
+DYNAMIC_CODE_RULES = {"AL201", "AL202", "AL601", "AL603", "AL605"}
+
+
+def _disagreements(findings: list[rules.Finding]) -> list[str]:
+    """Say so when the static read of the file and what the sandbox saw disagree."""
+    ids = {f.rule_id for f in findings}
+    static = ids & STATIC_IMPORT_RULES
+    dynamic = ids & DYNAMIC_CODE_RULES
+    if dynamic and not static:
+        return ["static and dynamic evidence disagree: the static read of the file found no "
+                f"dangerous import, but the sandbox saw code run ({', '.join(sorted(dynamic))})"]
+    if static and not dynamic:
+        return ["static and dynamic evidence disagree: the file would import something "
+                "dangerous, but the sandbox saw no code run from it (it may not have been "
+                "reached, or it behaved while watched)"]
+    return []
 
 
 def error_info(e: AirlockError) -> ErrorInfo:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _analysis, _docker, _image, _session, _static, _tracer
+from . import _analysis, _docker, _image, _pickle_static, _session, _static, _tracer
 from ._client import (
     BadReply,
     CallDeadline,
@@ -208,6 +208,8 @@ class Sandbox:
             fmt: str = detection.format.value
             reason = detection.reason
             tamper = _static.check_model(path, detection.path, detection.format)
+            static_target = detection.path if detection.format in (Format.PICKLE,
+                                                                   Format.TORCH) else None
         except FormatError as e:
             # Damage that points to tampering is a finding, and the run goes on to record what
             # loading it does; anything else is the caller's mistake.
@@ -216,9 +218,14 @@ class Sandbox:
                 raise UsageError(str(e), "pass an ONNX, TorchScript, torch.save, safetensors "
                                  "or pickle file, or a model directory") from e
             fmt, reason = "unknown", f"damaged: {e}"
+            static_target = path if path.is_file() else None
         except OSError as e:
             raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
         self._c.tamper = tamper
+        if static_target is not None:  # the imports a pickle would perform, read not run
+            self._c.static_imports = [
+                (i.module, i.name, f" ({i.member})" if i.member else "")
+                for i in _pickle_static.imports_in_file(static_target)]
         digests = file_digests(path)
         self._c.model = ModelInfo(
             path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,

@@ -104,6 +104,15 @@ RULES: tuple[Rule, ...] = (
          "worker: subprocess.Popen, os.exec*, os.posix_spawn, os.fork, pty.spawn"),
     Rule("AL606", "python-network", "Network use from Python", Severity.HIGH,
          "worker: socket.connect, socket.sendto, socket.bind, name lookups"),
+    Rule("AL611", "static-dangerous-import", "Pickle would import something dangerous",
+         Severity.CRITICAL, "host (static): a GLOBAL/STACK_GLOBAL in the pickle's opcodes naming "
+         "os, subprocess, builtins.eval/exec, runpy, ... (read, never unpickled)"),
+    Rule("AL612", "static-hidden-import", "Pickle builds an import name at run time",
+         Severity.HIGH, "host (static): a STACK_GLOBAL whose module or name is not a literal "
+         "in the stream (computed by an earlier call)"),
+    Rule("AL613", "static-unusual-import", "Pickle would import something unusual",
+         Severity.MEDIUM, "host (static): a GLOBAL/STACK_GLOBAL outside torch, numpy and "
+         "collections"),
     Rule("AL701", "tampered-file", "File shows signs of tampering", Severity.HIGH,
          "host (static): a safetensors header or offsets past the end, a zip CRC mismatch, "
          "bytes after a pickle's STOP, a pickle+zip polyglot, a zip-bomb member"),
@@ -180,6 +189,7 @@ class HostFacts:
     tamper: tuple[tuple[str, str], ...] = ()  # (check, evidence) from the static checks
     scratch_full: bool = False
     output_flood: bool = False
+    static_imports: tuple[tuple[str, str, str], ...] = ()  # (module, name, where)
 
 
 PATH_ESCAPES = {"onnx-external-data", "symlink-escape"}
@@ -318,6 +328,19 @@ def _host_rules(c: _Collector, f: HostFacts) -> None:
     if f.output_flood:
         c.add("output-flood", None, h, "the model flooded stdout/stderr",
               ["the engine's json-file log rotated past 1 MiB"])
+    for module, name, where in f.static_imports:
+        cite = [f"static: the pickle{where} imports {module}.{name}"]
+        if module == "?" or name == "?":
+            c.add("static-hidden-import", None, h, "the pickle assembles an import name at run "
+                  "time", cite)
+            continue
+        sev = classify_global(module, name)
+        if sev is Severity.CRITICAL:
+            c.add("static-dangerous-import", None, h, f"the pickle would import {module}.{name}",
+                  cite)
+        elif sev is not None:
+            c.add("static-unusual-import", None, h, f"the pickle would import {module}.{name}",
+                  cite)
     for check, evidence in f.tamper:
         if check in PATH_ESCAPES:
             c.add("path-escape", None, h, f"the model reaches outside its directory ({check})",

@@ -111,3 +111,11 @@ def test_detection_under_gvisor(tmp_path: Path) -> None:
     assert {"AL202", "AL601"} <= {f.rule_id for f in report.findings}
     assert report.verdict is runner.Verdict.MALICIOUS
     assert report.tracer is not None and report.tracer.worker_exit == "exited with 0"
+
+
+def test_static_read_names_the_gadget_before_it_runs(tmp_path: Path) -> None:
+    path = hostile.write(tmp_path / "shell.pkl", hostile.shell_marker("/tmp/m"))
+    report = _scan(path)
+    static = [f for f in report.findings if f.rule_id == "AL611"]
+    assert static and static[0].source.value == "host"
+    assert "static: the pickle imports builtins.eval" in static[0].evidence[0]

@@ -98,3 +98,17 @@ def test_rule_table_is_large_unique_and_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
     for r in rules.RULES:
         assert f"| {r.id} | {r.name} | {r.severity.value} |" in doc
+
+
+def test_static_imports_and_disagreement_notes() -> None:
+    c = collected(worker_start() + shell_in_load() + worker_exit())
+    report = _analysis.build(c)
+    assert any("disagree" in n and "found no dangerous import" in n for n in report.notes)
+    c.static_imports = [("posix", "system", ""), ("?", "?", " (archive/data.pkl)")]
+    report = _analysis.build(c)
+    ids = {f.rule_id for f in report.findings}
+    assert {"AL611", "AL612"} <= ids
+    assert not any("disagree" in n for n in report.notes)
+    quiet = collected(worker_start() + worker_exit())
+    quiet.static_imports = [("builtins", "eval", "")]
+    assert any("saw no code run" in n for n in _analysis.build(quiet).notes)

@@ -1,0 +1,140 @@
+"""The imports a pickle would perform, found by reading its opcodes, never by unpickling.
+
+The opcodes are walked in order, as the unpickler reads them (frames are contiguous, so a FRAME
+cannot hide opcodes from a sequential walk; a frame that claims more bytes than there are ends
+the walk, as it ends the real unpickler). A small symbolic stack follows strings through the
+stack and the memo, so STACK_GLOBAL's module and name are known when they were pushed as
+literals, even through MEMOIZE/PUT and GET; names computed at run time (by a REDUCE) are
+reported as dynamic, which is itself a sign of obfuscation.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_BYTES = 512 << 20
+MAX_OPS = 5_000_000
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # "?" when computed at run time
+    name: str
+    member: str = ""  # the zip member holding the pickle, for torch checkpoints
+    offset: int = 0
+
+
+class _Unknown:
+    pass
+
+
+UNKNOWN = _Unknown()
+_MARK = object()
+
+
+def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
+    found: list[Import] = []
+    stack: list[object] = []
+    memo: dict[int, object] = {}
+    try:
+        for n, (op, arg, at) in enumerate(pickletools.genops(data)):
+            pos = at or 0
+            if n > MAX_OPS:
+                break
+            name = op.name
+            if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > len(data):
+                break
+            if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
+                        "SHORT_BINSTRING", "BINSTRING", "STRING"):
+                stack.append(arg if isinstance(arg, str) else UNKNOWN)
+            elif name == "GLOBAL" and isinstance(arg, str):
+                module, _, attr = arg.partition(" ")
+                found.append(Import(module, attr, member, pos))
+                stack.append(UNKNOWN)
+            elif name == "STACK_GLOBAL":
+                top = stack.pop() if stack else UNKNOWN
+                below = stack.pop() if stack else UNKNOWN
+                found.append(Import(below if isinstance(below, str) else "?",
+                                    top if isinstance(top, str) else "?", member, pos))
+                stack.append(UNKNOWN)
+            elif name == "MEMOIZE":
+                memo[len(memo)] = stack[-1] if stack else UNKNOWN
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
+                memo[arg] = stack[-1] if stack else UNKNOWN
+            elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
+                stack.append(memo.get(arg, UNKNOWN))
+            elif name == "MARK":
+                stack.append(_MARK)
+            elif name == "POP":
+                if stack:
+                    stack.pop()
+            elif name == "POP_MARK":
+                _pop_to_mark(stack)
+            elif name == "DUP":
+                stack.append(stack[-1] if stack else UNKNOWN)
+            elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "OBJ", "INST"):
+                _pop_to_mark(stack)
+                stack.append(UNKNOWN)
+                if name == "INST" and isinstance(arg, str):
+                    module, _, attr = arg.partition(" ")
+                    found.append(Import(module, attr, member, pos))
+            elif name in ("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "NONE",
+                          "NEWTRUE", "NEWFALSE", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"):
+                if name == "BINPERSID" and stack:
+                    stack.pop()
+                stack.append(UNKNOWN)
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                for _ in range(int(name[-1])):
+                    if stack:
+                        stack.pop()
+                stack.append(UNKNOWN)
+            elif name in ("REDUCE", "NEWOBJ", "BUILD", "APPEND", "SETITEM"):
+                pops = {"REDUCE": 2, "NEWOBJ": 2, "BUILD": 2, "APPEND": 2, "SETITEM": 3}[name]
+                for _ in range(pops):
+                    if stack:
+                        stack.pop()
+                stack.append(UNKNOWN)
+            elif name == "NEWOBJ_EX":
+                for _ in range(3):
+                    if stack:
+                        stack.pop()
+                stack.append(UNKNOWN)
+            elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+                _pop_to_mark(stack)
+            elif name == "STOP":
+                break
+            elif op.stack_after and not op.stack_before:
+                stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError):
+        pass  # a broken stream: what was read so far is what the unpickler would reach
+    return found
+
+
+def _pop_to_mark(stack: list[object]) -> None:
+    while stack:
+        if stack.pop() is _MARK:
+            return
+
+
+def imports_in_file(path: Path) -> list[Import]:
+    """Imports of a pickle file, or of every pickle in a torch zip checkpoint."""
+    if not path.is_file() or path.stat().st_size > MAX_BYTES:
+        return []
+    data = path.read_bytes()
+    if data.startswith(b"PK\x03\x04"):
+        out: list[Import] = []
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for info in zf.infolist():
+                    if info.filename.endswith(".pkl") and info.file_size < MAX_BYTES:
+                        out += imports_in_bytes(zf.read(info), info.filename)
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+            return out
+        return out
+    if data[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
+        return imports_in_bytes(data)
+    return []
