@@ -139,7 +139,13 @@ def build(c: Collected) -> Report:
         static_imports=tuple(c.static_imports))
     findings = rules.evaluate(events, facts)
     notes = list(c.notes) + _disagreements(findings)
-    could_not = c.error is not None
+    if trace is not None and trace.truncated:
+        notes.append(f"the tracer's log was longer than {_strace.MAX_LINES} lines; events "
+                     "after that were not read")
+    if c.final_state is None and c.error is None:
+        notes.append("the sandbox did not run to the end: this report is incomplete")
+    # a sandbox that never ran, or whose run is not over, has not been evaluated
+    could_not = c.error is not None or c.final_state is None
     resources = None
     if c.sandbox is not None:
         per_phase = summarise(c.samples)
@@ -160,7 +166,8 @@ def build(c: Collected) -> Report:
                          if record.code is not None else f"killed by {record.signal}"),
             log_bytes=len(c.trace_log or b""), syscalls=len(trace.calls) if trace else 0,
             malformed_lines=trace.malformed if trace else 0,
-            cut_mid_line=bool(trace and trace.cut_mid_line))
+            cut_mid_line=bool(trace and trace.cut_mid_line),
+            truncated=bool(trace and trace.truncated))
     return Report(
         tool_version=__version__, verdict=rules.verdict(findings, could_not),
         findings=findings, model=c.model, sandbox=c.sandbox, resources=resources,

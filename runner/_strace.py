@@ -26,7 +26,7 @@ _RESULT = re.compile(r"^(.*)\)\s+=\s+(-?\d+|0x[0-9a-f]+|\?)(?:\s+([A-Z][A-Z0-9_]
 _STRING = re.compile(r'"((?:\\x[0-9a-f]{2})*)"(\.\.\.)?')
 UNFINISHED = " <unfinished ...>"
 
-MAX_LINES = 2_000_000
+MAX_LINES = 400_000  # bounds the host's memory; a longer log is reported as truncated
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class TracerInfo(_Model):
     syscalls: int = 0
     malformed_lines: int = 0
     cut_mid_line: bool = False
+    truncated: bool = Field(False, description="the log was longer than Airlock reads")
 
 
 class ErrorInfo(_Model):
