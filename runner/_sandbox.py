@@ -56,7 +56,9 @@ from .report import (
     SandboxInfo,
     Signature,
     TensorSpecInfo,
+    anomalies,
     file_digests,
+    root_digest,
 )
 from .telemetry import Phase
 from .worker.formats import Format, FormatError, detect
@@ -227,9 +229,14 @@ class Sandbox:
                 (i.module, i.name, f" ({i.member})" if i.member else "")
                 for i in _pickle_static.imports_in_file(static_target)]
         digests = file_digests(path)
+        odd = anomalies(path)
+        if odd:
+            self._c.notes.append(f"the model directory holds {len(odd)} unusual file(s): "
+                                 + "; ".join(odd[:5]))
         self._c.model = ModelInfo(
             path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
-            detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests)
+            detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests,
+            root_digest=root_digest(digests, path.is_dir()), anomalies=odd)
         if not self._warm:
             self._image = _image.require_current()
         assert self._image is not None

@@ -9,7 +9,6 @@ the batch goes on. Results are yielded as models finish.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import _docker
 from .errors import AirlockError, InputError, UsageError
 from .policy import Policy
-from .report import Report
+from .report import Report, file_digests, root_digest
 from .rules import Severity, Verdict
 from .worker.formats import CONFIG_SUFFIXES, FormatError, detect
 
@@ -141,19 +140,7 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 def digest(path: Path) -> str:
     """sha256 of a file; for a directory, sha256 over the per-file digests in name order."""
-    def file_hash(f: Path) -> str:
-        h = hashlib.sha256()
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-
-    if path.is_file():
-        return file_hash(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
-        h.update(bytes.fromhex(file_hash(f)))
-    return h.hexdigest()
+    return root_digest(file_digests(path), path.is_dir())
 
 
 # --- probes --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def print_report(report: Report, console: Console) -> None:
     head.add_column()
     head.add_row("verdict", Text(report.verdict.value.upper(),
                                  style=_VERDICT_STYLE[report.verdict]))
-    digest = m.files[0].sha256[:16] + "…" if m.files else "?"
+    digest = (m.root_digest or (m.files[0].sha256 if m.files else "?"))[:16] + "…"
     head.add_row("model", Text(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})"))
     if report.sandbox:
         s = report.sandbox

@@ -79,3 +79,30 @@ def test_directory_picks_the_weights(tmp_path: Path) -> None:
         empty = tmp_path / "empty"
         empty.mkdir()
         detect(empty)
+
+
+def test_manifest_root_digest_and_anomalies(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from runner.report import anomalies, file_digests, root_digest
+
+    built = models.safetensors_model(tmp_path, models.sample_input())
+    (tmp_path / "config.json").write_text("{}")
+    digests = file_digests(tmp_path)
+    expected = hashlib.sha256(b"".join(bytes.fromhex(d.sha256) for d in
+                                       sorted(digests, key=lambda d: d.path))).hexdigest()
+    assert root_digest(digests, directory=True) == expected
+    single = file_digests(built.path)
+    assert root_digest(single, directory=False) == single[0].sha256
+    assert anomalies(tmp_path) == ["arch.py: Python code"]
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "run.sh", 0o755)
+    os.symlink("/etc/passwd", tmp_path / "link")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: x\n")
+    found = anomalies(tmp_path)
+    assert any("git content" in a for a in found)
+    assert "empty.bin: an empty file" in found and "run.sh: executable" in found
+    assert any(a.startswith("link: a symlink") for a in found)
