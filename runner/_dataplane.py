@@ -18,7 +18,7 @@ from ._client import BadReply, CallDeadline, ReplyTooLarge, WorkerRejected, Work
 from .errors import untrusted_text
 from .worker import tensors
 from .worker._proto import worker_pb2 as pb
-from .worker.dataplane import put_tensor
+from .worker.dataplane import put_tensor, recv_exact
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
 _STATUS_CODES = {2: "INVALID_ARGUMENT", 3: "ABORTED", 4: "INTERNAL"}
@@ -111,14 +111,10 @@ class DataPlane:
 
     def _recv(self, n: int) -> bytes:
         assert self._sock is not None
-        chunks = []
-        while n:
-            chunk = self._sock.recv(min(n, 1 << 20))
-            if not chunk:
-                raise ConnectionError("the worker closed the data connection")
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+        data = recv_exact(self._sock, n)
+        if data is None:
+            raise ConnectionError("the worker closed the data connection")
+        return data
 
     def _outputs(self, reply: pb.InferReply) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

@@ -85,6 +85,7 @@ class ContainerState:
     exit_code: int | None
     oom_killed: bool
     error: str
+    log_path: str = ""  # the engine's json-file log
 
 
 def create_and_start(spec: ContainerSpec) -> str:
@@ -146,6 +147,7 @@ def state(container_id: str) -> ContainerState | None:
         exit_code=None if running else int(st.get("ExitCode", 0)),
         oom_killed=bool(st.get("OOMKilled")),
         error=str(st.get("Error", "")),
+        log_path=str(info.get("LogPath") or ""),
     )
 
 
@@ -159,13 +161,9 @@ def host_pid(container_id: str) -> int | None:
     return pid or None
 
 
-def log_rotated(container_id: str) -> bool:
+def log_rotated(state: ContainerState) -> bool:
     """Whether the json-file log rotated, i.e. the container wrote more than its max-size."""
-    try:
-        log_path = client().api.inspect_container(container_id).get("LogPath") or ""
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
-        return False
-    return bool(log_path) and Path(log_path + ".1").exists()
+    return bool(state.log_path) and Path(state.log_path + ".1").exists()
 
 
 def wait(container_id: str, timeout_s: float) -> ContainerState | None:

@@ -61,6 +61,7 @@ from .report import (
     root_digest,
 )
 from .telemetry import Phase
+from .worker import tensors
 from .worker.formats import Format, FormatError, detect
 
 SOCKET_NAME = "worker.sock"
@@ -181,7 +182,7 @@ class Sandbox:
             self._c.memory_peak_bytes = self._sampler.memory_peak_bytes
             self._c.pids_limit_hits = self._sampler.pids_limit_hits
             self._c.scratch_full = self._sampler.scratch_used_max >= 0.95
-        self._c.output_flood = _docker.log_rotated(container)
+        self._c.output_flood = st is not None and _docker.log_rotated(st)
         self._collect_trace()
         self._collect_audit_log()
         _docker.remove(container)
@@ -366,15 +367,9 @@ class Sandbox:
         files = [path] if path.is_file() else list(path.rglob("*"))
         if all(_world_readable(p) for p in files):
             return path
-        staged = dirs.root / "model" / path.name
-        staged.parent.mkdir(mode=0o755)
-        if path.is_file():
-            shutil.copyfile(path, staged)
-        else:
-            shutil.copytree(path, staged, symlinks=True, copy_function=shutil.copyfile)
-        for p in [staged, *staged.rglob("*")]:
-            if not p.is_symlink():
-                p.chmod(0o755 if p.is_dir() else 0o644)
+        into = dirs.root / "model"
+        into.mkdir(mode=0o755)
+        staged = self._stage(path, into)  # not world-readable: always a copy
         self._c.notes.append(f"{path.name} is not readable by the sandbox's uid; a private "
                              "read-only copy was mounted (make it world-readable to avoid this)")
         return staged
@@ -497,8 +492,11 @@ class Sandbox:
                                  "array was given", "pass a mapping of input name to array")
             inputs = {d.inputs[0].name: inputs}
         feed = {str(k): np.asarray(v) for k, v in inputs.items()}
-        if not d.inputs:
-            return feed
+        try:  # the same check the worker makes, made here first for a clear, local error
+            tensors.check_inputs(d.inputs, feed)
+        except tensors.InputError as e:
+            raise InputError(str(e), "see the model's inputs with 'airlock describe'") from e
+        return feed
         expected = {s.name: s for s in d.inputs}
         missing = sorted(set(expected) - set(feed))
         unknown = sorted(set(feed) - set(expected))
@@ -534,9 +532,7 @@ class Sandbox:
                 self._c.killed_by_host = True
                 _docker.kill(self._container)
             if self._wall_expired.is_set():
-                self._c.deadline = "wall"
-                return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={p.wall_timeout_s}",
-                                        "raise the wall-time limit", deadline="wall")
+                return self._wall_error()
             self._c.deadline = call if call == "load" else "call"
             limit = p.load_timeout_s if call == "load" else p.call_timeout_s
             name = "load_timeout_s" if call == "load" else "call_timeout_s"
@@ -555,15 +551,19 @@ class Sandbox:
         assert isinstance(e, WorkerUnavailable)
         return self._diagnose(f"the worker stopped answering during {call}")
 
+    def _wall_error(self) -> DeadlineExceeded:
+        self._c.deadline = "wall"
+        return DeadlineExceeded(
+            f"the sandbox ran past wall_timeout_s={self.policy.wall_timeout_s}",
+            "raise the wall-time limit", deadline="wall")
+
     def _diagnose(self, what: str) -> AirlockError:
         """Explain why the worker is gone, from the host's own evidence."""
         assert self._container is not None
         st = _docker.wait(self._container, timeout_s=3.0)
         p = self.policy
         if self._wall_expired.is_set():
-            self._c.deadline = "wall"
-            return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={p.wall_timeout_s}",
-                                    "raise the wall-time limit", deadline="wall")
+            return self._wall_error()
         if st is not None and st.oom_killed:
             return LimitExceeded(
                 f"{what}: killed for exceeding the memory limit of "

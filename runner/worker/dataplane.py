@@ -66,12 +66,10 @@ def decode_inputs(request: Any, shm: SharedMemory | None) -> tuple[dict[str, np.
 def put_tensor(buffer: Any, offset: int, name: str, arr: np.ndarray, msg: Any) -> int:
     """Write arr into a shared-memory buffer at offset, describe it in msg; return the aligned
     offset after it. Used by both sides."""
-    tensors.check_dtype(name, arr)
-    little = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
+    little = tensors.little_endian(name, arr)
     target = np.frombuffer(buffer, dtype=little.dtype, count=little.size, offset=offset)
     target[:] = little.reshape(-1)
-    msg.name, msg.dtype = name, arr.dtype.name
-    msg.shape.extend(int(d) for d in arr.shape)
+    tensors.describe(name, little, msg)
     msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, little.nbytes
     return (offset + little.nbytes + ALIGN - 1) // ALIGN * ALIGN
 
@@ -89,7 +87,8 @@ def encode_outputs(outputs: dict[str, np.ndarray], reply: Any, shm: SharedMemory
             tensors.encode(name, arr, msg)
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+def recv_exact(conn: socket.socket, n: int) -> bytes | None:
+    """Exactly n bytes, or None when the peer closed first. Used by both sides."""
     chunks = []
     while n:
         chunk = conn.recv(min(n, 1 << 20))
@@ -121,14 +120,14 @@ def serve(path: str, handle: Callable[[Any], Any], max_bytes: int) -> threading.
 
 def _answer(conn: socket.socket, handle: Callable[[Any], Any], max_bytes: int) -> None:
     while True:
-        head = _recv_exact(conn, 4)
+        head = recv_exact(conn, 4)
         if head is None:
             return
         (length,) = struct.unpack("<I", head)
         if length > max_bytes:
             _reply(conn, STATUS_BAD_INPUT, b"request larger than the limit")
             return
-        body = _recv_exact(conn, length)
+        body = recv_exact(conn, length)
         if body is None:
             return
         try:

@@ -26,10 +26,6 @@ class LoadError(Exception):
     """The model could not be loaded; the message says why."""
 
 
-class InputError(ValueError):
-    """The inputs do not match the model."""
-
-
 @dataclass(frozen=True)
 class Spec:
     name: str
@@ -66,27 +62,27 @@ def load(path: Path, fmt: str = "auto", architecture: Path | None = None,
     except FormatError as e:
         raise LoadError(str(e)) from e
     chosen = Format(fmt) if fmt and fmt != "auto" else detection.format
-    loader = _LOADERS[chosen]
-    prepare(path, fmt)
+    _warm(chosen, detection.path)
     audit.start_recording()
-    return loader(detection.path, architecture, threads)
+    return _LOADERS[chosen](detection.path, architecture, threads)
 
 
 def prepare(path: Path | None, fmt: str = "auto") -> None:
     """Import what the format's loader needs, without recording it as the model's doing. With
     no model yet (a pre-started sandbox), warm the named format."""
     if fmt and fmt != "auto":
-        chosen = Format(fmt)
+        _warm(Format(fmt), path)
     elif path is not None:
         try:
-            chosen = detect(path).format
-            path = detect(path).path
+            detection = detect(path)
         except (FormatError, OSError):
             return
-    else:
-        return
+        _warm(detection.format, detection.path)
+
+
+def _warm(fmt: Format, path: Path | None) -> None:
     with audit.paused():
-        _preimport(chosen, path)
+        _preimport(fmt, path)
 
 
 def _mentions_torch(path: Path, limit: int = 256 << 20) -> bool:
@@ -369,29 +365,3 @@ _LOADERS: dict[Format, Callable[[Path, Path | None, int], Loaded]] = {
     Format.SAFETENSORS: _load_safetensors,
     Format.PICKLE: _load_pickle,
 }
-
-
-def check_inputs(loaded: Loaded, feed: dict[str, np.ndarray]) -> None:
-    """Validate names, dtypes and ranks against what the model declares."""
-    if not loaded.inputs:
-        return
-    expected = {s.name: s for s in loaded.inputs}
-    missing = sorted(set(expected) - set(feed))
-    unknown = sorted(set(feed) - set(expected))
-    if missing or unknown:
-        raise InputError(
-            f"inputs do not match the model: missing {missing or 'none'}, "
-            f"unexpected {unknown or 'none'}; the model takes {sorted(expected)}"
-        )
-    for name, arr in feed.items():
-        spec = expected[name]
-        if spec.dtype and arr.dtype.name != spec.dtype:
-            raise InputError(f"input {name!r} is {arr.dtype.name}; the model expects {spec.dtype}")
-        if spec.shape:
-            ok = len(spec.shape) == arr.ndim and all(
-                e in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True))
-            if not ok:
-                raise InputError(
-                    f"input {name!r} has shape {list(arr.shape)}; the model expects "
-                    f"{list(spec.shape)} (-1 is any size)"
-                )

@@ -16,7 +16,7 @@ import grpc
 from . import WORKER_VERSION, audit, dataplane, tensors
 from ._proto import worker_pb2 as pb
 from ._proto import worker_pb2_grpc as pb_grpc
-from .loaders import InputError, Loaded, LoadError, check_inputs, load, prepare
+from .loaders import Loaded, LoadError, load, prepare
 
 MODEL_ROOT = Path("/model")
 SHM_THRESHOLD = 64 << 10  # outputs this large go through shared memory when there is one
@@ -99,8 +99,8 @@ class WorkerService(pb_grpc.WorkerServicer):
                                       f"this model cannot run inference: {loaded.note}")
         try:
             feed, shm_end = dataplane.decode_inputs(request, self._shm)
-            check_inputs(loaded, feed)
-        except (tensors.TensorError, InputError) as e:
+            tensors.check_inputs(loaded.inputs, feed)
+        except (tensors.TensorError, tensors.InputError) as e:
             raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, str(e)) from e
         start = time.perf_counter()
         try:

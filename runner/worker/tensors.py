@@ -6,6 +6,7 @@ untrusted worker: a known dtype, non-negative dimensions, and a byte count that 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,18 +25,56 @@ class TensorError(ValueError):
     """A tensor that cannot be encoded or decoded safely."""
 
 
+class InputError(ValueError):
+    """The inputs do not match the model."""
+
+
+def little_endian(name: str, array: np.ndarray) -> np.ndarray:
+    """The array as it travels: an allowed dtype, little-endian, C order."""
+    arr = np.asarray(array)
+    check_dtype(name, arr)
+    return np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
+
+
+def describe(name: str, arr: np.ndarray, message: Any) -> None:
+    message.name = name
+    message.dtype = arr.dtype.name
+    message.shape.extend(int(d) for d in arr.shape)
+
+
 def encode(name: str, array: np.ndarray, message: Any) -> Any:
     """Fill a wire Tensor message from a numpy array."""
-    arr = np.asarray(array)
-    dtype = arr.dtype.name
-    if dtype not in ALLOWED_DTYPES:
-        raise TensorError(f"tensor {name!r} has dtype {dtype}, which cannot be sent")
-    arr = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")
-    message.name = name
-    message.dtype = dtype
-    message.shape.extend(int(d) for d in arr.shape)
+    arr = little_endian(name, array)
+    describe(name, arr, message)
     message.data = arr.tobytes()
     return message
+
+
+def check_inputs(specs: Sequence[Any], feed: dict[str, np.ndarray]) -> None:
+    """Validate names, dtypes and ranks against the model's input specs (anything with name,
+    dtype and shape; "" and () mean unknown, -1 any size). Used on both sides."""
+    if not specs:
+        return
+    expected = {s.name: s for s in specs}
+    missing = sorted(set(expected) - set(feed))
+    unknown = sorted(set(feed) - set(expected))
+    if missing or unknown:
+        raise InputError(
+            f"inputs do not match the model: missing {missing or 'none'}, "
+            f"unexpected {unknown or 'none'}; the model takes {sorted(expected)}"
+        )
+    for name, arr in feed.items():
+        spec = expected[name]
+        if spec.dtype and arr.dtype.name != spec.dtype:
+            raise InputError(f"input {name!r} is {arr.dtype.name}; the model expects {spec.dtype}")
+        if spec.shape:
+            ok = len(spec.shape) == arr.ndim and all(
+                e in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True))
+            if not ok:
+                raise InputError(
+                    f"input {name!r} has shape {list(arr.shape)}; the model expects "
+                    f"{list(spec.shape)} (-1 is any size)"
+                )
 
 
 def check_dtype(name: str, arr: np.ndarray) -> None:
