@@ -25,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import _docker
 from .errors import AirlockError, InputError, UsageError
 from .policy import Policy
+from .probes import ProbeSet, feed_for, from_arrays
+from .probes import load as load_probe_file
+from .probes import run as run_probes
 from .report import Report, file_digests, root_digest
 from .rules import Severity, Verdict
 from .worker.formats import CONFIG_SUFFIXES, FormatError, detect
@@ -51,6 +54,8 @@ class EvalResult(BaseModel):
     infer_seconds: float | None = None
     error: str | None = None
     report: str | None = Field(None, description="the report's file, relative to --out")
+    baseline: str | None = Field(None, description="'drift' or 'no drift' when the model "
+                                 "had a baseline for these probes (--baseline)")
 
 
 # --- which paths are models --------------------------------------------------------------------
@@ -143,39 +148,6 @@ def digest(path: Path) -> str:
     return root_digest(file_digests(path), path.is_dir())
 
 
-# --- probes --------------------------------------------------------------------------------------
-
-def load_probes(path: str | Path | None) -> dict[str, np.ndarray]:
-    if path is None:
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"probes file {p} not found", "pass an .npz of named input arrays")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError, AttributeError) as e:
-        raise UsageError(f"probes file {p} is not an .npz of arrays ({e})",
-                         "save probes with numpy.savez(path, name=array, ...)") from e
-
-
-def _feed_for(signature: Any, probes: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None,
-                                                                        str]:
-    """The probes this model accepts, or None and why not."""
-    if not probes:
-        return None, "no probes given: load-only"
-    if signature is None or not signature.can_infer:
-        return None, f"load-only: {signature.note if signature else 'no signature'}"
-    names = [s.name for s in signature.inputs]
-    if names and set(names) <= set(probes):
-        return {n: probes[n] for n in names}, ""
-    if len(names) == 1 and len(probes) == 1:
-        return {names[0]: next(iter(probes.values()))}, ""
-    if not names and len(probes) == 1:
-        return dict(probes), ""
-    return None, f"no probe named {names}: load-only"
-
-
 # --- one model ---------------------------------------------------------------------------------
 
 @dataclass
@@ -192,9 +164,10 @@ def _severity_counts(report: Report) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-def evaluate_one(path: Path, policy: Policy, probes: dict[str, np.ndarray],
+def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
                  out_dir: Path | None, running: _Running | None = None,
-                 sha256: str | None = None) -> EvalResult:
+                 sha256: str | None = None, baselines: Any = None) -> EvalResult:
+    from . import baseline as _baseline
     from ._sandbox import Sandbox
 
     start = time.monotonic()
@@ -204,17 +177,17 @@ def evaluate_one(path: Path, policy: Policy, probes: dict[str, np.ndarray],
         with running.lock:
             running.sandboxes[id(sb)] = sb
     probed, note, error = False, "", None
+    outputs: dict[str, np.ndarray] | None = None
     try:
         with sb:
-            feed, note = _feed_for(sb.describe(), probes)
-            if feed is not None:
+            signature = sb.describe()
+            feed, note = feed_for(signature, probes.inputs if probes else {})
+            if feed is not None and probes is not None:
                 try:
-                    sb.infer(feed)
+                    outputs = run_probes(sb.infer, signature, probes)
                     probed = True
                 except InputError as e:
                     note = f"the model rejected the probes ({e.message}): load-only"
-    except UsageError as e:
-        error = e.diagnostics()
     except AirlockError as e:
         error = e.diagnostics()
     finally:
@@ -222,6 +195,18 @@ def evaluate_one(path: Path, policy: Policy, probes: dict[str, np.ndarray],
             with running.lock:
                 running.sandboxes.pop(id(sb), None)
     report = sb.report()
+    checked = None
+    if baselines is not None and probes is not None and outputs is not None:
+        entry = baselines.find(probes.digest, root=report.model.root_digest,
+                               name=_baseline.default_name(path))
+        if entry is not None:
+            try:
+                report = _baseline.compare(entry, baselines.rows(entry), outputs, report,
+                                           probes, baselines.path)
+                assert report.baseline is not None
+                checked = "drift" if report.baseline.drift else "no drift"
+            except UsageError as e:
+                report = report.amended(notes=[f"baseline not checked: {e.message}"])
     if error is not None and report.sandbox is None and report.error is None:
         verdict = Verdict.ERROR  # a usage problem with this one file: no sandbox ran
     else:
@@ -241,7 +226,7 @@ def evaluate_one(path: Path, policy: Policy, probes: dict[str, np.ndarray],
         top_findings=list(dict.fromkeys(f.rule_id for f in report.findings))[:5],
         probed=probed, probe_note=note, seconds=round(time.monotonic() - start, 3),
         load_seconds=phases.get("load"), infer_seconds=phases.get("infer"), error=error,
-        report=report_name)
+        report=report_name, baseline=checked)
 
 
 def _safe(name: str) -> str:
@@ -278,13 +263,28 @@ class Observer:
 def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.ndarray] | None
              = None, jobs: int | None = None, policy: Policy | None = None,
              out_dir: str | Path | None = None, skip_sha256: Iterable[str] = (),
-             observer: Observer | None = None) -> Iterator[EvalResult]:
+             observer: Observer | None = None, baselines: str | Path | Any | None = None
+             ) -> Iterator[EvalResult]:
     """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
-    complete. On KeyboardInterrupt, running sandboxes are torn down before it propagates."""
+    complete. With `baselines` (a registry or its path), a model that has a baseline for
+    these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
+    down before it propagates."""
+    from .baseline import Registry
+
     policy = policy or Policy()
     jobs = jobs or default_jobs(policy)
     check_jobs(jobs, policy)
-    probe_arrays = probes if isinstance(probes, dict) else load_probes(probes)
+    probe_set: ProbeSet | None = None
+    if isinstance(probes, dict):
+        probe_set = from_arrays(probes) if probes else None
+    elif probes is not None:
+        probe_set = load_probe_file(probes)
+    registry = None
+    if baselines is not None:
+        if probe_set is None:
+            raise UsageError("checking baselines needs the probes they were recorded with",
+                             "pass --probes")
+        registry = baselines if isinstance(baselines, Registry) else Registry(baselines)
     models = expand(paths)
     out = Path(out_dir) if out_dir is not None else None
     skip = set(skip_sha256)
@@ -306,8 +306,8 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
         if queue and not running.cancelled.is_set():
             path, sha = queue.pop()
             obs.model_started(path)
-            pending[pool.submit(evaluate_one, path, policy, probe_arrays, out, running,
-                                sha or None)] = path
+            pending[pool.submit(evaluate_one, path, policy, probe_set, out, running,
+                                sha or None, registry)] = path
 
     try:
         for _ in range(jobs):

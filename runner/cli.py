@@ -225,6 +225,156 @@ def describe(model: ModelArg, arch: Arch = None, format: Fmt = "auto",
                           Severity.CRITICAL))
 
 
+# --- behaviour: diffs and baselines --------------------------------------------------------
+
+ProbesOpt = Annotated[Path, typer.Option("--probes", help=".npz of named input arrays, with "
+                                         "optional 'category' and 'label' arrays",
+                                         show_default=False)]
+OutputName = Annotated[str | None, typer.Option("--output", help="the model output to "
+                                                "compare (default: the first)")]
+RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="baseline registry "
+                                                  "(SQLite; default: AIRLOCK_BASELINES or "
+                                                  "the user data directory)")]
+baseline_app = typer.Typer(no_args_is_help=True, help="Record behavioural baselines and "
+                           "check models against them.")
+app.add_typer(baseline_app, name="baseline")
+
+
+def _save_report(report: Any, path: Path) -> None:
+    from .views import View, render
+
+    _write(path, render(report, View.JSON))
+
+
+@app.command("diff")
+def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the candidate "
+                                             "claims to derive from", show_default=False)],
+          candidate: Annotated[Path, typer.Option("--candidate", help="the model under test",
+                                                  show_default=False)],
+          probes: ProbesOpt,
+          control: Annotated[Path | None, typer.Option("--control", help="a benign fine-tune "
+                                                       "of the same base, as the control")]
+          = None,
+          no_rerun: Annotated[bool, typer.Option("--no-rerun", help="without --control, use "
+                                                 "the pooled other categories instead of a "
+                                                 "second run of the base")] = False,
+          out_dir: Annotated[Path | None, typer.Option("--out", help="write candidate.json, "
+                                                       "base.json, control.json and "
+                                                       "diff.html here")] = None,
+          output: OutputName = None,
+          alpha: Annotated[float, typer.Option("--alpha", help="false discovery rate")] = 0.05,
+          min_effect: Annotated[float, typer.Option("--min-effect", help="flip rate over the "
+                                                    "control's needed to flag (0-1)")] = 0.15,
+          runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
+          load_timeout: LoadTimeout = 120.0, call_timeout: CallTimeout = 60.0,
+          no_trace: NoTrace = False, json_: JsonOut = False,
+          fail_on: FailOn = Severity.MEDIUM) -> None:
+    """Compare a candidate with its base model on probes, each in its own sandbox."""
+    from .diff import diff
+    from .views import View, render
+    from .views.terminal import print_report
+
+    policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, 900.0, no_trace)
+    outcome = diff(base, candidate, probes, control=control, rerun=not no_rerun,
+                   output=output, policy=policy, alpha=alpha, min_effect=min_effect,
+                   progress=lambda m: err.print(m, markup=False, highlight=False))
+    report = outcome.candidate
+    if out_dir is not None:
+        _save_report(report, out_dir / "candidate.json")
+        _save_report(outcome.base, out_dir / "base.json")
+        if outcome.control is not None:
+            _save_report(outcome.control, out_dir / "control.json")
+        _write(out_dir / "diff.html", render(report, View.HTML))
+        err.print(f"reports in {out_dir}/", markup=False, highlight=False)
+    if json_:
+        sys.stdout.write(render(report, View.JSON))
+    else:
+        print_report(report, out)
+    code = exit_code(report, fail_on)
+    if code == EXIT_OK and outcome.base.findings and any(
+            f.severity.rank >= fail_on.rank for f in outcome.base.findings):
+        err.print(f"the base model has findings of its own (verdict {outcome.base.verdict})",
+                  markup=False, highlight=False)
+        code = EXIT_FINDINGS
+    raise typer.Exit(code)
+
+
+@baseline_app.command("record")
+def baseline_record(model: ModelArg, probes: ProbesOpt,
+                    name: Annotated[str | None, typer.Option("--name", help="the baseline's "
+                                                             "name (default: the model's file "
+                                                             "or directory name)")] = None,
+                    registry: RegistryOpt = None, output: OutputName = None,
+                    runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g",
+                    no_trace: NoTrace = False, report: ReportOut = None) -> None:
+    """Run MODEL on the probes in a sandbox and store what it did as a baseline."""
+    from . import baseline
+
+    policy = _policy(runtime, memory, 1.0, 120.0, 60.0, 900.0, no_trace)
+    rep, entry = baseline.record(model, probes, name=name, registry=registry, policy=policy,
+                                 output=output)
+    if report is not None:
+        _save_report(rep, report)
+    reg = baseline.Registry(registry).path
+    out.print(f"recorded baseline {entry.name!r}: {entry.rows} probes, output "
+              f"{entry.output!r}, model {entry.model_root[:16]}…, {entry.runtime} on image "
+              f"{entry.image_id[:19]}, in {reg}", markup=False, highlight=False)
+    if rep.findings:
+        err.print(f"note: the model's run had findings (verdict {rep.verdict}); the baseline "
+                  "records them as they are", markup=False, highlight=False)
+
+
+@baseline_app.command("check")
+def baseline_check(model: ModelArg, probes: ProbesOpt,
+                   name: Annotated[str | None, typer.Option("--name", help="the baseline to "
+                                                            "check against (default: the "
+                                                            "model's name)")] = None,
+                   registry: RegistryOpt = None,
+                   tolerance: Annotated[float, typer.Option("--tolerance", help="allowed "
+                                                            "difference on another image or "
+                                                            "runtime")] = 1e-4,
+                   runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g",
+                   no_trace: NoTrace = False, json_: JsonOut = False,
+                   report: ReportOut = None, fail_on: FailOn = Severity.MEDIUM) -> None:
+    """Rerun MODEL on the probes and compare with its baseline; drift is a finding."""
+    from . import baseline
+    from .views import View, render
+    from .views.terminal import print_report
+
+    policy = _policy(runtime, memory, 1.0, 120.0, 60.0, 900.0, no_trace)
+    rep = baseline.check(model, probes, name=name, registry=registry, policy=policy,
+                         tolerance=tolerance)
+    if report is not None:
+        _save_report(rep, report)
+    if json_:
+        sys.stdout.write(render(rep, View.JSON))
+    else:
+        print_report(rep, out)
+    raise typer.Exit(exit_code(rep, fail_on))
+
+
+@baseline_app.command("list")
+def baseline_list(registry: RegistryOpt = None, json_: JsonOut = False) -> None:
+    """List the recorded baselines."""
+    from dataclasses import asdict
+
+    from . import baseline
+
+    entries = baseline.Registry(registry).entries()
+    if json_:
+        out.print_json(json.dumps([{k: v for k, v in asdict(e).items() if k != "summary"}
+                                   for e in entries]))
+        return
+    t = Table(title=f"{len(entries)} baseline(s) in {baseline.Registry(registry).path}",
+              title_justify="left")
+    for col in ("name", "probes", "rows", "model", "runtime", "image", "recorded"):
+        t.add_column(col)
+    for e in entries:
+        t.add_row(e.name, e.probes_digest[:12], str(e.rows), e.model_root[:12], e.runtime,
+                  e.image_id[7:19], e.recorded_at)
+    out.print(t)
+
+
 # --- housekeeping ---------------------------------------------------------------------------
 
 @image_app.command("build")
@@ -265,6 +415,9 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
                                                     "airlock-results"),
           resume: Annotated[bool, typer.Option("--resume", help="skip models whose sha256 "
                                                "already has a line")] = False,
+          baseline: Annotated[bool, typer.Option("--baseline", help="check every model that "
+                                                 "has a baseline for these probes")] = False,
+          registry: RegistryOpt = None,
           runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
           load_timeout: LoadTimeout = 120.0, call_timeout: CallTimeout = 60.0,
           wall_timeout: WallTimeout = 900.0, no_trace: NoTrace = False,
@@ -274,8 +427,14 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
     from ._progress import ConsoleObserver
 
     policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, wall_timeout, no_trace)
+    from .baseline import Registry
+    from .probes import load as load_probes
+
     if probes is not None:
-        batch.load_probes(probes)  # a bad probes file is a usage error before anything runs
+        load_probes(probes)  # a bad probes file is a usage error before anything runs
+    if baseline and probes is None:
+        raise UsageError("--baseline needs the probes the baselines were recorded with",
+                         "pass --probes")
     results_path = out_dir / "results.jsonl"
     done: list[batch.EvalResult] = []
     if resume and results_path.exists():
@@ -290,7 +449,8 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
         with results_path.open("a") as fh:
             for result in batch.evaluate(paths, probes=probes, jobs=jobs, policy=policy,
                                          out_dir=out_dir, skip_sha256={r.sha256 for r in done},
-                                         observer=observer):
+                                         observer=observer,
+                                         baselines=Registry(registry) if baseline else None):
                 fh.write(result.model_dump_json() + "\n")
                 fh.flush()
                 new.append(result)
@@ -339,6 +499,8 @@ def _summary(results: list[Any]) -> dict[str, Any]:
                     for r in sorted(results, key=lambda r: -r.seconds)[:5]],
         "errors": [{"path": r.path, "error": r.error} for r in results if r.error][:20],
         "load_only": sum(1 for r in results if not r.probed),
+        "baselines": {"checked": sum(1 for r in results if r.baseline),
+                      "drift": [r.path for r in results if r.baseline == "drift"]},
     }
 
 
@@ -355,6 +517,11 @@ def _print_summary(summary: dict[str, Any], results_path: Path) -> None:
                   markup=False, highlight=False)
     for s in summary["slowest"][:3]:
         out.print(f"slowest: {s['seconds']:.1f}s {s['path']}", markup=False, highlight=False)
+    b = summary["baselines"]
+    if b["checked"]:
+        out.print(f"baselines: {b['checked']} checked, {len(b['drift'])} drifted"
+                  + "".join(f"\ndrift: {p}" for p in b["drift"]), markup=False,
+                  highlight=False)
 
 
 def _read_report(path: Path) -> Any:
@@ -406,6 +573,92 @@ def report_sarif(path: ReportIn, output: ViewOut = None) -> None:
     from .views import View, render
 
     _emit(render(_read_report(path), View.SARIF), output)
+
+
+# --- signatures -----------------------------------------------------------------------------
+
+SignatureOpt = Annotated[Path, typer.Option("--signature", help="the signature file (kept "
+                                            "outside the model directory)",
+                                            show_default=False)]
+ChainOpt = Annotated[list[Path] | None, typer.Option("--chain", help="CA certificate, PEM "
+                                                     "(repeat for a chain)",
+                                                     show_default=False)]
+
+
+@app.command("sign")
+def sign_cmd(model: ModelArg, signature: SignatureOpt,
+             key: Annotated[Path, typer.Option("--key", help="elliptic-curve private key, PEM",
+                                               show_default=False)],
+             password_env: Annotated[str | None, typer.Option(
+                 "--password-env", help="name of the environment variable holding the key's "
+                 "password")] = None,
+             cert: Annotated[Path | None, typer.Option("--cert", help="signing certificate, "
+                                                       "PEM: sign with it instead of a bare "
+                                                       "key")] = None,
+             chain: ChainOpt = None, json_: JsonOut = False) -> None:
+    """Sign MODEL (OpenSSF model signing, file-level sha256) with a key or a certificate."""
+    import os
+
+    from . import _signing
+
+    password = None
+    if password_env:
+        if password_env not in os.environ:
+            raise UsageError(f"environment variable {password_env} is not set",
+                             "export the key's password in it, or drop --password-env")
+        password = os.environ[password_env]
+    info = _signing.sign(model, signature, private_key=key, password=password,
+                         certificate_chain=chain, signing_certificate=cert)
+    if json_:
+        sys.stdout.write(info.model_dump_json(indent=2) + "\n")
+    else:
+        out.print(f"signed: {info.files} file(s) of {model} by {info.signer} (root digest "
+                  f"{info.root_digest}); signature in {signature}", markup=False,
+                  highlight=False)
+
+
+@app.command("verify")
+def verify_cmd(model: ModelArg, signature: SignatureOpt,
+               key: Annotated[Path | None, typer.Option("--key", help="trust this public key "
+                                                        "(PEM)")] = None,
+               chain: ChainOpt = None,
+               identity: Annotated[str | None, typer.Option(
+                   "--identity", help="with --chain: the signing certificate's email, URI or "
+                   "common name")] = None,
+               trust_policy: Annotated[Path | None, typer.Option(
+                   "--trust-policy", help="TOML trust policy (default: $AIRLOCK_TRUST_POLICY, "
+                   "else trust.toml in the user config directory)")] = None,
+               json_: JsonOut = False) -> None:
+    """Verify MODEL's signature. Exit 0 when verified, 1 when not."""
+    from . import _signing
+    from .report import file_digests, root_digest
+
+    if trust_policy is not None and (key or chain or identity):
+        raise UsageError("--trust-policy cannot be combined with --key, --chain or --identity",
+                         "pass a policy file or direct trust options, not both")
+    if key is not None and chain:
+        raise UsageError("--key and --chain cannot be combined", "use a trust policy to "
+                         "trust keys and certificates at once")
+    if identity and not chain:
+        raise UsageError("--identity needs --chain", "pass the CA certificate(s) with --chain")
+    if key is not None:
+        trust = _signing.TrustPolicy.for_key(key)
+    elif chain:
+        trust = _signing.TrustPolicy.for_certificates(chain, identity)
+    else:
+        trust = _signing.TrustPolicy.load(trust_policy or _signing.default_policy_path())
+    if not (model.exists() or model.is_symlink()):
+        raise UsageError(f"model {model} not found", "pass a model file or directory")
+    check = _signing.verify(model, signature, trust,
+                            root_digest(file_digests(model), model.is_dir()))
+    if json_:
+        sys.stdout.write(check.model_dump_json(indent=2) + "\n")
+    elif check.verified:
+        out.print(f"verified: signed by {check.signer} (root digest {check.manifest_digest})",
+                  markup=False, highlight=False)
+    else:
+        out.print(f"not verified: {check.reason}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_OK if check.verified else EXIT_FINDINGS)
 
 
 @app.command()

@@ -9,11 +9,14 @@ evidence is what the worker said about itself, which the model could forge or hi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import rules
 from ._resources import Resources
 from .policy import Policy
 from .rules import Finding, Verdict
@@ -105,6 +108,82 @@ class ErrorInfo(_Model):
     log_tail: str = ""
 
 
+class ModelRef(_Model):
+    path: str
+    root_digest: str
+    verdict: Verdict
+    report: str = Field("", description="its own report's file, when one was written")
+
+
+class CategoryDiff(_Model):
+    category: str
+    rows: int
+    flips: int | None = Field(None, description="rows whose top-1 prediction differs from "
+                              "the base model's (classifier-like outputs)")
+    flip_rate: float | None = None
+    flips_to: dict[str, int] = Field(default_factory=dict, description="the candidate's "
+                                     "class for the flipped rows, most frequent first")
+    control_flips: int | None = None
+    control_rows: int | None = None
+    control_rate: float | None = None
+    p_value: float | None = Field(None, description="one-sided exact test of the flip count "
+                                  "against the control")
+    p_adjusted: float | None = Field(None, description="Benjamini-Hochberg across categories")
+    js_mean: float | None = Field(None, description="mean Jensen-Shannon divergence (bits)")
+    js_low: float | None = Field(None, description="bootstrap 95% interval, lower end")
+    js_high: float | None = None
+    kl_mean: float | None = Field(None, description="mean KL(base || candidate) (bits)")
+    max_abs_diff: float
+    base_accuracy: float | None = None
+    candidate_accuracy: float | None = None
+    mcnemar_p: float | None = Field(None, description="exact McNemar test of the change in "
+                                    "accuracy")
+    flagged: bool = False
+
+
+class BehaviorDiff(_Model):
+    base: ModelRef
+    control: ModelRef | None = None
+    control_kind: Literal["model", "rerun", "pooled"]
+    probes: str
+    probes_digest: str
+    rows: int
+    output: str = Field(description="the output compared")
+    kind: Literal["classifier", "regression"]
+    alpha: float
+    min_effect: float = Field(description="the flip rate must exceed the control's by this")
+    categories: list[CategoryDiff]
+    flagged: list[str]
+
+
+class CategoryDrift(_Model):
+    category: str
+    rows: int
+    changed: int = Field(description="rows whose outputs differ from the baseline")
+    flips: int | None = None
+    flip_rate: float | None = None
+    max_abs_diff: float | None = None
+    flagged: bool = False
+
+
+class BaselineCheck(_Model):
+    registry: str
+    name: str
+    recorded_at: str
+    recorded_root_digest: str
+    recorded_image_id: str
+    recorded_runtime: str
+    same_environment: bool = Field(description="same image and runtime: identical outputs "
+                                   "expected")
+    model_changed: bool = Field(description="the model's root digest differs from the one "
+                                "recorded")
+    rows: int
+    rows_changed: int
+    tolerance: float
+    categories: list[CategoryDrift]
+    drift: bool
+
+
 class Report(_Model):
     schema_version: str = SCHEMA_VERSION
     tool_version: str
@@ -122,10 +201,21 @@ class Report(_Model):
     calls: int
     notes: list[str] = Field(default_factory=list)
     error: ErrorInfo | None
+    behavior: BehaviorDiff | None = Field(None, description="the diff against a base model")
+    baseline: BaselineCheck | None = Field(None, description="the check against a recorded "
+                                           "behavioural baseline")
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def amended(self, findings: Iterable[Finding] = (), notes: Iterable[str] = (),
+                **fields: Any) -> Report:
+        """This report with more findings, notes or sections, and its verdict judged again."""
+        found = rules.ordered([*self.findings, *findings])
+        could_not = self.error is not None or self.verdict is Verdict.ERROR
+        return self.model_copy(update={"findings": found, "notes": [*self.notes, *notes],
+                                       "verdict": rules.verdict(found, could_not), **fields})
 
     def worst_severity(self) -> str | None:
         return max(self.findings, key=lambda f: f.severity.rank).severity.value \

@@ -119,6 +119,18 @@ RULES: tuple[Rule, ...] = (
     Rule("AL702", "path-escape", "Model reaches outside its directory", Severity.HIGH,
          "host (static): ONNX external data with `..` or an absolute path, or a symlink in the "
          "model that leads outside it"),
+    Rule("AL801", "behavior-deviation", "Behaviour deviates from the base model", Severity.HIGH,
+         "host (diff): a probe category whose top-1 predictions flip from the base model's "
+         "significantly more than the control's (exact test, Benjamini-Hochberg) and by at "
+         "least the effect-size gate"),
+    Rule("AL802", "baseline-drift", "Behaviour drifted from the recorded baseline",
+         Severity.MEDIUM, "host (baseline): outputs on the recorded probes differ from the "
+         "baseline: any difference on the same image and runtime, else beyond the tolerance"),
+    Rule("AL811", "signature-invalid", "Signature does not verify", Severity.HIGH,
+         "host (static): the model's signature failed verification against the trust "
+         "policy, or its signed digest differs from the model's files"),
+    Rule("AL812", "signature-missing", "Model is not signed", Severity.MEDIUM,
+         "host (static): --require-signature was given and no signature was found"),
 )
 BY_ID = {r.id: r for r in RULES}
 BY_NAME = {r.name: r for r in RULES}
@@ -224,9 +236,14 @@ def evaluate(events: Iterable[Event], facts: HostFacts) -> list[Finding]:
     for e in events:
         _event_rules(c, e)
     _host_rules(c, facts)
+    return ordered(c.found.values())
+
+
+def ordered(findings: Iterable[Finding]) -> list[Finding]:
+    """Worst first, then in rule order, then by phase."""
     order = {r.id: i for i, r in enumerate(RULES)}
-    return sorted(c.found.values(), key=lambda f: (-f.severity.rank, order[f.rule_id],
-                                                   list(Phase).index(f.phase) if f.phase else 9))
+    return sorted(findings, key=lambda f: (-f.severity.rank, order[f.rule_id],
+                                           list(Phase).index(f.phase) if f.phase else 9))
 
 
 def _event_rules(c: _Collector, e: Event) -> None:
@@ -348,6 +365,14 @@ def _host_rules(c: _Collector, f: HostFacts) -> None:
         else:
             c.add("tampered-file", None, h, f"the file shows signs of tampering ({check})",
                   [f"static: {evidence}"])
+
+
+def finding(rule_name: str, message: str, evidence: Iterable[str],
+            phase: Phase | None = None, source: Source = Source.HOST) -> Finding:
+    """One finding of a rule, made outside the sandbox's event rules (diffs, baselines)."""
+    c = _Collector()
+    c.add(rule_name, phase, source, message, evidence)
+    return next(iter(c.found.values()))
 
 
 def verdict(findings: Iterable[Finding], could_not_evaluate: bool) -> Verdict:

@@ -64,10 +64,43 @@ def _plots(report: Report) -> list[Plot]:
             series(pids, "Processes and threads", "", "{:.0f}")]
 
 
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    height: float
+    colour: str
+    label: str  # the category, under the pair
+    tip: str
+
+
+CHART_H, BAR_W = 200, 14
+
+
+def _diff_bars(report: Report) -> list[Bar]:
+    """Per category: the candidate's flip rate (red when flagged) beside the control's."""
+    d = report.behavior
+    if d is None or d.kind != "classifier":
+        return []
+    bars = []
+    for i, c in enumerate(d.categories):
+        x = PAD + i * (2 * BAR_W + 12)
+        for j, (rate, colour, who) in enumerate((
+                (c.flip_rate or 0.0, "#cf222e" if c.flagged else "#0969da", "candidate"),
+                (c.control_rate or 0.0, "#8c959f", "control"))):
+            h = rate * (CHART_H - 2 * PAD)
+            bars.append(Bar(x + j * BAR_W, CHART_H - PAD - h, h, colour,
+                            c.category if j == 0 else "",
+                            f"{c.category}: {who} flip rate {rate:.0%}"))
+    return bars
+
+
 def render_html(report: Report) -> str:
     t0 = report.events[0].time if report.events else 0.0
     if report.resources and report.resources.timeline:
         t0 = report.resources.timeline[0].time
     return _env.get_template("report.html.j2").render(
         r=report, plots=_plots(report), t0=t0, width=WIDTH, height=HEIGHT, pad=PAD,
-        colours=PHASE_COLOURS)
+        colours=PHASE_COLOURS, bars=_diff_bars(report), chart_h=CHART_H, bar_w=BAR_W,
+        chart_w=max(WIDTH, 2 * PAD + len(report.behavior.categories if report.behavior
+                                          else []) * (2 * BAR_W + 12)))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..report import Report
+from ..report import BaselineCheck, BehaviorDiff, Report
 from ..rules import Verdict
 
 _VERDICT_STYLE = {Verdict.CLEAN: "bold green", Verdict.SUSPICIOUS: "bold yellow",
@@ -74,6 +75,58 @@ def print_report(report: Report, console: Console) -> None:
         console.print(t)
     else:
         console.print("no findings")
+    if report.behavior is not None:
+        console.print(diff_table(report.behavior))
+    if report.baseline is not None:
+        console.print(baseline_table(report.baseline))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _num(x: float | None, fmt: str = ".3g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def diff_table(d: BehaviorDiff) -> Table:
+    control = {"model": f"control model {d.control.path if d.control else ''}",
+               "rerun": "control: a second run of the base", "pooled":
+               "control: the pooled other categories"}[d.control_kind]
+    t = Table(title=f"Behaviour against the base {d.base.path} (verdict {d.base.verdict}); "
+              f"{control}; output {d.output!r}, {d.rows} probes; flagged: "
+              f"{', '.join(d.flagged) or 'none'}", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True,
+              caption="to: the class most flips go to; ctrl: the control's flip rate; JSD: "
+              "mean Jensen-Shannon divergence (bits). Intervals, KL, max |Δ| and McNemar p "
+              "are in the JSON and HTML reports", caption_justify="left")
+    for col in ("category", "n", "flips", "to", "ctrl", "p (BH)", "JSD", "accuracy", "flag"):
+        t.add_column(col, no_wrap=True)
+    for c in d.categories:
+        to = next(iter(c.flips_to), None)
+        acc = ("-" if c.base_accuracy is None else
+               f"{c.base_accuracy:.0%}→{c.candidate_accuracy:.0%}")
+        t.add_row(c.category, str(c.rows),
+                  "-" if c.flips is None else f"{c.flips} {_pct(c.flip_rate)}",
+                  "-" if to is None else f"{to} ({c.flips_to[to]})",
+                  _pct(c.control_rate), _num(c.p_adjusted, ".2g"), _num(c.js_mean, ".3f"), acc,
+                  Text("FLAGGED", style="bold red") if c.flagged else Text("-"))
+    return t
+
+
+def baseline_table(b: BaselineCheck) -> Table:
+    env = "same image and runtime" if b.same_environment else "another image or runtime"
+    t = Table(title=f"Baseline {b.name!r} recorded {b.recorded_at} ({env}): "
+              f"{'DRIFT' if b.drift else 'no drift'}, {b.rows_changed} of {b.rows} rows "
+              "changed", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("category", "rows", "changed", "flips", "max |Δ|", "flag"):
+        t.add_column(col)
+    for c in b.categories:
+        t.add_row(c.category, str(c.rows), str(c.changed),
+                  "-" if c.flips is None else f"{c.flips} ({_pct(c.flip_rate)})",
+                  _num(c.max_abs_diff), Text("DRIFT", style="bold red") if c.flagged
+                  else Text("-"))
+    return t
 
 
 def render_text(report: Report, width: int = 100) -> str:
