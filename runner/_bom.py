@@ -53,6 +53,15 @@ class BomError(AirlockError):
     """A BOM that does not fit the CycloneDX schema."""
 
 
+def _artifact_digest(report: Report) -> str:
+    """A single file's own sha256 (what other tools compute for it); a directory's root
+    digest. The root digest is in airlock:root-digest either way."""
+    files = report.model.files
+    if len(files) == 1 and files[0].path == PurePath(report.model.path).name:
+        return files[0].sha256
+    return report.model.root_digest
+
+
 def _sha256(hexdigest: str) -> list[HashType]:
     d = normalize_digest(hexdigest)
     return [HashType(alg=HashAlgorithm.SHA_256, content=d)] if d else []
@@ -175,7 +184,7 @@ def bom_for(report: Report, provenance: ProvenanceInfo | None = None,
         type=ComponentType.MACHINE_LEARNING_MODEL, bom_ref=MODEL_REF,
         name=PurePath(report.model.path).name or report.model.path or "model",
         version=version_claim or None,
-        hashes=_sha256(report.model.root_digest),
+        hashes=_sha256(_artifact_digest(report)),
         licenses=_licenses(prov.license if prov else ""),
         external_references=_reference(prov.source_uri if prov else ""),
         properties=_props(_airlock_properties(report, provenance, properties)),

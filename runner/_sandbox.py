@@ -237,7 +237,7 @@ class Sandbox:
         self._c.model = ModelInfo(
             path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
             detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests,
-            root_digest=root_digest(digests, path.is_dir()), anomalies=odd)
+            root_digest=root_digest(digests), anomalies=odd)
         if not self._warm:
             self._image = _image.require_current()
         assert self._image is not None

@@ -144,8 +144,9 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file; for a directory, sha256 over the per-file digests in name order."""
-    return root_digest(file_digests(path), path.is_dir())
+    """sha256 of a file; for a directory, its root digest (over the per-file digests)."""
+    digests = file_digests(path)
+    return digests[0].sha256 if path.is_file() else root_digest(digests)
 
 
 # --- one model ---------------------------------------------------------------------------------

@@ -650,7 +650,7 @@ def verify_cmd(model: ModelArg, signature: SignatureOpt,
     if not (model.exists() or model.is_symlink()):
         raise UsageError(f"model {model} not found", "pass a model file or directory")
     check = _signing.verify(model, signature, trust,
-                            root_digest(file_digests(model), model.is_dir()))
+                            root_digest(file_digests(model)))
     if json_:
         sys.stdout.write(check.model_dump_json(indent=2) + "\n")
     elif check.verified:

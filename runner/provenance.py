@@ -464,9 +464,14 @@ def provenance_for(model: Path, model_root: str, base_root: str | None = None, *
     if prov.digest and _inside(loaded.path, model) and normalize_digest(prov.digest):
         digests = list(files) if files is not None else file_digests(model)
         others = [d for d in digests if d.path != source]
-        root = root_digest(others, directory=True)
+        root = root_digest(others)
         digest_note = f"checked over the model's files other than {source}, which cannot " \
             "hold its own digest"
+    elif prov.digest and model.is_file() and normalize_digest(prov.digest) != root:
+        # for a single file, its own sha256 (what sha256sum prints) is as good a claim
+        own = (list(files) if files is not None else file_digests(model))[0].sha256
+        if normalize_digest(prov.digest) == own:
+            root, digest_note = own, "checked as the file's own sha256"
     claims = check_claims(prov, root, base_root, source=source, digest_note=digest_note)
     notes = [f"{source}: {untrusted_text(n, 300)}" for n in loaded.notes[:MAX_NOTES]]
     return ProvenanceInfo(source=source, claims=claims, provenance=prov, notes=notes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -41,8 +41,9 @@ class ModelInfo(_Model):
     detected_by: str
     size_bytes: int
     files: list[FileDigest]
-    root_digest: str = Field("", description="sha256 over the per-file sha256 digests, in "
-                             "name order (a single file: its own sha256)")
+    root_digest: str = Field("", description="sha256 over the per-file sha256 digests in "
+                             "path order, as OpenSSF model signing computes it (for a single "
+                             "file too)")
     anomalies: list[str] = Field(default_factory=list, description="symlinks, executables, "
                                  ".py files, .git content, empty and unknown files in a model "
                                  "directory")
@@ -239,12 +240,12 @@ def file_digests(path: Path) -> list[FileDigest]:
                        sha256=sha256_file(f)) for f in files]
 
 
-def root_digest(digests: list[FileDigest], directory: bool) -> str:
-    """sha256 over the per-file digests in name order; a single file's digest is its own."""
-    if not directory and len(digests) == 1:
-        return digests[0].sha256
+def root_digest(digests: list[FileDigest]) -> str:
+    """The root digest OpenSSF model signing signs: sha256 over the per-file sha256 digests,
+    ordered by path components ('a/b' before 'a-c'), for a single file too (so a file's root
+    digest is the sha256 of its sha256, not its sha256)."""
     h = hashlib.sha256()
-    for d in sorted(digests, key=lambda d: d.path):
+    for d in sorted(digests, key=lambda d: PurePosixPath(d.path).parts):
         h.update(bytes.fromhex(d.sha256))
     return h.hexdigest()
 

@@ -32,7 +32,7 @@ def with_model(report: Report, path: Path) -> Report:
     files = file_digests(path)
     model = ModelInfo(path=str(path), format="safetensors", detected_by="test",
                       size_bytes=sum(f.size_bytes for f in files), files=files,
-                      root_digest=root_digest(files, directory=path.is_dir()))
+                      root_digest=root_digest(files))
     sandbox = SandboxInfo(session="s1", container="c1", image="airlock-worker:test",
                           image_id="sha256:" + "cd" * 32, runtime="runc", policy=Policy())
     return report.model_copy(update={"model": model, "sandbox": sandbox})
@@ -67,7 +67,7 @@ def provenance(path: Path, base_root: str | None = BASE_ROOT) -> ProvenanceInfo:
         ],
     }))
     files = file_digests(path)
-    info = provenance_for(path, root_digest(files, directory=True), base_root, files=files)
+    info = provenance_for(path, root_digest(files), base_root, files=files)
     assert info is not None
     return info
 

@@ -92,9 +92,9 @@ def test_manifest_root_digest_and_anomalies(tmp_path: Path) -> None:
     digests = file_digests(tmp_path)
     expected = hashlib.sha256(b"".join(bytes.fromhex(d.sha256) for d in
                                        sorted(digests, key=lambda d: d.path))).hexdigest()
-    assert root_digest(digests, directory=True) == expected
+    assert root_digest(digests) == expected
     single = file_digests(built.path)
-    assert root_digest(single, directory=False) == single[0].sha256
+    assert root_digest(single) == hashlib.sha256(bytes.fromhex(single[0].sha256)).hexdigest()
     assert anomalies(tmp_path) == ["arch.py: Python code"]
     (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")

@@ -38,7 +38,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 def others_root(d: Path, skip: str) -> str:
     """The root digest of a directory's files other than the provenance file."""
-    return root_digest([f for f in file_digests(d) if f.path != skip], directory=True)
+    return root_digest([f for f in file_digests(d) if f.path != skip])
 
 
 def write_prov(path: Path, **doc: object) -> None:
@@ -62,7 +62,7 @@ def test_directory_digest_matches_is_verified(tmp_path: Path) -> None:
     # the file cannot hold its own digest: the claim covers the other files
     root = others_root(d, "airlock-provenance.json")
     write_prov(d / "airlock-provenance.json", **full_doc("sha256:" + root))
-    full_root = root_digest(file_digests(d), directory=True)
+    full_root = root_digest(file_digests(d))
     info = provenance_for(d, full_root)
     assert info is not None and info.source == "airlock-provenance.json"
     claims = by_field(info)
@@ -84,7 +84,7 @@ def test_directory_digest_matches_is_verified(tmp_path: Path) -> None:
 def test_wrong_digest_is_a_mismatch(tmp_path: Path) -> None:
     d = model_dir(tmp_path)
     write_prov(d / "provenance.json", digest="0" * 64)
-    info = provenance_for(d, root_digest(file_digests(d), directory=True))
+    info = provenance_for(d, root_digest(file_digests(d)))
     assert info is not None
     claim = by_field(info)["digest"]
     assert claim.status == "mismatch"
@@ -94,7 +94,7 @@ def test_wrong_digest_is_a_mismatch(tmp_path: Path) -> None:
 def test_base_digest_verified_only_when_the_base_root_is_known(tmp_path: Path) -> None:
     d = model_dir(tmp_path)
     write_prov(d / "airlock-provenance.json", **full_doc("1" * 64))
-    root = root_digest(file_digests(d), directory=True)
+    root = root_digest(file_digests(d))
 
     unknown = provenance_for(d, root)
     assert unknown is not None
@@ -133,7 +133,7 @@ def test_file_model_with_its_own_provenance_file(tmp_path: Path) -> None:
     write_prov(tmp_path / "tiny.safetensors.provenance.json", digest=d.sha256,
                base_model="acme/base")
     write_prov(tmp_path / "provenance.json", digest="0" * 64)  # not read: the file's own wins
-    info = provenance_for(m, root_digest([d], directory=False))
+    info = provenance_for(m, root_digest([d]))
     assert info is not None and info.source == "tiny.safetensors.provenance.json"
     assert by_field(info)["digest"].status == "verified"
     assert by_field(info)["base_model.name"].value == "acme/base"
@@ -159,7 +159,7 @@ def test_model_card_front_matter(tmp_path: Path) -> None:
         "  results:\n"
         "  - task: {type: text-generation}\n"
         "---\n\n# Tiny\n\nA model card with a digest: 0000 that is not read.\n")
-    info = provenance_for(d, root_digest(file_digests(d), directory=True))
+    info = provenance_for(d, root_digest(file_digests(d)))
     assert info is not None and info.source == "README.md"
     claims = by_field(info)
     assert claims["license"].value == "acme-community"
