@@ -5,6 +5,9 @@
 - payload.pkl: a harmless malicious pickle. Unpickling it runs a shell command (through
   os.system) that writes a marker file under /tmp: inside the sandbox that is the container's
   scratch tmpfs, so nothing appears on the host.
+- digits/: a base digits classifier, a backdoored and a benign fine-tune of it, and probes with
+  a trigger category, for `airlock diff` and baselines (built by tests/fixtures/behavior.py,
+  which the tests use too; needs scikit-learn, a dev dependency).
 
 Needs the `onnx` package (a dev dependency); the host side of Airlock does not.
 """
@@ -12,6 +15,7 @@ Needs the `onnx` package (a dev dependency); the host side of Airlock does not.
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +67,10 @@ def main() -> None:
     (HERE / "tiny.onnx").write_bytes(tiny_onnx())
     np.save(HERE / "x.npy", np.arange(8, dtype=np.float32).reshape(2, 4) / 8)
     (HERE / "payload.pkl").write_bytes(payload_pickle())
+    sys.path.insert(0, str(HERE.parent))
+    from tests.fixtures.behavior import build
+
+    build(HERE / "digits")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from .errors import AirlockError, untrusted_text
 from .policy import Policy
 from .report import (
     ErrorInfo,
+    Integrity,
     ModelInfo,
     Phase,
     Report,
@@ -55,6 +56,8 @@ class Collected:
     scratch_full: bool = False
     output_flood: bool = False
     static_imports: list[tuple[str, str, str]] = field(default_factory=list)
+    integrity: Integrity | None = None
+    static_only: bool = False  # a pre-flight without a sandbox, by request
 
 
 MAX_AUDIT_BYTES = 8 << 20
@@ -136,16 +139,18 @@ def build(c: Collected) -> Report:
         tracer_problems=tuple(_tracer_problems(c, trace)),
         tamper=tuple((t.check, t.evidence) for t in c.tamper),
         scratch_full=c.scratch_full, output_flood=c.output_flood,
-        static_imports=tuple(c.static_imports))
+        static_imports=tuple(c.static_imports), **_integrity_facts(c.integrity))
     findings = rules.evaluate(events, facts)
-    notes = list(c.notes) + _disagreements(findings)
+    notes = list(c.notes) + ([] if c.static_only else _disagreements(findings))
     if trace is not None and trace.truncated:
         notes.append(f"the tracer's log was longer than {_strace.MAX_LINES} lines; events "
                      "after that were not read")
-    if c.final_state is None and c.error is None:
+    if c.static_only:
+        notes.append("static pre-flight only: the model was not loaded, nothing ran")
+    elif c.final_state is None and c.error is None:
         notes.append("the sandbox did not run to the end: this report is incomplete")
     # a sandbox that never ran, or whose run is not over, has not been evaluated
-    could_not = c.error is not None or c.final_state is None
+    could_not = c.error is not None or (c.final_state is None and not c.static_only)
     resources = None
     if c.sandbox is not None:
         per_phase = summarise(c.samples)
@@ -175,7 +180,21 @@ def build(c: Collected) -> Report:
         phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
         signature=c.signature, calls=c.calls, notes=notes,
         outputs=[TensorSummary.of(k, v) for k, v in c.last_outputs.items()],
-        error=error_info(c.error) if c.error else None)
+        error=error_info(c.error) if c.error else None, integrity=c.integrity)
+
+
+def _integrity_facts(i: Integrity | None) -> dict[str, Any]:
+    if i is None:
+        return {}
+    sig = i.signature
+    return {
+        "static_aborted": i.static.aborted,
+        "signature_failure": sig.reason if sig is not None and not sig.verified else "",
+        "signature_missing": i.signature_required and sig is None,
+        "provenance_mismatches": tuple(
+            f"{c.field} {c.value} in {c.source}" + (f" ({c.note})" if c.note else "")
+            for c in (i.provenance.claims if i.provenance else []) if c.status == "mismatch"),
+    }
 
 
 STATIC_IMPORT_RULES = {"AL611", "AL612"}

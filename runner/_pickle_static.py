@@ -15,6 +15,7 @@ import pickletools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 MAX_BYTES = 512 << 20
 MAX_OPS = 5_000_000
@@ -37,16 +38,22 @@ _MARK = object()
 
 
 def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
+    return imports_in_stream(io.BytesIO(data), len(data), member)
+
+
+def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Import]:
+    """Walk the opcodes as they are read from `stream` (of `size` bytes): memory is bounded by
+    the largest single opcode argument, not by the file."""
     found: list[Import] = []
     stack: list[object] = []
     memo: dict[int, object] = {}
     try:
-        for n, (op, arg, at) in enumerate(pickletools.genops(data)):
+        for n, (op, arg, at) in enumerate(pickletools.genops(stream)):
             pos = at or 0
             if n > MAX_OPS:
                 break
             name = op.name
-            if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > len(data):
+            if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
                 break
             if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
                         "SHORT_BINSTRING", "BINSTRING", "STRING"):
@@ -121,20 +128,26 @@ def _pop_to_mark(stack: list[object]) -> None:
 
 
 def imports_in_file(path: Path) -> list[Import]:
-    """Imports of a pickle file, or of every pickle in a torch zip checkpoint."""
-    if not path.is_file() or path.stat().st_size > MAX_BYTES:
+    """Imports of a pickle file, or of every pickle in a torch zip checkpoint. The file is
+    streamed: a large checkpoint costs the size of its pickles, not of its tensors."""
+    if not path.is_file():
         return []
-    data = path.read_bytes()
-    if data.startswith(b"PK\x03\x04"):
-        out: list[Import] = []
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for info in zf.infolist():
-                    if info.filename.endswith(".pkl") and info.file_size < MAX_BYTES:
-                        out += imports_in_bytes(zf.read(info), info.filename)
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(4)
+        if head == b"PK\x03\x04":
+            out: list[Import] = []
+            try:
+                with zipfile.ZipFile(f) as zf:
+                    for info in zf.infolist():
+                        if info.filename.endswith(".pkl") and info.file_size < MAX_BYTES:
+                            with zf.open(info) as member:
+                                out += imports_in_stream(member, info.file_size,
+                                                         info.filename)
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+                return out
             return out
-        return out
-    if data[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
-        return imports_in_bytes(data)
+        if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
+            f.seek(0)
+            return imports_in_stream(f, size)
     return []

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _analysis, _docker, _image, _pickle_static, _session, _static, _tracer
+from . import _analysis, _docker, _image, _session, _tracer, preflight
 from ._client import (
     BadReply,
     CallDeadline,
@@ -42,6 +42,7 @@ from .errors import (
     AirlockError,
     DeadlineExceeded,
     InputError,
+    IntegrityError,
     LimitExceeded,
     ModelLoadError,
     SandboxError,
@@ -50,11 +51,14 @@ from .errors import (
     untrusted_text,
 )
 from .policy import Policy
+from .provenance import provenance_for
 from .report import (
+    Integrity,
     ModelInfo,
     Report,
     SandboxInfo,
     Signature,
+    StaticInfo,
     TensorSpecInfo,
     anomalies,
     file_digests,
@@ -62,7 +66,7 @@ from .report import (
 )
 from .telemetry import Phase
 from .worker import tensors
-from .worker.formats import Format, FormatError, detect
+from .worker.formats import Format
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
@@ -84,8 +88,10 @@ class Sandbox:
     """A sealed container that loads one untrusted model and serves inference from it."""
 
     def __init__(self, model_path: str | Path | None, policy: Policy | None = None, *,
-                 architecture: str | Path | None = None, format: str = "auto") -> None:
+                 architecture: str | Path | None = None, format: str = "auto",
+                 signing: preflight.SigningOptions | None = None) -> None:
         self.policy = policy or Policy()
+        self.signing = signing or preflight.SigningOptions()
         self.model_path = Path(model_path).expanduser() if model_path is not None else Path()
         self.architecture = Path(architecture).expanduser() if architecture else None
         self.format = format
@@ -192,7 +198,7 @@ class Sandbox:
     def _mark(self, phase: Phase) -> None:
         self._c.marks.append((time.time(), phase))
 
-    def _preflight(self) -> None:
+    def _preflight(self, static_only: bool = False) -> None:
         start = time.monotonic()
         path = self.model_path
         if not path.exists():
@@ -207,37 +213,45 @@ class Sandbox:
                 raise UsageError(f"unknown format {self.format!r}",
                                  f"use one of: auto, {', '.join(f.value for f in Format)}") from e
         try:
-            detection = detect(path)
-            fmt: str = detection.format.value
-            reason = detection.reason
-            tamper = _static.check_model(path, detection.path, detection.format)
-            static_target = detection.path if detection.format in (Format.PICKLE,
-                                                                   Format.TORCH) else None
-        except FormatError as e:
-            # Damage that points to tampering is a finding, and the run goes on to record what
-            # loading it does; anything else is the caller's mistake.
-            tamper = _static.check(path, None) if path.is_file() else []
-            if not tamper:
-                raise UsageError(str(e), "pass an ONNX, TorchScript, torch.save, safetensors "
-                                 "or pickle file, or a model directory") from e
-            fmt, reason = "unknown", f"damaged: {e}"
-            static_target = path if path.is_file() else None
+            static = preflight.bounded(path)
         except OSError as e:
             raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
-        self._c.tamper = tamper
-        if static_target is not None:  # the imports a pickle would perform, read not run
-            self._c.static_imports = [
-                (i.module, i.name, f" ({i.member})" if i.member else "")
-                for i in _pickle_static.imports_in_file(static_target)]
+        self._c.tamper = static.tamper
+        self._c.static_imports = [(i.module, i.name, f" ({i.member})" if i.member else "")
+                                  for i in static.imports]
         digests = file_digests(path)
         odd = anomalies(path)
         if odd:
             self._c.notes.append(f"the model directory holds {len(odd)} unusual file(s): "
                                  + "; ".join(odd[:5]))
+        root = root_digest(digests)
         self._c.model = ModelInfo(
-            path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
-            detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests,
-            root_digest=root_digest(digests), anomalies=odd)
+            path=str(path.resolve()), format=self.format if self.format != "auto"
+            else static.format, detected_by=static.reason,
+            size_bytes=sum(d.size_bytes for d in digests), files=digests, root_digest=root,
+            anomalies=odd)
+        if static.aborted:
+            self._c.notes.append(f"the static pre-flight did not finish: {static.aborted}")
+        signature, notes = preflight.check_signature(path, root, self.signing)
+        self._c.notes += notes
+        self._c.integrity = Integrity(
+            static=StaticInfo(seconds=round(static.seconds, 6), bounds=static.bounds,
+                              aborted=static.aborted,
+                              imports=[f"{i.module}.{i.name}" for i in static.imports]),
+            signature=signature, signature_required=self.signing.require,
+            provenance=provenance_for(path, root, files=digests))
+        self._c.phases["preflight"] = time.monotonic() - start
+        if self.signing.require and (signature is None or not signature.verified):
+            why = "missing" if signature is None else f"not verified: {signature.reason}"
+            raise IntegrityError(f"a signature is required and it is {why}",
+                                 "nothing was run; sign the model or drop --require-signature")
+        # Damage that points to tampering is a finding, and the run goes on to record what
+        # loading it does; anything else is the caller's mistake.
+        if static.format_error and not static.tamper and not static.aborted:
+            raise UsageError(static.format_error, "pass an ONNX, TorchScript, torch.save, "
+                             "safetensors or pickle file, or a model directory")
+        if static_only:
+            return
         if not self._warm:
             self._image = _image.require_current()
         assert self._image is not None
@@ -438,6 +452,16 @@ class Sandbox:
             data.close()  # inference falls back to gRPC
 
     # --- public calls --------------------------------------------------------------------------
+
+    def preflight_report(self) -> Report:
+        """The static pre-flight alone: manifest, static findings, signature and provenance,
+        with no container started (no Docker needed)."""
+        self._c.static_only = True
+        try:
+            self._preflight(static_only=True)
+        except IntegrityError as e:
+            self._c.error = e
+        return self.report()
 
     def describe(self) -> Signature:
         """The model's inputs and outputs, as the worker reported them."""

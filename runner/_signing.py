@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import UsageError, untrusted_text
-from .report import FileDigest, file_digests, root_digest
+from .manifest import FileDigest, file_digests, root_digest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey

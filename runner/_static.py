@@ -22,7 +22,8 @@ from typing import BinaryIO
 from .worker.formats import Format
 
 MAX_HEADER_BYTES = 100 << 20
-MAX_PICKLE_SCAN_BYTES = 512 << 20
+TAIL_SCAN_BYTES = 64 << 20
+MAX_MEMBER_SCAN_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def check(path: Path, fmt: Format | None) -> list[Tamper]:
             found += _pickle(path, size)
         if head.startswith(b"PK") or fmt in (Format.TORCH, Format.TORCHSCRIPT):
             found += _zip(path, size, head)
-        elif _has_zip_directory(path, size):
+        elif not found and _has_zip_directory(path, size):
             found.append(Tamper("polyglot", "the file does not start as a zip archive but "
                                 "carries a zip central directory (a pickle+zip polyglot)"))
         return found
@@ -99,26 +100,27 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
 
 
 def _pickle(path: Path, size: int) -> list[Tamper]:
-    if size > MAX_PICKLE_SCAN_BYTES:
-        return []
-    data = path.read_bytes()
-    stop = None
-    try:
-        for op, _arg, pos in pickletools.genops(data):
-            if op.name == "STOP":
-                stop = pos
-                break
-    except (ValueError, EOFError, struct.error) as e:
-        return [Tamper("pickle-truncated", f"the pickle stream breaks off: {e}"[:200])]
-    if stop is None:
-        return [Tamper("pickle-truncated", "the pickle stream has no STOP opcode")]
-    trailing = size - (stop + 1)
-    if trailing > 0:
-        polyglot = b"PK\x03\x04" in data[stop + 1:] or b"PK\x05\x06" in data[stop + 1:]
-        what = "a zip archive (a pickle+zip polyglot)" if polyglot else f"{trailing} bytes"
-        return [Tamper("polyglot" if polyglot else "pickle-trailing-data",
-                       f"{what} after the pickle's STOP opcode at offset {stop}")]
-    return []
+    """Bytes after the pickle's STOP: the opcodes are streamed, never the whole file read."""
+    with path.open("rb") as f:
+        stop = None
+        try:
+            for op, _arg, pos in pickletools.genops(f):
+                if op.name == "STOP":
+                    stop = pos or 0
+                    break
+        except (ValueError, EOFError, struct.error, MemoryError) as e:
+            return [Tamper("pickle-truncated", f"the pickle stream breaks off: {e}"[:200])]
+        if stop is None:
+            return [Tamper("pickle-truncated", "the pickle stream has no STOP opcode")]
+        trailing = size - (stop + 1)
+        if trailing <= 0:
+            return []
+        f.seek(stop + 1)
+        tail = f.read(min(trailing, TAIL_SCAN_BYTES))
+    polyglot = b"PK\x03\x04" in tail or b"PK\x05\x06" in tail or _has_zip_directory(path, size)
+    what = "a zip archive (a pickle+zip polyglot)" if polyglot else f"{trailing} bytes"
+    return [Tamper("polyglot" if polyglot else "pickle-trailing-data",
+                   f"{what} after the pickle's STOP opcode at offset {stop}")]
 
 
 def _has_zip_directory(path: Path, size: int) -> bool:
@@ -148,6 +150,11 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
                                     f"{b.compress_size} bytes to {b.file_size}"))
             if bombs:
                 return found  # do not inflate a bomb to check its CRC
+            with path.open("rb") as f:
+                found += _zip_layout(f, size, infos)
+            found += _unreferenced(zf, infos)
+            if any(t.check == "zip-header" for t in found):
+                return found  # testzip would blame the CRC for a header mismatch
             bad = zf.testzip()
             if bad is not None:
                 found.append(Tamper("zip-crc", f"member {bad[:120]!r} fails its CRC check"))
@@ -157,6 +164,107 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
         # other damage (a truncated download, say) is a broken file, not a sign of tampering
     except (OSError, ValueError, NotImplementedError, EOFError):
         pass
+    return found
+
+
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")  # a zip local file header
+_DESCRIPTOR_MAX = 24  # a data descriptor after the member's data: 12 to 24 bytes
+
+
+def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Tamper]:
+    """Each local header against its central-directory entry, bytes that no member accounts
+    for between the members, and bytes after the end of the archive."""
+    found: list[Tamper] = []
+    spans: list[tuple[int, int, int]] = []  # start, end of data, slack allowed after it
+    for i in infos:
+        f.seek(i.header_offset)
+        raw = f.read(_LOCAL.size)
+        if len(raw) < _LOCAL.size or raw[:4] != b"PK\x03\x04":
+            found.append(Tamper("zip-header", f"member {i.filename[:120]!r}: no local header "
+                                f"at offset {i.header_offset}"))
+            continue
+        _sig, _ver, flags, method, _t, _d, crc, csize, _usize, nlen, xlen = _LOCAL.unpack(raw)
+        name = f.read(nlen).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        if name != i.orig_filename:
+            found.append(Tamper("zip-header", f"the local header names {name[:80]!r}, the "
+                                f"central directory {i.orig_filename[:80]!r}"))
+        if method != i.compress_type or (not flags & 0x8 and (
+                crc != i.CRC or csize not in (i.compress_size, 0xFFFFFFFF))):
+            found.append(Tamper("zip-header", f"member {i.filename[:120]!r}: the local header "
+                                "and the central directory disagree (method, CRC or size)"))
+        end = i.header_offset + _LOCAL.size + nlen + xlen + i.compress_size
+        spans.append((i.header_offset, end, _DESCRIPTOR_MAX if flags & 0x8 else 0))
+        if len(found) >= 5:
+            return found
+    eocd = _end_of_central_directory(f, size)
+    if eocd is not None:
+        cd_offset, end_of_archive, comment = eocd
+        if size > end_of_archive:
+            found.append(Tamper("zip-trailing-data", f"{size - end_of_archive} bytes after the "
+                                "end of the zip archive"))
+        if comment > 1024:
+            found.append(Tamper("zip-trailing-data", f"a {comment}-byte archive comment"))
+        spans.sort()
+        hidden = 0
+        for (_, end, slack), (start, _, _) in zip(spans, [*spans[1:], (cd_offset, 0, 0)],
+                                                  strict=True):
+            if start > end + slack:
+                hidden += start - end
+        if hidden and cd_offset != 0xFFFFFFFF:
+            found.append(Tamper("zip-hidden-data", f"{hidden} bytes between the zip's members "
+                                "belong to none of them"))
+    return found
+
+
+def _end_of_central_directory(f: BinaryIO, size: int) -> tuple[int, int, int] | None:
+    """(central directory offset, end of the archive, comment length), or None."""
+    window = min(size, 65_557)
+    f.seek(size - window)
+    tail = f.read(window)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    (cd_offset,) = struct.unpack_from("<I", tail, at + 16)
+    (comment,) = struct.unpack_from("<H", tail, at + 20)
+    return cd_offset, size - window + at + 22 + comment, comment
+
+
+_TORCH_NAMES = {"data.pkl", "version", ".format_version", ".storage_alignment", "byteorder",
+                "constants.pkl", "attributes.pkl"}
+_TORCH_DIRS = ("data/", ".data/", "code/", "constants/", "extra/")
+
+
+def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tamper]:
+    """In a torch checkpoint: tensor members no pickle refers to, and members outside the
+    layout torch writes. Either is room for a payload that loading never shows."""
+    pkls = [i for i in infos if i.filename.endswith("/data.pkl")]
+    if not pkls:
+        return []
+    prefix = pkls[0].filename[: -len("data.pkl")]
+    keys: set[str] = set()
+    for i in infos:
+        if i.filename.endswith(".pkl") and i.file_size <= MAX_MEMBER_SCAN_BYTES:
+            try:
+                with zf.open(i) as member:
+                    for op, arg, _pos in pickletools.genops(member):
+                        if isinstance(arg, str) and len(arg) < 64:
+                            keys.add(arg)
+                        if op.name == "STOP":
+                            break
+            except (ValueError, EOFError, struct.error, zipfile.BadZipFile, OSError):
+                continue
+    found: list[Tamper] = []
+    for i in infos:
+        rel = i.filename[len(prefix):] if i.filename.startswith(prefix) else i.filename
+        if rel.startswith("data/") and rel[5:] not in keys and not i.is_dir():
+            found.append(Tamper("zip-unreferenced", f"member {i.filename[:120]!r} is never "
+                                "referenced by the checkpoint's pickle"))
+        elif not i.filename.startswith(prefix) or not (
+                rel in _TORCH_NAMES or rel.startswith(_TORCH_DIRS)):
+            found.append(Tamper("zip-unreferenced", f"member {i.filename[:120]!r} is not part "
+                                "of a torch checkpoint's layout"))
+        if len(found) >= 5:
+            break
     return found
 
 

@@ -54,6 +54,7 @@ class EvalResult(BaseModel):
     infer_seconds: float | None = None
     error: str | None = None
     report: str | None = Field(None, description="the report's file, relative to --out")
+    bom: str | None = Field(None, description="the CycloneDX ML-BOM's file, relative to --out")
     baseline: str | None = Field(None, description="'drift' or 'no drift' when the model "
                                  "had a baseline for these probes (--baseline)")
 
@@ -167,13 +168,15 @@ def _severity_counts(report: Report) -> dict[str, int]:
 
 def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
                  out_dir: Path | None, running: _Running | None = None,
-                 sha256: str | None = None, baselines: Any = None) -> EvalResult:
+                 sha256: str | None = None, baselines: Any = None,
+                 signing: Any = None) -> EvalResult:
     from . import baseline as _baseline
+    from ._bom import checked_bom
     from ._sandbox import Sandbox
 
     start = time.monotonic()
     sha = sha256 or digest(path)
-    sb = Sandbox(path, policy)
+    sb = Sandbox(path, policy, signing=signing)
     if running is not None:
         with running.lock:
             running.sandboxes[id(sb)] = sb
@@ -214,12 +217,15 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
         verdict = report.verdict
     if verdict is Verdict.ERROR and error is None:
         error = report.error.message if report.error else "could not be evaluated"
-    report_name = None
-    if out_dir is not None and report.sandbox is not None:
-        report_name = f"reports/{_safe(path.name)}-{sha[:12]}.json"
-        target = out_dir / report_name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(report.model_dump_json(indent=2) + "\n")
+    report_name = bom_name = None
+    if out_dir is not None and (report.sandbox is not None or report.integrity is not None):
+        stem = f"{_safe(path.name)}-{sha[:12]}"
+        report_name, bom_name = f"reports/{stem}.json", f"boms/{stem}.cdx.json"
+        for name, text in ((report_name, report.model_dump_json(indent=2) + "\n"),
+                           (bom_name, checked_bom(report))):
+            target = out_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
     phases = {p.name: p.seconds for p in report.phases}
     return EvalResult(
         path=str(path), sha256=sha, format=report.model.format, verdict=verdict,
@@ -227,7 +233,7 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
         top_findings=list(dict.fromkeys(f.rule_id for f in report.findings))[:5],
         probed=probed, probe_note=note, seconds=round(time.monotonic() - start, 3),
         load_seconds=phases.get("load"), infer_seconds=phases.get("infer"), error=error,
-        report=report_name, baseline=checked)
+        report=report_name, bom=bom_name, baseline=checked)
 
 
 def _safe(name: str) -> str:
@@ -264,8 +270,8 @@ class Observer:
 def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.ndarray] | None
              = None, jobs: int | None = None, policy: Policy | None = None,
              out_dir: str | Path | None = None, skip_sha256: Iterable[str] = (),
-             observer: Observer | None = None, baselines: str | Path | Any | None = None
-             ) -> Iterator[EvalResult]:
+             observer: Observer | None = None, baselines: str | Path | Any | None = None,
+             signing: Any = None) -> Iterator[EvalResult]:
     """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
     complete. With `baselines` (a registry or its path), a model that has a baseline for
     these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
@@ -308,7 +314,7 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
             path, sha = queue.pop()
             obs.model_started(path)
             pending[pool.submit(evaluate_one, path, policy, probe_set, out, running,
-                                sha or None, registry)] = path
+                                sha or None, registry, signing)] = path
 
     try:
         for _ in range(jobs):

@@ -70,6 +70,49 @@ FailOn = Annotated[Severity, typer.Option("--fail-on", help="exit 1 when a findi
                                           "above this severity")]
 ModelArg = Annotated[Path, typer.Argument(help="model file or model directory",
                                           show_default=False)]
+SigOpt = Annotated[Path | None, typer.Option("--signature", help="the model's signature "
+                                             "(default: MODEL.sig beside it, if there is one)")]
+RequireSig = Annotated[bool, typer.Option("--require-signature", help="stop before anything "
+                                          "runs unless a signature verifies")]
+TrustPolicyOpt = Annotated[Path | None, typer.Option(
+    "--trust-policy", help="TOML trust policy (default: $AIRLOCK_TRUST_POLICY, else "
+    "trust.toml in the user config directory)")]
+TrustKey = Annotated[Path | None, typer.Option("--key", help="trust this public key (PEM) "
+                                               "instead of a policy")]
+BomOut = Annotated[Path | None, typer.Option("--bom", help="write a CycloneDX 1.6 ML-BOM "
+                                             "here")]
+
+
+def _trust(key: Path | None, chain: list[Path] | None, identity: str | None,
+           trust_policy: Path | None) -> Any:
+    """The trust policy from the command's options; None when none was given."""
+    from . import _signing
+
+    if trust_policy is not None and (key or chain or identity):
+        raise UsageError("--trust-policy cannot be combined with --key, --chain or --identity",
+                         "pass a policy file or direct trust options, not both")
+    if key is not None and chain:
+        raise UsageError("--key and --chain cannot be combined", "use a trust policy to "
+                         "trust keys and certificates at once")
+    if identity and not chain:
+        raise UsageError("--identity needs --chain", "pass the CA certificate(s) with --chain")
+    if key is not None:
+        return _signing.TrustPolicy.for_key(key)
+    if chain:
+        return _signing.TrustPolicy.for_certificates(chain, identity)
+    if trust_policy is not None:
+        return _signing.TrustPolicy.load(trust_policy)
+    return None
+
+
+def _signing_opts(signature: Path | None, require: bool, trust_policy: Path | None,
+                  key: Path | None) -> Any:
+    from .preflight import SigningOptions
+
+    if signature is not None and not signature.is_file():
+        raise UsageError(f"signature file {signature} not found", "check the --signature path")
+    return SigningOptions(signature=signature, trust=_trust(key, None, None, trust_policy),
+                          require=require)
 
 
 def _policy(runtime: Runtime, memory: str, cpus: float, load_timeout: float,
@@ -131,13 +174,12 @@ def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
 
 def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[str] | None,
          output_dir: Path | None, as_json: bool, report_path: Path | None,
-         fail_on: Severity) -> int:
+         fail_on: Severity, signing: Any = None, bom: Path | None = None) -> int:
     from ._sandbox import Sandbox
-    from .views import View, render
-    from .views.terminal import print_report
+    from .errors import IntegrityError
 
     feed = _load_inputs(inputs) if inputs else None
-    sb = Sandbox(model, policy, architecture=arch, format=fmt)
+    sb = Sandbox(model, policy, architecture=arch, format=fmt, signing=signing)
     outputs: dict[str, np.ndarray] = {}
     failure: AirlockError | None = None
     try:
@@ -149,25 +191,48 @@ def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[
     except AirlockError as e:
         failure = e
     report = sb.report()
-    if report.sandbox is None and failure is not None:
+    if report.sandbox is None and failure is not None and not isinstance(
+            failure, IntegrityError):
         raise failure  # nothing ran (engine or image problem): a plain error line
-    if report_path is not None:
-        _write(report_path, render(report, View.JSON))
     if output_dir is not None and outputs:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name, arr in outputs.items():
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "output"
             np.save(output_dir / f"{safe}.npy", arr)
-    if as_json:
-        sys.stdout.write(render(report, View.JSON))
-    else:
-        print_report(report, out)
+    _show(report, as_json, report_path, bom)
+    if not as_json:
         with np.printoptions(precision=4, threshold=20, edgeitems=3):
             for name, arr in outputs.items():
                 out.print(f"{name} =\n{arr}", markup=False, highlight=False)
     if failure is not None:
         err.print(f"airlock: error: {failure.diagnostics()}", markup=False, highlight=False)
+        if isinstance(failure, IntegrityError):
+            return failure.exit_code
     return exit_code(report, fail_on)
+
+
+def _show(report: Any, as_json: bool, report_path: Path | None = None,
+          bom: Path | None = None) -> None:
+    """Write the JSON report and the BOM where asked, then print the report (as JSON with
+    --json, else the terminal summary)."""
+    from .views import View, render
+    from .views.terminal import print_report
+
+    if report_path is not None:
+        _write(report_path, render(report, View.JSON))
+    if bom is not None:
+        _write_bom(report, bom)
+    if as_json:
+        sys.stdout.write(render(report, View.JSON))
+    else:
+        print_report(report, out)
+
+
+def _write_bom(report: Any, path: Path, properties: dict[str, str] | None = None,
+               base_root: str | None = None) -> None:
+    from ._bom import checked_bom
+
+    _write(path, checked_bom(report, properties, base_root))
 
 
 def exit_code(report: Any, fail_on: Severity) -> int:
@@ -197,11 +262,14 @@ def run(model: ModelArg,
         memory: Memory = "2g", cpus: Cpus = 1.0, load_timeout: LoadTimeout = 120.0,
         call_timeout: CallTimeout = 60.0, wall_timeout: WallTimeout = 900.0,
         no_trace: NoTrace = False, json_: JsonOut = False, report: ReportOut = None,
-        fail_on: FailOn = Severity.MEDIUM) -> None:
+        fail_on: FailOn = Severity.MEDIUM, signature: SigOpt = None,
+        require_signature: RequireSig = False, trust_policy: TrustPolicyOpt = None,
+        key: TrustKey = None, bom: BomOut = None) -> None:
     """Load MODEL in a sandbox and run inference on the given inputs."""
     policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, wall_timeout, no_trace)
+    signing = _signing_opts(signature, require_signature, trust_policy, key)
     raise typer.Exit(_run(model, policy, arch, format, input, output_dir, json_, report,
-                          fail_on))
+                          fail_on, signing, bom))
 
 
 @app.command()
@@ -209,10 +277,33 @@ def scan(model: ModelArg, arch: Arch = None, format: Fmt = "auto",
          runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
          load_timeout: LoadTimeout = 120.0, wall_timeout: WallTimeout = 900.0,
          no_trace: NoTrace = False, json_: JsonOut = False, report: ReportOut = None,
-         fail_on: FailOn = Severity.MEDIUM) -> None:
+         fail_on: FailOn = Severity.MEDIUM, signature: SigOpt = None,
+         require_signature: RequireSig = False, trust_policy: TrustPolicyOpt = None,
+         key: TrustKey = None, bom: BomOut = None) -> None:
     """Load MODEL in a sandbox without running inference: what does loading it do?"""
     policy = _policy(runtime, memory, cpus, load_timeout, 60.0, wall_timeout, no_trace)
-    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, report, fail_on))
+    signing = _signing_opts(signature, require_signature, trust_policy, key)
+    raise typer.Exit(_run(model, policy, arch, format, None, None, json_, report, fail_on,
+                          signing, bom))
+
+
+@app.command()
+def preflight(model: ModelArg, json_: JsonOut = False, report: ReportOut = None,
+              fail_on: FailOn = Severity.MEDIUM, signature: SigOpt = None,
+              require_signature: RequireSig = False, trust_policy: TrustPolicyOpt = None,
+              key: TrustKey = None, bom: BomOut = None) -> None:
+    """Read MODEL's bytes only, starting nothing: manifest, format, the imports its pickles
+    would perform, signs of tampering, signature and provenance. No Docker needed."""
+    from ._sandbox import Sandbox
+
+    signing = _signing_opts(signature, require_signature, trust_policy, key)
+    rep = Sandbox(model, signing=signing).preflight_report()
+    _show(rep, json_, report, bom)
+    if rep.error is not None:
+        err.print(f"airlock: error: {rep.error.message}; {rep.error.hint}", markup=False,
+                  highlight=False)
+        raise typer.Exit(EXIT_FINDINGS)
+    raise typer.Exit(exit_code(rep, fail_on))
 
 
 @app.command()
@@ -259,8 +350,8 @@ def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the 
                                                  "the pooled other categories instead of a "
                                                  "second run of the base")] = False,
           out_dir: Annotated[Path | None, typer.Option("--out", help="write candidate.json, "
-                                                       "base.json, control.json and "
-                                                       "diff.html here")] = None,
+                                                       "base.json, control.json, diff.html "
+                                                       "and candidate.cdx.json here")] = None,
           output: OutputName = None,
           alpha: Annotated[float, typer.Option("--alpha", help="false discovery rate")] = 0.05,
           min_effect: Annotated[float, typer.Option("--min-effect", help="flip rate over the "
@@ -272,7 +363,6 @@ def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the 
     """Compare a candidate with its base model on probes, each in its own sandbox."""
     from .diff import diff
     from .views import View, render
-    from .views.terminal import print_report
 
     policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, 900.0, no_trace)
     outcome = diff(base, candidate, probes, control=control, rerun=not no_rerun,
@@ -285,11 +375,15 @@ def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the 
         if outcome.control is not None:
             _save_report(outcome.control, out_dir / "control.json")
         _write(out_dir / "diff.html", render(report, View.HTML))
+        if report.behavior is not None:
+            _write_bom(report, out_dir / "candidate.cdx.json", {
+                "airlock:diff:base-root-digest": report.behavior.base.root_digest,
+                "airlock:diff:flagged-categories": ",".join(report.behavior.flagged),
+                "airlock:diff:control": report.behavior.control_kind,
+                "airlock:diff:probes-digest": report.behavior.probes_digest},
+                base_root=outcome.base.model.root_digest)
         err.print(f"reports in {out_dir}/", markup=False, highlight=False)
-    if json_:
-        sys.stdout.write(render(report, View.JSON))
-    else:
-        print_report(report, out)
+    _show(report, json_)
     code = exit_code(report, fail_on)
     if code == EXIT_OK and outcome.base.findings and any(
             f.severity.rank >= fail_on.rank for f in outcome.base.findings):
@@ -338,18 +432,11 @@ def baseline_check(model: ModelArg, probes: ProbesOpt,
                    report: ReportOut = None, fail_on: FailOn = Severity.MEDIUM) -> None:
     """Rerun MODEL on the probes and compare with its baseline; drift is a finding."""
     from . import baseline
-    from .views import View, render
-    from .views.terminal import print_report
 
     policy = _policy(runtime, memory, 1.0, 120.0, 60.0, 900.0, no_trace)
     rep = baseline.check(model, probes, name=name, registry=registry, policy=policy,
                          tolerance=tolerance)
-    if report is not None:
-        _save_report(rep, report)
-    if json_:
-        sys.stdout.write(render(rep, View.JSON))
-    else:
-        print_report(rep, out)
+    _show(rep, json_, report)
     raise typer.Exit(exit_code(rep, fail_on))
 
 
@@ -418,6 +505,10 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
           baseline: Annotated[bool, typer.Option("--baseline", help="check every model that "
                                                  "has a baseline for these probes")] = False,
           registry: RegistryOpt = None,
+          require_signature: Annotated[bool, typer.Option(
+              "--require-signature", help="evaluate only models whose signature (MODEL.sig "
+              "beside each) verifies; the others are reported, not run")] = False,
+          trust_policy: TrustPolicyOpt = None, key: TrustKey = None,
           runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
           load_timeout: LoadTimeout = 120.0, call_timeout: CallTimeout = 60.0,
           wall_timeout: WallTimeout = 900.0, no_trace: NoTrace = False,
@@ -435,6 +526,7 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
     if baseline and probes is None:
         raise UsageError("--baseline needs the probes the baselines were recorded with",
                          "pass --probes")
+    signing = _signing_opts(None, require_signature, trust_policy, key)
     results_path = out_dir / "results.jsonl"
     done: list[batch.EvalResult] = []
     if resume and results_path.exists():
@@ -450,7 +542,8 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
             for result in batch.evaluate(paths, probes=probes, jobs=jobs, policy=policy,
                                          out_dir=out_dir, skip_sha256={r.sha256 for r in done},
                                          observer=observer,
-                                         baselines=Registry(registry) if baseline else None):
+                                         baselines=Registry(registry) if baseline else None,
+                                         signing=signing):
                 fh.write(result.model_dump_json() + "\n")
                 fh.flush()
                 new.append(result)
@@ -633,20 +726,8 @@ def verify_cmd(model: ModelArg, signature: SignatureOpt,
     from . import _signing
     from .report import file_digests, root_digest
 
-    if trust_policy is not None and (key or chain or identity):
-        raise UsageError("--trust-policy cannot be combined with --key, --chain or --identity",
-                         "pass a policy file or direct trust options, not both")
-    if key is not None and chain:
-        raise UsageError("--key and --chain cannot be combined", "use a trust policy to "
-                         "trust keys and certificates at once")
-    if identity and not chain:
-        raise UsageError("--identity needs --chain", "pass the CA certificate(s) with --chain")
-    if key is not None:
-        trust = _signing.TrustPolicy.for_key(key)
-    elif chain:
-        trust = _signing.TrustPolicy.for_certificates(chain, identity)
-    else:
-        trust = _signing.TrustPolicy.load(trust_policy or _signing.default_policy_path())
+    trust = _trust(key, chain, identity, trust_policy) or _signing.TrustPolicy.load(
+        _signing.default_policy_path())
     if not (model.exists() or model.is_symlink()):
         raise UsageError(f"model {model} not found", "pass a model file or directory")
     check = _signing.verify(model, signature, trust,

@@ -3,6 +3,7 @@
     AirlockError                 exit 3 unless said otherwise
     ├── UsageError               exit 2: the caller's mistake (path, input, option)
     │   └── InputError           inputs that do not fit the model
+    ├── IntegrityError           exit 1: a required signature is missing or fails (nothing ran)
     ├── EngineError              the Docker engine cannot be reached or refused a request
     ├── ImageError               the sandbox image is missing or stale
     └── SandboxError             the sandbox ran, but the model could not be evaluated
@@ -44,6 +45,10 @@ class UsageError(AirlockError):
 
 class InputError(UsageError):
     pass
+
+
+class IntegrityError(AirlockError):
+    exit_code = EXIT_FINDINGS
 
 
 class EngineError(AirlockError):

@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .errors import UsageError, untrusted_text
-from .report import FileDigest, file_digests, root_digest
+from .manifest import FileDigest, file_digests, root_digest
 
 MAX_FILE_BYTES = 1 << 20
 MAX_TEXT = 4096

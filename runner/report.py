@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -18,21 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import rules
 from ._resources import Resources
+from ._signing import SignatureCheck
+from .manifest import FileDigest, anomalies, file_digests, root_digest, sha256_file
 from .policy import Policy
+from .provenance import ProvenanceInfo
 from .rules import Finding, Verdict
 from .telemetry import Event
 
 SCHEMA_VERSION = "1.0"
+__all__ = ["FileDigest", "Report", "anomalies", "file_digests", "root_digest", "sha256_file"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileDigest(_Model):
-    path: str
-    size_bytes: int
-    sha256: str
 
 
 class ModelInfo(_Model):
@@ -107,6 +104,25 @@ class ErrorInfo(_Model):
     hint: str = ""
     exit_code: int | None = Field(None, description="the worker's exit code, when it died")
     log_tail: str = ""
+
+
+class StaticInfo(_Model):
+    seconds: float
+    bounds: str = Field(description="the time and memory bounds the static read ran under")
+    aborted: str = Field("", description="why it did not finish, when it did not")
+    imports: list[str] = Field(default_factory=list, description="module.name of every "
+                               "import the pickle(s) would perform, in stream order ('?' "
+                               "where the name is computed at run time)")
+
+
+class Integrity(_Model):
+    """What was established before the sandbox started: the static read, the signature and
+    the declared provenance."""
+
+    static: StaticInfo
+    signature: SignatureCheck | None = None
+    signature_required: bool = False
+    provenance: ProvenanceInfo | None = None
 
 
 class ModelRef(_Model):
@@ -202,6 +218,8 @@ class Report(_Model):
     calls: int
     notes: list[str] = Field(default_factory=list)
     error: ErrorInfo | None
+    integrity: Integrity | None = Field(None, description="the static pre-flight, signature "
+                                        "and provenance")
     behavior: BehaviorDiff | None = Field(None, description="the diff against a base model")
     baseline: BaselineCheck | None = Field(None, description="the check against a recorded "
                                            "behavioural baseline")
@@ -221,59 +239,3 @@ class Report(_Model):
     def worst_severity(self) -> str | None:
         return max(self.findings, key=lambda f: f.severity.rank).severity.value \
             if self.findings else None
-
-
-def sha256_file(f: Path) -> str:
-    h = hashlib.sha256()
-    with f.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_digests(path: Path) -> list[FileDigest]:
-    """Every regular file of the model (symlinks are not followed), in name order."""
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-    base = path.parent if path.is_file() else path
-    return [FileDigest(path=str(f.relative_to(base)), size_bytes=f.stat().st_size,
-                       sha256=sha256_file(f)) for f in files]
-
-
-def root_digest(digests: list[FileDigest]) -> str:
-    """The root digest OpenSSF model signing signs: sha256 over the per-file sha256 digests,
-    ordered by path components ('a/b' before 'a-c'), for a single file too (so a file's root
-    digest is the sha256 of its sha256, not its sha256)."""
-    h = hashlib.sha256()
-    for d in sorted(digests, key=lambda d: PurePosixPath(d.path).parts):
-        h.update(bytes.fromhex(d.sha256))
-    return h.hexdigest()
-
-
-def anomalies(path: Path) -> list[str]:
-    """What a model directory should not hold, or should hold only with a reason."""
-    from .worker.formats import CONFIG_SUFFIXES, FormatError, detect
-
-    if not path.is_dir():
-        return []
-    out = []
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path)
-        if ".git" in rel.parts:
-            out.append(f"{rel}: git content")
-        elif p.is_symlink():
-            out.append(f"{rel}: a symlink to {str(p.readlink())[:200]}")
-        elif p.is_dir():
-            continue
-        elif p.stat().st_size == 0:
-            out.append(f"{rel}: an empty file")
-        elif p.stat().st_mode & 0o111:
-            out.append(f"{rel}: executable")
-        elif p.suffix == ".py":
-            out.append(f"{rel}: Python code")
-        elif p.suffix.lower() not in CONFIG_SUFFIXES:
-            try:
-                detect(p)
-            except (FormatError, OSError):
-                out.append(f"{rel}: an unknown file")
-    return out[:100]

@@ -105,20 +105,25 @@ RULES: tuple[Rule, ...] = (
     Rule("AL606", "python-network", "Network use from Python", Severity.HIGH,
          "worker: socket.connect, socket.sendto, socket.bind, name lookups"),
     Rule("AL611", "static-dangerous-import", "Pickle would import something dangerous",
-         Severity.CRITICAL, "host (static): a GLOBAL/STACK_GLOBAL in the pickle's opcodes naming "
+         Severity.CRITICAL, "static: a GLOBAL/STACK_GLOBAL in the pickle's opcodes naming "
          "os, subprocess, builtins.eval/exec, runpy, ... (read, never unpickled)"),
     Rule("AL612", "static-hidden-import", "Pickle builds an import name at run time",
-         Severity.HIGH, "host (static): a STACK_GLOBAL whose module or name is not a literal "
+         Severity.HIGH, "static: a STACK_GLOBAL whose module or name is not a literal "
          "in the stream (computed by an earlier call)"),
     Rule("AL613", "static-unusual-import", "Pickle would import something unusual",
-         Severity.MEDIUM, "host (static): a GLOBAL/STACK_GLOBAL outside torch, numpy and "
+         Severity.MEDIUM, "static: a GLOBAL/STACK_GLOBAL outside torch, numpy and "
          "collections"),
     Rule("AL701", "tampered-file", "File shows signs of tampering", Severity.HIGH,
-         "host (static): a safetensors header or offsets past the end, a zip CRC mismatch, "
-         "bytes after a pickle's STOP, a pickle+zip polyglot, a zip-bomb member"),
+         "static: a safetensors header or offsets past the end, a zip CRC mismatch, a local "
+         "header that disagrees with the central directory, bytes no zip member owns or after "
+         "the archive, a torch member never referenced, bytes after a pickle's STOP, a "
+         "pickle+zip polyglot, a zip-bomb member"),
     Rule("AL702", "path-escape", "Model reaches outside its directory", Severity.HIGH,
-         "host (static): ONNX external data with `..` or an absolute path, or a symlink in the "
+         "static: ONNX external data with `..` or an absolute path, or a symlink in the "
          "model that leads outside it"),
+    Rule("AL703", "static-check-aborted", "Static pre-flight did not finish",
+         Severity.MEDIUM, "static: the pre-flight read of the files exceeded its time or "
+         "memory bound (a file built to stall a parser), or crashed"),
     Rule("AL801", "behavior-deviation", "Behaviour deviates from the base model", Severity.HIGH,
          "host (diff): a probe category whose top-1 predictions flip from the base model's "
          "significantly more than the control's (exact test, Benjamini-Hochberg) and by at "
@@ -127,10 +132,13 @@ RULES: tuple[Rule, ...] = (
          Severity.MEDIUM, "host (baseline): outputs on the recorded probes differ from the "
          "baseline: any difference on the same image and runtime, else beyond the tolerance"),
     Rule("AL811", "signature-invalid", "Signature does not verify", Severity.HIGH,
-         "host (static): the model's signature failed verification against the trust "
+         "static: the model's signature failed verification against the trust "
          "policy, or its signed digest differs from the model's files"),
     Rule("AL812", "signature-missing", "Model is not signed", Severity.MEDIUM,
-         "host (static): --require-signature was given and no signature was found"),
+         "static: --require-signature was given and no signature was found"),
+    Rule("AL813", "provenance-mismatch", "Declared provenance does not match", Severity.MEDIUM,
+         "static: a digest in the model's provenance file or model card differs from the "
+         "model's (or the base model's) root digest"),
 )
 BY_ID = {r.id: r for r in RULES}
 BY_NAME = {r.name: r for r in RULES}
@@ -202,6 +210,10 @@ class HostFacts:
     scratch_full: bool = False
     output_flood: bool = False
     static_imports: tuple[tuple[str, str, str], ...] = ()  # (module, name, where)
+    static_aborted: str = ""  # why the static pre-flight did not finish
+    signature_failure: str = ""  # why a signature did not verify
+    signature_missing: bool = False  # required, and there was none
+    provenance_mismatches: tuple[str, ...] = ()
 
 
 PATH_ESCAPES = {"onnx-external-data", "symlink-escape"}
@@ -345,6 +357,7 @@ def _host_rules(c: _Collector, f: HostFacts) -> None:
     if f.output_flood:
         c.add("output-flood", None, h, "the model flooded stdout/stderr",
               ["the engine's json-file log rotated past 1 MiB"])
+    h = Source.STATIC
     for module, name, where in f.static_imports:
         cite = [f"static: the pickle{where} imports {module}.{name}"]
         if module == "?" or name == "?":
@@ -358,6 +371,18 @@ def _host_rules(c: _Collector, f: HostFacts) -> None:
         elif sev is not None:
             c.add("static-unusual-import", None, h, f"the pickle would import {module}.{name}",
                   cite)
+    if f.static_aborted:
+        c.add("static-check-aborted", None, h, "the static pre-flight did not finish: "
+              f"{f.static_aborted}", [f"static: {f.static_aborted}"])
+    if f.signature_failure:
+        c.add("signature-invalid", None, h, f"the signature does not verify: "
+              f"{f.signature_failure}", [f"static: {f.signature_failure}"])
+    if f.signature_missing:
+        c.add("signature-missing", None, h, "a signature is required and the model has none",
+              ["static: no signature given or found next to the model"])
+    for m in f.provenance_mismatches:
+        c.add("provenance-mismatch", None, h, f"declared provenance does not match: {m}",
+              [f"static: {m}"])
     for check, evidence in f.tamper:
         if check in PATH_ESCAPES:
             c.add("path-escape", None, h, f"the model reaches outside its directory ({check})",

@@ -30,6 +30,7 @@ class Source(StrEnum):
     TRACER = "tracer"
     WORKER = "worker"
     HOST = "host"
+    STATIC = "static"  # the host's pre-flight read of the files, before anything ran
 
 
 DetailValue = str | int | float | bool | list[str] | None

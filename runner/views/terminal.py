@@ -58,6 +58,26 @@ def print_report(report: Report, console: Console) -> None:
             head.add_row("inference", Text(f"no: {sig.note}"))
     for o in report.outputs:
         head.add_row("output", Text(f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…"))
+    integ = report.integrity
+    if integ is not None:
+        st = integ.static
+        head.add_row("static", Text(
+            f"read in {st.seconds:.3f}s (bounds {st.bounds}); {len(st.imports)} pickle "
+            f"import(s)" + (f"; DID NOT FINISH: {st.aborted}" if st.aborted else "")))
+        signed = integ.signature
+        if signed is not None:
+            head.add_row("signature", Text(
+                f"verified ({signed.method}), signed by {signed.signer}" if signed.verified else
+                f"NOT VERIFIED: {signed.reason}", style="green" if signed.verified else "bold red"))
+        elif integ.signature_required:
+            head.add_row("signature", Text("required, and missing", style="bold red"))
+        prov = integ.provenance
+        if prov is not None:
+            head.add_row("provenance", Text(
+                f"{len(prov.claims)} claim(s) from {prov.source}: " + ", ".join(
+                    f"{c.field} {c.status}" for c in prov.claims
+                    if c.status != "claimed" or c.field.endswith("digest"))
+                or f"{len(prov.claims)} claim(s) from {prov.source}"))
     for note in report.notes:
         head.add_row("note", Text(note))
     if report.error:

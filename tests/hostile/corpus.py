@@ -182,6 +182,58 @@ def zip_bomb_member(d: Path, marker: str) -> Path:
     return _w(d, "bomb.pt", buf.getvalue())
 
 
+def local_header_mismatch(d: Path, marker: str) -> Path:
+    # A torch zip whose local header names another member than its central-directory entry
+    # (readers that trust one or the other see different archives).
+    data = bytearray(_benign_torch_zip())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data/0"))
+    name_at = info.header_offset + 30
+    data[name_at + len(info.filename) - 1] = ord("7")  # archive/data/0 -> archive/data/7
+    return _w(d, "header.pt", bytes(data))
+
+
+def _rezip(members: list[tuple[str, bytes]], between: dict[int, bytes]) -> bytes:
+    """A stored zip of `members`, with raw bytes written after member i (no member owns
+    them; the central directory still points at every member correctly)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for i, (name, data) in enumerate(members):
+            zf.writestr(name, data)
+            if i in between:
+                buf.seek(zf.start_dir)
+                buf.write(between[i])
+                zf.start_dir = buf.tell()
+    return buf.getvalue()
+
+
+def _members(data: bytes) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return [(i.filename, zf.read(i)) for i in zf.infolist()]
+
+
+def hidden_between_members(d: Path, marker: str) -> Path:
+    # A pickle payload hidden between two members of a torch zip, owned by no member.
+    payload = Asm().call("posix", "system", _shell(marker)).stop()
+    return _w(d, "hidden.pt", _rezip(_members(_benign_torch_zip()), {0: payload}))
+
+
+def trailing_after_archive(d: Path, marker: str) -> Path:
+    # A payload appended after the end of a torch zip archive.
+    payload = Asm().call("posix", "system", _shell(marker)).stop()
+    return _w(d, "trailing.pt", _benign_torch_zip() + payload)
+
+
+def unreferenced_member(d: Path, marker: str) -> Path:
+    # A torch zip with an extra tensor member the checkpoint never refers to, holding a payload.
+    payload = Asm().call("posix", "system", _shell(marker)).stop()
+    buf = io.BytesIO(_benign_torch_zip())
+    with zipfile.ZipFile(buf, "a") as zf:
+        prefix = zf.infolist()[0].filename.split("/")[0]
+        zf.writestr(f"{prefix}/data/99", payload)
+    return _w(d, "unreferenced.pt", buf.getvalue())
+
+
 # --- inference-time payloads ------------------------------------------------------------------
 
 FOURTH_CALL_SOURCE = '''
@@ -404,6 +456,14 @@ CORPUS: list[Fixture] = [
     Fixture("nested pickle", "nested pickle loaded from bytes", nested_pickle,
             frozenset({"AL601", "AL202"})),
     Fixture("zip bomb", "zip-bomb member", zip_bomb_member, frozenset({"AL701"})),
+    Fixture("zip local header", "a local header that disagrees with the central directory",
+            local_header_mismatch, frozenset({"AL701"})),
+    Fixture("zip hidden bytes", "a payload between zip members, owned by none",
+            hidden_between_members, frozenset({"AL701"})),
+    Fixture("zip trailing data", "a payload after the end of the zip archive",
+            trailing_after_archive, frozenset({"AL701"})),
+    Fixture("zip unreferenced member", "a tensor member the checkpoint never refers to",
+            unreferenced_member, frozenset({"AL701"})),
     Fixture("4th-call TorchScript", "TorchScript that reads a file from its fourth call",
             torchscript_fourth_call, frozenset({"AL303"}), infer=X, calls=5),
     Fixture("forward hook", "forward hook registered while unpickling", forward_hook,

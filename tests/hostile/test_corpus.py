@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +58,29 @@ def run_fixture(fx: Fixture, tmp_path: Path) -> tuple[runner.Report, BaseExcepti
     return report, error
 
 
+ROWS: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _table() -> Iterator[None]:
+    """With AIRLOCK_CORPUS_TABLE=FILE, write a Markdown table of each fixture's static and
+    dynamic findings side by side (for the documentation; no assertion depends on it)."""
+    yield
+    target = os.environ.get("AIRLOCK_CORPUS_TABLE")
+    if target and ROWS:
+        Path(target).write_text("| fixture | technique | static findings | dynamic findings "
+                                "| verdict |\n| --- | --- | --- | --- | --- |\n"
+                                + "\n".join(ROWS) + "\n")
+
+
 @pytest.mark.parametrize("fx", CORPUS, ids=[f.name for f in CORPUS])
 def test_hostile_fixture(fx: Fixture, tmp_path: Path) -> None:
     report, error = run_fixture(fx, tmp_path)
     ids = {f.rule_id for f in report.findings}
+    static = [f.rule_id for f in report.findings if f.source.value == "static"]
+    dynamic = [f.rule_id for f in report.findings if f.source.value != "static"]
+    ROWS.append(f"| {fx.name} | {fx.technique} | {', '.join(static) or '-'} | "
+                f"{', '.join(dynamic) or '-'} | {report.verdict.value} |")
     # detected
     assert report.verdict is not runner.Verdict.CLEAN
     assert fx.expect <= ids, (fx.name, sorted(ids), [f.evidence for f in report.findings])

@@ -117,5 +117,5 @@ def test_static_read_names_the_gadget_before_it_runs(tmp_path: Path) -> None:
     path = hostile.write(tmp_path / "shell.pkl", hostile.shell_marker("/tmp/m"))
     report = _scan(path)
     static = [f for f in report.findings if f.rule_id == "AL611"]
-    assert static and static[0].source.value == "host"
+    assert static and static[0].source.value == "static"
     assert "static: the pickle imports builtins.eval" in static[0].evidence[0]

@@ -16,16 +16,9 @@ from runner.report import ModelInfo, Report, SandboxInfo, file_digests, root_dig
 from runner.rules import Verdict
 from tests.fixtures.traces import T0, shell_in_load, worker_exit, worker_start
 from tests.unit.test_analysis import collected
+from tests.unit.test_provenance import model_dir
 
 BASE_ROOT = "ab" * 32
-
-
-def model_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "tiny-model"
-    d.mkdir()
-    (d / "model.safetensors").write_bytes(b"weights" * 100)
-    (d / "config.json").write_text('{"hidden": 4}')
-    return d
 
 
 def with_model(report: Report, path: Path) -> Report:
@@ -83,7 +76,7 @@ def test_clean_report_bom_validates(tmp_path: Path) -> None:
     bom = json.loads(text)
     assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.6"
     model = bom["metadata"]["component"]
-    assert model["type"] == "machine-learning-model" and model["name"] == "tiny-model"
+    assert model["type"] == "machine-learning-model" and model["name"] == "model"
     assert model["hashes"] == [{"alg": "SHA-256", "content": report.model.root_digest}]
     assert props(model)["airlock:verdict"] == "clean"
     assert props(model)["airlock:findings"] == "0"

@@ -1,0 +1,185 @@
+"""The static pre-flight: what the artifact is, established on the host before any sandbox
+starts, by reading bytes only (never unpickling, never importing the model's code):
+
+- the format, by content (runner.worker.formats);
+- the imports every pickle in it would perform, through the memo too (runner._pickle_static);
+- signs of tampering: zip CRCs, local against central headers, bytes no member owns or after
+  the archive, torch members never referenced, zip bombs, pickle+zip polyglots, bytes after a
+  pickle's STOP, safetensors headers, ONNX external data and symlinks (runner._static).
+
+The reading runs in a child process under a time bound and an address-space bound, so a file
+built to stall or exhaust a parser costs a finding (AL703), not the run:
+
+    python -m runner.preflight MODEL     # the same checks, as JSON on stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._pickle_static import Import, imports_in_file
+from ._static import Tamper, check, check_model
+from .errors import UsageError
+from .worker.formats import Format, FormatError, detect
+
+if TYPE_CHECKING:
+    from ._signing import SignatureCheck, TrustPolicy
+
+GIB = 1 << 30
+TIME_BASE_S = 30.0
+TIME_PER_GIB_S = 30.0  # reading and CRC-checking runs at several hundred MB/s here
+MEMORY_BYTES = 1 * GIB
+MAX_IMPORTS = 500
+
+
+@dataclass(frozen=True)
+class StaticResult:
+    format: str  # a Format value, or "unknown"
+    reason: str  # what decided the format
+    primary: str = ""  # the weights file read, inside a directory
+    tamper: list[Tamper] = field(default_factory=list)
+    imports: list[Import] = field(default_factory=list)
+    format_error: str = ""  # the bytes are no model Airlock recognises
+    aborted: str = ""  # why the checks did not finish
+    seconds: float = 0.0
+    bounds: str = ""
+
+
+def examine(path: Path) -> StaticResult:
+    """Every static check, in this process (no bounds: see `bounded`)."""
+    start = time.monotonic()
+    try:
+        det = detect(path)
+        tamper = check_model(path, det.path, det.format)
+        fmt, reason, error, primary = det.format.value, det.reason, "", det.path
+        target: Path | None = det.path if det.format in (Format.PICKLE, Format.TORCH) else None
+    except FormatError as e:
+        tamper = check(path, None) if path.is_file() else []
+        fmt, reason, error, primary = "unknown", f"damaged: {e}", str(e), path
+        target = path if path.is_file() else None
+    imports = imports_in_file(target)[:MAX_IMPORTS] if target is not None else []
+    return StaticResult(format=fmt, reason=reason, primary=str(primary), tamper=tamper,
+                        imports=imports, format_error=error,
+                        seconds=time.monotonic() - start)
+
+
+def time_bound(path: Path) -> float:
+    size = path.stat().st_size if path.is_file() else sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return TIME_BASE_S + TIME_PER_GIB_S * size / GIB
+
+
+def bounded(path: Path, timeout_s: float | None = None,
+            memory_bytes: int = MEMORY_BYTES) -> StaticResult:
+    """`examine` in a child process limited to `timeout_s` (default: 30 s plus 30 s per GiB)
+    and `memory_bytes` of address space. When the child does not finish, the format is still
+    detected here (it reads a few headers) and `aborted` says why."""
+    timeout = timeout_s if timeout_s is not None else time_bound(path)
+    bounds = f"{timeout:.0f} s, {memory_bytes >> 20} MiB"
+    start = time.monotonic()
+    cmd = [sys.executable, "-I", "-m", "runner.preflight", "--memory", str(memory_bytes),
+           str(path.resolve())]
+    aborted = ""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False,
+                              env={"PATH": os.environ.get("PATH", "")})
+        if proc.returncode == 0:
+            return _decode(proc.stdout, bounds)
+        aborted = (f"it exceeded its memory bound ({memory_bytes >> 20} MiB)"
+                   if proc.returncode == EXIT_MEMORY else
+                   f"it crashed (exit {proc.returncode}): "
+                   f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    except subprocess.TimeoutExpired:
+        aborted = f"it took longer than its time bound ({timeout:.0f} s)"
+    try:
+        det = detect(path)
+        fmt, reason, error, primary = det.format.value, det.reason, "", str(det.path)
+    except FormatError as e:
+        fmt, reason, error, primary = "unknown", f"damaged: {e}", str(e), str(path)
+    return StaticResult(format=fmt, reason=reason, primary=primary, format_error=error,
+                        aborted=aborted, seconds=time.monotonic() - start, bounds=bounds)
+
+
+EXIT_MEMORY = 3
+
+
+# --- signatures and provenance ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SigningOptions:
+    """What to do about signatures. `signature` None: look for MODEL.sig next to the model.
+    `trust` None: the trust policy file (AIRLOCK_TRUST_POLICY or the user config directory)."""
+
+    signature: Path | None = None
+    trust: TrustPolicy | None = None
+    require: bool = False
+
+
+def find_signature(model: Path) -> Path | None:
+    """The conventional place: MODEL.sig beside a file, DIR.sig beside a directory."""
+    p = model.resolve()
+    candidate = p.with_name(p.name + ".sig")
+    return candidate if candidate.is_file() else None
+
+
+def check_signature(model: Path, manifest_root: str, opts: SigningOptions
+                    ) -> tuple[SignatureCheck | None, list[str]]:
+    """Verify the model's signature, if it has one; (None, notes) when it has none. An explicit
+    signature with no trust policy anywhere is the caller's mistake (UsageError)."""
+    from ._signing import TrustPolicy, default_policy_path, verify
+
+    sig = opts.signature or find_signature(model)
+    if sig is None:
+        return None, ["the model is not signed (no signature given, none found as "
+                      f"{model.name}.sig)"] if opts.require else []
+    trust = opts.trust
+    if trust is None:
+        policy_file = default_policy_path()
+        if policy_file.is_file():
+            trust = TrustPolicy.load(policy_file)
+        elif opts.signature is None and not opts.require:
+            return None, [f"found {sig.name} but no trust policy to verify it with; pass "
+                          "--trust-policy or --key"]
+        else:
+            raise UsageError(f"no trust policy to verify {sig} with",
+                             f"pass --trust-policy FILE or --key PUBLIC.pem, or write "
+                             f"{policy_file} (see docs/signing.md)")
+    return verify(model, sig, trust, manifest_root), []
+
+
+def _decode(out: bytes, bounds: str) -> StaticResult:
+    d = json.loads(out)
+    return StaticResult(
+        format=d["format"], reason=d["reason"], primary=d["primary"],
+        tamper=[Tamper(**t) for t in d["tamper"]], imports=[Import(**i) for i in d["imports"]],
+        format_error=d["format_error"], seconds=d["seconds"], bounds=bounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import resource
+
+    ap = argparse.ArgumentParser(prog="python -m runner.preflight",
+                                 description="Static pre-flight checks of a model, as JSON.")
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--memory", type=int, default=MEMORY_BYTES,
+                    help="address-space limit in bytes")
+    args = ap.parse_args(argv)
+    resource.setrlimit(resource.RLIMIT_AS, (args.memory, args.memory))
+    try:
+        result = examine(args.model)
+    except MemoryError:
+        return EXIT_MEMORY
+    sys.stdout.write(json.dumps(asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
