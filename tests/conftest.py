@@ -51,3 +51,6 @@ def sandbox_image() -> tuple[str, str]:
     from runner import _image
 
     return _image.require_current()
+
+
+from tests.fixtures.pki import pki  # noqa: E402, F401  (a key pair, a CA and a leaf certificate)

@@ -20,8 +20,8 @@ from runner._signing import sign
 from runner.preflight import SigningOptions
 from runner.rules import Severity
 from tests.fixtures import models
+from tests.fixtures.pki import Pki
 from tests.hostile.corpus import CORPUS
-from tests.unit.test_signing import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_NAME = {f.name: f for f in CORPUS}

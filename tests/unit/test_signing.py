@@ -3,19 +3,14 @@ Keys and certificates are made here with `cryptography`; nothing touches the net
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from runner import _signing
@@ -28,71 +23,7 @@ from runner._signing import (
 )
 from runner.errors import UsageError
 from runner.report import file_digests, root_digest
-
-EMAIL = "alice@example.com"
-
-
-@dataclass
-class Pki:
-    key: Path  # private key, PEM
-    pub: Path
-    fingerprint: str
-    other_key: Path
-    other_pub: Path
-    ca: Path  # root certificate, PEM
-    leaf_key: Path
-    leaf: Path  # signing certificate for EMAIL, issued by ca
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8,
-                                       ser.NoEncryption()))
-    return path
-
-
-def _write_pub(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.write_bytes(key.public_key().public_bytes(ser.Encoding.PEM,
-                                                   ser.PublicFormat.SubjectPublicKeyInfo))
-    return path
-
-
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
-          issuer_key: ec.EllipticCurvePrivateKey, ca: bool, email: str = "") -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
-         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - dt.timedelta(minutes=5))
-         .not_valid_after(now + dt.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-         .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca,
-                                      content_commitment=False, key_encipherment=False,
-                                      data_encipherment=False, key_agreement=False,
-                                      encipher_only=False, decipher_only=False),
-                        critical=True))
-    if email:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]),
-                            critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1())
-    ca = _cert("Test Root CA", ca_key, None, ca_key, ca=True)
-    leaf = _cert("Alice", leaf_key, ca.subject, ca_key, ca=False, email=EMAIL)
-    (d / "ca.pem").write_bytes(ca.public_bytes(ser.Encoding.PEM))
-    (d / "leaf.pem").write_bytes(leaf.public_bytes(ser.Encoding.PEM))
-    der = key.public_key().public_bytes(ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo)
-    return Pki(key=_write_key(d / "key.pem", key), pub=_write_pub(d / "pub.pem", key),
-               fingerprint=hashlib.sha256(der).hexdigest(),
-               other_key=_write_key(d / "other.pem", other),
-               other_pub=_write_pub(d / "other.pub.pem", other),
-               ca=d / "ca.pem", leaf_key=_write_key(d / "leaf.key.pem", leaf_key),
-               leaf=d / "leaf.pem")
+from tests.fixtures.pki import EMAIL, Pki, _cert, _write_key
 
 
 def _dir_model(root: Path) -> Path:
