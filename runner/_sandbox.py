@@ -38,6 +38,7 @@ from ._client import (
 )
 from ._dataplane import DataPlane
 from ._resources import Sampler
+from ._signing import SignatureCheck
 from .errors import (
     AirlockError,
     DeadlineExceeded,
@@ -51,7 +52,7 @@ from .errors import (
     untrusted_text,
 )
 from .policy import Policy
-from .provenance import provenance_for
+from .provenance import ProvenanceInfo, provenance_for
 from .report import (
     Integrity,
     ModelInfo,
@@ -66,7 +67,7 @@ from .report import (
 )
 from .telemetry import Phase
 from .worker import tensors
-from .worker.formats import Format
+from .worker.formats import Format, FormatError, detect
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
@@ -92,6 +93,9 @@ class Sandbox:
                  signing: preflight.SigningOptions | None = None) -> None:
         self.policy = policy or Policy()
         self.signing = signing or preflight.SigningOptions()
+        self._static: preflight.Pending | None = None
+        self._signature: SignatureCheck | None = None
+        self._provenance: ProvenanceInfo | None = None
         self.model_path = Path(model_path).expanduser() if model_path is not None else Path()
         self.architecture = Path(architecture).expanduser() if architecture else None
         self.format = format
@@ -140,6 +144,7 @@ class Sandbox:
             else:
                 self._launch()
                 self._connect()
+            self._finish_static()  # known before the model's bytes reach the worker
             self._load()
         except BaseException as e:
             if isinstance(e, AirlockError):
@@ -152,6 +157,8 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
+        if self._static is not None:  # a failure before the static read was collected
+            self._finish_static()
         self._mark(Phase.TEARDOWN)
         start = time.monotonic()
         if self._wall_timer is not None:
@@ -212,13 +219,14 @@ class Sandbox:
             except ValueError as e:
                 raise UsageError(f"unknown format {self.format!r}",
                                  f"use one of: auto, {', '.join(f.value for f in Format)}") from e
+        self._static = preflight.Pending(path)  # the bounded static read, while we go on
         try:
-            static = preflight.bounded(path)
+            det = detect(path)
+            fmt, reason, format_error = det.format.value, det.reason, ""
+        except FormatError as e:
+            fmt, reason, format_error = "unknown", f"damaged: {e}", str(e)
         except OSError as e:
             raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
-        self._c.tamper = static.tamper
-        self._c.static_imports = [(i.module, i.name, f" ({i.member})" if i.member else "")
-                                  for i in static.imports]
         digests = file_digests(path)
         odd = anomalies(path)
         if odd:
@@ -226,31 +234,29 @@ class Sandbox:
                                  + "; ".join(odd[:5]))
         root = root_digest(digests)
         self._c.model = ModelInfo(
-            path=str(path.resolve()), format=self.format if self.format != "auto"
-            else static.format, detected_by=static.reason,
-            size_bytes=sum(d.size_bytes for d in digests), files=digests, root_digest=root,
-            anomalies=odd)
-        if static.aborted:
-            self._c.notes.append(f"the static pre-flight did not finish: {static.aborted}")
-        signature, notes = preflight.check_signature(path, root, self.signing)
+            path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
+            detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests,
+            root_digest=root, anomalies=odd)
+        self._signature, notes = preflight.check_signature(path, root, self.signing)
         self._c.notes += notes
-        self._c.integrity = Integrity(
-            static=StaticInfo(seconds=round(static.seconds, 6), bounds=static.bounds,
-                              aborted=static.aborted,
-                              imports=[f"{i.module}.{i.name}" for i in static.imports]),
-            signature=signature, signature_required=self.signing.require,
-            provenance=provenance_for(path, root, files=digests))
+        self._provenance = provenance_for(path, root, files=digests)
         self._c.phases["preflight"] = time.monotonic() - start
-        if self.signing.require and (signature is None or not signature.verified):
-            why = "missing" if signature is None else f"not verified: {signature.reason}"
+        sig = self._signature
+        if self.signing.require and (sig is None or not sig.verified):
+            self._finish_static()
+            why = "missing" if sig is None else f"not verified: {sig.reason}"
             raise IntegrityError(f"a signature is required and it is {why}",
                                  "nothing was run; sign the model or drop --require-signature")
         # Damage that points to tampering is a finding, and the run goes on to record what
         # loading it does; anything else is the caller's mistake.
-        if static.format_error and not static.tamper and not static.aborted:
-            raise UsageError(static.format_error, "pass an ONNX, TorchScript, torch.save, "
-                             "safetensors or pickle file, or a model directory")
+        if format_error:
+            static = self._finish_static()
+            assert static is not None
+            if not static.tamper and not static.aborted:
+                raise UsageError(format_error, "pass an ONNX, TorchScript, torch.save, "
+                                 "safetensors or pickle file, or a model directory")
         if static_only:
+            self._finish_static()
             return
         if not self._warm:
             self._image = _image.require_current()
@@ -259,6 +265,25 @@ class Sandbox:
                                       image=self._image[0], image_id=self._image[1],
                                       runtime=self.policy.runtime.value, policy=self.policy)
         self._c.phases["preflight"] = time.monotonic() - start
+
+    def _finish_static(self) -> preflight.StaticResult | None:
+        """Wait for the static read (bounded) and put what it found in the collection."""
+        pending, self._static = self._static, None
+        if pending is None:
+            return None
+        static = pending.result()
+        self._c.tamper = static.tamper
+        self._c.static_imports = [(i.module, i.name, f" ({i.member})" if i.member else "")
+                                  for i in static.imports]
+        if static.aborted:
+            self._c.notes.append(f"the static pre-flight did not finish: {static.aborted}")
+        self._c.integrity = Integrity(
+            static=StaticInfo(seconds=round(static.seconds, 6), bounds=static.bounds,
+                              aborted=static.aborted,
+                              imports=[f"{i.module}.{i.name}" for i in static.imports]),
+            signature=self._signature, signature_required=self.signing.require,
+            provenance=self._provenance)
+        return static
 
     def _launch(self, warm: bool = False) -> None:
         start = time.monotonic()

@@ -158,7 +158,7 @@ def compare(base: np.ndarray, cand: np.ndarray, categories: np.ndarray,
         if pb is not None and pc is not None and n:
             js, kl = divergences(pb[m], pc[m])
             row["js_mean"], row["js_low"], row["js_high"] = mean_interval(js)
-            row["kl_mean"] = float(np.mean(kl))
+            row["kl_mean"], row["kl_low"], row["kl_high"] = mean_interval(kl)
         if labels is not None and tb is not None and tc is not None and n:
             lab = labels[m]
             br, cr = tb[m] == lab, tc[m] == lab

@@ -77,35 +77,62 @@ def time_bound(path: Path) -> float:
     return TIME_BASE_S + TIME_PER_GIB_S * size / GIB
 
 
+class Pending:
+    """A static read running in its bounded child process; `result()` waits for it."""
+
+    def __init__(self, path: Path, timeout_s: float | None = None,
+                 memory_bytes: int = MEMORY_BYTES) -> None:
+        self.path = path
+        self.memory_bytes = memory_bytes
+        self.timeout = timeout_s if timeout_s is not None else time_bound(path)
+        self.bounds = f"{self.timeout:.0f} s, {memory_bytes >> 20} MiB"
+        self.start = time.monotonic()
+        self._result: StaticResult | None = None
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "runner.preflight", "--memory", str(memory_bytes),
+             str(path.resolve())], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "")})
+
+    def result(self) -> StaticResult:
+        if self._result is None:
+            self._result = self._wait()
+        return self._result
+
+    def cancel(self) -> None:
+        if self._result is None and self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+    def _wait(self) -> StaticResult:
+        remaining = max(0.0, self.timeout - (time.monotonic() - self.start))
+        try:
+            out, errs = self._proc.communicate(timeout=remaining)
+            if self._proc.returncode == 0:
+                return _decode(out, self.bounds)
+            aborted = (f"it exceeded its memory bound ({self.memory_bytes >> 20} MiB)"
+                       if self._proc.returncode == EXIT_MEMORY else
+                       f"it crashed (exit {self._proc.returncode}): "
+                       f"{errs.decode(errors='replace').strip().splitlines()[-1:]}")
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            aborted = f"it took longer than its time bound ({self.timeout:.0f} s)"
+        try:
+            det = detect(self.path)
+            fmt, reason, error, primary = det.format.value, det.reason, "", str(det.path)
+        except FormatError as e:
+            fmt, reason, error, primary = "unknown", f"damaged: {e}", str(e), str(self.path)
+        return StaticResult(format=fmt, reason=reason, primary=primary, format_error=error,
+                            aborted=aborted, seconds=time.monotonic() - self.start,
+                            bounds=self.bounds)
+
+
 def bounded(path: Path, timeout_s: float | None = None,
             memory_bytes: int = MEMORY_BYTES) -> StaticResult:
     """`examine` in a child process limited to `timeout_s` (default: 30 s plus 30 s per GiB)
     and `memory_bytes` of address space. When the child does not finish, the format is still
     detected here (it reads a few headers) and `aborted` says why."""
-    timeout = timeout_s if timeout_s is not None else time_bound(path)
-    bounds = f"{timeout:.0f} s, {memory_bytes >> 20} MiB"
-    start = time.monotonic()
-    cmd = [sys.executable, "-I", "-m", "runner.preflight", "--memory", str(memory_bytes),
-           str(path.resolve())]
-    aborted = ""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False,
-                              env={"PATH": os.environ.get("PATH", "")})
-        if proc.returncode == 0:
-            return _decode(proc.stdout, bounds)
-        aborted = (f"it exceeded its memory bound ({memory_bytes >> 20} MiB)"
-                   if proc.returncode == EXIT_MEMORY else
-                   f"it crashed (exit {proc.returncode}): "
-                   f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
-    except subprocess.TimeoutExpired:
-        aborted = f"it took longer than its time bound ({timeout:.0f} s)"
-    try:
-        det = detect(path)
-        fmt, reason, error, primary = det.format.value, det.reason, "", str(det.path)
-    except FormatError as e:
-        fmt, reason, error, primary = "unknown", f"damaged: {e}", str(e), str(path)
-    return StaticResult(format=fmt, reason=reason, primary=primary, format_error=error,
-                        aborted=aborted, seconds=time.monotonic() - start, bounds=bounds)
+    return Pending(path, timeout_s, memory_bytes).result()
 
 
 EXIT_MEMORY = 3
@@ -134,12 +161,12 @@ def check_signature(model: Path, manifest_root: str, opts: SigningOptions
                     ) -> tuple[SignatureCheck | None, list[str]]:
     """Verify the model's signature, if it has one; (None, notes) when it has none. An explicit
     signature with no trust policy anywhere is the caller's mistake (UsageError)."""
-    from ._signing import TrustPolicy, default_policy_path, verify
-
     sig = opts.signature or find_signature(model)
     if sig is None:
         return None, ["the model is not signed (no signature given, none found as "
                       f"{model.name}.sig)"] if opts.require else []
+    from ._signing import TrustPolicy, default_policy_path, verify
+
     trust = opts.trust
     if trust is None:
         policy_file = default_policy_path()

@@ -150,6 +150,8 @@ class CategoryDiff(_Model):
     js_low: float | None = Field(None, description="bootstrap 95% interval, lower end")
     js_high: float | None = None
     kl_mean: float | None = Field(None, description="mean KL(base || candidate) (bits)")
+    kl_low: float | None = Field(None, description="bootstrap 95% interval, lower end")
+    kl_high: float | None = None
     max_abs_diff: float
     base_accuracy: float | None = None
     candidate_accuracy: float | None = None

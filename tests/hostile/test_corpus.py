@@ -77,8 +77,8 @@ def _table() -> Iterator[None]:
 def test_hostile_fixture(fx: Fixture, tmp_path: Path) -> None:
     report, error = run_fixture(fx, tmp_path)
     ids = {f.rule_id for f in report.findings}
-    static = [f.rule_id for f in report.findings if f.source.value == "static"]
-    dynamic = [f.rule_id for f in report.findings if f.source.value != "static"]
+    static = dict.fromkeys(f.rule_id for f in report.findings if f.source.value == "static")
+    dynamic = dict.fromkeys(f.rule_id for f in report.findings if f.source.value != "static")
     ROWS.append(f"| {fx.name} | {fx.technique} | {', '.join(static) or '-'} | "
                 f"{', '.join(dynamic) or '-'} | {report.verdict.value} |")
     # detected
