@@ -22,7 +22,7 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import _docker
+from . import _docker, preflight
 from .errors import AirlockError, InputError, UsageError
 from .policy import Policy
 from .probes import ProbeSet, feed_for, from_arrays
@@ -307,6 +307,7 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
     _docker.client()  # fail fast, once, when the engine is not reachable
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="airlock-eval")
     pending: dict[Future[EvalResult], Path] = {}
+    preflight.keep_spare()
     queue = list(reversed(todo))
 
     def submit_next() -> None:
@@ -332,6 +333,7 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        preflight.keep_spare(False)
 
 
 def _cancel(running: _Running, pending: dict[Future[EvalResult], Path]) -> None:

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from . import preflight
 from ._sandbox import Sandbox
 from .errors import AirlockError, UsageError
 from .policy import Policy
@@ -36,6 +37,7 @@ class SandboxPool:
         self._closed = False
         self._starting = 0
         self._error: AirlockError | None = None
+        preflight.keep_spare()  # claims should not wait for a static reader to start
         for _ in range(size):
             self._start_one()
 
@@ -96,6 +98,8 @@ class SandboxPool:
     def close(self) -> None:
         """Remove the idle sandboxes, and wait for those still starting to be removed too."""
         with self._cond:
+            if not self._closed:
+                preflight.keep_spare(False)
             self._closed = True
             idle, self._ready = self._ready, []
         for sb in idle:

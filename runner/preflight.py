@@ -20,10 +20,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._pickle_static import Import, imports_in_file
 from ._static import Tamper, check, check_model
@@ -88,20 +89,27 @@ class Pending:
         self.bounds = f"{self.timeout:.0f} s, {memory_bytes >> 20} MiB"
         self.start = time.monotonic()
         self._result: StaticResult | None = None
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "runner.preflight", "--memory", str(memory_bytes),
-             str(path.resolve())], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={"PATH": os.environ.get("PATH", "")})
+        self._proc = _take_spare() or _spawn()
+        assert self._proc.stdin is not None
+        try:  # the child reads its orders, then bounds itself before it opens the model
+            self._proc.stdin.write(f"{memory_bytes}\n{path.resolve()}\n".encode())
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the child died: result() reports it
+        self._proc.stdin = None  # done with: communicate() must not flush it
+        if _spares["keep"]:
+            fresh = _spawn()
+            with _spares_lock:
+                old, _spares["next"] = _spares["next"], fresh
+            if old is not None:
+                old.kill()
+                old.communicate()
 
     def result(self) -> StaticResult:
         if self._result is None:
             self._result = self._wait()
         return self._result
 
-    def cancel(self) -> None:
-        if self._result is None and self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.communicate()
 
     def _wait(self) -> StaticResult:
         remaining = max(0.0, self.timeout - (time.monotonic() - self.start))
@@ -125,6 +133,37 @@ class Pending:
         return StaticResult(format=fmt, reason=reason, primary=primary, format_error=error,
                             aborted=aborted, seconds=time.monotonic() - self.start,
                             bounds=self.bounds)
+
+
+_spares: dict[str, Any] = {"keep": 0, "next": None}
+_spares_lock = threading.Lock()
+
+
+def keep_spare(keep: bool = True) -> None:
+    """Keep one reader process started ahead, so a static read does not wait for Python to
+    start: pools and batches, which open many sandboxes, call keep_spare() and, when done,
+    keep_spare(False) (counted, so they can overlap). A spare left at exit reads end-of-file
+    and quits."""
+    with _spares_lock:
+        _spares["keep"] = max(0, _spares["keep"] + (1 if keep else -1))
+        spare = None
+        if not _spares["keep"]:
+            spare, _spares["next"] = _spares["next"], None
+    if spare is not None:
+        spare.kill()
+        spare.communicate()
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-I", "-m", "runner.preflight", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={"PATH": os.environ.get("PATH", "")})
+
+
+def _take_spare() -> subprocess.Popen[bytes] | None:
+    with _spares_lock:
+        spare, _spares["next"] = _spares["next"], None
+    return spare if spare is not None and spare.poll() is None else None
 
 
 def bounded(path: Path, timeout_s: float | None = None,
@@ -195,13 +234,20 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m runner.preflight",
                                  description="Static pre-flight checks of a model, as JSON.")
-    ap.add_argument("model", type=Path)
+    ap.add_argument("model", help="the model's path, or - to read the memory limit and the "
+                    "path as two lines from stdin")
     ap.add_argument("--memory", type=int, default=MEMORY_BYTES,
                     help="address-space limit in bytes")
     args = ap.parse_args(argv)
-    resource.setrlimit(resource.RLIMIT_AS, (args.memory, args.memory))
+    memory, model = args.memory, args.model
+    if model == "-":
+        lines = sys.stdin.read().splitlines()
+        if len(lines) < 2:
+            return 0  # a spare that was never used
+        memory, model = int(lines[0]), lines[1]
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     try:
-        result = examine(args.model)
+        result = examine(Path(model))
     except MemoryError:
         return EXIT_MEMORY
     sys.stdout.write(json.dumps(asdict(result)))
