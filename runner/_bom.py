@@ -222,18 +222,9 @@ def validate_bom(text: str) -> None:
                        f"{msg[:300]}", "this is a bug in Airlock's BOM output")
 
 
-def checked_bom(report: Report, properties: dict[str, str] | None = None,
-                base_root: str | None = None) -> str:
-    """The BOM for a report, validated. With `base_root` (the base model's root digest, known
-    after a diff) the provenance's base-model digest claim is checked against it."""
-    from pathlib import Path
-
-    from .provenance import provenance_for
-
+def checked_bom(report: Report, properties: dict[str, str] | None = None) -> str:
+    """The BOM for a report (with the provenance the report recorded), validated."""
     prov = report.integrity.provenance if report.integrity else None
-    if base_root is not None and Path(report.model.path).exists():
-        prov = provenance_for(Path(report.model.path), report.model.root_digest, base_root,
-                              files=report.model.files) or prov
     text = bom_for(report, prov, properties)
     validate_bom(text)
     return text

@@ -13,9 +13,10 @@ from __future__ import annotations
 import io
 import pickletools
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 MAX_BYTES = 512 << 20
 MAX_OPS = 5_000_000
@@ -37,18 +38,85 @@ UNKNOWN = _Unknown()
 _MARK = object()
 
 
+SKIP_ABOVE = 1 << 20  # opcode arguments larger than this are skipped, not read
+MAX_NAME = 200  # characters kept of a module or attribute name
+MAX_IMPORTS = 10_000
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file
+TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys info, the object, the storage keys
+
+
+class Skipped(bytes):
+    """Stands for an opcode argument of `n` bytes that was seeked past, not read."""
+
+    n: int
+
+    def __new__(cls, n: int) -> Skipped:
+        obj = super().__new__(cls, b"")
+        obj.n = n
+        return obj
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class Walkable:
+    """A view of a stream for pickletools.genops that seeks past large arguments (tensor
+    data in a pickle, or a blob put before a GLOBAL to exhaust a reader) and bounds lines."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self.stream, self.size = stream, size
+
+    def read(self, n: int = -1) -> bytes:
+        if n > SKIP_ABOVE:
+            here = self.stream.tell()
+            if here + n <= self.size:
+                self.stream.seek(n, io.SEEK_CUR)
+                return Skipped(n)
+            return b""  # runs past the end: the walk ends, as the unpickler's read would
+        return self.stream.read(n)
+
+    def readline(self) -> bytes:
+        return self.stream.readline(SKIP_ABOVE)
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+
+def ops(stream: Walkable) -> Iterator[tuple[pickletools.OpcodeInfo, Any, int | None]]:
+    """pickletools.genops over a Walkable (which reads like a binary file)."""
+    return pickletools.genops(cast(IO[bytes], stream))
+
+
+def _name(value: object) -> str:
+    """A module or attribute name as it may be shown: printable, bounded."""
+    if not isinstance(value, str):
+        return "?"
+    cleaned = "".join(c if c.isprintable() else "\ufffd" for c in value[:MAX_NAME])
+    return cleaned + ("…" if len(value) > MAX_NAME else "")
+
+
 def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
     return imports_in_stream(io.BytesIO(data), len(data), member)
 
 
 def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Import]:
-    """Walk the opcodes as they are read from `stream` (of `size` bytes): memory is bounded by
-    the largest single opcode argument, not by the file."""
+    """Walk one pickle's opcodes as they are read from `stream` (of `size` bytes), leaving it
+    after the STOP. Memory is bounded: large arguments are skipped, names are cut short."""
+    return _walk(Walkable(stream, size), size, member)[0]
+
+
+def _walk(stream: Walkable, size: int, member: str) -> tuple[list[Import], object]:
+    """(imports, the first value pushed: the legacy torch magic number tells such files)."""
     found: list[Import] = []
     stack: list[object] = []
     memo: dict[int, object] = {}
+    first: object = None
     try:
-        for n, (op, arg, at) in enumerate(pickletools.genops(stream)):
+        for n, (op, arg, at) in enumerate(ops(stream)):
+            if n <= 1 and first is None and op.name != "PROTO":
+                first = arg
+            if len(found) >= MAX_IMPORTS:
+                break
             pos = at or 0
             if n > MAX_OPS:
                 break
@@ -60,13 +128,12 @@ def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Im
                 stack.append(arg if isinstance(arg, str) else UNKNOWN)
             elif name == "GLOBAL" and isinstance(arg, str):
                 module, _, attr = arg.partition(" ")
-                found.append(Import(module, attr, member, pos))
+                found.append(Import(_name(module), _name(attr), member, pos))
                 stack.append(UNKNOWN)
             elif name == "STACK_GLOBAL":
                 top = stack.pop() if stack else UNKNOWN
                 below = stack.pop() if stack else UNKNOWN
-                found.append(Import(below if isinstance(below, str) else "?",
-                                    top if isinstance(top, str) else "?", member, pos))
+                found.append(Import(_name(below), _name(top), member, pos))
                 stack.append(UNKNOWN)
             elif name == "MEMOIZE":
                 memo[len(memo)] = stack[-1] if stack else UNKNOWN
@@ -88,7 +155,7 @@ def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Im
                 stack.append(UNKNOWN)
                 if name == "INST" and isinstance(arg, str):
                     module, _, attr = arg.partition(" ")
-                    found.append(Import(module, attr, member, pos))
+                    found.append(Import(_name(module), _name(attr), member, pos))
             elif name in ("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "NONE",
                           "NEWTRUE", "NEWFALSE", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"):
                 if name == "BINPERSID" and stack:
@@ -116,9 +183,23 @@ def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Im
                 break
             elif op.stack_after and not op.stack_before:
                 stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
-    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError):
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
         pass  # a broken stream: what was read so far is what the unpickler would reach
-    return found
+    return found, first
+
+
+def legacy_torch_pickles(stream: IO[bytes], size: int) -> tuple[list[Import], int | None]:
+    """A raw pickle file: the imports of its pickle, or of all five pickles of a legacy
+    (pre-zip) torch.save file. Returns the imports and, for a legacy torch file, where the
+    storage bytes that follow its pickles begin (None otherwise)."""
+    w = Walkable(stream, size)
+    found, first = _walk(w, size, "")
+    if first != TORCH_LEGACY_MAGIC:
+        return found, None
+    for i in range(1, TORCH_LEGACY_PICKLES):
+        more, _ = _walk(w, size, f"legacy pickle {i + 1}")
+        found += more
+    return found, stream.tell()
 
 
 def _pop_to_mark(stack: list[object]) -> None:
@@ -149,5 +230,5 @@ def imports_in_file(path: Path) -> list[Import]:
             return out
         if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
             f.seek(0)
-            return imports_in_stream(f, size)
+            return legacy_torch_pickles(f, size)[0]
     return []

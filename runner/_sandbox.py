@@ -64,6 +64,7 @@ from .report import (
     anomalies,
     file_digests,
     root_digest,
+    shown,
 )
 from .telemetry import Phase
 from .worker import tensors
@@ -149,6 +150,8 @@ class Sandbox:
         except BaseException as e:
             if isinstance(e, AirlockError):
                 self._c.error = e
+            elif self._static is not None:  # Ctrl-C: do not wait for the static read
+                self._static.cancel()
             self.close()
             raise
 
@@ -234,7 +237,7 @@ class Sandbox:
                                  + "; ".join(odd[:5]))
         root = root_digest(digests)
         self._c.model = ModelInfo(
-            path=str(path.resolve()), format=self.format if self.format != "auto" else fmt,
+            path=shown(path.resolve()), format=self.format if self.format != "auto" else fmt,
             detected_by=reason, size_bytes=sum(d.size_bytes for d in digests), files=digests,
             root_digest=root, anomalies=odd)
         self._signature, notes = preflight.check_signature(path, root, self.signing)
@@ -272,6 +275,8 @@ class Sandbox:
         if pending is None:
             return None
         static = pending.result()
+        if static.aborted == "cancelled":  # interrupted: nothing was learned, nothing to say
+            return static
         self._c.tamper = static.tamper
         self._c.static_imports = [(i.module, i.name, f" ({i.member})" if i.member else "")
                                   for i in static.imports]

@@ -207,9 +207,11 @@ def _key_hint(key: EllipticCurvePublicKey) -> str:
     return hashlib.sha256(pem).hexdigest()
 
 
-def _read(path: Path, what: str, hint: str) -> bytes:
+def _read(path: Path, what: str, hint: str, limit: int = MAX_SIGNATURE_BYTES) -> bytes:
+    """At most `limit` + 1 bytes (one more than allowed, so a larger file shows)."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            return f.read(limit + 1)
     except FileNotFoundError as e:
         raise UsageError(f"{what} {path} not found", hint) from e
     except OSError as e:
@@ -487,8 +489,8 @@ def _parse_bundle(data: bytes) -> _Bundle:
             raise _Unreadable("no public key hint and no certificate chain")
     except _Unreadable:
         raise
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-        raise _Unreadable(f"{type(e).__name__}: {e}") from e
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
+        raise _Unreadable(f"{type(e).__name__}: {str(e)[:200]}") from e
     return _Bundle(method, hint, certificate, subject, serialization, resources)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickletools
 import struct
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ._pickle_static import TORCH_LEGACY_MAGIC, TORCH_LEGACY_PICKLES, Walkable, ops
 from .worker.formats import Format
 
 MAX_HEADER_BYTES = 100 << 20
@@ -99,28 +99,42 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
     return []
 
 
+def _pickle_end(f: BinaryIO, size: int) -> tuple[int, bool]:
+    """Where the pickle ends (after its STOP; after the fifth pickle of a legacy torch.save
+    file, whose storage bytes follow by design) and whether it is such a file. Raises
+    ValueError when the stream breaks off or has no STOP."""
+    walk = Walkable(f, size)
+    legacy = False
+    for i in range(TORCH_LEGACY_PICKLES):
+        stopped = False
+        for n, (op, arg, _pos) in enumerate(ops(walk)):
+            if i == 0 and n <= 1 and op.name != "PROTO":
+                legacy = arg == TORCH_LEGACY_MAGIC
+            if op.name == "STOP":
+                stopped = True
+                break
+        if not stopped:
+            raise ValueError("the pickle stream has no STOP opcode")
+        if not legacy:
+            break
+    return f.tell(), legacy
+
+
 def _pickle(path: Path, size: int) -> list[Tamper]:
-    """Bytes after the pickle's STOP: the opcodes are streamed, never the whole file read."""
+    """Bytes after the pickle's STOP. Opcodes are streamed and large arguments skipped."""
     with path.open("rb") as f:
-        stop = None
         try:
-            for op, _arg, pos in pickletools.genops(f):
-                if op.name == "STOP":
-                    stop = pos or 0
-                    break
-        except (ValueError, EOFError, struct.error, MemoryError) as e:
+            end, legacy = _pickle_end(f, size)
+        except (ValueError, EOFError, struct.error, MemoryError, OverflowError) as e:
             return [Tamper("pickle-truncated", f"the pickle stream breaks off: {e}"[:200])]
-        if stop is None:
-            return [Tamper("pickle-truncated", "the pickle stream has no STOP opcode")]
-        trailing = size - (stop + 1)
-        if trailing <= 0:
+        trailing = size - end
+        if trailing <= 0 or legacy:
             return []
-        f.seek(stop + 1)
         tail = f.read(min(trailing, TAIL_SCAN_BYTES))
     polyglot = b"PK\x03\x04" in tail or b"PK\x05\x06" in tail or _has_zip_directory(path, size)
     what = "a zip archive (a pickle+zip polyglot)" if polyglot else f"{trailing} bytes"
     return [Tamper("polyglot" if polyglot else "pickle-trailing-data",
-                   f"{what} after the pickle's STOP opcode at offset {stop}")]
+                   f"{what} after the pickle's STOP opcode at offset {end - 1}")]
 
 
 def _has_zip_directory(path: Path, size: int) -> bool:
@@ -134,7 +148,7 @@ BOMB_MIN_RATIO = 100
 
 
 def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
-    found: list[Tamper] = []
+    found: list[Tamper] = _zip_end(path, size)
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -198,35 +212,66 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
             return found
     eocd = _end_of_central_directory(f, size)
     if eocd is not None:
-        cd_offset, end_of_archive, comment = eocd
-        if size > end_of_archive:
-            found.append(Tamper("zip-trailing-data", f"{size - end_of_archive} bytes after the "
-                                "end of the zip archive"))
-        if comment > 1024:
-            found.append(Tamper("zip-trailing-data", f"a {comment}-byte archive comment"))
         spans.sort()
         hidden = 0
-        for (_, end, slack), (start, _, _) in zip(spans, [*spans[1:], (cd_offset, 0, 0)],
+        for (_, end, slack), (start, _, _) in zip(spans, [*spans[1:], (eocd[0], 0, 0)],
                                                   strict=True):
             if start > end + slack:
                 hidden += start - end
-        if hidden and cd_offset != 0xFFFFFFFF:
+        if hidden:
             found.append(Tamper("zip-hidden-data", f"{hidden} bytes between the zip's members "
                                 "belong to none of them"))
     return found
 
 
-def _end_of_central_directory(f: BinaryIO, size: int) -> tuple[int, int, int] | None:
-    """(central directory offset, end of the archive, comment length), or None."""
+def _zip_end(path: Path, size: int) -> list[Tamper]:
+    """The archive's end: bytes after it, a long comment, and bytes between the central
+    directory and its end records (where a second, fake end record would put them)."""
+    found: list[Tamper] = []
+    with path.open("rb") as f:
+        eocd = _end_of_central_directory(f, size)
+    if eocd is None:
+        return found
+    _cd_offset, cd_end, record_at, end_of_archive, comment = eocd
+    if size > end_of_archive:
+        found.append(Tamper("zip-trailing-data", f"{size - end_of_archive} bytes after the "
+                            "end of the zip archive"))
+    if comment > 1024:
+        found.append(Tamper("zip-trailing-data", f"a {comment}-byte archive comment"))
+    if record_at != cd_end:
+        found.append(Tamper("zip-hidden-data", f"{abs(record_at - cd_end)} bytes between the "
+                            "central directory and its end record"))
+    return found
+
+
+def _end_of_central_directory(f: BinaryIO, size: int
+                              ) -> tuple[int, int, int, int, int] | None:
+    """(central directory offset, where it ends, where its end records begin, end of the
+    archive, comment length), from the last end record; zip64 records are followed."""
     window = min(size, 65_557)
     f.seek(size - window)
     tail = f.read(window)
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + 22 > len(tail):
         return None
-    (cd_offset,) = struct.unpack_from("<I", tail, at + 16)
+    eocd = size - window + at
+    cd_size, cd_offset = struct.unpack_from("<II", tail, at + 12)
     (comment,) = struct.unpack_from("<H", tail, at + 20)
-    return cd_offset, size - window + at + 22 + comment, comment
+    record_at = eocd
+    if eocd >= 20:  # a zip64 end record and its locator precede it (torch always writes them)
+        f.seek(eocd - 20)
+        locator = f.read(20)
+        if locator[:4] == b"PK\x06\x07":
+            (rec_pos,) = struct.unpack_from("<Q", locator, 8)
+            f.seek(rec_pos)
+            rec = f.read(56)
+            if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
+                cd_size, cd_offset = struct.unpack_from("<QQ", rec, 40)
+                # the zip64 record, its locator and the end record follow one another
+                record_at = rec_pos if rec_pos + 56 + 20 == eocd else eocd
+            else:
+                record_at = eocd - 20
+    return cd_offset, cd_offset + cd_size, record_at, eocd + 22 + comment, comment
 
 
 _TORCH_NAMES = {"data.pkl", "version", ".format_version", ".storage_alignment", "byteorder",
@@ -241,12 +286,16 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
     if not pkls:
         return []
     prefix = pkls[0].filename[: -len("data.pkl")]
+    # TorchScript archives hold code, debug info, traced inputs, bytecode...: only their
+    # tensors are checked; a torch.save checkpoint has a fixed layout
+    scripted = any(i.filename.startswith((prefix + "code/", prefix + "constants.pkl"))
+                   for i in infos)
     keys: set[str] = set()
     for i in infos:
         if i.filename.endswith(".pkl") and i.file_size <= MAX_MEMBER_SCAN_BYTES:
             try:
                 with zf.open(i) as member:
-                    for op, arg, _pos in pickletools.genops(member):
+                    for op, arg, _pos in ops(Walkable(member, i.file_size)):
                         if isinstance(arg, str) and len(arg) < 64:
                             keys.add(arg)
                         if op.name == "STOP":
@@ -259,8 +308,8 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
         if rel.startswith("data/") and rel[5:] not in keys and not i.is_dir():
             found.append(Tamper("zip-unreferenced", f"member {i.filename[:120]!r} is never "
                                 "referenced by the checkpoint's pickle"))
-        elif not i.filename.startswith(prefix) or not (
-                rel in _TORCH_NAMES or rel.startswith(_TORCH_DIRS)):
+        elif not scripted and (not i.filename.startswith(prefix) or not (
+                rel in _TORCH_NAMES or rel.startswith(_TORCH_DIRS))):
             found.append(Tamper("zip-unreferenced", f"member {i.filename[:120]!r} is not part "
                                 "of a torch checkpoint's layout"))
         if len(found) >= 5:

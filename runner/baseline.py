@@ -102,8 +102,8 @@ def summarise(out: np.ndarray, ps: _probes.ProbeSet) -> dict[str, dict[str, obje
         s: dict[str, object] = {"rows": int(m.sum()),
                                 "mean": float(np.mean(out[m])) if m.any() else 0.0}
         if t is not None:
-            counts = np.bincount(t[m].astype(np.int64)) if m.any() else np.array([])
-            s["top1"] = {str(k): int(v) for k, v in enumerate(counts) if v}
+            values, counts = np.unique(t[m], return_counts=True)
+            s["top1"] = {str(k): int(v) for k, v in zip(values, counts, strict=True)}
             if ps.labels is not None:
                 s["accuracy"] = float(np.mean(t[m] == ps.labels[m]))
         summary[cat] = s
@@ -127,6 +127,14 @@ class Registry:
         except sqlite3.DatabaseError as e:
             raise UsageError(f"baseline registry {self.path}: {e}",
                              "pass another --registry, or move the damaged file away") from e
+        except OSError as e:
+            raise UsageError(f"baseline registry {self.path}: {e.strerror or e}",
+                             "pass a writable --registry path") from e
+
+    def check_writable(self) -> None:
+        """Open (and create) the registry now, so a bad path fails before any model runs."""
+        with self._db(write=True):
+            pass
 
     def store(self, entry: Entry, rows: Rows, categories: np.ndarray) -> None:
         with self._db(write=True) as db:
@@ -146,11 +154,12 @@ class Registry:
 
     def find(self, probes_digest: str, name: str | None = None, root: str | None = None
              ) -> Entry | None:
-        """The baseline for these probes with this name, else with this model root digest."""
+        """The baseline for these probes recorded for this model root digest, else with this
+        name."""
         if not self.path.is_file():
             return None
         with self._db() as db:
-            for column, value in (("name", name), ("model_root", root)):
+            for column, value in (("model_root", root), ("name", name)):
                 if value is None:
                     continue
                 row = db.execute(f"SELECT name, probes_digest, model_path, model_root, "  # noqa: S608
@@ -212,6 +221,7 @@ def record(model: str | Path, probes: str | Path | _probes.ProbeSet, *,
     """Run the model on the probes in a fresh sandbox and store what it did."""
     ps = probes if isinstance(probes, _probes.ProbeSet) else _probes.load(probes)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
+    reg.check_writable()
     path = Path(model)
     run = run_model(path, ps, policy or Policy())
     if run.outputs is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,8 +209,8 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
                                            probes, baselines.path)
                 assert report.baseline is not None
                 checked = "drift" if report.baseline.drift else "no drift"
-            except UsageError as e:
-                report = report.amended(notes=[f"baseline not checked: {e.message}"])
+            except (AirlockError, ValueError) as e:
+                report = report.amended(notes=[f"baseline not checked: {e}"])
     if error is not None and report.sandbox is None and report.error is None:
         verdict = Verdict.ERROR  # a usage problem with this one file: no sandbox ran
     else:
@@ -220,12 +220,20 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
     report_name = bom_name = None
     if out_dir is not None and (report.sandbox is not None or report.integrity is not None):
         stem = f"{_safe(path.name)}-{sha[:12]}"
-        report_name, bom_name = f"reports/{stem}.json", f"boms/{stem}.cdx.json"
-        for name, text in ((report_name, report.model_dump_json(indent=2) + "\n"),
-                           (bom_name, checked_bom(report))):
-            target = out_dir / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+        written = []
+        makers: tuple[tuple[str, Callable[[], str]], ...] = (
+            (f"reports/{stem}.json", lambda: report.model_dump_json(indent=2) + "\n"),
+            (f"boms/{stem}.cdx.json", lambda: checked_bom(report)))
+        for name, make in makers:
+            try:  # one model's unwritable report is its own error, never the batch's
+                target = out_dir / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(make())
+                written.append(name)
+            except (AirlockError, OSError, ValueError) as e:
+                error = error or f"could not write {name}: {e}"
+        report_name = next((n for n in written if n.startswith("reports/")), None)
+        bom_name = next((n for n in written if n.startswith("boms/")), None)
     phases = {p.name: p.seconds for p in report.phases}
     return EvalResult(
         path=str(path), sha256=sha, format=report.model.format, verdict=verdict,

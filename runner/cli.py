@@ -228,11 +228,10 @@ def _show(report: Any, as_json: bool, report_path: Path | None = None,
         print_report(report, out)
 
 
-def _write_bom(report: Any, path: Path, properties: dict[str, str] | None = None,
-               base_root: str | None = None) -> None:
+def _write_bom(report: Any, path: Path, properties: dict[str, str] | None = None) -> None:
     from ._bom import checked_bom
 
-    _write(path, checked_bom(report, properties, base_root))
+    _write(path, checked_bom(report, properties))
 
 
 def exit_code(report: Any, fail_on: Severity) -> int:
@@ -380,8 +379,7 @@ def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the 
                 "airlock:diff:base-root-digest": report.behavior.base.root_digest,
                 "airlock:diff:flagged-categories": ",".join(report.behavior.flagged),
                 "airlock:diff:control": report.behavior.control_kind,
-                "airlock:diff:probes-digest": report.behavior.probes_digest},
-                base_root=outcome.base.model.root_digest)
+                "airlock:diff:probes-digest": report.behavior.probes_digest})
         err.print(f"reports in {out_dir}/", markup=False, highlight=False)
     _show(report, json_)
     code = exit_code(report, fail_on)

@@ -27,6 +27,7 @@ import numpy as np
 from . import probes as _probes
 from .errors import AirlockError, SandboxError, UsageError
 from .policy import Policy
+from .provenance import provenance_for
 from .report import BehaviorDiff, CategoryDiff, ModelRef, Report
 from .rules import Finding, finding
 
@@ -84,7 +85,7 @@ def mean_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float, floa
     if len(values) < 2 or np.ptp(values) == 0:
         return m, m, m
     res = bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000,
-                    method="percentile", rng=np.random.default_rng(seed))
+                    method="percentile", rng=np.random.default_rng(seed), batch=100)
     return m, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -277,11 +278,21 @@ def diff(base: str | Path, candidate: str | Path, probes: str | Path | _probes.P
         output=name, kind=kind_out, alpha=alpha, min_effect=min_effect, categories=cats,
         flagged=[d.category for d in cats if d.flagged])
     findings = [deviation(d, kind) for d in cats if d.flagged]
+    update: dict[str, Any] = {"behavior": behavior}
+    prov = provenance_for(c.path, c.report.model.root_digest, b.report.model.root_digest,
+                          files=c.report.model.files)
+    if prov is not None and c.report.integrity is not None:
+        # the base model's digest, as the candidate declares it, can be checked now
+        update["integrity"] = c.report.integrity.model_copy(update={"provenance": prov})
+        findings += [finding("provenance-mismatch", f"declared provenance does not match: "
+                             f"{cl.field} {cl.value}", [f"static: {cl.note or cl.value}"])
+                     for cl in prov.claims
+                     if cl.field == "base_model.digest" and cl.status == "mismatch"]
     notes = []
     if kind == "rerun" and any(d.control_flips for d in cats):
         notes.append("the base model's second run differs from its first: its outputs are "
                      "not deterministic, and the noise floor is above zero")
-    return DiffOutcome(c.report.amended(findings, notes, behavior=behavior), b.report,
+    return DiffOutcome(c.report.amended(findings, notes, **update), b.report,
                        ctrl.report if ctrl is not None else None)
 
 

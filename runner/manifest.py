@@ -26,12 +26,17 @@ def sha256_file(f: Path) -> str:
     return h.hexdigest()
 
 
+def shown(path: Path | str) -> str:
+    """A path as text that always encodes: undecodable bytes in a name become escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def file_digests(path: Path) -> list[FileDigest]:
     """Every regular file of the model (symlinks are not followed), in name order."""
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     base = path.parent if path.is_file() else path
-    return [FileDigest(path=str(f.relative_to(base)), size_bytes=f.stat().st_size,
+    return [FileDigest(path=shown(f.relative_to(base)), size_bytes=f.stat().st_size,
                        sha256=sha256_file(f)) for f in files]
 
 
@@ -53,11 +58,11 @@ def anomalies(path: Path) -> list[str]:
         return []
     out = []
     for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path)
+        rel = Path(shown(p.relative_to(path)))
         if ".git" in rel.parts:
             out.append(f"{rel}: git content")
         elif p.is_symlink():
-            out.append(f"{rel}: a symlink to {str(p.readlink())[:200]}")
+            out.append(f"{rel}: a symlink to {shown(p.readlink())[:200]}")
         elif p.is_dir():
             continue
         elif p.stat().st_size == 0:

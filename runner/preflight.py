@@ -98,23 +98,40 @@ class Pending:
             pass  # the child died: result() reports it
         self._proc.stdin = None  # done with: communicate() must not flush it
         if _spares["keep"]:
-            fresh = _spawn()
+            fresh: subprocess.Popen[bytes] | None = _spawn()
             with _spares_lock:
-                old, _spares["next"] = _spares["next"], fresh
-            if old is not None:
-                old.kill()
-                old.communicate()
+                if _spares["keep"]:  # still wanted: install it, else it goes
+                    fresh, _spares["next"] = _spares["next"], fresh
+            if fresh is not None:
+                fresh.kill()
+                fresh.communicate()
 
     def result(self) -> StaticResult:
         if self._result is None:
-            self._result = self._wait()
+            try:
+                self._result = self._wait()
+            except BaseException:
+                self._proc.kill()
+                self._proc.communicate()
+                raise
         return self._result
 
 
+    def cancel(self) -> None:
+        """Stop the read (Ctrl-C, or a sandbox that failed before it needed the result)."""
+        if self._result is None:
+            self._proc.kill()
+            self._proc.communicate()
+            self._result = StaticResult(format="unknown", reason="", aborted="cancelled",
+                                        bounds=self.bounds)
+
     def _wait(self) -> StaticResult:
+        # the bound is the child's wall time since it was given the path; a child that has
+        # already finished is read however long the caller took to ask
         remaining = max(0.0, self.timeout - (time.monotonic() - self.start))
         try:
-            out, errs = self._proc.communicate(timeout=remaining)
+            out, errs = self._proc.communicate(
+                timeout=None if self._proc.poll() is not None else remaining)
             if self._proc.returncode == 0:
                 return _decode(out, self.bounds)
             aborted = (f"it exceeded its memory bound ({self.memory_bytes >> 20} MiB)"
@@ -155,9 +172,13 @@ def keep_spare(keep: bool = True) -> None:
 
 
 def _spawn() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-I", "-m", "runner.preflight", "-"],
+    # no user site, no inherited environment but PATH, started in /; Airlock's own package
+    # is put on the path whether it is installed or not
+    here = str(Path(__file__).resolve().parents[1])
+    return subprocess.Popen([sys.executable, "-s", "-m", "runner.preflight", "-"], cwd="/",
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={"PATH": os.environ.get("PATH", "")})
+                            stderr=subprocess.PIPE,
+                            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": here})
 
 
 def _take_spare() -> subprocess.Popen[bytes] | None:

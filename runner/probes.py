@@ -8,6 +8,7 @@ ground truth per row). Every other array is an input.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +55,17 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     if not p.is_file():
         raise UsageError(f"probes file {p} not found", "pass an .npz of named input arrays")
     try:
-        with np.load(p, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("a single array, not an .npz")
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError, AttributeError, EOFError) as e:
+        data = np.load(p, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz of named arrays")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+        for k, v in arrays.items():
+            if not isinstance(v, np.ndarray):
+                raise ValueError(f"member {k!r} is not an array")
+        return arrays
+    except (ValueError, OSError, AttributeError, EOFError, TypeError, KeyError,
+            zipfile.BadZipFile) as e:
         raise UsageError(f"probes file {p} is not an .npz of arrays ({e})",
                          "save probes with numpy.savez(path, name=array, ...)") from e
 
@@ -75,6 +82,8 @@ def from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> ProbeSet:
                          f"got {rows}", "put one probe per row")
     n = next(iter(rows.values()))
     assert n is not None
+    if n == 0:
+        raise UsageError(f"{where}: the probes have no rows", "put at least one probe in it")
     cats = arrays.get(CATEGORY)
     if cats is None:
         cats = np.full(n, "all")

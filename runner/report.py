@@ -18,14 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import rules
 from ._resources import Resources
 from ._signing import SignatureCheck
-from .manifest import FileDigest, anomalies, file_digests, root_digest, sha256_file
+from .manifest import FileDigest, anomalies, file_digests, root_digest, sha256_file, shown
 from .policy import Policy
 from .provenance import ProvenanceInfo
 from .rules import Finding, Verdict
 from .telemetry import Event
 
 SCHEMA_VERSION = "1.0"
-__all__ = ["FileDigest", "Report", "anomalies", "file_digests", "root_digest", "sha256_file"]
+__all__ = ["FileDigest", "Report", "anomalies", "file_digests", "root_digest", "sha256_file",
+           "shown"]
 
 
 class _Model(BaseModel):

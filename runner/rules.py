@@ -130,7 +130,9 @@ RULES: tuple[Rule, ...] = (
          "least the effect-size gate"),
     Rule("AL802", "baseline-drift", "Behaviour drifted from the recorded baseline",
          Severity.MEDIUM, "host (baseline): outputs on the recorded probes differ from the "
-         "baseline: any difference on the same image and runtime, else beyond the tolerance"),
+         "baseline: any difference on the same image and runtime; elsewhere, a category whose "
+         "top-1 predictions flip significantly (or, for outputs with no classes, differences "
+         "beyond the tolerance)"),
     Rule("AL811", "signature-invalid", "Signature does not verify", Severity.HIGH,
          "static: the model's signature failed verification against the trust "
          "policy, or its signed digest differs from the model's files"),

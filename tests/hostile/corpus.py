@@ -224,6 +224,14 @@ def trailing_after_archive(d: Path, marker: str) -> Path:
     return _w(d, "trailing.pt", _benign_torch_zip() + payload)
 
 
+def fake_end_record(d: Path, marker: str) -> Path:
+    # A payload after a torch zip, then a copy of the archive's end record, so the archive
+    # still seems to end at the end of the file.
+    payload = Asm().call("posix", "system", _shell(marker)).stop()
+    data = _benign_torch_zip()
+    return _w(d, "fake-end.pt", data + payload + data[data.rfind(b"PK\x05\x06"):])
+
+
 def unreferenced_member(d: Path, marker: str) -> Path:
     # A torch zip with an extra tensor member the checkpoint never refers to, holding a payload.
     payload = Asm().call("posix", "system", _shell(marker)).stop()
@@ -464,6 +472,8 @@ CORPUS: list[Fixture] = [
             trailing_after_archive, frozenset({"AL701"})),
     Fixture("zip unreferenced member", "a tensor member the checkpoint never refers to",
             unreferenced_member, frozenset({"AL701"})),
+    Fixture("zip fake end record", "a payload hidden behind a second end-of-archive record",
+            fake_end_record, frozenset({"AL701"})),
     Fixture("4th-call TorchScript", "TorchScript that reads a file from its fourth call",
             torchscript_fourth_call, frozenset({"AL303"}), infer=X, calls=5),
     Fixture("forward hook", "forward hook registered while unpickling", forward_hook,

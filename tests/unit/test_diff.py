@@ -232,3 +232,28 @@ def test_a_missing_or_damaged_registry_is_a_usage_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not a database" * 100)
     with pytest.raises(UsageError, match=r"bad\.sqlite3"):
         baseline.Registry(bad).entries()
+
+
+def test_bad_probe_files_are_usage_errors(tmp_path: Path) -> None:
+    import zipfile
+
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really")
+    with zipfile.ZipFile(tmp_path / "text.npz", "w") as zf:
+        zf.writestr("a.txt", "hello")
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 3)))
+    for name in ("one.npy", "broken.npz", "text.npz", "empty.npz", "missing.npz"):
+        with pytest.raises(UsageError):
+            probes.load(tmp_path / name)
+
+
+def test_an_unusable_registry_path_fails_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="registry"):
+        baseline.Registry(tmp_path / "file" / "b.sqlite3").check_writable()
+
+
+def test_summaries_take_any_integer_labels() -> None:
+    ps = probes.from_arrays({"x": np.zeros((3, 1), np.float32)})
+    s = baseline.summarise(np.array([-1, 2**40, -1]), ps)
+    assert s["all"]["top1"] == {"-1": 2, str(2**40): 1}

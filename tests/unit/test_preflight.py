@@ -39,6 +39,7 @@ STATIC_EXPECT: dict[str, tuple[set[str], set[str]]] = {
     "zip hidden bytes": ({"zip-hidden-data"}, set()),
     "zip trailing data": ({"zip-trailing-data"}, set()),
     "zip unreferenced member": ({"zip-unreferenced"}, set()),
+    "zip fake end record": ({"zip-hidden-data"}, set()),
     "onnx ../": ({"onnx-external-data"}, set()),
     "onnx absolute": ({"onnx-external-data"}, set()),
     "onnx symlink": ({"onnx-external-data"}, set()),
@@ -95,8 +96,15 @@ def test_the_read_is_bounded_in_time_and_memory(tmp_path: Path) -> None:
     with big.open("wb") as f:
         f.write(b"\x80\x04\x8e" + n.to_bytes(8, "little"))
         f.seek(11 + n)
-        f.write(b".")
+        f.write(b"0\x8c\x02os\x8c\x06system\x93.")  # POP, then os.system after the blob
     result = preflight.bounded(big, memory_bytes=256 << 20)
+    assert not result.aborted, "a large argument is skipped, not read"
+    assert [(i.module, i.name) for i in result.imports] == [("os", "system")]
+    # an argument just under the skipping size is read: with almost no memory left, it fails
+    small = tmp_path / "small.pkl"
+    small.write_bytes(b"\x80\x04\x8e" + (1 << 20).to_bytes(8, "little") + b"\0" * (1 << 20)
+                      + b".")
+    result = preflight.bounded(small, memory_bytes=16 << 20)
     assert "memory bound" in result.aborted and result.format == "pickle"
     slow = preflight.bounded(BY_NAME["zip bomb"].build(tmp_path, "/tmp/never"), timeout_s=0.01)
     assert "time bound" in slow.aborted
@@ -162,3 +170,35 @@ def test_declared_provenance_is_checked(tmp_path: Path) -> None:
     status = {c.field: c.status for c in report.integrity.provenance.claims}
     assert status["digest"] == "mismatch" and status["base_model.digest"] == "claimed"
     assert "AL813" in {f.rule_id for f in report.findings}
+
+
+class _Gadget:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_torch_variants_read_right(tmp_path: Path) -> None:
+    """Benign traced, scripted and lite TorchScript and legacy (pre-zip) torch.save files are
+    clean; a gadget in a legacy file's main pickle is listed; a fake end record is flagged."""
+    import torch
+
+    m = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    torch.jit.save(torch.jit.trace(m, torch.zeros(1, 3)), tmp_path / "traced.pt")
+    torch.jit.save(torch.jit.script(m), tmp_path / "scripted.pt")
+    torch.jit.script(m)._save_for_lite_interpreter(str(tmp_path / "lite.ptl"))
+    torch.save(m, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    for name in ("traced.pt", "scripted.pt", "lite.ptl", "legacy.pt"):
+        result = preflight.bounded(tmp_path / name)
+        assert result.tamper == [] and not result.aborted, (name, result.tamper)
+    torch.save({"w": torch.zeros(2), "x": _Gadget()}, tmp_path / "evil.pt",
+               _use_new_zipfile_serialization=False)
+    result = preflight.bounded(tmp_path / "evil.pt")
+    assert ("posix", "system") in [(i.module, i.name) for i in result.imports]
+    torch.save(m.state_dict(), tmp_path / "sd.pt")
+    data = (tmp_path / "sd.pt").read_bytes()
+    end = data[data.rfind(b"PK\x05\x06"):]
+    (tmp_path / "fake.pt").write_bytes(data + b"\0" * 1000 + end)
+    result = preflight.bounded(tmp_path / "fake.pt")
+    assert "zip-hidden-data" in {t.check for t in result.tamper}
