@@ -126,6 +126,19 @@ def _airlock_properties(report: Report, prov: ProvenanceInfo | None,
         out["airlock:runtime"] = report.sandbox.runtime
     if report.error is not None:
         out["airlock:error"] = report.error.kind
+    integ = report.integrity
+    if integ is not None and integ.signature is not None:
+        out["airlock:signature"] = "verified" if integ.signature.verified else "failed"
+        out["airlock:signature:signer"] = integ.signature.signer
+    if report.behavior is not None:  # behavioural results: the diff against the base model
+        b = report.behavior
+        out["airlock:diff:base-root-digest"] = b.base.root_digest
+        out["airlock:diff:flagged-categories"] = ",".join(b.flagged) or "none"
+        out["airlock:diff:control"] = b.control_kind
+        out["airlock:diff:probes-digest"] = b.probes_digest
+    if report.baseline is not None:
+        out["airlock:baseline"] = report.baseline.name
+        out["airlock:baseline:drift"] = "true" if report.baseline.drift else "false"
     if prov is not None:
         out["airlock:provenance:source"] = prov.source
         out.update({f"airlock:claim:{c.field}": c.status for c in prov.claims

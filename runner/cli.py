@@ -109,8 +109,8 @@ def _signing_opts(signature: Path | None, require: bool, trust_policy: Path | No
                   key: Path | None) -> Any:
     from .preflight import SigningOptions
 
-    if signature is not None and not signature.is_file():
-        raise UsageError(f"signature file {signature} not found", "check the --signature path")
+    if signature is not None and not signature.exists():
+        raise UsageError(f"signature {signature} not found", "check the --signature path")
     return SigningOptions(signature=signature, trust=_trust(key, None, None, trust_policy),
                           require=require)
 
@@ -374,12 +374,7 @@ def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the 
         if outcome.control is not None:
             _save_report(outcome.control, out_dir / "control.json")
         _write(out_dir / "diff.html", render(report, View.HTML))
-        if report.behavior is not None:
-            _write_bom(report, out_dir / "candidate.cdx.json", {
-                "airlock:diff:base-root-digest": report.behavior.base.root_digest,
-                "airlock:diff:flagged-categories": ",".join(report.behavior.flagged),
-                "airlock:diff:control": report.behavior.control_kind,
-                "airlock:diff:probes-digest": report.behavior.probes_digest})
+        _write_bom(report, out_dir / "candidate.cdx.json")
         err.print(f"reports in {out_dir}/", markup=False, highlight=False)
     _show(report, json_)
     code = exit_code(report, fail_on)
@@ -503,9 +498,12 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
           baseline: Annotated[bool, typer.Option("--baseline", help="check every model that "
                                                  "has a baseline for these probes")] = False,
           registry: RegistryOpt = None,
+          signature: Annotated[Path | None, typer.Option(
+              "--signature", help="a directory holding MODEL.sig for each model (default: "
+              "beside each model), or one signature file when evaluating one model")] = None,
           require_signature: Annotated[bool, typer.Option(
-              "--require-signature", help="evaluate only models whose signature (MODEL.sig "
-              "beside each) verifies; the others are reported, not run")] = False,
+              "--require-signature", help="evaluate only models whose signature verifies; "
+              "the others are reported, not run")] = False,
           trust_policy: TrustPolicyOpt = None, key: TrustKey = None,
           runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g", cpus: Cpus = 1.0,
           load_timeout: LoadTimeout = 120.0, call_timeout: CallTimeout = 60.0,
@@ -524,7 +522,11 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
     if baseline and probes is None:
         raise UsageError("--baseline needs the probes the baselines were recorded with",
                          "pass --probes")
-    signing = _signing_opts(None, require_signature, trust_policy, key)
+    if signature is not None and not signature.is_dir() and (
+            len(paths) != 1 or not paths[0].is_file()):
+        raise UsageError(f"--signature {signature}: a single signature file is for a single "
+                         "model file", "pass a directory holding MODEL.sig for each model")
+    signing = _signing_opts(signature, require_signature, trust_policy, key)
     results_path = out_dir / "results.jsonl"
     done: list[batch.EvalResult] = []
     if resume and results_path.exists():

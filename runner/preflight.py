@@ -202,7 +202,8 @@ EXIT_MEMORY = 3
 
 @dataclass(frozen=True)
 class SigningOptions:
-    """What to do about signatures. `signature` None: look for MODEL.sig next to the model.
+    """What to do about signatures. `signature`: the signature file, or a directory holding
+    MODEL.sig files; None (or no MODEL.sig in the directory): MODEL.sig next to the model.
     `trust` None: the trust policy file (AIRLOCK_TRUST_POLICY or the user config directory)."""
 
     signature: Path | None = None
@@ -221,7 +222,11 @@ def check_signature(model: Path, manifest_root: str, opts: SigningOptions
                     ) -> tuple[SignatureCheck | None, list[str]]:
     """Verify the model's signature, if it has one; (None, notes) when it has none. An explicit
     signature with no trust policy anywhere is the caller's mistake (UsageError)."""
-    sig = opts.signature or find_signature(model)
+    sig = opts.signature
+    if sig is not None and sig.is_dir():  # a directory of signatures: MODEL.sig in it
+        named = sig / f"{model.resolve().name}.sig"
+        sig = named if named.is_file() else None
+    sig = sig or find_signature(model)
     if sig is None:
         return None, ["the model is not signed (no signature given, none found as "
                       f"{model.name}.sig)"] if opts.require else []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runner._bom import validate_bom
 from tests.fixtures import behavior
 from tests.sandbox.test_cli import airlock, sessions
 
@@ -45,6 +46,12 @@ def test_the_backdoor_is_flagged_on_the_trigger_and_its_target_named(
     assert r["verdict"] == "suspicious"
     assert "FLAGGED" in proc.stdout and behavior.TRIGGER in proc.stdout
     assert json.loads((tmp_path / "base.json").read_text())["verdict"] == "clean"
+    bom_text = (tmp_path / "candidate.cdx.json").read_text()
+    validate_bom(bom_text)
+    props = {p["name"]: p["value"]
+             for p in json.loads(bom_text)["metadata"]["component"]["properties"]}
+    assert props["airlock:diff:flagged-categories"] == behavior.TRIGGER
+    assert props["airlock:diff:base-root-digest"] == d["base"]["root_digest"]
     html = (tmp_path / "diff.html").read_text()
     assert 'id="diff-chart"' in html and "trigger: candidate flip rate 100%" in html
     assert sessions() == []

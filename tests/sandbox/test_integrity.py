@@ -56,6 +56,16 @@ def test_eval_writes_a_validated_bom_per_model_and_checks_signatures(
              for ln in (out / "results.jsonl").read_text().splitlines()}
     assert lines["tiny.onnx"]["verdict"] == "clean"
     assert "signature is required" in lines["payload.pkl"]["error"]
+    # the signatures may live in a directory of their own
+    sigs = tmp_path / "sigs"
+    sigs.mkdir()
+    (models / "tiny.onnx.sig").rename(sigs / "tiny.onnx.sig")
+    (models / "payload.pkl").unlink()
+    again = airlock("eval", str(models), "--out", str(tmp_path / "out2"), "--jobs", "1",
+                    "--require-signature", "--key", str(pki.pub), "--signature", str(sigs))
+    assert again.returncode == 0, again.stderr
+    report = json.loads(next((tmp_path / "out2" / "reports").iterdir()).read_text())
+    assert report["integrity"]["signature"]["verified"]
     for r in lines.values():
         bom = json.loads((out / r["bom"]).read_text())
         validate_bom(json.dumps(bom))
