@@ -8,17 +8,16 @@ pickle+zip polyglot (one file that is both).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ._pickle_static import TORCH_LEGACY_MAGIC, TORCH_LEGACY_PICKLES, Walkable, ops
+from .worker import onnx_data
 from .worker.formats import Format
 
 MAX_HEADER_BYTES = 100 << 20
@@ -332,96 +331,9 @@ def _symlinks(root: Path) -> list[Tamper]:
 
 # --- ONNX external data, read from the protobuf's bytes (no onnx package on the host) ---------
 
-_MAX_ONNX_ENTRIES = 100_000
-
-
-def _varint(f: BinaryIO) -> int | None:
-    result, shift = 0, 0
-    while shift < 64:
-        b = f.read(1)
-        if not b:
-            return None
-        result |= (b[0] & 0x7F) << shift
-        if not b[0] & 0x80:
-            return result
-        shift += 7
-    raise ValueError("varint too long")
-
-
-def _fields(f: BinaryIO, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field, wire type, value or length, payload offset) for each field up to end."""
-    count = 0
-    while f.tell() < end and count < _MAX_ONNX_ENTRIES:
-        count += 1
-        key = _varint(f)
-        if key is None:
-            return
-        field_no, wire = key >> 3, key & 7
-        if wire == 0:
-            value = _varint(f)
-            if value is None:
-                return
-            yield field_no, wire, value, f.tell()
-        elif wire == 2:
-            length = _varint(f)
-            if length is None or f.tell() + length > end:
-                raise ValueError("length past the end")
-            offset = f.tell()
-            yield field_no, wire, length, offset
-            f.seek(offset + length)
-        elif wire == 5:
-            f.seek(4, 1)
-        elif wire == 1:
-            f.seek(8, 1)
-        else:
-            raise ValueError(f"wire type {wire}")
-
-
 def _onnx_external(path: Path) -> list[Tamper]:
-    """Locations of external data in the graph's initializers, checked like the worker does."""
-    found: list[Tamper] = []
+    """External data that leaves the model's directory, found as the worker finds it."""
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            for field_no, wire, length, offset in list(_fields(f, size)):
-                if field_no != 7 or wire != 2:  # ModelProto.graph
-                    continue
-                f.seek(offset)
-                for g_field, g_wire, g_len, g_off in list(_fields(f, offset + length)):
-                    if g_field != 5 or g_wire != 2:  # GraphProto.initializer
-                        continue
-                    f.seek(g_off)
-                    for location in _tensor_locations(f, g_off + g_len):
-                        if os.path.isabs(location) or ".." in Path(location).parts:
-                            found.append(Tamper("onnx-external-data", f"an initializer's "
-                                                f"external data is at {location[:200]!r}, "
-                                                "outside the model's directory"))
-                        else:
-                            target = path.parent / location
-                            if target.is_symlink() and not target.resolve().is_relative_to(
-                                    path.parent.resolve()):
-                                found.append(Tamper("onnx-external-data", f"external data "
-                                                    f"{location[:200]!r} is a symlink out of "
-                                                    "the model's directory"))
+        return [Tamper("onnx-external-data", p) for p in onnx_data.escapes(path)][:10]
     except (OSError, ValueError):
-        return found
-    return found[:10]
-
-
-def _tensor_locations(f: BinaryIO, end: int) -> list[str]:
-    out = []
-    for field_no, wire, length, offset in list(_fields(f, end)):
-        if field_no == 13 and wire == 2 and length < 65536:  # TensorProto.external_data
-            f.seek(offset)
-            entry = f.read(length)
-            key = value = b""
-            sub = io.BytesIO(entry)
-            for e_field, e_wire, e_len, e_off in list(_fields(sub, len(entry))):
-                if e_wire == 2:
-                    if e_field == 1:
-                        key = entry[e_off:e_off + e_len]
-                    elif e_field == 2:
-                        value = entry[e_off:e_off + e_len]
-            if key == b"location":
-                out.append(value.decode("utf-8", "replace"))
-    return out
+        return []

@@ -7,7 +7,6 @@ torch and onnxruntime are imported lazily, so the worker answers health checks f
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import runpy
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import audit
+from . import audit, onnx_data
 from .formats import Format, FormatError, detect
 
 
@@ -109,20 +108,17 @@ def _preimport(fmt: Format, path: Path | None) -> None:
         _warm_torch(fmt)
 
 
-def _warm_onnx() -> None:
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
+# y = relu(x), x float [1]: what onnx.helper makes for it (kept as bytes: the worker never
+# imports the onnx package)
+_WARM_ONNX = (b'\x08\x08:6\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x04warmZ\x0f\n\x01x\x12\n\n'
+              b'\x08\x08\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n'
+              b'\x02\x08\x01B\x04\n\x00\x10\x11')
 
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "warm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    data = model.SerializeToString()
-    onnx.load_from_string(data)
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+def _warm_onnx() -> None:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(_WARM_ONNX, providers=["CPUExecutionProvider"])
     sess.run(None, {"x": np.zeros(1, np.float32)})
 
 
@@ -155,31 +151,13 @@ def _warm_torch(fmt: Format) -> None:
 
 def _check_external_data(model_file: Path) -> None:
     """External data must stay inside the model's own directory: no absolute paths, no `..`,
-    no symlinks leading out."""
-    import onnx
-
-    model = onnx.load(str(model_file), load_external_data=False)
-    base = model_file.parent.resolve()
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
-    for t in tensors:
-        if t.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in t.external_data if e.key == "location"), "")
-        if not location or os.path.isabs(location) or ".." in Path(location).parts:
-            raise LoadError(
-                f"ONNX tensor {t.name!r} points its external data at {location!r}, "
-                "outside the model's directory; refusing to load"
-            )
-        target = base / location
-        if target.is_symlink() or not target.resolve().is_relative_to(base):
-            raise LoadError(
-                f"ONNX tensor {t.name!r} reaches external data {location!r} through a "
-                "symlink that leads outside the model's directory; refusing to load"
-            )
+    no symlinks (the same reader the host's pre-flight uses)."""
+    try:
+        problems = onnx_data.escapes(model_file)
+    except ValueError as e:
+        raise LoadError(f"the ONNX file is malformed: {e}") from e
+    if problems:
+        raise LoadError(f"{problems[0]}; refusing to load")
 
 
 def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:

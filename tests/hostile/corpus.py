@@ -313,6 +313,33 @@ def onnx_external_dotdot(d: Path, marker: str) -> Path:
     return _w(d, "dotdot.onnx", _onnx_with_external("../../../etc/passwd"))
 
 
+def onnx_external_nested(d: Path, marker: str) -> Path:
+    # ONNX external data with ../ hidden in a Constant's tensor inside an If node's subgraph,
+    # where a reader of the top-level initializers only would not look.
+    from onnx import TensorProto, helper
+
+    t = TensorProto(name="C", data_type=TensorProto.FLOAT, dims=[3])
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../../../etc/passwd"), ("offset", "0"), ("length", "12")):
+        entry = t.external_data.add()
+        entry.key, entry.value = k, v
+
+    def branch(name: str, value: TensorProto) -> object:
+        return helper.make_graph([helper.make_node("Constant", [], [name], value=value)], name,
+                                 [], [helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                                    [3])])
+
+    plain = helper.make_tensor("P", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=branch("a", t),
+                          else_branch=branch("b", plain))], "nested",
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return _w(d, "nested.onnx", bytes(model.SerializeToString()))
+
+
 def onnx_external_absolute(d: Path, marker: str) -> Path:
     # ONNX external data at an absolute path.
     return _w(d, "absolute.onnx", _onnx_with_external("/etc/passwd"))
@@ -480,6 +507,8 @@ CORPUS: list[Fixture] = [
             frozenset({"AL202"}), infer=X),
     Fixture("onnx ../", "ONNX external data with ../", onnx_external_dotdot,
             frozenset({"AL702"})),
+    Fixture("onnx nested", "ONNX external data with ../ inside an If node's subgraph",
+            onnx_external_nested, frozenset({"AL702"})),
     Fixture("onnx absolute", "ONNX external data at an absolute path",
             onnx_external_absolute, frozenset({"AL702"})),
     Fixture("onnx symlink", "ONNX external data through a symlink", onnx_external_symlink,

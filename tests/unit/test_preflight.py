@@ -41,6 +41,7 @@ STATIC_EXPECT: dict[str, tuple[set[str], set[str]]] = {
     "zip unreferenced member": ({"zip-unreferenced"}, set()),
     "zip fake end record": ({"zip-hidden-data"}, set()),
     "onnx ../": ({"onnx-external-data"}, set()),
+    "onnx nested": ({"onnx-external-data"}, set()),
     "onnx absolute": ({"onnx-external-data"}, set()),
     "onnx symlink": ({"onnx-external-data"}, set()),
     "safetensors header bomb": ({"safetensors-header"}, set()),
