@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,27 +103,36 @@ def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
 def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Import]:
     """Walk one pickle's opcodes as they are read from `stream` (of `size` bytes), leaving it
     after the STOP. Memory is bounded: large arguments are skipped, names are cut short."""
-    return _walk(Walkable(stream, size), size, member)[0]
+    return _walk(Walkable(stream, size), size, member).imports
 
 
-def _walk(stream: Walkable, size: int, member: str) -> tuple[list[Import], object]:
-    """(imports, the first value pushed: the legacy torch magic number tells such files)."""
-    found: list[Import] = []
+@dataclass
+class Walk:
+    imports: list[Import]
+    first: object = None  # the first value pushed: the legacy torch magic number tells those
+    end: int | None = None  # the offset just after the STOP, when it was reached
+    error: str = ""  # why the stream broke off, when it did
+
+
+def _walk(stream: Walkable, size: int, member: str) -> Walk:
+    """One pickle, opcode by opcode, as the unpickler reads it; at most MAX_OPS opcodes."""
+    w = Walk(imports=[])
+    found = w.imports
     stack: list[object] = []
     memo: dict[int, object] = {}
-    first: object = None
     try:
         for n, (op, arg, at) in enumerate(ops(stream)):
-            if n <= 1 and first is None and op.name != "PROTO":
-                first = arg
-            if len(found) >= MAX_IMPORTS:
-                break
+            if n <= 1 and w.first is None and op.name != "PROTO":
+                w.first = arg
             pos = at or 0
             if n > MAX_OPS:
                 break
             name = op.name
             if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
+                w.error = f"a frame at offset {pos} runs past the end of the file"
                 break
+            if len(found) >= MAX_IMPORTS:
+                found = []  # keep walking to the STOP; record no more
             if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
                         "SHORT_BINSTRING", "BINSTRING", "STRING"):
                 stack.append(arg if isinstance(arg, str) else UNKNOWN)
@@ -180,26 +190,38 @@ def _walk(stream: Walkable, size: int, member: str) -> tuple[list[Import], objec
             elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
                 _pop_to_mark(stack)
             elif name == "STOP":
+                w.end = stream.tell()
                 break
             elif op.stack_after and not op.stack_before:
                 stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
-    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
-        pass  # a broken stream: what was read so far is what the unpickler would reach
-    return found, first
+    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError,
+            struct.error) as e:
+        # a broken stream: what was read so far is what the unpickler would reach
+        w.error = str(e)
+    return w
 
 
-def legacy_torch_pickles(stream: IO[bytes], size: int) -> tuple[list[Import], int | None]:
-    """A raw pickle file: the imports of its pickle, or of all five pickles of a legacy
-    (pre-zip) torch.save file. Returns the imports and, for a legacy torch file, where the
-    storage bytes that follow its pickles begin (None otherwise)."""
-    w = Walkable(stream, size)
-    found, first = _walk(w, size, "")
-    if first != TORCH_LEGACY_MAGIC:
-        return found, None
-    for i in range(1, TORCH_LEGACY_PICKLES):
-        more, _ = _walk(w, size, f"legacy pickle {i + 1}")
-        found += more
-    return found, stream.tell()
+@dataclass
+class FileWalk:
+    imports: list[Import]
+    end: int | None  # where the pickles end; None when a walk stopped short of a STOP
+    error: str  # why the stream broke off, when it did
+    legacy: bool  # a legacy (pre-zip) torch.save file: its storage bytes follow by design
+
+
+def walk_pickle_file(stream: IO[bytes], size: int) -> FileWalk:
+    """A raw pickle file from its start: its pickle, or all five pickles of a legacy
+    torch.save file, with their imports and where they end."""
+    reader = Walkable(stream, size)
+    w = _walk(reader, size, "")
+    legacy = w.first == TORCH_LEGACY_MAGIC
+    found = w.imports
+    for i in range(1, TORCH_LEGACY_PICKLES if legacy else 1):
+        if w.end is None or w.error:
+            break
+        w = _walk(reader, size, f"legacy pickle {i + 1}")
+        found = found + w.imports
+    return FileWalk(found[:MAX_IMPORTS], w.end, w.error, legacy)
 
 
 def _pop_to_mark(stack: list[object]) -> None:
@@ -230,5 +252,5 @@ def imports_in_file(path: Path) -> list[Import]:
             return out
         if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
             f.seek(0)
-            return legacy_torch_pickles(f, size)[0]
+            return walk_pickle_file(f, size).imports
     return []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ._pickle_static import TORCH_LEGACY_MAGIC, TORCH_LEGACY_PICKLES, Walkable, ops
+from ._pickle_static import Walkable, ops, walk_pickle_file
 from .worker import onnx_data
 from .worker.formats import Format
 
@@ -98,36 +98,18 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
     return []
 
 
-def _pickle_end(f: BinaryIO, size: int) -> tuple[int, bool]:
-    """Where the pickle ends (after its STOP; after the fifth pickle of a legacy torch.save
-    file, whose storage bytes follow by design) and whether it is such a file. Raises
-    ValueError when the stream breaks off or has no STOP."""
-    walk = Walkable(f, size)
-    legacy = False
-    for i in range(TORCH_LEGACY_PICKLES):
-        stopped = False
-        for n, (op, arg, _pos) in enumerate(ops(walk)):
-            if i == 0 and n <= 1 and op.name != "PROTO":
-                legacy = arg == TORCH_LEGACY_MAGIC
-            if op.name == "STOP":
-                stopped = True
-                break
-        if not stopped:
-            raise ValueError("the pickle stream has no STOP opcode")
-        if not legacy:
-            break
-    return f.tell(), legacy
-
-
 def _pickle(path: Path, size: int) -> list[Tamper]:
     """Bytes after the pickle's STOP. Opcodes are streamed and large arguments skipped."""
     with path.open("rb") as f:
-        try:
-            end, legacy = _pickle_end(f, size)
-        except (ValueError, EOFError, struct.error, MemoryError, OverflowError) as e:
-            return [Tamper("pickle-truncated", f"the pickle stream breaks off: {e}"[:200])]
+        walk = walk_pickle_file(f, size)
+        if walk.error:
+            return [Tamper("pickle-truncated",
+                           f"the pickle stream breaks off: {walk.error}"[:200])]
+        if walk.end is None or walk.legacy:
+            return []  # cut short by the opcode limit, or storage bytes by design
+        end = walk.end
         trailing = size - end
-        if trailing <= 0 or legacy:
+        if trailing <= 0:
             return []
         tail = f.read(min(trailing, TAIL_SCAN_BYTES))
     polyglot = b"PK\x03\x04" in tail or b"PK\x05\x06" in tail or _has_zip_directory(path, size)
