@@ -68,7 +68,7 @@ from .report import (
 )
 from .telemetry import Phase
 from .worker import tensors
-from .worker.formats import Format, FormatError, detect
+from .worker.formats import Format
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
@@ -224,12 +224,10 @@ class Sandbox:
                                  f"use one of: auto, {', '.join(f.value for f in Format)}") from e
         self._static = preflight.Pending(path)  # the bounded static read, while we go on
         try:
-            det = detect(path)
-            fmt, reason, format_error = det.format.value, det.reason, ""
-        except FormatError as e:
-            fmt, reason, format_error = "unknown", f"damaged: {e}", str(e)
+            ident = preflight.identify(path)
         except OSError as e:
             raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
+        fmt, reason, format_error = ident.format, ident.reason, ident.error
         digests = file_digests(path)
         odd = anomalies(path)
         if odd:

@@ -54,21 +54,38 @@ class StaticResult:
     bounds: str = ""
 
 
+@dataclass(frozen=True)
+class Identity:
+    format: str  # a Format value, or "unknown"
+    reason: str  # what decided it
+    primary: Path  # the weights file (inside a directory), or the path itself
+    error: str = ""  # why the bytes are no model Airlock recognises
+
+
+def identify(path: Path) -> Identity:
+    """The format by content (a few headers read); a damaged or unknown file is 'unknown',
+    with the reason. OSError (an unreadable path) is the caller's to handle."""
+    try:
+        det = detect(path)
+    except FormatError as e:
+        return Identity("unknown", f"damaged: {e}", path, str(e))
+    return Identity(det.format.value, det.reason, det.path)
+
+
 def examine(path: Path) -> StaticResult:
     """Every static check, in this process (no bounds: see `bounded`)."""
     start = time.monotonic()
-    try:
-        det = detect(path)
-        tamper = check_model(path, det.path, det.format)
-        fmt, reason, error, primary = det.format.value, det.reason, "", det.path
-        target: Path | None = det.path if det.format in (Format.PICKLE, Format.TORCH) else None
-    except FormatError as e:
+    ident = identify(path)
+    if ident.error:
         tamper = check(path, None) if path.is_file() else []
-        fmt, reason, error, primary = "unknown", f"damaged: {e}", str(e), path
-        target = path if path.is_file() else None
+        target: Path | None = path if path.is_file() else None
+    else:
+        fmt = Format(ident.format)
+        tamper = check_model(path, ident.primary, fmt)
+        target = ident.primary if fmt in (Format.PICKLE, Format.TORCH) else None
     imports = imports_in_file(target)[:MAX_IMPORTS] if target is not None else []
-    return StaticResult(format=fmt, reason=reason, primary=str(primary), tamper=tamper,
-                        imports=imports, format_error=error,
+    return StaticResult(format=ident.format, reason=ident.reason, primary=str(ident.primary),
+                        tamper=tamper, imports=imports, format_error=ident.error,
                         seconds=time.monotonic() - start)
 
 
@@ -142,12 +159,9 @@ class Pending:
             self._proc.kill()
             self._proc.communicate()
             aborted = f"it took longer than its time bound ({self.timeout:.0f} s)"
-        try:
-            det = detect(self.path)
-            fmt, reason, error, primary = det.format.value, det.reason, "", str(det.path)
-        except FormatError as e:
-            fmt, reason, error, primary = "unknown", f"damaged: {e}", str(e), str(self.path)
-        return StaticResult(format=fmt, reason=reason, primary=primary, format_error=error,
+        ident = identify(self.path)
+        return StaticResult(format=ident.format, reason=ident.reason,
+                            primary=str(ident.primary), format_error=ident.error,
                             aborted=aborted, seconds=time.monotonic() - self.start,
                             bounds=self.bounds)
 
