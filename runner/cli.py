@@ -159,17 +159,15 @@ def _load_inputs(specs: list[str]) -> dict[str, Any] | np.ndarray:
 
 
 def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
+    from .probes import load_arrays
+
     if not path.is_file():
         raise UsageError(f"input file {path} not found", "check the --input path")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        return load_arrays(path)
+    except ValueError as e:
         raise UsageError(f"input file {path} is not a .npy or .npz array file ({e})",
                          "save inputs with numpy.save or numpy.savez") from e
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            return {k: data[k] for k in data.files}
-    return np.asarray(data)
 
 
 def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[str] | None,

@@ -50,24 +50,37 @@ def digest_arrays(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """A .npy file's array, or an .npz file's named arrays; never unpickles. Raises
+    ValueError saying why the file is neither."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return np.asarray(data)
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, AttributeError, EOFError, TypeError, KeyError,
+            zipfile.BadZipFile) as e:
+        raise ValueError(str(e)) from e
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):
+            raise ValueError(f"member {k!r} is not an array")
+    return arrays
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"probes file {p} not found", "pass an .npz of named input arrays")
+    hint = "save probes with numpy.savez(path, name=array, ...)"
     try:
-        data = np.load(p, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an .npz of named arrays")
-        with data:
-            arrays = {k: data[k] for k in data.files}
-        for k, v in arrays.items():
-            if not isinstance(v, np.ndarray):
-                raise ValueError(f"member {k!r} is not an array")
-        return arrays
-    except (ValueError, OSError, AttributeError, EOFError, TypeError, KeyError,
-            zipfile.BadZipFile) as e:
-        raise UsageError(f"probes file {p} is not an .npz of arrays ({e})",
-                         "save probes with numpy.savez(path, name=array, ...)") from e
+        arrays = load_arrays(p)
+    except ValueError as e:
+        raise UsageError(f"probes file {p} is not an .npz of arrays ({e})", hint) from e
+    if not isinstance(arrays, dict):
+        raise UsageError(f"probes file {p} is not an .npz of arrays (a single array, not an "
+                         ".npz of named arrays)", hint)
+    return arrays
 
 
 def from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> ProbeSet:
