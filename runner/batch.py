@@ -146,8 +146,11 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 def digest(path: Path) -> str:
     """sha256 of a file; for a directory, its root digest (over the per-file digests)."""
-    digests = file_digests(path)
-    return digests[0].sha256 if path.is_file() else root_digest(digests)
+    return _digest_of(file_digests(path), path.is_file())
+
+
+def _digest_of(digests: list[Any], single_file: bool) -> str:
+    return digests[0].sha256 if single_file and digests else root_digest(digests)
 
 
 # --- one model ---------------------------------------------------------------------------------
@@ -175,7 +178,6 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
     from ._sandbox import Sandbox
 
     start = time.monotonic()
-    sha = sha256 or digest(path)
     sb = Sandbox(path, policy, signing=signing)
     if running is not None:
         with running.lock:
@@ -199,6 +201,10 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
             with running.lock:
                 running.sandboxes.pop(id(sb), None)
     report = sb.report()
+    # the sandbox's pre-flight hashed the model already; hash again only if it did not get
+    # that far
+    files = report.model.files
+    sha = sha256 or (_digest_of(files, path.is_file()) if files else digest(path))
     checked = None
     if baselines is not None and probes is not None and outputs is not None:
         entry = baselines.find(probes.digest, root=report.model.root_digest,
@@ -305,7 +311,8 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
     skip = set(skip_sha256)
     todo: list[tuple[Path, str]] = []
     for m in models:
-        sha = digest(m) if m.exists() else ""
+        # hashed here only to skip what a resumed batch has done; else the pre-flight does it
+        sha = digest(m) if skip and m.exists() else ""
         if sha and sha in skip:
             continue
         todo.append((m, sha))
