@@ -13,7 +13,6 @@ summaries. A check on the same image and runtime expects identical outputs; else
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -50,6 +49,10 @@ CREATE TABLE IF NOT EXISTS outputs (
 """
 
 
+_COLUMNS = ("name, probes_digest, model_path, model_root, image_id, runtime, output, rows, "
+            "recorded_at, summary")  # an Entry's fields, in order
+
+
 def default_path() -> Path:
     env = os.environ.get("AIRLOCK_BASELINES")
     if env:
@@ -81,17 +84,9 @@ class Rows:
 
 
 def row_digests(outputs: dict[str, np.ndarray]) -> list[str]:
-    """Per probe row: sha256 over that row of every output, in output-name order."""
+    """Per probe row: the digest of that row of every output (as probe sets are digested)."""
     n = len(next(iter(outputs.values())))
-    out = []
-    for i in range(n):
-        h = hashlib.sha256()
-        for name in sorted(outputs):
-            row = np.ascontiguousarray(outputs[name][i])
-            h.update(f"{name}\0{row.dtype.str}\0{list(row.shape)}\0".encode())
-            h.update(row.tobytes())
-        out.append(h.hexdigest())
-    return out
+    return [_probes.digest_arrays({k: v[i] for k, v in outputs.items()}) for i in range(n)]
 
 
 def summarise(out: np.ndarray, ps: _probes.ProbeSet) -> dict[str, dict[str, object]]:
@@ -162,10 +157,9 @@ class Registry:
             for column, value in (("model_root", root), ("name", name)):
                 if value is None:
                     continue
-                row = db.execute(f"SELECT name, probes_digest, model_path, model_root, "  # noqa: S608
-                                 f"image_id, runtime, output, rows, recorded_at, summary FROM "
-                                 f"baselines WHERE {column}=? AND probes_digest=? ORDER BY "
-                                 "recorded_at DESC", (value, probes_digest)).fetchone()
+                row = db.execute(f"SELECT {_COLUMNS} FROM baselines WHERE {column}=? "  # noqa: S608
+                                 "AND probes_digest=? ORDER BY recorded_at DESC",
+                                 (value, probes_digest)).fetchone()
                 if row:
                     return _entry(row)
         return None
@@ -182,8 +176,7 @@ class Registry:
         if not self.path.is_file():
             return []
         with self._db() as db:
-            got = db.execute("SELECT name, probes_digest, model_path, model_root, image_id, "
-                             "runtime, output, rows, recorded_at, summary FROM baselines "
+            got = db.execute(f"SELECT {_COLUMNS} FROM baselines "  # noqa: S608
                              "ORDER BY name, recorded_at").fetchall()
         return [_entry(g) for g in got]
 

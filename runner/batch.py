@@ -146,11 +146,8 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 def digest(path: Path) -> str:
     """sha256 of a file; for a directory, its root digest (over the per-file digests)."""
-    return _digest_of(file_digests(path), path.is_file())
-
-
-def _digest_of(digests: list[Any], single_file: bool) -> str:
-    return digests[0].sha256 if single_file and digests else root_digest(digests)
+    digests = file_digests(path)
+    return digests[0].sha256 if path.is_file() else root_digest(digests)
 
 
 # --- one model ---------------------------------------------------------------------------------
@@ -203,8 +200,9 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
     report = sb.report()
     # the sandbox's pre-flight hashed the model already; hash again only if it did not get
     # that far
-    files = report.model.files
-    sha = sha256 or (_digest_of(files, path.is_file()) if files else digest(path))
+    m = report.model
+    sha = sha256 or (digest(path) if not m.files else
+                     m.files[0].sha256 if path.is_file() else m.root_digest)
     checked = None
     if baselines is not None and probes is not None and outputs is not None:
         entry = baselines.find(probes.digest, root=report.model.root_digest,
