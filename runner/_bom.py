@@ -41,7 +41,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from . import __version__
 from .errors import AirlockError
-from .provenance import Claim, ProvenanceInfo, normalize_digest
+from .manifest import parse_sha256
+from .provenance import Claim, ProvenanceInfo
 from .report import Report
 from .rules import Severity
 
@@ -63,7 +64,7 @@ def _artifact_digest(report: Report) -> str:
 
 
 def _sha256(hexdigest: str) -> list[HashType]:
-    d = normalize_digest(hexdigest)
+    d = parse_sha256(hexdigest)
     return [HashType(alg=HashAlgorithm.SHA_256, content=d)] if d else []
 
 
@@ -163,7 +164,7 @@ def _base_model(prov: ProvenanceInfo) -> Component | None:
     props: dict[str, str] = {"airlock:digest-status": claim.status if claim else "none"}
     if claim and claim.note:
         props["airlock:digest-note"] = claim.note
-    if base.digest and not normalize_digest(base.digest):
+    if base.digest and not parse_sha256(base.digest):
         props["airlock:claimed-digest"] = base.digest
     return Component(type=ComponentType.MACHINE_LEARNING_MODEL, bom_ref="base-model",
                      name=base.name or base.uri or "unnamed base model",

@@ -29,7 +29,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import UsageError, untrusted_text
-from .manifest import FileDigest, file_digests, root_digest
+from .manifest import FileDigest, file_digests, parse_sha256, root_digest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -49,7 +48,6 @@ ENV_POLICY = "AIRLOCK_TRUST_POLICY"
 MAX_SIGNATURE_BYTES = 64 << 20
 _PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 _CURVES = ("secp256r1", "secp384r1", "secp521r1")  # what model_signing supports
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _Frozen(BaseModel):
@@ -178,8 +176,8 @@ def normal_fingerprint(text: str) -> str:
 
 
 def _hex64(text: str) -> str:
-    value = text.strip().lower().removeprefix("sha256:")
-    if not _HEX64.match(value):
+    value = parse_sha256(text)
+    if value is None:
         raise ValueError(f"{text!r} is not a sha256 digest (64 hex digits)")
     return value
 

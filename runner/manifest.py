@@ -5,6 +5,7 @@ signature), and what a model directory should not hold."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +25,15 @@ def sha256_file(f: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_sha256(text: str) -> str | None:
+    """A sha256 digest as lower-case hex, from "sha256:HEX" or "HEX"; None if it is not one."""
+    value = text.strip().lower().removeprefix("sha256:")
+    return value if _HEX64.match(value) else None
 
 
 def shown(path: Path | str) -> str:

@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .errors import UsageError, untrusted_text
-from .manifest import FileDigest, file_digests, root_digest
+from .manifest import FileDigest, file_digests, parse_sha256, root_digest
 
 MAX_FILE_BYTES = 1 << 20
 MAX_TEXT = 4096
@@ -370,20 +370,10 @@ def _parse_model_card(data: bytes) -> tuple[Provenance | None, list[str]]:
 
 # --- claims ------------------------------------------------------------------------------------
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def normalize_digest(value: str) -> str | None:
-    """A sha256 digest as lower-case hex, from "sha256:HEX" or "HEX"; None if it is not one."""
-    v = value.strip().lower()
-    v = v.removeprefix("sha256:")
-    return v if _HEX64.match(v) else None
-
-
 def _digest_claim(name: str, claimed: str, actual: str | None, source: str, what: str,
                   note: str = "") -> Claim:
     value = untrusted_text(claimed, MAX_TEXT)
-    digest = normalize_digest(claimed)
+    digest = parse_sha256(claimed)
     if digest is None:
         return Claim(field=name, value=value, status="claimed", source=source,
                      note="not a sha256 digest (sha256:HEX or HEX); not checked")
@@ -461,16 +451,16 @@ def provenance_for(model: Path, model_root: str, base_root: str | None = None, *
                               notes=[f"{source}: {loaded.error}; no claims were read"])
     prov = loaded.provenance
     root, digest_note = model_root, ""
-    if prov.digest and _inside(loaded.path, model) and normalize_digest(prov.digest):
+    if prov.digest and _inside(loaded.path, model) and parse_sha256(prov.digest):
         digests = list(files) if files is not None else file_digests(model)
         others = [d for d in digests if d.path != source]
         root = root_digest(others)
         digest_note = f"checked over the model's files other than {source}, which cannot " \
             "hold its own digest"
-    elif prov.digest and model.is_file() and normalize_digest(prov.digest) != root:
+    elif prov.digest and model.is_file() and parse_sha256(prov.digest) != root:
         # for a single file, its own sha256 (what sha256sum prints) is as good a claim
         own = (list(files) if files is not None else file_digests(model))[0].sha256
-        if normalize_digest(prov.digest) == own:
+        if parse_sha256(prov.digest) == own:
             root, digest_note = own, "checked as the file's own sha256"
     claims = check_claims(prov, root, base_root, source=source, digest_note=digest_note)
     notes = [f"{source}: {untrusted_text(n, 300)}" for n in loaded.notes[:MAX_NOTES]]
