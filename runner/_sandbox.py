@@ -495,8 +495,39 @@ class Sandbox:
         """The model's inputs and outputs, as the worker reported them."""
         return _signature(self._require_open())
 
-    def infer(self, inputs: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
-        """One inference call. A single array is accepted for a single-input model."""
+    def shared_array(self, shape: tuple[int, ...] | int, dtype: Any = "float32") -> np.ndarray:
+        """An uninitialised array (like numpy.empty) in this sandbox's shared-memory file: fill
+        it and pass it to infer, and it reaches the model without a copy. The model can read
+        and write it at any time while the sandbox is open, so never trust what it holds after
+        a call. Its space is taken until the array is dropped."""
+        self._require_open()
+        dims = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+        dt = np.dtype(dtype)
+        if dt.name not in tensors.ALLOWED_DTYPES or any(d < 0 for d in dims):
+            raise UsageError(f"cannot make a shared {dt.name} array of shape {list(dims)}",
+                             f"use one of {', '.join(sorted(tensors.ALLOWED_DTYPES))} and sizes "
+                             ">= 0")
+        if self._data is None or not self._data.connected or not self.policy.shm_bytes:
+            raise UsageError("this sandbox has no shared-memory data path",
+                             "give it one with Policy(shm_bytes=...) (the default is 256 MiB)")
+        arr = self._data.shared_array(dims, dt)
+        if arr is None:
+            free = max((g[1] for g in self._data.regions.gaps()), default=0)
+            raise UsageError(f"no room for a shared array of {int(np.prod(dims)) * dt.itemsize}"
+                             f" bytes (the largest free range is {free} bytes)",
+                             "drop shared arrays and output views you no longer need, or raise "
+                             "Policy.shm_bytes")
+        return arr
+
+    def infer(self, inputs: Mapping[str, Any] | np.ndarray, *, copy: bool = True
+              ) -> dict[str, np.ndarray]:
+        """One inference call. A single array is accepted for a single-input model.
+
+        Outputs are the host's own read-only copies. With copy=False, large outputs are instead
+        read-only views of the shared-memory file, which costs no copy: the model can still
+        change them while the sandbox is open (they are frozen once it is closed), and each
+        keeps its space until it is dropped. Use it for throughput, never for outputs you check
+        and then act on while the sandbox runs."""
         d = self._require_open()
         if not d.can_infer:
             raise UsageError(f"this model cannot run inference: {d.note}",
@@ -508,7 +539,8 @@ class Sandbox:
         start = time.monotonic()
         try:
             if self._data is not None and self._data.connected:
-                outputs = self._data.infer(feed, timeout_s=self.policy.call_timeout_s)
+                outputs = self._data.infer(feed, timeout_s=self.policy.call_timeout_s,
+                                           copy=copy)
             else:
                 outputs = self._client.infer(feed, timeout_s=self.policy.call_timeout_s)
         except RpcFailure as e:
@@ -548,23 +580,6 @@ class Sandbox:
             tensors.check_inputs(d.inputs, feed)
         except tensors.InputError as e:
             raise InputError(str(e), "see the model's inputs with 'airlock describe'") from e
-        return feed
-        expected = {s.name: s for s in d.inputs}
-        missing = sorted(set(expected) - set(feed))
-        unknown = sorted(set(feed) - set(expected))
-        if missing or unknown:
-            raise InputError(f"inputs do not match the model: missing {missing or 'none'}, "
-                             f"unexpected {unknown or 'none'}",
-                             f"the model takes {sorted(expected)}")
-        for name, arr in feed.items():
-            spec = expected[name]
-            if spec.dtype and arr.dtype.name != spec.dtype:
-                raise InputError(f"input {name!r} is {arr.dtype.name}, the model expects "
-                                 f"{spec.dtype}", f"convert it, e.g. arr.astype('{spec.dtype}')")
-            if spec.shape and (len(spec.shape) != arr.ndim or any(
-                    e not in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True))):
-                raise InputError(f"input {name!r} has shape {list(arr.shape)}, the model "
-                                 f"expects {list(spec.shape)}", "-1 means any size")
         return feed
 
     def _translate(self, e: RpcFailure, call: str) -> AirlockError:

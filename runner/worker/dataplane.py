@@ -44,11 +44,9 @@ class SharedMemory:
         return memoryview(self.map)[offset:offset + length]
 
 
-def decode_inputs(request: Any, shm: SharedMemory | None) -> tuple[dict[str, np.ndarray], int]:
-    """Inputs as arrays (shared-memory ones are views, not copies), and where outputs may
-    start in the shared-memory file."""
+def decode_inputs(request: Any, shm: SharedMemory | None) -> dict[str, np.ndarray]:
+    """Inputs as arrays (shared-memory ones are views, not copies)."""
     feed: dict[str, np.ndarray] = {}
-    end = 0
     for t in request.inputs:
         if t.in_shm:
             if shm is None:
@@ -56,11 +54,10 @@ def decode_inputs(request: Any, shm: SharedMemory | None) -> tuple[dict[str, np.
             buf = shm.view(t.shm_offset, t.shm_length)
             msg = pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
             name, arr = tensors.decode_buffer(msg, buf)
-            end = max(end, t.shm_offset + t.shm_length)
         else:
             name, arr = tensors.decode(t)
         feed[name] = arr
-    return feed, end
+    return feed
 
 
 def put_tensor(buffer: Any, offset: int, name: str, arr: np.ndarray, msg: Any) -> int:
@@ -74,17 +71,49 @@ def put_tensor(buffer: Any, offset: int, name: str, arr: np.ndarray, msg: Any) -
     return (offset + little.nbytes + ALIGN - 1) // ALIGN * ALIGN
 
 
-def encode_outputs(outputs: dict[str, np.ndarray], reply: Any, shm: SharedMemory | None,
-                   start: int, threshold: int) -> None:
-    offset = (start + ALIGN - 1) // ALIGN * ALIGN
-    for name, arr in outputs.items():
-        arr = np.asarray(arr)
-        msg = reply.outputs.add()
-        if (shm is not None and shm.map is not None and arr.nbytes >= threshold
-                and offset + arr.nbytes <= shm.size):
-            offset = put_tensor(shm.map, offset, name, arr, msg)
-        else:
-            tensors.encode(name, arr, msg)
+class OutputArena:
+    """Where one call's outputs go: the output window the host named in the shared-memory
+    file, each tensor aligned. A model that can write its outputs in place (ONNX, through an
+    I/O binding) asks for views first (`place`); the rest are copied in by `encode`."""
+
+    def __init__(self, shm: SharedMemory | None, offset: int, length: int,
+                 threshold: int) -> None:
+        usable = shm is not None and shm.map is not None and offset + length <= shm.size
+        self._map = shm.map if shm is not None and usable else None
+        self._offset = (offset + ALIGN - 1) // ALIGN * ALIGN
+        self._end = offset + length if usable else 0
+        self._threshold = threshold
+        self._placed: dict[str, tuple[np.ndarray, int]] = {}
+
+    def place(self, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A writable view for an output of this dtype and shape, or None when it is too small
+        to be worth it or does not fit."""
+        dt = np.dtype(dtype).newbyteorder("<")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        nbytes = count * dt.itemsize
+        if (self._map is None or name in self._placed or nbytes < self._threshold
+                or self._offset + nbytes > self._end):
+            return None
+        view = np.frombuffer(self._map, dtype=dt, count=count,
+                             offset=self._offset).reshape(shape)
+        self._placed[name] = (view, self._offset)
+        self._offset = (self._offset + nbytes + ALIGN - 1) // ALIGN * ALIGN
+        return view
+
+    def encode(self, outputs: dict[str, np.ndarray], reply: Any) -> None:
+        for name, arr in outputs.items():
+            msg = reply.outputs.add()
+            placed = self._placed.get(name)
+            if placed is not None and placed[0] is arr:  # written in place: nothing to copy
+                tensors.describe(name, arr, msg)
+                msg.in_shm, msg.shm_offset, msg.shm_length = True, placed[1], arr.nbytes
+                continue
+            arr = np.asarray(arr)
+            if (self._map is not None and arr.nbytes >= self._threshold
+                    and self._offset + arr.nbytes <= self._end):
+                self._offset = put_tensor(self._map, self._offset, name, arr, msg)
+            else:
+                tensors.encode(name, arr, msg)
 
 
 def recv_exact(conn: socket.socket, n: int) -> bytes | None:

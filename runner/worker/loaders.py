@@ -25,6 +25,9 @@ class LoadError(Exception):
     """The model could not be loaded; the message says why."""
 
 
+Place = Callable[[str, str, tuple[int, ...]], "np.ndarray | None"]
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str
@@ -40,6 +43,9 @@ class Loaded:
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Like run, writing the outputs it can into the views `place` hands out (shared memory),
+    # so they need no copy: place(name, dtype, shape) returns a writable array or None.
+    run_into: Callable[[dict[str, np.ndarray], Place], dict[str, np.ndarray]] | None = None
 
     @property
     def can_infer(self) -> bool:
@@ -120,6 +126,10 @@ def _warm_onnx() -> None:
 
     sess = ort.InferenceSession(_WARM_ONNX, providers=["CPUExecutionProvider"])
     sess.run(None, {"x": np.zeros(1, np.float32)})
+    binding, out = sess.io_binding(), np.zeros(1, np.float32)  # the in-place path's first use
+    binding.bind_cpu_input("x", np.zeros(1, np.float32))
+    binding.bind_output("y", "cpu", 0, out.dtype, [1], out.ctypes.data)
+    sess.run_with_iobinding(binding)
 
 
 def _warm_torch(fmt: Format) -> None:
@@ -184,7 +194,72 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
         results = sess.run(out_names, feed)
         return {n: np.asarray(r) for n, r in zip(out_names, results, strict=True)}
 
-    return Loaded(Format.ONNX, inputs, outputs, run)
+    declared = _declared_shapes(sess)
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a declaration that does not hold is handled, not logged
+    trusted = [True]  # until a declared output shape turns out wrong
+
+    def run_into(feed: dict[str, np.ndarray], place: Place) -> dict[str, np.ndarray]:
+        if not trusted[0]:
+            return run(feed)
+        shapes = _output_shapes(declared, feed)
+        targets = {n: view for n, (dtype, shape) in shapes.items()
+                   if (view := place(n, dtype, shape)) is not None}
+        if not targets:
+            return run(feed)
+        binding = sess.io_binding()
+        for name, arr in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+        for name in out_names:
+            if name in targets:
+                view = targets[name]
+                binding.bind_output(name, "cpu", 0, view.dtype, list(view.shape),
+                                    view.ctypes.data)
+            else:
+                binding.bind_output(name, "cpu")
+        try:
+            sess.run_with_iobinding(binding, quiet)
+        except Exception:  # a declared shape that does not hold: let onnxruntime allocate
+            trusted[0] = False
+            return run(feed)
+        values = binding.get_outputs()
+        return {n: targets[n] if n in targets else np.asarray(v.numpy())
+                for n, v in zip(out_names, values, strict=True)}
+
+    return Loaded(Format.ONNX, inputs, outputs, run, run_into=run_into)
+
+
+Declared = tuple[list[tuple[str, list[Any]]], list[tuple[str, str, list[Any]]]]
+
+
+def _declared_shapes(sess: Any) -> Declared:
+    ins = [(a.name, list(a.shape or [])) for a in sess.get_inputs()]
+    outs = [(a.name, _ORT_TYPES.get(a.type, ""), list(a.shape or []))
+            for a in sess.get_outputs()]
+    return ins, outs
+
+
+def _output_shapes(declared: Declared, feed: dict[str, np.ndarray]
+                   ) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The outputs whose shape the model's declaration fixes for this feed: every dimension a
+    number, or a symbol that names an input's dimension ("n" in x[n, 256] -> y[n, 256]).
+    onnxruntime checks the shape it computes against the one bound, so a declaration that
+    does not hold costs a second run, never a wrong answer."""
+    ins, outs = declared
+    symbols: dict[str, int] = {}
+    for name, shape in ins:
+        arr = feed.get(name)
+        if arr is not None and len(shape) == arr.ndim:
+            for dim, size in zip(shape, arr.shape, strict=True):
+                if isinstance(dim, str) and dim:
+                    symbols.setdefault(dim, int(size))
+    found: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, dtype, shape in outs:
+        sizes = [d if isinstance(d, int) and d >= 0 else symbols.get(d) if isinstance(d, str)
+                 else None for d in shape]
+        if dtype and shape and all(s is not None for s in sizes):
+            found[name] = (dtype, tuple(int(s) for s in sizes if s is not None))
+    return found
 
 
 # --- torch ----------------------------------------------------------------------------------

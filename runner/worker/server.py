@@ -98,19 +98,22 @@ class WorkerService(pb_grpc.WorkerServicer):
             raise dataplane.CallError(dataplane.STATUS_BAD_INPUT,
                                       f"this model cannot run inference: {loaded.note}")
         try:
-            feed, shm_end = dataplane.decode_inputs(request, self._shm)
+            feed = dataplane.decode_inputs(request, self._shm)
             tensors.check_inputs(loaded.inputs, feed)
         except (tensors.TensorError, tensors.InputError) as e:
             raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, str(e)) from e
+        arena = dataplane.OutputArena(self._shm, request.output_offset, request.output_length,
+                                      SHM_THRESHOLD)
         start = time.perf_counter()
         try:
-            outputs = loaded.run(feed)
+            outputs = (loaded.run_into(feed, arena.place) if loaded.run_into is not None
+                       else loaded.run(feed))
         except Exception as e:  # the model's own failure, not the caller's
             raise dataplane.CallError(dataplane.STATUS_MODEL_RAISED,
                                       f"the model raised {type(e).__name__}: {e}") from e
         reply = pb.InferReply(infer_seconds=time.perf_counter() - start)
         try:
-            dataplane.encode_outputs(outputs, reply, self._shm, shm_end, SHM_THRESHOLD)
+            arena.encode(outputs, reply)
         except tensors.TensorError as e:
             raise dataplane.CallError(dataplane.STATUS_INTERNAL, str(e)) from e
         return reply

@@ -7,6 +7,7 @@ returns what happened as tensors.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def test_fork_bomb_under_runsc_is_a_clear_resource_error(tmp_path: Path) -> None
     with pytest.raises(runner.SandboxError) as info, runner.Sandbox(path, policy):
         pass
     assert isinstance(info.value, (runner.LimitExceeded, runner.WorkerCrashed))
+
+
+def test_outputs_are_the_hosts_own_copies(tmp_path: Path) -> None:
+    # The model keeps overwriting the shared tensor file after its first reply: the host's
+    # copy does not change; a view (copy=False) does, as documented; the write is reported.
+    path = hostile.write(tmp_path / "rewrite.pkl", hostile.rewrite_outputs())
+    x = np.ones(1 << 16, np.float32)  # 256 KiB: through shared memory both ways
+    with runner.Sandbox(path) as sb:
+        (first,) = sb.infer({"x": x}).values()  # starts the rewriting
+        assert np.all(first == 2)
+        time.sleep(1.0)
+        assert np.all(first == 2)  # still the host's own copy
+        (view,) = sb.infer({"x": x}, copy=False).values()
+        time.sleep(0.2)
+        assert not np.array_equal(view, 2 * x)  # the file, rewritten under the caller
+    writes = [f for f in sb.report().findings if f.rule_id == "AL301"]
+    assert any("/airlock/shm/tensors.bin" in f.message for f in writes)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cworker.proto\x12\x11\x61irlock.worker.v1\"\x0f\n\rHealthRequest\"g\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eworker_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\x05\x12\x0b\n\x03pid\x18\x05 \x01(\x05\"4\n\x0ePrepareRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x1f\n\x0cPrepareReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"L\n\x0bLoadRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x19\n\x11\x61rchitecture_path\x18\x03 \x01(\t\"R\n\tLoadReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x11\n\tcan_infer\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x14\n\x0cload_seconds\x18\x04 \x01(\x01\"\x11\n\x0f\x44\x65scribeRequest\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x9f\x01\n\rDescribeReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12\x11\n\tcan_infer\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\"z\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06in_shm\x18\x05 \x01(\x08\x12\x12\n\nshm_offset\x18\x06 \x01(\x04\x12\x12\n\nshm_length\x18\x07 \x01(\x04\"9\n\x0cInferRequest\x12)\n\x06inputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\"O\n\nInferReply\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\rinfer_seconds\x18\x02 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x0f\n\rShutdownReply2\xd6\x03\n\x06Worker\x12J\n\x06Health\x12 .airlock.worker.v1.HealthRequest\x1a\x1e.airlock.worker.v1.HealthReply\x12M\n\x07Prepare\x12!.airlock.worker.v1.PrepareRequest\x1a\x1f.airlock.worker.v1.PrepareReply\x12\x44\n\x04Load\x12\x1e.airlock.worker.v1.LoadRequest\x1a\x1c.airlock.worker.v1.LoadReply\x12P\n\x08\x44\x65scribe\x12\".airlock.worker.v1.DescribeRequest\x1a .airlock.worker.v1.DescribeReply\x12G\n\x05Infer\x12\x1f.airlock.worker.v1.InferRequest\x1a\x1d.airlock.worker.v1.InferReply\x12P\n\x08Shutdown\x12\".airlock.worker.v1.ShutdownRequest\x1a .airlock.worker.v1.ShutdownReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cworker.proto\x12\x11\x61irlock.worker.v1\"\x0f\n\rHealthRequest\"g\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eworker_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\x05\x12\x0b\n\x03pid\x18\x05 \x01(\x05\"4\n\x0ePrepareRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x1f\n\x0cPrepareReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"L\n\x0bLoadRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x19\n\x11\x61rchitecture_path\x18\x03 \x01(\t\"R\n\tLoadReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x11\n\tcan_infer\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x14\n\x0cload_seconds\x18\x04 \x01(\x01\"\x11\n\x0f\x44\x65scribeRequest\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x9f\x01\n\rDescribeReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12\x11\n\tcan_infer\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\"z\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06in_shm\x18\x05 \x01(\x08\x12\x12\n\nshm_offset\x18\x06 \x01(\x04\x12\x12\n\nshm_length\x18\x07 \x01(\x04\"g\n\x0cInferRequest\x12)\n\x06inputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\routput_offset\x18\x02 \x01(\x04\x12\x15\n\routput_length\x18\x03 \x01(\x04\"O\n\nInferReply\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\rinfer_seconds\x18\x02 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x0f\n\rShutdownReply2\xd6\x03\n\x06Worker\x12J\n\x06Health\x12 .airlock.worker.v1.HealthRequest\x1a\x1e.airlock.worker.v1.HealthReply\x12M\n\x07Prepare\x12!.airlock.worker.v1.PrepareRequest\x1a\x1f.airlock.worker.v1.PrepareReply\x12\x44\n\x04Load\x12\x1e.airlock.worker.v1.LoadRequest\x1a\x1c.airlock.worker.v1.LoadReply\x12P\n\x08\x44\x65scribe\x12\".airlock.worker.v1.DescribeRequest\x1a .airlock.worker.v1.DescribeReply\x12G\n\x05Infer\x12\x1f.airlock.worker.v1.InferRequest\x1a\x1d.airlock.worker.v1.InferReply\x12P\n\x08Shutdown\x12\".airlock.worker.v1.ShutdownRequest\x1a .airlock.worker.v1.ShutdownReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,13 +52,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENSOR']._serialized_start=645
   _globals['_TENSOR']._serialized_end=767
   _globals['_INFERREQUEST']._serialized_start=769
-  _globals['_INFERREQUEST']._serialized_end=826
-  _globals['_INFERREPLY']._serialized_start=828
-  _globals['_INFERREPLY']._serialized_end=907
-  _globals['_SHUTDOWNREQUEST']._serialized_start=909
-  _globals['_SHUTDOWNREQUEST']._serialized_end=926
-  _globals['_SHUTDOWNREPLY']._serialized_start=928
-  _globals['_SHUTDOWNREPLY']._serialized_end=943
-  _globals['_WORKER']._serialized_start=946
-  _globals['_WORKER']._serialized_end=1416
+  _globals['_INFERREQUEST']._serialized_end=872
+  _globals['_INFERREPLY']._serialized_start=874
+  _globals['_INFERREPLY']._serialized_end=953
+  _globals['_SHUTDOWNREQUEST']._serialized_start=955
+  _globals['_SHUTDOWNREQUEST']._serialized_end=972
+  _globals['_SHUTDOWNREPLY']._serialized_start=974
+  _globals['_SHUTDOWNREPLY']._serialized_end=989
+  _globals['_WORKER']._serialized_start=992
+  _globals['_WORKER']._serialized_end=1462
 # @@protoc_insertion_point(module_scope)
