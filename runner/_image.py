@@ -28,7 +28,7 @@ BASE_REPOSITORY = "airlock-base"
 PULL_BASE = "python:3.11-slim-bookworm"
 BUILD_HINT = "build it with 'airlock image build' (or 'make image')"
 
-_PLATFORM_FLAGS = ["--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
+PLATFORM_FLAGS = ["--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
                    "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
                    "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_27_x86_64",
                    "--platform", "manylinux_2_24_x86_64", "--platform", "manylinux_2_5_x86_64",
@@ -112,7 +112,7 @@ def gather_wheels(log: Callable[[str], None]) -> Path:
     lock = IMAGES_DIR / "requirements.lock"
     log(f"gathering wheels from {lock.name} into {wheelhouse}")
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes",
-           "--disable-pip-version-check", *_PLATFORM_FLAGS, "-d", str(wheelhouse), "-r",
+           "--disable-pip-version-check", *PLATFORM_FLAGS, "-d", str(wheelhouse), "-r",
            str(lock)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:

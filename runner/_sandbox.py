@@ -210,6 +210,12 @@ class Sandbox:
 
     def _preflight(self, static_only: bool = False) -> None:
         start = time.monotonic()
+        try:
+            self._preflight_steps(static_only)
+        finally:
+            self._c.phases["preflight"] = time.monotonic() - start
+
+    def _preflight_steps(self, static_only: bool) -> None:
         path = self.model_path
         if not path.exists():
             raise UsageError(f"{path}: no such file or directory", "check the model path")
@@ -241,7 +247,6 @@ class Sandbox:
         self._signature, notes = preflight.check_signature(path, root, self.signing)
         self._c.notes += notes
         self._provenance = provenance_for(path, root, files=digests)
-        self._c.phases["preflight"] = time.monotonic() - start
         sig = self._signature
         if self.signing.require and (sig is None or not sig.verified):
             self._finish_static()
@@ -265,7 +270,6 @@ class Sandbox:
         self._c.sandbox = SandboxInfo(session=self.session, container=f"airlock-{self.session}",
                                       image=self._image[0], image_id=self._image[1],
                                       runtime=self.policy.runtime.value, policy=self.policy)
-        self._c.phases["preflight"] = time.monotonic() - start
 
     def _finish_static(self) -> preflight.StaticResult | None:
         """Wait for the static read (bounded) and put what it found in the collection."""
