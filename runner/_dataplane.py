@@ -1,20 +1,28 @@
 """The controller's side of the data plane: inference frames over a Unix socket, large tensors
-through the sandbox's shared-memory file. Everything read back is untrusted: lengths are bounded,
-offsets checked against the output window given to the worker, and shared-memory outputs copied
-out before they are validated and returned, unless the caller asked for views (copy=False)."""
+through shared memory. The host creates that memory per sandbox (a memfd sealed so that neither
+side can shrink or grow it: no access to it can fault), maps it, and hands it to the worker when
+it connects. Everything read back is untrusted: lengths are bounded, offsets checked against the
+output window given to the worker, and shared-memory outputs copied out before they are
+validated and returned, unless the caller asked for views (copy=False)."""
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
+import functools
+import itertools
+import math
 import mmap
 import os
 import socket
 import struct
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from ._client import BadReply, CallDeadline, ReplyTooLarge, WorkerRejected, WorkerUnavailable
 from .errors import untrusted_text
@@ -31,28 +39,30 @@ def _align(n: int) -> int:
 
 
 class Regions:
-    """The byte ranges in use in the shared-memory file: a call's inputs while it runs, the
-    caller's shared arrays and output views while they live. First fit, aligned. Arrays give
-    their range back from a finalizer, which only queues it (a finalizer can run inside any
-    allocation, even one made while the table is being read)."""
+    """The byte ranges in use in the shared memory: a call's inputs while it runs, the caller's
+    shared arrays and output views while they live. First fit, aligned. Each range has a token,
+    so a late release cannot free a range handed out again since. Arrays give their range back
+    from a finalizer, which only queues it (a finalizer can run inside any allocation, even one
+    made while the table is being read)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._used: dict[int, int] = {}
-        self._released: list[int] = []
+        self._used: dict[int, tuple[int, int]] = {}  # offset -> (length, token)
+        self._released: list[tuple[int, int]] = []
+        self._tokens = itertools.count(1)
 
-    def release_later(self, offset: int) -> None:
-        self._released.append(offset)
+    def release_later(self, offset: int, token: int) -> None:
+        self._released.append((offset, token))
 
     def _settle(self) -> None:
         while self._released:
-            self._used.pop(self._released.pop(), None)
+            self.free(*self._released.pop())
 
     def gaps(self) -> list[tuple[int, int]]:
         """Free ranges as (offset, length), in order."""
         self._settle()
         out, pos = [], 0
-        for offset, length in sorted(self._used.copy().items()):
+        for offset, (length, _) in sorted(self._used.copy().items()):
             if offset > pos:
                 out.append((pos, offset - pos))
             pos = max(pos, _align(offset + length))
@@ -60,65 +70,101 @@ class Regions:
             out.append((pos, self.size - pos))
         return out
 
-    def alloc(self, nbytes: int) -> int | None:
+    def alloc(self, nbytes: int) -> tuple[int, int] | None:
+        """(offset, token) of a free range this large, or None."""
         need = _align(max(nbytes, 1))
         for offset, length in self.gaps():
             if length >= need:
-                self._used[offset] = need
-                return offset
+                token = next(self._tokens)
+                self._used[offset] = (need, token)
+                return offset, token
         return None
 
-    def reserve(self, offset: int, nbytes: int) -> bool:
-        """Take exactly this range; False when it overlaps one in use."""
+    def reserve(self, offset: int, nbytes: int) -> int | None:
+        """Take exactly this range: its token, or None when it overlaps one in use."""
         self._settle()
         end = offset + max(nbytes, 1)
-        if any(o < end and offset < o + n for o, n in self._used.items()):
-            return False
-        self._used[offset] = max(nbytes, 1)
-        return True
+        if any(o < end and offset < o + n for o, (n, _) in self._used.items()):
+            return None
+        token = next(self._tokens)
+        self._used[offset] = (max(nbytes, 1), token)
+        return token
 
-    def free(self, offset: int) -> None:
-        self._used.pop(offset, None)
+    def free(self, offset: int, token: int) -> None:
+        if self._used.get(offset, (0, 0))[1] == token:
+            del self._used[offset]
 
     def largest_gap(self) -> tuple[int, int]:
         return max(self.gaps(), key=lambda g: g[1], default=(0, 0))
 
 
+def _sealed_memory(size: int) -> int:
+    """A memfd of this size that can be neither shrunk nor grown, by anyone."""
+    fd = os.memfd_create("airlock-tensors", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _lent_array(shm: mmap.mmap, offset: int, count: int, shape: tuple[int, ...],
+                dtype: np.dtype, release: Callable[[], None]) -> np.ndarray:
+    """An array over part of the mapping, calling release() once no view of it is left. The
+    root (np.frombuffer) holds an export of the mapping, so the mapping cannot be unmapped
+    under it, and numpy makes it the base of every view (reshapes, slices), so the finalizer
+    on it waits for all of them."""
+    root = np.frombuffer(shm, dtype=dtype, count=count, offset=offset)
+    weakref.finalize(root, release)
+    return root.reshape(shape)
+
+
 class DataPlane:
-    def __init__(self, socket_path: Path, shm_path: Path | None, max_reply_bytes: int,
+    def __init__(self, socket_path: Path, shm_bytes: int, max_reply_bytes: int,
                  max_request_bytes: int) -> None:
         self._path = socket_path
         self._max_reply = max_reply_bytes
         self._max_request = max_request_bytes
         self._sock: socket.socket | None = None
         self._shm: mmap.mmap | None = None
-        self._shm_size = 0
+        self._memfd = -1  # until it is handed to the worker
         self._base = 0  # the mapping's address, to recognise the caller's shared arrays
-        self._shared: dict[int, int] = {}  # offset -> length of live shared_array() arrays
-        self.regions = Regions(0)
-        if shm_path is not None and shm_path.exists():
-            fd = os.open(shm_path, os.O_RDWR)
-            try:
-                self._shm_size = os.fstat(fd).st_size
-                if self._shm_size:
-                    self._shm = mmap.mmap(fd, self._shm_size)
-                    probe = np.frombuffer(self._shm, np.uint8, count=1)
-                    self._base = probe.ctypes.data
-                    del probe
-                    self.regions = Regions(self._shm_size)
-            finally:
-                os.close(fd)
+        self._shared: dict[int, tuple[int, int]] = {}  # offset -> (length, token) of live
+        self.regions = Regions(0)                      # shared_array() arrays
+        if shm_bytes:
+            self._memfd = _sealed_memory(shm_bytes)
+            self._shm = mmap.mmap(self._memfd, shm_bytes)
+            probe = np.frombuffer(self._shm, np.uint8, count=1)
+            self._base = probe.ctypes.data
+            del probe
+            self.regions = Regions(shm_bytes)
 
     def connect(self, timeout_s: float) -> bool:
+        """Connect, and hand the worker the shared memory (a 1 with the descriptor attached;
+        a 0 when there is none)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         try:
             sock.connect(str(self._path))
+            if self._memfd >= 0:
+                sock.sendmsg([b"\x01"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                          array.array("i", [self._memfd]))])
+            else:
+                sock.sendall(b"\x00")
         except OSError:
             sock.close()
             return False
         self._sock = sock
+        self._close_memfd()
         return True
+
+    def _close_memfd(self) -> None:
+        if self._memfd >= 0:
+            os.close(self._memfd)
+            self._memfd = -1
 
     @property
     def connected(self) -> bool:
@@ -128,38 +174,45 @@ class DataPlane:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._close_memfd()
         if self._shm is not None:
-            with contextlib.suppress(BufferError):
+            with contextlib.suppress(BufferError):  # views and shared arrays keep it mapped
                 self._shm.close()
             self._shm = None
 
     def shared_array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-        """An uninitialised array in the shared-memory file, or None when there is no room.
-        Given to infer, it reaches the worker without a copy."""
+        """An uninitialised array in the shared memory, or None when there is no room. Given
+        to infer, it reaches the worker without a copy."""
         if self._shm is None:
             return None
-        dt = dtype.newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        offset = self.regions.alloc(count * dt.itemsize)
-        if offset is None:
+        dt = dtype.newbyteorder("=")
+        nbytes = math.prod(shape) * dt.itemsize  # Python ints: no overflow
+        if nbytes > self.regions.size:
             return None
-        arr = np.frombuffer(self._shm, dtype=dt, count=count, offset=offset).reshape(shape)
-        arr = arr.astype(dtype.newbyteorder("="), copy=False)
-        self._shared[offset] = count * dt.itemsize
-        weakref.finalize(arr, self._forget_shared, offset)
-        return arr
+        taken = self.regions.alloc(nbytes)
+        if taken is None:
+            return None
+        offset, token = taken
+        self._shared[offset] = (nbytes, token)
+        try:
+            return _lent_array(self._shm, offset, math.prod(shape), shape, dt,
+                               functools.partial(self._forget_shared, offset, token))
+        except BaseException:
+            self._forget_shared(offset, token)
+            raise
 
-    def _forget_shared(self, offset: int) -> None:
-        self._shared.pop(offset, None)
-        self.regions.release_later(offset)
+    def _forget_shared(self, offset: int, token: int) -> None:
+        if self._shared.get(offset, (0, 0))[1] == token:
+            self._shared.pop(offset, None)
+        self.regions.release_later(offset, token)
 
     def _shared_offset(self, arr: np.ndarray) -> int | None:
-        """Where arr lies in the file, when it is (part of) a live shared array."""
+        """Where arr lies in the shared memory, when it is (part of) a live shared array."""
         if (not self._shared or not arr.flags.c_contiguous or arr.dtype.byteorder == ">"
                 or arr.dtype.name not in tensors.ALLOWED_DTYPES):
             return None
         at = arr.ctypes.data - self._base
-        for offset, length in self._shared.copy().items():
+        for offset, (length, _) in self._shared.copy().items():
             if offset <= at and at + arr.nbytes <= offset + length:
                 return at
         return None
@@ -168,7 +221,7 @@ class DataPlane:
               ) -> dict[str, np.ndarray]:
         assert self._sock is not None
         request = pb.InferRequest()
-        staged: list[int] = []  # ranges this call's inputs were copied into
+        staged: list[tuple[int, int]] = []  # ranges this call's inputs were copied into
         try:
             for name, value in inputs.items():
                 msg = request.inputs.add()
@@ -178,17 +231,17 @@ class DataPlane:
                     tensors.describe(name, arr, msg)
                     msg.in_shm, msg.shm_offset, msg.shm_length = True, at, arr.nbytes
                 elif (self._shm is not None and arr.nbytes >= SHM_THRESHOLD
-                      and (offset := self.regions.alloc(arr.nbytes)) is not None):
-                    staged.append(offset)
-                    put_tensor(self._shm, offset, name, arr, msg)
+                      and (taken := self.regions.alloc(arr.nbytes)) is not None):
+                    staged.append(taken)
+                    put_tensor(self._shm, taken[0], name, arr, msg)
                 else:
                     tensors.encode(name, arr, msg)
             window = self.regions.largest_gap() if self._shm is not None else (0, 0)
             request.output_offset, request.output_length = window
             return self._call(request, window, timeout_s, copy)
         finally:
-            for offset in staged:
-                self.regions.free(offset)
+            for offset, token in staged:
+                self.regions.free(offset, token)
 
     def _call(self, request: pb.InferRequest, window: tuple[int, int], timeout_s: float,
               copy: bool) -> dict[str, np.ndarray]:
@@ -211,6 +264,9 @@ class DataPlane:
         except (ConnectionError, OSError, struct.error) as e:
             self.close()
             raise WorkerUnavailable(f"the data connection failed: {e}") from e
+        except BaseException:  # interrupted mid-frame: the connection is out of step
+            self.close()
+            raise
         if status != 0:
             text = untrusted_text(payload.decode("utf-8", "replace"))
             raise WorkerRejected(text, _STATUS_CODES.get(status, "INTERNAL"))
@@ -220,7 +276,7 @@ class DataPlane:
             if total > self._max_reply:
                 raise ReplyTooLarge(f"a reply of {total} bytes is larger than max")
             return self._outputs(reply, window, copy)
-        except (tensors.TensorError, ValueError) as e:
+        except (tensors.TensorError, ValueError, DecodeError) as e:
             raise BadReply(untrusted_text(str(e))) from e
 
     def _recv(self, n: int) -> bytes:
@@ -233,7 +289,7 @@ class DataPlane:
     def _outputs(self, reply: pb.InferReply, window: tuple[int, int], copy: bool
                  ) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        leased: list[int] = []
+        leased: list[tuple[int, int]] = []
         try:
             for t in list(reply.outputs)[:1024]:
                 if t.in_shm:
@@ -242,33 +298,33 @@ class DataPlane:
                     name, arr = tensors.decode(t)
                 out[untrusted_text(name, 200)] = arr
         except BaseException:
-            for offset in leased:
-                self.regions.free(offset)
+            for offset, token in leased:  # views made already release by token: no harm
+                self.regions.free(offset, token)
             raise
         return out
 
     def _shared_output(self, t: pb.Tensor, window: tuple[int, int], copy: bool,
-                       leased: list[int]) -> tuple[str, np.ndarray]:
+                       leased: list[tuple[int, int]]) -> tuple[str, np.ndarray]:
         start, end = t.shm_offset, t.shm_offset + t.shm_length
         if (self._shm is None or start < window[0] or end > window[0] + window[1]
                 or t.shm_length > self._max_reply):
             raise BadReply(f"output {untrusted_text(t.name, 80)!r} lies outside the output "
-                           "window in the shared-memory file")
+                           "window in shared memory")
         meta = pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
-        if not copy:  # a view: the range stays out of use until the array is dropped
-            if not self.regions.reserve(start, t.shm_length):
-                raise BadReply(f"output {untrusted_text(t.name, 80)!r} overlaps another")
-            leased.append(start)
-            name, arr = tensors.decode_buffer(meta, memoryview(self._shm)[start:end])
-            arr.flags.writeable = False
-            weakref.finalize(arr, self.regions.release_later, start)
-            return name, arr
-        # validate the metadata on the shared view, then copy out: the worker could change the
-        # file after replying
         view = memoryview(self._shm)[start:end]
         shared = None
         try:
-            name, shared = tensors.decode_buffer(meta, view)
+            name, shared = tensors.decode_buffer(meta, view)  # validates dtype, shape, length
+            if not copy:  # a view: the range stays out of use until no view of it is left
+                token = self.regions.reserve(start, t.shm_length)
+                if token is None:
+                    raise BadReply(f"output {untrusted_text(t.name, 80)!r} overlaps another")
+                leased.append((start, token))
+                arr = _lent_array(self._shm, start, shared.size, shared.shape, shared.dtype,
+                                  functools.partial(self.regions.release_later, start, token))
+                arr.flags.writeable = False
+                return name, arr
+            # copy out, then trust: the worker can change shared memory after replying
             arr = np.empty(shared.shape, shared.dtype)
             np.copyto(arr, shared)
         finally:

@@ -73,7 +73,6 @@ from .worker.formats import Format
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
 DATA_SOCKET = "/airlock/run/data.sock"
-CONTAINER_SHM = "/airlock/shm/tensors.bin"
 AUDIT_LOG_NAME = "audit.jsonl"
 CONTAINER_AUDIT_LOG = f"/airlock/run/{AUDIT_LOG_NAME}"
 SECCOMP_DIR = _image.IMAGES_DIR / "seccomp"
@@ -298,7 +297,7 @@ class Sandbox:
         with contextlib.suppress(AirlockError):
             _session.reap()
         assert self._image is not None
-        self._dirs = dirs = _session.make_dirs(self.session, self.policy.shm_bytes)
+        self._dirs = dirs = _session.make_dirs(self.session)
         if warm:  # no model yet: an empty directory, filled when the sandbox is claimed
             staging = dirs.root / "model"
             staging.mkdir(mode=0o755)
@@ -312,7 +311,6 @@ class Sandbox:
             model_mount,
             _docker.BindMount(dirs.run, "/airlock/run", read_only=False),
             _docker.BindMount(dirs.trace, "/airlock/trace", read_only=False),
-            _docker.BindMount(dirs.shm, "/airlock/shm", read_only=False),
         ]
         if self.architecture is not None:
             arch_copy = dirs.arch / "architecture.py"
@@ -327,7 +325,6 @@ class Sandbox:
             name=f"airlock-{self.session}",
             command=["--socket", CONTAINER_SOCKET, "--audit-log", CONTAINER_AUDIT_LOG,
                      "--data-socket", DATA_SOCKET, "--threads", str(p.threads),
-                     *(["--shm", CONTAINER_SHM] if p.shm_bytes else []),
                      "--max-message-bytes", str(max(p.max_reply_bytes, p.max_request_bytes))],
             labels=_session.owner_labels(self.session, dirs.root),
             runtime=p.runtime.value,
@@ -475,9 +472,8 @@ class Sandbox:
         finally:
             self._c.phases["load"] = time.monotonic() - start
         assert self._dirs is not None
-        data = DataPlane(self._dirs.run / "data.sock",
-                         self._dirs.shm_file if p.shm_bytes else None,
-                         p.max_reply_bytes, p.max_request_bytes)
+        data = DataPlane(self._dirs.run / "data.sock", p.shm_bytes, p.max_reply_bytes,
+                         p.max_request_bytes)
         if data.connect(timeout_s=2.0):
             self._data = data
         else:
@@ -500,7 +496,7 @@ class Sandbox:
         return _signature(self._require_open())
 
     def shared_array(self, shape: tuple[int, ...] | int, dtype: Any = "float32") -> np.ndarray:
-        """An uninitialised array (like numpy.empty) in this sandbox's shared-memory file: fill
+        """An uninitialised array (like numpy.empty) in this sandbox's shared memory: fill
         it and pass it to infer, and it reaches the model without a copy. The model can read
         and write it at any time while the sandbox is open, so never trust what it holds after
         a call. Its space is taken until the array is dropped."""
@@ -528,7 +524,7 @@ class Sandbox:
         """One inference call. A single array is accepted for a single-input model.
 
         Outputs are the host's own read-only copies. With copy=False, large outputs are instead
-        read-only views of the shared-memory file, which costs no copy: the model can still
+        read-only views of the shared memory, which costs no copy: the model can still
         change them while the sandbox is open (they are frozen once it is closed), and each
         keeps its space until it is dropped. Use it for throughput, never for outputs you check
         and then act on while the sandbox runs."""

@@ -41,11 +41,6 @@ class SessionDirs:
     run: Path
     trace: Path
     arch: Path
-    shm: Path
-
-    @property
-    def shm_file(self) -> Path:
-        return self.shm / "tensors.bin"
 
 
 def new_session_id() -> str:
@@ -71,36 +66,24 @@ def tmp_base() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def make_dirs(session: str, shm_bytes: int = 0) -> SessionDirs:
+def make_dirs(session: str) -> SessionDirs:
     root = tmp_base() / f"{DIR_PREFIX}{session}"
     root.mkdir(mode=0o711)
     tmp = root / ".owner.json.tmp"
     tmp.write_text(json.dumps(_owner()))
     tmp.replace(root / "owner.json")  # atomic: a concurrent reap never sees it half-written
-    run, trace, arch, shm = root / "run", root / "trace", root / "arch", root / "shm"
+    run, trace, arch = root / "run", root / "trace", root / "arch"
     run.mkdir(mode=0o700)
     trace.mkdir(mode=0o700)
     arch.mkdir(mode=0o755)
-    shm.mkdir(mode=0o700)
     root_user = os.geteuid() == 0
     if root_user:
         _mount_tmpfs(run, RUN_TMPFS_BYTES, f"mode=0700,uid={MODEL_UID},gid={MODEL_UID}")
         _mount_tmpfs(trace, TRACE_TMPFS_BYTES, "mode=0700,uid=0,gid=0")
-        if shm_bytes:
-            _mount_tmpfs(shm, shm_bytes + (1 << 20),
-                         f"mode=0700,uid={MODEL_UID},gid={MODEL_UID}")
         os.chown(run, MODEL_UID, MODEL_UID)
     else:  # rootless engine or docker group: let the model's uid create its socket
         run.chmod(0o777)
-        shm.chmod(0o777)
-    dirs = SessionDirs(root, run, trace, arch, shm)
-    if shm_bytes:
-        with dirs.shm_file.open("wb") as f:
-            f.truncate(shm_bytes)
-        dirs.shm_file.chmod(0o600 if root_user else 0o666)
-        if root_user:
-            os.chown(dirs.shm_file, MODEL_UID, MODEL_UID)
-    return dirs
+    return SessionDirs(root, run, trace, arch)
 
 
 def _mount_tmpfs(path: Path, size: int, options: str) -> None:
@@ -111,7 +94,7 @@ def _mount_tmpfs(path: Path, size: int, options: str) -> None:
 def remove_dirs(root: Path) -> None:
     if not root.name.startswith(DIR_PREFIX):
         return
-    for sub in ("run", "trace", "shm"):
+    for sub in ("run", "trace", "shm"):  # shm: sessions of versions that mounted one
         mount_point = root / sub
         if os.path.ismount(mount_point):
             subprocess.run(["umount", "-l", str(mount_point)], check=False,

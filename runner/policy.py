@@ -36,8 +36,9 @@ class Policy(BaseModel):
     wall_timeout_s: float = Field(900.0, gt=0, description="total life of the sandbox")
     max_reply_bytes: int = Field(64 * MIB, ge=MIB, le=1 * GIB)
     max_request_bytes: int = Field(256 * MIB, ge=MIB, le=2 * GIB)
-    shm_bytes: int = Field(256 * MIB, ge=0, le=16 * GIB, description="shared-memory file for "
-                           "large tensors (0: none; every tensor goes inline)")
+    shm_bytes: int = Field(256 * MIB, ge=0, le=16 * GIB, description="shared memory for large "
+                           "tensors, a sealed memfd the host passes to the worker (0: none; "
+                           "every tensor goes inline)")
     trace: bool = Field(True, description="run the worker under strace")
 
     @property

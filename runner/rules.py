@@ -104,6 +104,9 @@ RULES: tuple[Rule, ...] = (
          "worker: subprocess.Popen, os.exec*, os.posix_spawn, os.fork, pty.spawn"),
     Rule("AL606", "python-network", "Network use from Python", Severity.HIGH,
          "worker: socket.connect, socket.sendto, socket.bind, name lookups"),
+    Rule("AL607", "interpreter-introspection", "Interpreter objects walked", Severity.HIGH,
+         "worker: gc.get_objects, gc.get_referrers, gc.get_referents (how model code reaches "
+         "the worker's own sockets, files and shared memory)"),
     Rule("AL611", "static-dangerous-import", "Pickle would import something dangerous",
          Severity.CRITICAL, "static: a GLOBAL/STACK_GLOBAL in the pickle's opcodes naming "
          "os, subprocess, builtins.eval/exec, runpy, ... (read, never unpickled)"),
@@ -331,6 +334,9 @@ def _event_rules(c: _Collector, e: Event) -> None:
                "python.socket.gethostbyname_ex", "python.socket.gethostbyaddr",
                "python.http.client.connect", "python.urllib.Request"):
         add("python-network", f"the model used the network: {e.summary}")
+    elif k in ("python.gc.get_objects", "python.gc.get_referrers", "python.gc.get_referents"):
+        add("interpreter-introspection", f"the model walked the interpreter's objects: "
+            f"{e.summary}")
 
 
 def _host_rules(c: _Collector, f: HostFacts) -> None:

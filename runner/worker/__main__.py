@@ -14,10 +14,8 @@ def main() -> None:
     parser.add_argument("--max-message-bytes", type=int, default=256 << 20)
     parser.add_argument("--audit-log", default=None, help="append audit events here (JSONL)")
     parser.add_argument("--data-socket", default=None, help="serve inference calls here too")
-    parser.add_argument("--shm", default=None, help="the shared-memory tensor file")
     args = parser.parse_args()
-    serve(args.socket, args.threads, args.max_message_bytes, args.audit_log, args.data_socket,
-          args.shm)
+    serve(args.socket, args.threads, args.max_message_bytes, args.audit_log, args.data_socket)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""The worker's data plane: inference calls over a plain Unix socket, large tensors through a
-shared-memory file. See the "Data plane" comment in proto/airlock/worker/v1/worker.proto."""
+"""The worker's data plane: inference calls over a plain Unix socket, large tensors through
+shared memory the host creates and passes over that socket. See the "Data plane" comment in
+proto/airlock/worker/v1/worker.proto."""
 
 from __future__ import annotations
 
+import array
+import functools
 import mmap
 import os
 import socket
@@ -28,15 +31,12 @@ class CallError(Exception):
 
 
 class SharedMemory:
-    """The per-sandbox tensor file, mapped read-write."""
+    """The sandbox's tensor memory, mapped read-write: a memfd the host created and sealed
+    against shrinking and growing, received when the host connects."""
 
-    def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR)
-        try:
-            self.size = os.fstat(fd).st_size
-            self.map = mmap.mmap(fd, self.size) if self.size else None
-        finally:
-            os.close(fd)
+    def __init__(self, fd: int) -> None:
+        self.size = os.fstat(fd).st_size
+        self.map = mmap.mmap(fd, self.size) if self.size else None
 
     def view(self, offset: int, length: int) -> memoryview:
         if self.map is None or offset + length > self.size:
@@ -80,10 +80,15 @@ class OutputArena:
                  threshold: int) -> None:
         usable = shm is not None and shm.map is not None and offset + length <= shm.size
         self._map = shm.map if shm is not None and usable else None
-        self._offset = (offset + ALIGN - 1) // ALIGN * ALIGN
+        self._start = self._offset = (offset + ALIGN - 1) // ALIGN * ALIGN
         self._end = offset + length if usable else 0
         self._threshold = threshold
         self._placed: dict[str, tuple[np.ndarray, int]] = {}
+
+    def rewind(self) -> None:
+        """Take back every view handed out (the model will not write into them)."""
+        self._offset = self._start
+        self._placed.clear()
 
     def place(self, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
         """A writable view for an output of this dtype and shape, or None when it is too small
@@ -128,7 +133,8 @@ def recv_exact(conn: socket.socket, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(path: str, handle: Callable[[Any], Any], max_bytes: int) -> threading.Thread:
+def serve(path: str, handle: Callable[[Any, SharedMemory | None], Any], max_bytes: int
+          ) -> threading.Thread:
     """Accept the controller's connection and answer frames until it goes away."""
     if os.path.exists(path):
         os.unlink(path)
@@ -140,11 +146,35 @@ def serve(path: str, handle: Callable[[Any], Any], max_bytes: int) -> threading.
         while True:
             conn, _ = listener.accept()
             with conn:
-                _answer(conn, handle, max_bytes)
+                try:
+                    shm = _hello(conn)
+                    _answer(conn, functools.partial(_with_memory, handle, shm), max_bytes)
+                except OSError:  # the controller went away mid-frame: wait for the next one
+                    continue
 
     thread = threading.Thread(target=loop, name="airlock-dataplane", daemon=True)
     thread.start()
     return thread
+
+
+def _with_memory(handle: Callable[[Any, SharedMemory | None], Any], shm: SharedMemory | None,
+                 request: Any) -> Any:
+    return handle(request, shm)
+
+
+def _hello(conn: socket.socket) -> SharedMemory | None:
+    """The first byte of a connection: 1 with the tensor memory's file descriptor attached,
+    0 without (no shared memory)."""
+    data, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(4 * array.array("i").itemsize))
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    try:
+        return SharedMemory(fds[0]) if data == b"\x01" and fds else None
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _answer(conn: socket.socket, handle: Callable[[Any], Any], max_bytes: int) -> None:

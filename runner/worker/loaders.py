@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,7 +25,13 @@ class LoadError(Exception):
     """The model could not be loaded; the message says why."""
 
 
-Place = Callable[[str, str, tuple[int, ...]], "np.ndarray | None"]
+class Arena(Protocol):
+    """Where outputs can be written in place (shared memory): place(name, dtype, shape) gives a
+    writable array or None; rewind() takes every one back."""
+
+    def place(self, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None: ...
+
+    def rewind(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,9 @@ class Loaded:
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    # Like run, writing the outputs it can into the views `place` hands out (shared memory),
-    # so they need no copy: place(name, dtype, shape) returns a writable array or None.
-    run_into: Callable[[dict[str, np.ndarray], Place], dict[str, np.ndarray]] | None = None
+    # Like run, writing the outputs it can straight into the arena's views, so they need no
+    # copy.
+    run_into: Callable[[dict[str, np.ndarray], Arena], dict[str, np.ndarray]] | None = None
 
     @property
     def can_infer(self) -> bool:
@@ -199,12 +205,12 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
     quiet.log_severity_level = 4  # a declaration that does not hold is handled, not logged
     trusted = [True]  # until a declared output shape turns out wrong
 
-    def run_into(feed: dict[str, np.ndarray], place: Place) -> dict[str, np.ndarray]:
+    def run_into(feed: dict[str, np.ndarray], arena: Arena) -> dict[str, np.ndarray]:
         if not trusted[0]:
             return run(feed)
         shapes = _output_shapes(declared, feed)
         targets = {n: view for n, (dtype, shape) in shapes.items()
-                   if (view := place(n, dtype, shape)) is not None}
+                   if (view := arena.place(n, dtype, shape)) is not None}
         if not targets:
             return run(feed)
         binding = sess.io_binding()
@@ -219,9 +225,13 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
                 binding.bind_output(name, "cpu")
         try:
             sess.run_with_iobinding(binding, quiet)
-        except Exception:  # a declared shape that does not hold: let onnxruntime allocate
+        except Exception:
+            # Either the model fails on this input (the plain run raises the same), or a
+            # declared shape did not hold: then stop binding outputs for this model.
+            arena.rewind()
+            results = run(feed)
             trusted[0] = False
-            return run(feed)
+            return results
         values = binding.get_outputs()
         return {n: targets[n] if n in targets else np.asarray(v.numpy())
                 for n, v in zip(out_names, values, strict=True)}

@@ -28,11 +28,9 @@ def _specs(specs: list[Any], out: Any) -> None:
 
 
 class WorkerService(pb_grpc.WorkerServicer):
-    def __init__(self, threads: int, done: threading.Event,
-                 shm: dataplane.SharedMemory | None = None) -> None:
+    def __init__(self, threads: int, done: threading.Event) -> None:
         self._threads = threads
         self._done = done
-        self._shm = shm
         self._loaded: Loaded | None = None
         self._lock = threading.Lock()
 
@@ -89,8 +87,8 @@ class WorkerService(pb_grpc.WorkerServicer):
                         e.status, grpc.StatusCode.INTERNAL)
             context.abort(code, str(e))
 
-    def infer(self, request: Any) -> Any:
-        """One inference call, for gRPC and the data plane alike."""
+    def infer(self, request: Any, shm: dataplane.SharedMemory | None = None) -> Any:
+        """One inference call, for gRPC (tensors inline) and the data plane alike."""
         loaded = self._loaded
         if loaded is None:
             raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, "no model is loaded")
@@ -98,15 +96,15 @@ class WorkerService(pb_grpc.WorkerServicer):
             raise dataplane.CallError(dataplane.STATUS_BAD_INPUT,
                                       f"this model cannot run inference: {loaded.note}")
         try:
-            feed = dataplane.decode_inputs(request, self._shm)
+            feed = dataplane.decode_inputs(request, shm)
             tensors.check_inputs(loaded.inputs, feed)
         except (tensors.TensorError, tensors.InputError) as e:
             raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, str(e)) from e
-        arena = dataplane.OutputArena(self._shm, request.output_offset, request.output_length,
+        arena = dataplane.OutputArena(shm, request.output_offset, request.output_length,
                                       SHM_THRESHOLD)
         start = time.perf_counter()
         try:
-            outputs = (loaded.run_into(feed, arena.place) if loaded.run_into is not None
+            outputs = (loaded.run_into(feed, arena) if loaded.run_into is not None
                        else loaded.run(feed))
         except Exception as e:  # the model's own failure, not the caller's
             raise dataplane.CallError(dataplane.STATUS_MODEL_RAISED,
@@ -130,8 +128,7 @@ class WorkerService(pb_grpc.WorkerServicer):
 
 
 def serve(socket_path: str, threads: int, max_message_bytes: int,
-          audit_log: str | None = None, data_socket: str | None = None,
-          shm_path: str | None = None) -> None:
+          audit_log: str | None = None, data_socket: str | None = None) -> None:
     done = threading.Event()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
@@ -141,8 +138,7 @@ def serve(socket_path: str, threads: int, max_message_bytes: int,
         ],
     )
     audit.install(audit_log)
-    shm = dataplane.SharedMemory(shm_path) if shm_path and os.path.exists(shm_path) else None
-    service = WorkerService(threads, done, shm)
+    service = WorkerService(threads, done)
     pb_grpc.add_WorkerServicer_to_server(  # type: ignore[no-untyped-call]
         service, server)
     if data_socket:

@@ -1,54 +1,76 @@
-"""The worker's side of the shared-memory data path, run in-process on a temp file: outputs an
-ONNX model writes in place equal those onnxruntime returns, and a model whose declared output
-shape does not hold still gets the right answer."""
+"""The shared-memory data path, in-process (pure logic; containment is tested with Docker):
+
+- the worker's side: outputs an ONNX model writes in place equal a plain run, a declared output
+  shape that does not hold still gives the right answer, a failing model stays a failure;
+- the host's side, against a stand-in worker on a real socket and real shared memory: what it
+  accepts from a worker, and how ranges of the shared memory are lent and given back.
+"""
 
 from __future__ import annotations
 
+import array
 import gc
+import mmap
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runner._client import BadReply
-from runner._dataplane import DataPlane, Regions
+from runner._dataplane import DataPlane, Regions, _sealed_memory
 from runner.worker import dataplane, loaders
 from runner.worker._proto import worker_pb2 as pb
 
 THRESHOLD = 64 << 10
 
 
-def _onnx(path: Path, in_shape: list[object], out_shape: list[object], reshape: bool = False
-          ) -> Path:
-    from onnx import TensorProto, helper, numpy_helper
+def _reshaping_onnx(path: Path) -> Path:
+    """y = reshape(relu(x), s), declared [n, 64] like x: true only when s is [-1, 64]. Also a
+    small output, t = sum(x), that always goes inline."""
+    from onnx import TensorProto, helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
-    small = helper.make_tensor_value_info("s", TensorProto.FLOAT, [1])
-    nodes = [helper.make_node("Relu", ["x"], ["r"]),
-             helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0, noop_with_empty_axes=0)]
-    inits = []
-    if reshape:  # y is declared [n, 64] but is really [n * 2, 32]
-        inits.append(numpy_helper.from_array(np.array([-1, 32], np.int64), "shape"))
-        nodes.append(helper.make_node("Reshape", ["r", "shape"], ["y"]))
-    else:
-        nodes.append(helper.make_node("Identity", ["r"], ["y"]))
-    graph = helper.make_graph(nodes, "g", [x], [y, small], inits)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("Reshape", ["r", "s"], ["y"]),
+         helper.make_node("ReduceSum", ["x"], ["t"], keepdims=0)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64]),
+         helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64]),
+         helper.make_tensor_value_info("t", TensorProto.FLOAT, [])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())
     return path
 
 
-def _call(loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray
-          ) -> tuple[pb.InferReply, dict[str, np.ndarray]]:
+class _Counting(dataplane.OutputArena):
+    """An arena that counts the views it hands out and keeps."""
+
+    placed = 0
+
+    def place(self, name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        view = super().place(name, dtype, shape)
+        self.placed += view is not None
+        return view
+
+    def rewind(self) -> None:
+        super().rewind()
+        self.placed = 0
+
+
+def _call(loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray, s: list[int]
+          ) -> tuple[pb.InferReply, dict[str, np.ndarray], int]:
     request = pb.InferRequest()
     end = dataplane.put_tensor(shm.map, 0, "x", x, request.inputs.add())
+    dataplane.tensors.encode("s", np.array(s, np.int64), request.inputs.add())
     feed = dataplane.decode_inputs(request, shm)
-    arena = dataplane.OutputArena(shm, end, shm.size - end, THRESHOLD)
+    arena = _Counting(shm, end, shm.size - end, THRESHOLD)
     assert loaded.run_into is not None
     reply = pb.InferReply()
-    arena.encode(loaded.run_into(feed, arena.place), reply)
+    arena.encode(loaded.run_into(feed, arena), reply)
     out = {}
     for t in reply.outputs:
         if t.in_shm:
@@ -57,34 +79,43 @@ def _call(loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray
                 meta, shm.view(t.shm_offset, t.shm_length))[1])
         else:
             out[t.name] = dataplane.tensors.decode(t)[1]
-    return reply, out
+    return reply, out, arena.placed
 
 
 @pytest.fixture
-def shm(tmp_path: Path) -> dataplane.SharedMemory:
-    path = tmp_path / "shm"
-    path.write_bytes(b"")
-    with path.open("r+b") as f:
-        f.truncate(8 << 20)
-    return dataplane.SharedMemory(str(path))
+def shm() -> dataplane.SharedMemory:
+    fd = _sealed_memory(8 << 20)
+    try:
+        return dataplane.SharedMemory(fd)
+    finally:
+        os.close(fd)
 
 
-@pytest.mark.parametrize("reshape", [False, True], ids=["declared", "declared-wrongly"])
-def test_outputs_written_in_place_match_a_plain_run(tmp_path: Path, shm: dataplane.SharedMemory,
-                                                    reshape: bool) -> None:
-    model = _onnx(tmp_path / "m.onnx", ["n", 64], ["n", 64], reshape=reshape)
-    loaded = loaders._load_onnx(model, None, 1)
-    x = np.random.default_rng(0).standard_normal((2048, 64)).astype(np.float32)  # 512 KiB
-    reply, out = _call(loaded, shm, x)
+def test_outputs_written_in_place_match_a_plain_run(tmp_path: Path,
+                                                    shm: dataplane.SharedMemory) -> None:
+    loaded = loaders._load_onnx(_reshaping_onnx(tmp_path / "m.onnx"), None, 1)
     assert loaded.run is not None
-    expected = loaded.run({"x": x})
-    assert set(out) == {"y", "s"}
-    for name, value in expected.items():
-        assert out[name].shape == value.shape and out[name].dtype == value.dtype
-        np.testing.assert_array_equal(out[name], value)
-    y, s = (next(t for t in reply.outputs if t.name == n) for n in ("y", "s"))
-    assert y.in_shm and y.shm_offset >= x.nbytes and y.shm_offset % dataplane.ALIGN == 0
-    assert not s.in_shm  # 4 bytes go inline
+    x = np.random.default_rng(0).standard_normal((2048, 64)).astype(np.float32)  # 512 KiB
+
+    def check(s: list[int]) -> tuple[pb.InferReply, int]:
+        reply, out, placed = _call(loaded, shm, x, s)
+        expected = loaded.run({"x": x, "s": np.array(s, np.int64)})  # type: ignore[misc]
+        assert set(out) == {"y", "t"}
+        for name, value in expected.items():
+            assert out[name].shape == value.shape and out[name].dtype == value.dtype
+            np.testing.assert_array_equal(out[name], value)
+        return reply, placed
+
+    with pytest.raises(Exception, match=r"(?i)reshape"):  # the model fails, seen as such
+        _call(loaded, shm, x, [7, -1])
+    reply, placed = check([-1, 64])  # the declaration holds: written in place
+    y, t = (next(o for o in reply.outputs if o.name == n) for n in ("y", "t"))
+    assert placed == 1 and y.in_shm and y.shm_offset >= x.nbytes
+    assert y.shm_offset % dataplane.ALIGN == 0 and not t.in_shm  # 4 bytes go inline
+    _, placed = check([-1, 32])  # it does not: onnxruntime refuses, a plain run answers
+    assert placed == 0
+    reply, placed = check([-1, 64])  # and the model is no longer trusted to declare shapes
+    assert placed == 0 and next(o for o in reply.outputs if o.name == "y").in_shm  # copied
 
 
 def test_output_shapes_come_from_the_declaration_and_the_feed() -> None:
@@ -96,8 +127,7 @@ def test_output_shapes_come_from_the_declaration_and_the_feed() -> None:
         "y": ("float32", (5, 64)), "w": ("float32", (3, 2))}
 
 
-def test_the_arena_never_overlaps_inputs_or_runs_past_the_file(shm: dataplane.SharedMemory
-                                                               ) -> None:
+def test_the_arena_stays_in_its_window(shm: dataplane.SharedMemory) -> None:
     arena = dataplane.OutputArena(shm, 1000, (4 << 20) - 1000, THRESHOLD)
     a = arena.place("a", "float32", (256, 64))
     assert a is not None
@@ -107,40 +137,50 @@ def test_the_arena_never_overlaps_inputs_or_runs_past_the_file(shm: dataplane.Sh
     b = arena.place("b", "uint8", (THRESHOLD,))
     assert b is not None
     base = np.frombuffer(shm.map, np.uint8)
-    offsets = [x.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-               for x in (a, b)]
+    offsets = [v.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+               for v in (a, b)]
     assert offsets[0] >= 1000 and offsets[0] % dataplane.ALIGN == 0
     assert offsets[1] >= offsets[0] + a.nbytes
-    del a, b, base
+    arena.rewind()
+    again = arena.place("a", "float32", (256, 64))
+    assert again is not None and again.ctypes.data == a.ctypes.data
+    del a, b, base, again
+    assert dataplane.OutputArena(shm, 8 << 20, 4096, 0).place("x", "uint8", (1,)) is None
 
 
-# --- the host's side, against a stand-in worker on a real socket and file -------------------
-# (pure logic: what the host accepts from a worker; containment is tested with Docker)
+def test_the_memory_cannot_be_shrunk_or_grown() -> None:
+    fd = _sealed_memory(4096)
+    try:
+        for size in (0, 8192):
+            with pytest.raises(PermissionError):
+                os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+# --- the host's side ------------------------------------------------------------------------
 
 class _Worker:
-    """Answers each call with handle(request, shm) on a Unix socket, as the worker would."""
+    """Answers each call with handle(request, shm) on a Unix socket, as the worker does."""
 
     def __init__(self, tmp_path: Path, handle: object) -> None:
-        self.shm_path = tmp_path / "tensors.bin"
-        with self.shm_path.open("wb") as f:
-            f.truncate(8 << 20)
-        self.shm = dataplane.SharedMemory(str(self.shm_path))
         self.requests: list[pb.InferRequest] = []
         self.socket = tmp_path / "data.sock"
 
-        def answer(request: pb.InferRequest) -> pb.InferReply:
+        def answer(request: pb.InferRequest, shm: dataplane.SharedMemory | None
+                   ) -> pb.InferReply:
             self.requests.append(request)
-            return handle(request, self.shm)  # type: ignore[operator]
+            return handle(request, shm)  # type: ignore[operator]
 
         dataplane.serve(str(self.socket), answer, 1 << 30)
 
     def plane(self) -> DataPlane:
-        plane = DataPlane(self.socket, self.shm_path, 64 << 20, 64 << 20)
+        plane = DataPlane(self.socket, 8 << 20, 64 << 20, 64 << 20)
         assert plane.connect(timeout_s=5)
         return plane
 
 
-def _doubling(request: pb.InferRequest, shm: dataplane.SharedMemory) -> pb.InferReply:
+def _doubling(request: pb.InferRequest, shm: dataplane.SharedMemory | None) -> pb.InferReply:
     feed = dataplane.decode_inputs(request, shm)
     arena = dataplane.OutputArena(shm, request.output_offset, request.output_length, THRESHOLD)
     reply = pb.InferReply()
@@ -166,17 +206,34 @@ def test_shared_arrays_and_views_travel_without_copies(tmp_path: Path) -> None:
     del out
     gc.collect()
     assert plane.regions.largest_gap() == free_before  # given back when dropped
-    x[:] = 0  # a plain array of the same size is copied in, and its range freed after
-    plain = np.ones((512, 256), np.float32)
+    plain = np.ones((512, 256), np.float32)  # a plain array is copied in, its range freed
     plane.infer({"x": plain}, timeout_s=5)
     assert worker.requests[-1].inputs[0].shm_offset != sent.shm_offset
     assert plane.regions.largest_gap() == free_before
     plane.close()
 
 
+def test_a_slice_keeps_its_range(tmp_path: Path) -> None:
+    plane = _Worker(tmp_path, _doubling).plane()
+    x = plane.shared_array((512, 256), np.dtype("float32"))
+    assert x is not None
+    x[:] = 1
+    part = x[:4]
+    row = plane.infer({"x": x}, timeout_s=5, copy=False)["y"][0]
+    del x
+    gc.collect()
+    other = plane.shared_array((512, 256), np.dtype("float32"))
+    assert other is not None
+    other[:] = 5
+    plane.infer({"x": other}, timeout_s=5, copy=False)
+    assert np.all(part == 1) and np.all(row == 2)  # neither range was handed out again
+    plane.close()
+    assert np.all(part == 1) and np.all(row == 2)  # still mapped after the plane is closed
+
+
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "view"])
 def test_outputs_outside_the_window_are_refused(tmp_path: Path, copy: bool) -> None:
-    def outside(request: pb.InferRequest, shm: dataplane.SharedMemory) -> pb.InferReply:
+    def outside(request: pb.InferRequest, shm: object) -> pb.InferReply:
         reply = pb.InferReply()
         t = reply.outputs.add(name="y", dtype="float32", shape=[1024], in_shm=True)
         t.shm_offset, t.shm_length = request.inputs[0].shm_offset, 4096  # the caller's input
@@ -187,8 +244,9 @@ def test_outputs_outside_the_window_are_refused(tmp_path: Path, copy: bool) -> N
         plane.infer({"x": np.ones(1 << 16, np.float32)}, timeout_s=5, copy=copy)
 
 
-def test_overlapping_output_views_are_refused_and_nothing_stays_leased(tmp_path: Path) -> None:
-    def overlapping(request: pb.InferRequest, shm: dataplane.SharedMemory) -> pb.InferReply:
+def test_overlapping_views_are_refused_and_a_late_release_frees_nothing(tmp_path: Path
+                                                                        ) -> None:
+    def overlapping(request: pb.InferRequest, shm: object) -> pb.InferReply:
         reply = pb.InferReply()
         for name, offset in (("a", 0), ("b", 2048)):
             t = reply.outputs.add(name=name, dtype="float32", shape=[1024], in_shm=True)
@@ -197,19 +255,80 @@ def test_overlapping_output_views_are_refused_and_nothing_stays_leased(tmp_path:
 
     plane = _Worker(tmp_path, overlapping).plane()
     before = plane.regions.largest_gap()
-    with pytest.raises(BadReply, match="overlaps"):
+    try:
         plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5, copy=False)
+    except BadReply as e:
+        caught = e  # its traceback keeps the first view alive
+    assert "overlaps" in str(caught)
+    assert plane.regions.largest_gap() == before
+    shared = plane.shared_array((1024,), np.dtype("float32"))  # takes the same range again
+    assert shared is not None
+    del caught
+    gc.collect()  # the first view dies now: its release must not free the new array's range
+    other = plane.shared_array((1024,), np.dtype("float32"))
+    assert other is not None and other.ctypes.data != shared.ctypes.data
+
+
+class _Garbled:
+    """What the stand-in returns instead of a reply: raw bytes, not a valid InferReply."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+
+def test_a_garbled_reply_is_a_bad_reply(tmp_path: Path) -> None:
+    plane = _Worker(tmp_path, lambda request, shm: _Garbled(b"\x0a\x05\xff")).plane()
+    with pytest.raises(BadReply):
+        plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5)
+
+
+def test_an_interrupted_call_closes_the_connection(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    plane = _Worker(tmp_path, _doubling).plane()
+
+    def interrupted(n: int) -> bytes:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plane, "_recv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5)
+    assert not plane.connected  # out of step with the worker: closed, never reused
+
+
+def test_shared_array_sizes_are_checked(tmp_path: Path) -> None:
+    plane = _Worker(tmp_path, _doubling).plane()
+    before = plane.regions.largest_gap()
+    assert plane.shared_array((1 << 32, 1 << 32), np.dtype("float32")) is None
+    assert plane.shared_array((9 << 20,), np.dtype("uint8")) is None  # larger than the memory
     assert plane.regions.largest_gap() == before
 
 
-def test_regions_first_fit_aligned_and_freed() -> None:
+def test_regions_first_fit_aligned_and_freed_by_token() -> None:
     r = Regions(1 << 20)
     a, b = r.alloc(100), r.alloc(1000)
-    assert (a, b) == (0, 2 * dataplane.ALIGN)  # 100 bytes take two aligned blocks
-    r.free(a)
-    assert r.alloc(64) == 0  # first fit reuses the hole
+    assert a is not None and b is not None
+    assert (a[0], b[0]) == (0, 2 * dataplane.ALIGN)  # 100 bytes take two aligned blocks
+    r.free(*a)
+    c = r.alloc(64)
+    assert c is not None and c[0] == 0  # first fit reuses the hole
+    r.free(a[0], a[1])  # a stale token: c keeps its range
+    assert r.gaps()[0][0] == dataplane.ALIGN
     assert r.alloc(1 << 20) is None
-    assert not r.reserve(b + 10, 10)  # overlaps b
-    r.release_later(b)  # what a finalizer does: applied on the next look
-    assert r.reserve(b + 10, 10)
-    assert r.gaps()[0] == (dataplane.ALIGN, b + 10 - dataplane.ALIGN)
+    assert r.reserve(b[0] + 10, 10) is None  # overlaps b
+    r.release_later(*b)  # what a finalizer does: applied on the next look
+    assert r.reserve(b[0] + 10, 10) is not None
+
+
+def test_the_worker_gets_the_memory_from_the_hello(tmp_path: Path) -> None:
+    fd = _sealed_memory(1 << 16)
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendmsg([b"\x01"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        os.close(fd)
+        shm = dataplane._hello(right)
+        assert shm is not None and shm.size == 1 << 16 and isinstance(shm.map, mmap.mmap)
+        left.sendall(b"\x00")
+        assert dataplane._hello(right) is None
