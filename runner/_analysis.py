@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,14 @@ def build(c: Collected) -> Report:
         events=events, events_dropped=folder.dropped + c.worker_events_dropped, tracer=tracer,
         phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
         signature=c.signature, calls=c.calls, notes=notes,
-        outputs=[TensorSummary.of(k, v) for k, v in c.last_outputs.items()],
+        outputs=[TensorSummary.of(k, v) for k, v in _alive_outputs(c.last_outputs)],
         error=error_info(c.error) if c.error else None, integrity=c.integrity)
+
+
+def _alive_outputs(outputs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The last call's outputs; views (weak references) only if the caller still holds them."""
+    alive = [(k, v() if isinstance(v, weakref.ref) else v) for k, v in outputs.items()]
+    return [(k, v) for k, v in alive if v is not None]
 
 
 def _integrity_facts(i: Integrity | None) -> dict[str, Any]:

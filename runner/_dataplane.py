@@ -136,19 +136,29 @@ class DataPlane:
         self.regions = Regions(0)                      # shared_array() arrays
         if shm_bytes:
             self._memfd = _sealed_memory(shm_bytes)
-            self._shm = mmap.mmap(self._memfd, shm_bytes)
+            try:
+                self._shm = mmap.mmap(self._memfd, shm_bytes)
+            except BaseException:
+                self._close_memfd()
+                raise
             probe = np.frombuffer(self._shm, np.uint8, count=1)
             self._base = probe.ctypes.data
             del probe
             self.regions = Regions(shm_bytes)
 
-    def connect(self, timeout_s: float) -> bool:
+    def connect(self, timeout_s: float, peer_ok: Callable[[int], bool] | None = None) -> bool:
         """Connect, and hand the worker the shared memory (a 1 with the descriptor attached;
-        a 0 when there is none)."""
+        a 0 when there is none). The socket's directory is the worker's: it could put a
+        symlink to any socket of the host there, so the peer's pid must pass peer_ok first."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout_s)
         try:
             sock.connect(str(self._path))
+            pid, _, _ = struct.unpack("3i", sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+            if peer_ok is not None and not peer_ok(pid):
+                sock.close()
+                return False
             if self._memfd >= 0:
                 sock.sendmsg([b"\x01"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                           array.array("i", [self._memfd]))])
@@ -183,7 +193,7 @@ class DataPlane:
     def shared_array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
         """An uninitialised array in the shared memory, or None when there is no room. Given
         to infer, it reaches the worker without a copy."""
-        if self._shm is None:
+        if self._shm is None or any(d < 0 for d in shape):
             return None
         dt = dtype.newbyteorder("=")
         nbytes = math.prod(shape) * dt.itemsize  # Python ints: no overflow
@@ -288,47 +298,74 @@ class DataPlane:
 
     def _outputs(self, reply: pb.InferReply, window: tuple[int, int], copy: bool
                  ) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+        """Validate every output first (nothing is lent or copied until all pass), then
+        copy each shared one out, or lend it as a view."""
+        checked: list[tuple[str, np.ndarray | None, pb.Tensor]] = []
         leased: list[tuple[int, int]] = []
         try:
             for t in list(reply.outputs)[:1024]:
                 if t.in_shm:
-                    name, arr = self._shared_output(t, window, copy, leased)
+                    checked.append((self._check_shared(t, window), None, t))
+                    if not copy:
+                        token = self.regions.reserve(t.shm_offset, t.shm_length)
+                        if token is None:
+                            raise BadReply(f"output {untrusted_text(t.name, 80)!r} overlaps "
+                                           "another")
+                        leased.append((t.shm_offset, token))
                 else:
                     name, arr = tensors.decode(t)
-                out[untrusted_text(name, 200)] = arr
+                    checked.append((name, arr, t))
         except BaseException:
-            for offset, token in leased:  # views made already release by token: no harm
+            for offset, token in leased:  # no view exists yet: give the ranges back
                 self.regions.free(offset, token)
             raise
+        out: dict[str, np.ndarray] = {}
+        lent = iter(leased)
+        for name, inline, t in checked:
+            out[untrusted_text(name, 200)] = inline if inline is not None else (
+                self._copy_out(t) if copy else self._lend(t, *next(lent)))
         return out
 
-    def _shared_output(self, t: pb.Tensor, window: tuple[int, int], copy: bool,
-                       leased: list[tuple[int, int]]) -> tuple[str, np.ndarray]:
+    def _check_shared(self, t: pb.Tensor, window: tuple[int, int]) -> str:
+        """Its name, once its range is inside the window and its dtype, shape and length
+        agree."""
         start, end = t.shm_offset, t.shm_offset + t.shm_length
         if (self._shm is None or start < window[0] or end > window[0] + window[1]
                 or t.shm_length > self._max_reply):
             raise BadReply(f"output {untrusted_text(t.name, 80)!r} lies outside the output "
                            "window in shared memory")
-        meta = pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
         view = memoryview(self._shm)[start:end]
         shared = None
         try:
-            name, shared = tensors.decode_buffer(meta, view)  # validates dtype, shape, length
-            if not copy:  # a view: the range stays out of use until no view of it is left
-                token = self.regions.reserve(start, t.shm_length)
-                if token is None:
-                    raise BadReply(f"output {untrusted_text(t.name, 80)!r} overlaps another")
-                leased.append((start, token))
-                arr = _lent_array(self._shm, start, shared.size, shared.shape, shared.dtype,
-                                  functools.partial(self.regions.release_later, start, token))
-                arr.flags.writeable = False
-                return name, arr
-            # copy out, then trust: the worker can change shared memory after replying
-            arr = np.empty(shared.shape, shared.dtype)
-            np.copyto(arr, shared)
+            name, shared = tensors.decode_buffer(self._meta(t), view)
         finally:
             del shared
             view.release()
+        return name
+
+    @staticmethod
+    def _meta(t: pb.Tensor) -> pb.Tensor:
+        return pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
+
+    def _copy_out(self, t: pb.Tensor) -> np.ndarray:
+        """The host's own copy: the worker can change shared memory after replying."""
+        assert self._shm is not None
+        dtype = np.dtype(t.dtype).newbyteorder("<")
+        shared = np.frombuffer(self._shm, dtype=dtype, count=math.prod(t.shape),
+                               offset=t.shm_offset).reshape(tuple(t.shape))
+        arr = np.empty(shared.shape, dtype.newbyteorder("="))
+        np.copyto(arr, shared)
+        del shared
         arr.flags.writeable = False
-        return name, arr
+        return arr
+
+    def _lend(self, t: pb.Tensor, offset: int, token: int) -> np.ndarray:
+        """A read-only view; its range stays out of use until no view of it is left."""
+        assert self._shm is not None
+        dtype = np.dtype(t.dtype).newbyteorder("<")
+        shape = tuple(int(d) for d in t.shape)
+        arr = _lent_array(self._shm, offset, math.prod(shape), shape,
+                          dtype.newbyteorder("="),
+                          functools.partial(self.regions.release_later, offset, token))
+        arr.flags.writeable = False
+        return arr

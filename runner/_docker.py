@@ -161,6 +161,15 @@ def host_pid(container_id: str) -> int | None:
     return pid or None
 
 
+def pid_in_container(pid: int, container_id: str) -> bool:
+    """Whether a host pid runs in this container's cgroup (the worker under runc, the gVisor
+    sandbox process under runsc)."""
+    try:
+        return container_id in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
 def log_rotated(state: ContainerState) -> bool:
     """Whether the json-file log rotated, i.e. the container wrote more than its max-size."""
     return bool(state.log_path) and Path(state.log_path + ".1").exists()

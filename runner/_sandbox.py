@@ -13,11 +13,13 @@ collects the tracer's log and the container's exit state, and the report is asse
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -472,12 +474,31 @@ class Sandbox:
         finally:
             self._c.phases["load"] = time.monotonic() - start
         assert self._dirs is not None
-        data = DataPlane(self._dirs.run / "data.sock", p.shm_bytes, p.max_reply_bytes,
-                         p.max_request_bytes)
-        if data.connect(timeout_s=2.0):
-            self._data = data
-        else:
-            data.close()  # inference falls back to gRPC
+        container = self._container
+        assert container is not None
+        try:
+            data = DataPlane(self._dirs.run / "data.sock", p.shm_bytes, p.max_reply_bytes,
+                             p.max_request_bytes)
+        except OSError as e:  # no memory for it, an address-space limit: go without
+            self._c.notes.append(f"no shared memory for tensors ({e.strerror}): every tensor "
+                                 "went inline")
+            data = DataPlane(self._dirs.run / "data.sock", 0, p.max_reply_bytes,
+                             p.max_request_bytes)
+        def peer_ok(pid: int) -> bool:
+            if _docker.pid_in_container(pid, container):
+                return True
+            self._c.notes.append(f"the data socket led to a process outside the sandbox (pid "
+                                 f"{pid}): nothing was sent to it; inference went over gRPC")
+            return False
+
+        connected = False
+        try:
+            connected = data.connect(timeout_s=2.0, peer_ok=peer_ok)
+        finally:
+            if connected:
+                self._data = data
+            else:
+                data.close()  # inference falls back to gRPC
 
     # --- public calls --------------------------------------------------------------------------
 
@@ -513,7 +534,7 @@ class Sandbox:
         arr = self._data.shared_array(dims, dt)
         if arr is None:
             free = max((g[1] for g in self._data.regions.gaps()), default=0)
-            raise UsageError(f"no room for a shared array of {int(np.prod(dims)) * dt.itemsize}"
+            raise UsageError(f"no room for a shared array of {math.prod(dims) * dt.itemsize}"
                              f" bytes (the largest free range is {free} bytes)",
                              "drop shared arrays and output views you no longer need, or raise "
                              "Policy.shm_bytes")
@@ -552,7 +573,10 @@ class Sandbox:
             self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (
                 time.monotonic() - start)
         self._c.calls += 1
-        self._c.last_outputs = outputs  # summarised (hashed) only when a report is made
+        # summarised (hashed) only when a report is made; views only while the caller keeps
+        # them (holding them here would keep their shared memory from being used again)
+        self._c.last_outputs = outputs if copy else {k: weakref.ref(v) for k, v in
+                                                     outputs.items()}
         return outputs
 
     def report(self) -> Report:

@@ -105,8 +105,9 @@ RULES: tuple[Rule, ...] = (
     Rule("AL606", "python-network", "Network use from Python", Severity.HIGH,
          "worker: socket.connect, socket.sendto, socket.bind, name lookups"),
     Rule("AL607", "interpreter-introspection", "Interpreter objects walked", Severity.HIGH,
-         "worker: gc.get_objects, gc.get_referrers, gc.get_referents (how model code reaches "
-         "the worker's own sockets, files and shared memory)"),
+         "worker: gc.get_objects, gc.get_referrers, gc.get_referents, sys._current_frames "
+         "(common ways for model code to reach the worker's own sockets, files and shared "
+         "memory; not every way: frames reached through a traceback raise no event)"),
     Rule("AL611", "static-dangerous-import", "Pickle would import something dangerous",
          Severity.CRITICAL, "static: a GLOBAL/STACK_GLOBAL in the pickle's opcodes naming "
          "os, subprocess, builtins.eval/exec, runpy, ... (read, never unpickled)"),
@@ -334,7 +335,8 @@ def _event_rules(c: _Collector, e: Event) -> None:
                "python.socket.gethostbyname_ex", "python.socket.gethostbyaddr",
                "python.http.client.connect", "python.urllib.Request"):
         add("python-network", f"the model used the network: {e.summary}")
-    elif k in ("python.gc.get_objects", "python.gc.get_referrers", "python.gc.get_referents"):
+    elif k in ("python.gc.get_objects", "python.gc.get_referrers", "python.gc.get_referents",
+               "python.sys._current_frames"):
         add("interpreter-introspection", f"the model walked the interpreter's objects: "
             f"{e.summary}")
 

@@ -33,7 +33,7 @@ WATCHED = frozenset({
     "shutil.rmtree", "shutil.copyfile", "urllib.Request", "http.client.connect",
     "webbrowser.open", "os.putenv", "os.unsetenv", "sys.addaudithook",
     "sys.setprofile", "sys.settrace", "signal.pthread_kill", "mmap.__new__",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames",
 })
 # Imports that a weights file has no business triggering.
 SUSPICIOUS_IMPORTS = frozenset({

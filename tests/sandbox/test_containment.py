@@ -7,6 +7,8 @@ returns what happened as tensors.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -126,3 +128,31 @@ def test_outputs_are_the_hosts_own_copies(tmp_path: Path) -> None:
         assert not np.array_equal(view, 2 * x)  # shared memory, rewritten under the caller
     found = [f for f in sb.report().findings if f.rule_id == "AL607"]
     assert found and "gc.get_objects" in found[0].message
+
+
+def test_a_swapped_data_socket_gets_nothing(tmp_path: Path) -> None:
+    # The model replaces its data socket with a symlink to a socket of the host: the host
+    # checks who answers before sending anything, sends nothing there, and uses gRPC.
+    decoy = tmp_path / "decoy.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(decoy))
+    listener.listen(4)
+    listener.settimeout(0.2)
+    path = hostile.write(tmp_path / "swap.pkl", hostile.swap_data_socket(str(decoy)))
+    x = np.ones(1 << 16, np.float32)
+    with listener, runner.Sandbox(path) as sb:
+        (out,) = sb.infer({"x": x}).values()
+        received = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(2)
+                    received.append(conn.recvmsg(64, socket.CMSG_SPACE(64))[:2])
+    np.testing.assert_array_equal(out, 2 * x)
+    assert received, "the host never followed the symlink: the test proves nothing"
+    assert all(data == b"" and not ancillary for data, ancillary in received)
+    report = sb.report()
+    assert any("outside the sandbox" in n for n in report.notes)
+    writes = [f for f in report.findings if f.rule_id == "AL301"]
+    assert any("data.sock" in f.message for f in writes)

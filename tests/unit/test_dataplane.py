@@ -332,3 +332,36 @@ def test_the_worker_gets_the_memory_from_the_hello(tmp_path: Path) -> None:
         assert shm is not None and shm.size == 1 << 16 and isinstance(shm.map, mmap.mmap)
         left.sendall(b"\x00")
         assert dataplane._hello(right) is None
+
+
+def test_no_view_is_made_before_every_output_checks_out(tmp_path: Path) -> None:
+    def good_then_bad(request: pb.InferRequest, shm: object) -> pb.InferReply:
+        reply = pb.InferReply()
+        a = reply.outputs.add(name="a", dtype="float32", shape=[1024], in_shm=True)
+        a.shm_offset, a.shm_length = request.output_offset, 4096
+        b = reply.outputs.add(name="b", dtype="float32", shape=[1024], in_shm=True)
+        b.shm_offset = request.output_offset + request.output_length - 1024  # runs past it
+        b.shm_length = 4096
+        return reply
+
+    plane = _Worker(tmp_path, good_then_bad).plane()
+    before = plane.regions.largest_gap()
+    with pytest.raises(BadReply, match="outside") as caught:
+        plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5, copy=False)
+    def shared(v: object) -> bool:
+        while isinstance(v, np.ndarray):
+            v = v.base
+        return isinstance(v, memoryview) and isinstance(v.obj, mmap.mmap)
+
+    def reachable(v: object) -> list[object]:  # a value, and what it holds one level down
+        if isinstance(v, dict):
+            return [v, *v.values()]
+        if isinstance(v, (list, tuple)):
+            return [v, *[w for item in v for w in reachable(item)]] if v else [v]
+        return [v]
+
+    tb = caught.value.__traceback__
+    while tb is not None:  # nothing the traceback keeps alive points into shared memory
+        assert not any(shared(w) for v in tb.tb_frame.f_locals.values() for w in reachable(v))
+        tb = tb.tb_next
+    assert plane.regions.largest_gap() == before
