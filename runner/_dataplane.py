@@ -28,14 +28,11 @@ from ._client import BadReply, CallDeadline, ReplyTooLarge, WorkerRejected, Work
 from .errors import untrusted_text
 from .worker import tensors
 from .worker._proto import worker_pb2 as pb
-from .worker.dataplane import ALIGN, put_tensor, recv_exact
+from .worker.dataplane import align, describe_shared, put_tensor, recv_exact
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
 _STATUS_CODES = {2: "INVALID_ARGUMENT", 3: "ABORTED", 4: "INTERNAL"}
-
-
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
+_Spec = tuple[int, tuple[int, ...], np.dtype]  # an output in shared memory: offset, shape, dtype
 
 
 class Regions:
@@ -65,14 +62,14 @@ class Regions:
         for offset, (length, _) in sorted(self._used.copy().items()):
             if offset > pos:
                 out.append((pos, offset - pos))
-            pos = max(pos, _align(offset + length))
+            pos = max(pos, align(offset + length))
         if pos < self.size:
             out.append((pos, self.size - pos))
         return out
 
     def alloc(self, nbytes: int) -> tuple[int, int] | None:
         """(offset, token) of a free range this large, or None."""
-        need = _align(max(nbytes, 1))
+        need = align(max(nbytes, 1))
         for offset, length in self.gaps():
             if length >= need:
                 token = next(self._tokens)
@@ -111,13 +108,13 @@ def _sealed_memory(size: int) -> int:
     return fd
 
 
-def _lent_array(shm: mmap.mmap, offset: int, count: int, shape: tuple[int, ...],
-                dtype: np.dtype, release: Callable[[], None]) -> np.ndarray:
+def _lent_array(shm: mmap.mmap, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                release: Callable[[], None]) -> np.ndarray:
     """An array over part of the mapping, calling release() once no view of it is left. The
     root (np.frombuffer) holds an export of the mapping, so the mapping cannot be unmapped
     under it, and numpy makes it the base of every view (reshapes, slices), so the finalizer
     on it waits for all of them."""
-    root = np.frombuffer(shm, dtype=dtype, count=count, offset=offset)
+    root = np.frombuffer(shm, dtype=dtype, count=math.prod(shape), offset=offset)
     weakref.finalize(root, release)
     return root.reshape(shape)
 
@@ -205,7 +202,7 @@ class DataPlane:
         offset, token = taken
         self._shared[offset] = (nbytes, token)
         try:
-            return _lent_array(self._shm, offset, math.prod(shape), shape, dt,
+            return _lent_array(self._shm, offset, shape, dt,
                                functools.partial(self._forget_shared, offset, token))
         except BaseException:
             self._forget_shared(offset, token)
@@ -238,8 +235,7 @@ class DataPlane:
                 arr = np.asarray(value)
                 at = self._shared_offset(arr)
                 if at is not None:
-                    tensors.describe(name, arr, msg)
-                    msg.in_shm, msg.shm_offset, msg.shm_length = True, at, arr.nbytes
+                    describe_shared(name, arr, at, msg)
                 elif (self._shm is not None and arr.nbytes >= SHM_THRESHOLD
                       and (taken := self.regions.alloc(arr.nbytes)) is not None):
                     staged.append(taken)
@@ -300,12 +296,12 @@ class DataPlane:
                  ) -> dict[str, np.ndarray]:
         """Validate every output first (nothing is lent or copied until all pass), then
         copy each shared one out, or lend it as a view."""
-        checked: list[tuple[str, np.ndarray | None, pb.Tensor]] = []
+        checked: list[tuple[str, np.ndarray | _Spec]] = []  # inline arrays, or where to look
         leased: list[tuple[int, int]] = []
         try:
             for t in list(reply.outputs)[:1024]:
                 if t.in_shm:
-                    checked.append((self._check_shared(t, window), None, t))
+                    checked.append(self._check_shared(t, window))
                     if not copy:
                         token = self.regions.reserve(t.shm_offset, t.shm_length)
                         if token is None:
@@ -313,59 +309,51 @@ class DataPlane:
                                            "another")
                         leased.append((t.shm_offset, token))
                 else:
-                    name, arr = tensors.decode(t)
-                    checked.append((name, arr, t))
+                    checked.append(tensors.decode(t))
         except BaseException:
             for offset, token in leased:  # no view exists yet: give the ranges back
                 self.regions.free(offset, token)
             raise
         out: dict[str, np.ndarray] = {}
-        lent = iter(leased)
-        for name, inline, t in checked:
-            out[untrusted_text(name, 200)] = inline if inline is not None else (
-                self._copy_out(t) if copy else self._lend(t, *next(lent)))
+        tokens = iter(token for _, token in leased)
+        for name, value in checked:
+            out[untrusted_text(name, 200)] = value if isinstance(value, np.ndarray) else (
+                self._copy_out(*value) if copy else self._lend(*value, next(tokens)))
         return out
 
-    def _check_shared(self, t: pb.Tensor, window: tuple[int, int]) -> str:
-        """Its name, once its range is inside the window and its dtype, shape and length
-        agree."""
+    def _check_shared(self, t: pb.Tensor, window: tuple[int, int]) -> tuple[str, _Spec]:
+        """Its name and (offset, shape, little-endian dtype), once its range is inside the
+        window and its dtype, shape and length agree."""
         start, end = t.shm_offset, t.shm_offset + t.shm_length
         if (self._shm is None or start < window[0] or end > window[0] + window[1]
                 or t.shm_length > self._max_reply):
             raise BadReply(f"output {untrusted_text(t.name, 80)!r} lies outside the output "
                            "window in shared memory")
         view = memoryview(self._shm)[start:end]
-        shared = None
+        checked = None
         try:
-            name, shared = tensors.decode_buffer(self._meta(t), view)
+            name, checked = tensors.decode_buffer(
+                pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape)), view)
+            spec = (start, checked.shape, checked.dtype.newbyteorder("<"))
         finally:
-            del shared
+            del checked
             view.release()
-        return name
+        return name, spec
 
-    @staticmethod
-    def _meta(t: pb.Tensor) -> pb.Tensor:
-        return pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
-
-    def _copy_out(self, t: pb.Tensor) -> np.ndarray:
+    def _copy_out(self, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The host's own copy: the worker can change shared memory after replying."""
         assert self._shm is not None
-        dtype = np.dtype(t.dtype).newbyteorder("<")
-        shared = np.frombuffer(self._shm, dtype=dtype, count=math.prod(t.shape),
-                               offset=t.shm_offset).reshape(tuple(t.shape))
-        arr = np.empty(shared.shape, dtype.newbyteorder("="))
-        np.copyto(arr, shared)
+        shared = np.frombuffer(self._shm, dtype=dtype, count=math.prod(shape), offset=offset)
+        arr = shared.reshape(shape).astype(dtype.newbyteorder("="))
         del shared
         arr.flags.writeable = False
         return arr
 
-    def _lend(self, t: pb.Tensor, offset: int, token: int) -> np.ndarray:
+    def _lend(self, offset: int, shape: tuple[int, ...], dtype: np.dtype, token: int
+              ) -> np.ndarray:
         """A read-only view; its range stays out of use until no view of it is left."""
         assert self._shm is not None
-        dtype = np.dtype(t.dtype).newbyteorder("<")
-        shape = tuple(int(d) for d in t.shape)
-        arr = _lent_array(self._shm, offset, math.prod(shape), shape,
-                          dtype.newbyteorder("="),
+        arr = _lent_array(self._shm, offset, shape, dtype,
                           functools.partial(self.regions.release_later, offset, token))
         arr.flags.writeable = False
         return arr

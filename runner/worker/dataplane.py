@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import array
 import functools
+import math
 import mmap
 import os
 import socket
@@ -60,15 +61,25 @@ def decode_inputs(request: Any, shm: SharedMemory | None) -> dict[str, np.ndarra
     return feed
 
 
+def align(n: int) -> int:
+    """n rounded up to where the next tensor may start. Used by both sides."""
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def describe_shared(name: str, arr: np.ndarray, offset: int, msg: Any) -> None:
+    """Describe in msg an array that lies in shared memory at offset. Used by both sides."""
+    tensors.describe(name, arr, msg)
+    msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, arr.nbytes
+
+
 def put_tensor(buffer: Any, offset: int, name: str, arr: np.ndarray, msg: Any) -> int:
     """Write arr into a shared-memory buffer at offset, describe it in msg; return the aligned
     offset after it. Used by both sides."""
     little = tensors.little_endian(name, arr)
     target = np.frombuffer(buffer, dtype=little.dtype, count=little.size, offset=offset)
     target[:] = little.reshape(-1)
-    tensors.describe(name, little, msg)
-    msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, little.nbytes
-    return (offset + little.nbytes + ALIGN - 1) // ALIGN * ALIGN
+    describe_shared(name, little, offset, msg)
+    return align(offset + little.nbytes)
 
 
 class OutputArena:
@@ -79,8 +90,8 @@ class OutputArena:
     def __init__(self, shm: SharedMemory | None, offset: int, length: int,
                  threshold: int) -> None:
         usable = shm is not None and shm.map is not None and offset + length <= shm.size
-        self._map = shm.map if shm is not None and usable else None
-        self._start = self._offset = (offset + ALIGN - 1) // ALIGN * ALIGN
+        self._map = shm.map if usable and shm is not None else None
+        self._start = self._offset = align(offset)
         self._end = offset + length if usable else 0
         self._threshold = threshold
         self._placed: dict[str, tuple[np.ndarray, int]] = {}
@@ -94,7 +105,7 @@ class OutputArena:
         """A writable view for an output of this dtype and shape, or None when it is too small
         to be worth it or does not fit."""
         dt = np.dtype(dtype).newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         nbytes = count * dt.itemsize
         if (self._map is None or name in self._placed or nbytes < self._threshold
                 or self._offset + nbytes > self._end):
@@ -102,7 +113,7 @@ class OutputArena:
         view = np.frombuffer(self._map, dtype=dt, count=count,
                              offset=self._offset).reshape(shape)
         self._placed[name] = (view, self._offset)
-        self._offset = (self._offset + nbytes + ALIGN - 1) // ALIGN * ALIGN
+        self._offset = align(self._offset + nbytes)
         return view
 
     def encode(self, outputs: dict[str, np.ndarray], reply: Any) -> None:
@@ -110,8 +121,7 @@ class OutputArena:
             msg = reply.outputs.add()
             placed = self._placed.get(name)
             if placed is not None and placed[0] is arr:  # written in place: nothing to copy
-                tensors.describe(name, arr, msg)
-                msg.in_shm, msg.shm_offset, msg.shm_length = True, placed[1], arr.nbytes
+                describe_shared(name, arr, placed[1], msg)
                 continue
             arr = np.asarray(arr)
             if (self._map is not None and arr.nbytes >= self._threshold
