@@ -10,6 +10,7 @@ import pytest
 
 import runner
 from tests.fixtures import models
+from tests.fixtures.memory import in_shared_memory
 
 BUILDERS: dict[str, Callable[[Path, np.ndarray], models.Built]] = {
     "onnx": models.onnx_model,
@@ -110,15 +111,6 @@ def test_large_tensors_round_trip(shm_bytes: int, tmp_path: Path) -> None:
     assert not out.flags.writeable or shm_bytes == 0
 
 
-def _in_shared_memory(arr: np.ndarray) -> bool:
-    import mmap
-
-    base: object = arr
-    while isinstance(base, np.ndarray):
-        base = base.base
-    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
-
-
 def test_dropped_views_give_their_memory_back(tmp_path: Path) -> None:
     # 3 MiB in and 3 MiB out of 8 MiB: each call's output fits only if the last call's view,
     # dropped by the caller, really gave its range back (else it comes back inline)
@@ -131,11 +123,11 @@ def test_dropped_views_give_their_memory_back(tmp_path: Path) -> None:
         x[::2] = 1.0
         for _ in range(4):
             (y,) = sb.infer({"x": x}, copy=False).values()
-            assert _in_shared_memory(y) and not y.flags.writeable
+            assert in_shared_memory(y) and not y.flags.writeable
             np.testing.assert_array_equal(y, np.maximum(x, 0))
             del y
         kept = sb.infer({"x": x}, copy=False)["y"]
-        assert _in_shared_memory(kept)
+        assert in_shared_memory(kept)
         (copied,) = sb.infer({"x": x}).values()
-        assert not _in_shared_memory(copied)
+        assert not in_shared_memory(copied)
     assert [o.name for o in sb.report().outputs] == ["y"]

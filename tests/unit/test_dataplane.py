@@ -22,6 +22,7 @@ from runner._client import BadReply
 from runner._dataplane import DataPlane, Regions, _sealed_memory
 from runner.worker import dataplane, loaders
 from runner.worker._proto import worker_pb2 as pb
+from tests.fixtures.memory import in_shared_memory
 
 THRESHOLD = 64 << 10
 
@@ -348,11 +349,6 @@ def test_no_view_is_made_before_every_output_checks_out(tmp_path: Path) -> None:
     before = plane.regions.largest_gap()
     with pytest.raises(BadReply, match="outside") as caught:
         plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5, copy=False)
-    def shared(v: object) -> bool:
-        while isinstance(v, np.ndarray):
-            v = v.base
-        return isinstance(v, memoryview) and isinstance(v.obj, mmap.mmap)
-
     def reachable(v: object) -> list[object]:  # a value, and what it holds one level down
         if isinstance(v, dict):
             return [v, *v.values()]
@@ -362,6 +358,7 @@ def test_no_view_is_made_before_every_output_checks_out(tmp_path: Path) -> None:
 
     tb = caught.value.__traceback__
     while tb is not None:  # nothing the traceback keeps alive points into shared memory
-        assert not any(shared(w) for v in tb.tb_frame.f_locals.values() for w in reachable(v))
+        held = [w for v in tb.tb_frame.f_locals.values() for w in reachable(v)]
+        assert not any(in_shared_memory(w) for w in held)
         tb = tb.tb_next
     assert plane.regions.largest_gap() == before
