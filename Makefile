@@ -51,7 +51,7 @@ lint: venv
 	$(VENV)/bin/mypy runner
 
 proto: venv
-	$(PY) scripts/gen_proto.py runner/worker/_proto
+	$(PY) scripts/gen_proto.py runner/worker/shared/_proto
 
 seccomp:
 	$(PYTHON) sandbox_images/seccomp/generate.py

@@ -24,10 +24,12 @@ _EXPORTS = {
     "WorkerCrashed": "errors",
     "Policy": "policy", "Runtime": "policy",
     "Report": "report", "ModelInfo": "report", "SandboxInfo": "report",
-    "Signature": "report", "TensorSummary": "report", "Finding": "rules", "Severity": "rules",
-    "Verdict": "rules", "Event": "telemetry",
-    "Sandbox": "_sandbox", "SandboxPool": "pool",
-    "evaluate": "batch", "EvalResult": "batch", "Observer": "batch",
+    "Signature": "report", "TensorSummary": "report",
+    "Finding": "rules.catalog", "Severity": "rules.catalog", "Verdict": "rules.catalog",
+    "Event": "telemetry.events",
+    "Sandbox": "controller.sandbox", "SandboxPool": "controller.pool",
+    "evaluate": "batch.evaluation", "EvalResult": "batch.evaluation",
+    "Observer": "batch.evaluation",
 }
 
 __all__ = sorted(_EXPORTS)

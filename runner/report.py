@@ -15,14 +15,21 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import rules
-from ._resources import Resources
-from ._signing import SignatureCheck
-from .manifest import FileDigest, anomalies, file_digests, root_digest, sha256_file, shown
-from .policy import Policy
-from .provenance import ProvenanceInfo
-from .rules import Finding, Verdict
-from .telemetry import Event
+from runner.integrity.provenance import ProvenanceInfo
+from runner.integrity.signing import SignatureCheck
+from runner.policy import Policy
+from runner.rules import catalog as rules
+from runner.rules.catalog import Finding, Verdict
+from runner.static.manifest import (
+    FileDigest,
+    anomalies,
+    file_digests,
+    root_digest,
+    sha256_file,
+    shown,
+)
+from runner.telemetry.events import Event
+from runner.telemetry.resources import Resources
 
 SCHEMA_VERSION = "1.0"
 __all__ = ["FileDigest", "Report", "anomalies", "file_digests", "root_digest", "sha256_file",

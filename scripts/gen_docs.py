@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runner.report import SCHEMA_VERSION, Report  # noqa: E402
-from runner.rules import RULES  # noqa: E402
+from runner.rules.catalog import RULES  # noqa: E402
 
 SCHEMA_PATH = ROOT / "runner" / "data" / "report.schema.json"
 RULES_PATH = ROOT / "docs" / "rules.md"
@@ -30,7 +30,7 @@ def rules_text() -> str:
     lines = [
         "# Rules",
         "",
-        "Generated from `runner/rules.py` by `make docs`; a test keeps it in step.",
+        "Generated from `runner/rules/catalog.py` by `make docs`; a test keeps it in step.",
         "",
         "Each finding names its rule, the phase it happened in (startup, load, infer, teardown;",
         "none for facts about the whole run) and its source: `tracer` and `host` evidence Airlock",

@@ -1,8 +1,8 @@
 """Generate the Python code for proto/airlock/worker/v1/worker.proto into OUT_DIR.
 
-`make proto` runs this into runner/worker/_proto; a test runs it into a temp dir and compares,
-so stale generated code fails the build. The generated gRPC module's absolute import is made
-package-relative, so the code works wherever the worker package is installed.
+`make proto` runs this into runner/worker/shared/_proto; a test runs it into a temp dir and
+compares, so stale generated code fails the build. The generated gRPC module's absolute import
+is made package-relative, so the code works wherever the worker package is installed.
 """
 
 from __future__ import annotations

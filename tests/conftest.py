@@ -48,7 +48,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def sandbox_image() -> tuple[str, str]:
     """The current image; fails (not skips) when it is missing: run `make image`."""
-    from runner import _image
+    from runner.controller import images as _image
 
     return _image.require_current()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from ..report import Report
+from runner.report import Report
 
 
 class View(StrEnum):
@@ -27,19 +27,19 @@ def _json(report: Report, width: int) -> str:
 
 
 def _text(report: Report, width: int) -> str:
-    from .terminal import render_text
+    from runner.views.terminal import render_text
 
     return render_text(report, width)
 
 
 def _html(report: Report, width: int) -> str:
-    from .html import render_html
+    from runner.views.html import render_html
 
     return render_html(report)
 
 
 def _sarif(report: Report, width: int) -> str:
-    from .sarif import render_sarif
+    from runner.views.sarif import render_sarif
 
     return render_sarif(report)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..report import Report
+from runner.report import Report
 
 _env = Environment(loader=PackageLoader("runner.views", "."),
                    autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import __version__
-from ..report import Report
-from ..rules import RULES, Severity
+from runner import __version__
+from runner.report import Report
+from runner.rules.catalog import RULES, Severity
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..report import BaselineCheck, BehaviorDiff, Report
-from ..rules import Verdict
+from runner.report import BaselineCheck, BehaviorDiff, Report
+from runner.rules.catalog import Verdict
 
 _VERDICT_STYLE = {Verdict.CLEAN: "bold green", Verdict.SUSPICIOUS: "bold yellow",
                   Verdict.MALICIOUS: "bold red", Verdict.ERROR: "bold magenta"}

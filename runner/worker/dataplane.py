@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from . import tensors
-from ._proto import worker_pb2 as pb
+from runner.worker.shared import tensors
+from runner.worker.shared._proto import worker_pb2 as pb
 
 STATUS_OK, STATUS_BAD_INPUT, STATUS_MODEL_RAISED, STATUS_INTERNAL = 0, 2, 3, 4
 ALIGN = 64

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import audit, onnx_data
-from .formats import Format, FormatError, detect
+from runner.worker import audit
+from runner.worker.shared import onnx_data
+from runner.worker.shared.formats import Format, FormatError, detect
 
 
 class LoadError(Exception):

@@ -13,10 +13,11 @@ from typing import Any
 
 import grpc
 
-from . import WORKER_VERSION, audit, dataplane, tensors
-from ._proto import worker_pb2 as pb
-from ._proto import worker_pb2_grpc as pb_grpc
-from .loaders import Loaded, LoadError, load, prepare
+from runner.worker import WORKER_VERSION, audit, dataplane
+from runner.worker.loaders import Loaded, LoadError, load, prepare
+from runner.worker.shared import tensors
+from runner.worker.shared._proto import worker_pb2 as pb
+from runner.worker.shared._proto import worker_pb2_grpc as pb_grpc
 
 MODEL_ROOT = Path("/model")
 SHM_THRESHOLD = 64 << 10  # outputs this large go through shared memory when there is one

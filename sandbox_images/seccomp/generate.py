@@ -309,7 +309,7 @@ ALLOWED = [
 ]
 
 # Escape and privilege attempts: denied by the strict profile; under the tracer, let through
-# to strace, which records them and injects EPERM (see runner/_tracer.py).
+# to strace, which records them and injects EPERM (see runner/telemetry/tracer.py).
 OBSERVED = [
     "mount",
     "umount2",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import runner
-from runner import batch
+from runner.batch import evaluation as batch
 from tests.fixtures import models
 
 N_MODELS = 8

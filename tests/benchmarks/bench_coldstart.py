@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import runner
-from runner import _image
+from runner.controller import images as _image
 from tests.fixtures import models
 
 REPEATS = {"runc": 5, "runsc": 3}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import runner
-from runner import preflight
+from runner.static import preflight
 
 SIZE = 1 << 30
 REPEATS = 3

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import runner
-from runner import batch
+from runner.batch import evaluation as batch
 from tests.fixtures import hostile, models
 from tests.sandbox.test_cli import sessions
 

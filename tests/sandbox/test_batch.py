@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from runner import batch
+from runner.batch import evaluation as batch
 from tests.fixtures import batch as batch_fixture
 from tests.sandbox.test_cli import AIRLOCK, ROOT, airlock, sessions
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner._bom import validate_bom
+from runner.integrity.bom import validate_bom
 from tests.fixtures import behavior
 from tests.sandbox.test_cli import airlock, sessions
 

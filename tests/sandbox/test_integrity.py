@@ -8,8 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-from runner._bom import validate_bom
-from runner._signing import sign
+from runner.integrity.bom import validate_bom
+from runner.integrity.signing import sign
 from tests.fixtures.pki import Pki
 from tests.sandbox.test_cli import ROOT, airlock, sessions
 

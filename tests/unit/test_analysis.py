@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from runner import _analysis, rules
-from runner._docker import ContainerState
+from runner.controller.engine import ContainerState
 from runner.policy import Policy
 from runner.report import ModelInfo
-from runner.rules import Severity, Verdict, classify_global
-from runner.telemetry import Phase
+from runner.rules import analysis as _analysis
+from runner.rules import catalog as rules
+from runner.rules.catalog import Severity, Verdict, classify_global
+from runner.telemetry.events import Phase
 from tests.fixtures.traces import T0, line, s, shell_in_load, worker_exit, worker_start
 
 

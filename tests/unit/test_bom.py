@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from runner import __version__, _analysis
-from runner._bom import BomError, bom_for, validate_bom
+from runner import __version__
+from runner.integrity.bom import BomError, bom_for, validate_bom
+from runner.integrity.provenance import ProvenanceInfo, provenance_for
 from runner.policy import Policy
-from runner.provenance import ProvenanceInfo, provenance_for
 from runner.report import ModelInfo, Report, SandboxInfo, file_digests, root_digest
-from runner.rules import Verdict
+from runner.rules import analysis as _analysis
+from runner.rules.catalog import Verdict
 from tests.fixtures.traces import T0, shell_in_load, worker_exit, worker_start
 from tests.unit.test_analysis import collected
 from tests.unit.test_provenance import model_dir

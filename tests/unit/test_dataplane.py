@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner._client import BadReply
-from runner._dataplane import DataPlane, Regions, _sealed_memory
+from runner.channel.client import BadReply
+from runner.channel.dataplane import DataPlane, Regions, _sealed_memory
 from runner.worker import dataplane, loaders
-from runner.worker._proto import worker_pb2 as pb
+from runner.worker.shared._proto import worker_pb2 as pb
 from tests.fixtures.memory import in_shared_memory
 
 THRESHOLD = 64 << 10

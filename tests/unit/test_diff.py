@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner import baseline, diff, probes
+from runner.behaviour import baseline, diff, probes
 from runner.errors import InputError, UsageError
 from runner.policy import Policy
 from runner.report import Report, SandboxInfo

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.worker.formats import Format, FormatError, detect
+from runner.worker.shared.formats import Format, FormatError, detect
 from tests.fixtures import models
 
 

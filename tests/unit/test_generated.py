@@ -20,7 +20,7 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
 def test_proto_code_is_fresh(tmp_path: Path) -> None:
     gen = _load(ROOT / "scripts" / "gen_proto.py")
     gen.generate(tmp_path)
-    committed = ROOT / "runner" / "worker" / "_proto"
+    committed = ROOT / "runner" / "worker" / "shared" / "_proto"
     for name in ("worker_pb2.py", "worker_pb2.pyi", "worker_pb2_grpc.py"):
         assert (tmp_path / name).read_text() == (committed / name).read_text(), (
             f"{name} is stale: run 'make proto'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import struct
 
-from runner._pickle_static import imports_in_bytes
+from runner.static.pickles import imports_in_bytes
 from tests.hostile.pickles import Asm
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import preflight
-from runner._sandbox import Sandbox
-from runner._signing import sign
-from runner.preflight import SigningOptions
-from runner.rules import Severity
+from runner.controller.sandbox import Sandbox
+from runner.integrity.signing import sign
+from runner.rules.catalog import Severity
+from runner.static import preflight
+from runner.static.preflight import SigningOptions
 from tests.fixtures import models
 from tests.fixtures.pki import Pki
 from tests.hostile.corpus import CORPUS
@@ -121,7 +121,7 @@ def test_an_aborted_read_is_a_finding(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_the_child_prints_json(tmp_path: Path) -> None:
     path = BY_NAME["polyglot"].build(tmp_path, "/tmp/never")
-    proc = subprocess.run([sys.executable, "-m", "runner.preflight", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "runner.static.preflight", str(path)],
                           capture_output=True, text=True, check=True, cwd=ROOT)
     data = json.loads(proc.stdout)
     assert data["format"] == "pickle" and data["tamper"][0]["check"] == "polyglot"
@@ -131,7 +131,7 @@ def test_the_child_prints_json(tmp_path: Path) -> None:
 
 @pytest.fixture
 def signed(tmp_path: Path, pki: Pki) -> tuple[Path, SigningOptions]:
-    from runner._signing import TrustPolicy
+    from runner.integrity.signing import TrustPolicy
 
     (tmp_path / "m").mkdir()
     m = models.onnx_model(tmp_path / "m", models.sample_input()).path

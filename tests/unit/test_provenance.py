@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UsageError
-from runner.provenance import (
+from runner.integrity.provenance import (
     MAX_FILE_BYTES,
     Claim,
     Provenance,

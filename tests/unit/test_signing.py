@@ -13,15 +13,9 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
-from runner import _signing
-from runner._signing import (
-    SignatureCheck,
-    TrustPolicy,
-    default_policy_path,
-    sign,
-    verify,
-)
 from runner.errors import UsageError
+from runner.integrity import signing as _signing
+from runner.integrity.signing import SignatureCheck, TrustPolicy, default_policy_path, sign, verify
 from runner.report import file_digests, root_digest
 from tests.fixtures.pki import EMAIL, Pki, _cert, _write_key
 
@@ -374,7 +368,7 @@ def test_default_policy_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_cli_sign_and_verify(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from runner.cli import app
+    from runner.cli.app import app
 
     model, sig = _dir_model(tmp_path), tmp_path / "model.sig"
     cli = CliRunner()
@@ -401,7 +395,7 @@ def test_cli_sign_and_verify(tmp_path: Path, pki: Pki, monkeypatch: pytest.Monke
 
 
 def test_cli_certificate(tmp_path: Path, pki: Pki) -> None:
-    from runner.cli import app
+    from runner.cli.app import app
 
     model, sig = _file_model(tmp_path), tmp_path / "model.sig"
     cli = CliRunner()
@@ -418,8 +412,8 @@ def test_cli_certificate(tmp_path: Path, pki: Pki) -> None:
 
 def test_cli_usage_errors_exit_2(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from runner import cli
-    from runner.cli import app
+    from runner.cli.app import app
+    from runner.cli.app import app as cli
 
     model = _file_model(tmp_path)
     args = ["verify", str(model), "--signature", str(tmp_path / "missing.sig"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner import _strace
+from runner.telemetry import strace as _strace
 from tests.fixtures.traces import line, s, shell_in_load, worker_exit, worker_start
 
 

@@ -30,8 +30,9 @@ def test_worker_imports_nothing_host_only() -> None:
     code = (
         "import sys\n"
         "import runner.worker.server, runner.worker.loaders, runner.worker.__main__\n"
-        "bad = [m for m in ('docker', 'rich', 'typer', 'pydantic', 'psutil', 'runner.cli',\n"
-        "       'runner._sandbox', 'runner._docker', 'torch', 'onnxruntime') if m in sys.modules]\n"
+        "bad = [m for m in ('docker', 'rich', 'typer', 'pydantic', 'psutil', 'runner.cli.app',\n"
+        "       'runner.controller.sandbox', 'runner.controller.engine', 'torch',\n"
+        "       'onnxruntime') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -53,7 +54,7 @@ def test_untrusted_text_is_one_bounded_printable_line() -> None:
 
 
 def test_parse_bytes() -> None:
-    from runner.cli import parse_bytes
+    from runner.cli.app import parse_bytes
 
     assert parse_bytes("512m") == 512 << 20
     assert parse_bytes("2g") == 2 << 30
@@ -62,10 +63,10 @@ def test_parse_bytes() -> None:
 
 
 def test_cli_usage_errors_exit_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "runner.cli", "scan", "--bogus"],
+    proc = subprocess.run([sys.executable, "-m", "runner.cli.app", "scan", "--bogus"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
-    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "m.onnx", "--memory",
+    proc = subprocess.run([sys.executable, "-m", "runner.cli.app", "run", "m.onnx", "--memory",
                            "lots", "--input", "x.npy"], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 2 and "not a size" in proc.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runner.worker import tensors
-from runner.worker._proto import worker_pb2 as pb
+from runner.worker.shared import tensors
+from runner.worker.shared._proto import worker_pb2 as pb
 
 
 @pytest.mark.parametrize("arr", [

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from runner import _analysis
 from runner.report import Report
+from runner.rules import analysis as _analysis
 from runner.views import View, render
 from tests.fixtures.traces import T0, line, s, shell_in_load, worker_exit, worker_start
 from tests.unit.test_analysis import collected

@@ -1,7 +1,7 @@
 """Behavioural baselines: what a model did on a probe set, kept so a later run can be compared.
 
-    runner.baseline.record("model.onnx", "probes.npz")           # stores a baseline
-    report = runner.baseline.check("model.onnx", "probes.npz")   # report.baseline.drift
+    runner.behaviour.baseline.record("model.onnx", "probes.npz")           # stores a baseline
+    report = runner.behaviour.baseline.check("model.onnx", "probes.npz")   # report.baseline.drift
 
 The registry is an SQLite file (default: baselines.sqlite3 in the user's data directory;
 AIRLOCK_BASELINES or `path` to move it). A baseline is keyed by a name (the model's file or
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from . import probes as _probes
-from .diff import MIN_EFFECT, ModelRun, adjust, pick_output, run_model, top1
-from .errors import SandboxError, UsageError
-from .policy import Policy
-from .report import BaselineCheck, CategoryDrift, Report
-from .rules import finding
+from runner.behaviour import probes as _probes
+from runner.behaviour.diff import MIN_EFFECT, ModelRun, adjust, pick_output, run_model, top1
+from runner.errors import SandboxError, UsageError
+from runner.policy import Policy
+from runner.report import BaselineCheck, CategoryDrift, Report
+from runner.rules.catalog import finding
 
 TOLERANCE = 1e-4
 NOISE_RATE = 0.01  # the flip rate allowed as numerical noise across images or runtimes
@@ -136,7 +136,7 @@ class Registry:
             key = (entry.name, entry.probes_digest)
             db.execute("DELETE FROM baselines WHERE name=? AND probes_digest=?", key)
             db.execute("DELETE FROM outputs WHERE name=? AND probes_digest=?", key)
-            from . import __version__
+            from runner import __version__
 
             db.execute("INSERT INTO baselines VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (*key, entry.model_path, entry.model_root, entry.image_id,

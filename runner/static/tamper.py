@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ._pickle_static import Walkable, ops, walk_pickle_file
-from .worker import onnx_data
-from .worker.formats import Format
+from runner.static.pickles import Walkable, ops, walk_pickle_file
+from runner.worker.shared import onnx_data
+from runner.worker.shared.formats import Format
 
 MAX_HEADER_BYTES = 100 << 20
 TAIL_SCAN_BYTES = 64 << 20

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import _strace
+from runner.telemetry import strace as _strace
 
 
 class Phase(StrEnum):
@@ -308,7 +308,7 @@ def _signal_target(name: str, args: tuple[str, ...]) -> int | None:
 
 
 def _refused() -> frozenset[str]:
-    from ._tracer import REFUSED
+    from runner.telemetry.tracer import REFUSED
 
     return frozenset(REFUSED.split(","))
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from . import _docker
-from .errors import ImageError, UsageError
+from runner.controller import engine as _docker
+from runner.errors import ImageError, UsageError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO_ROOT / "sandbox_images"
-WORKER_DIR = Path(__file__).resolve().parent / "worker"
+WORKER_DIR = Path(__file__).resolve().parents[1] / "worker"
 REPOSITORY = "airlock-sandbox"
 BASE_REPOSITORY = "airlock-base"
 PULL_BASE = "python:3.11-slim-bookworm"

@@ -20,7 +20,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig, Mount, Ulimit
 
-from .errors import EngineError, ImageError
+from runner.errors import EngineError, ImageError
 
 SESSION_LABEL = "airlock.session"
 OWNER_PID_LABEL = "airlock.owner-pid"

@@ -2,7 +2,7 @@
 it), each in its own sandbox, on the same probes, and flag the probe categories where the
 candidate's behaviour deviates significantly.
 
-    outcome = runner.diff("base.onnx", "finetune.onnx", "probes.npz")
+    outcome = runner.behaviour.diff("base.onnx", "finetune.onnx", "probes.npz")
     outcome.candidate.behavior.flagged     # e.g. ["trigger"]
 
 Per category: the top-1 flip rate and where the flips go, mean Jensen-Shannon divergence with
@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import probes as _probes
-from .errors import AirlockError, SandboxError, UsageError
-from .policy import Policy
-from .provenance import provenance_for
-from .report import BehaviorDiff, CategoryDiff, ModelRef, Report
-from .rules import Finding, finding
+from runner.behaviour import probes as _probes
+from runner.errors import AirlockError, SandboxError, UsageError
+from runner.integrity.provenance import provenance_for
+from runner.policy import Policy
+from runner.report import BehaviorDiff, CategoryDiff, ModelRef, Report
+from runner.rules.catalog import Finding, finding
 
 ALPHA = 0.05
 MIN_EFFECT = 0.15
@@ -195,7 +195,7 @@ class ModelRun:
 def run_model(path: Path, probes: _probes.ProbeSet, policy: Policy) -> ModelRun:
     """One model, in its own sandbox, through every probe. A failure is recorded, not
     raised: the report says what happened."""
-    from ._sandbox import Sandbox
+    from runner.controller.sandbox import Sandbox
 
     sb = Sandbox(path, policy)
     outputs, error = None, ""

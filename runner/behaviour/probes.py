@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, UsageError
+from runner.errors import InputError, UsageError
 
 CATEGORY, LABEL = "category", "label"
 RESERVED = (CATEGORY, LABEL)

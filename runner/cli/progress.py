@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .batch import EvalResult, Observer
+from runner.batch.evaluation import EvalResult, Observer
 
 
 class ConsoleObserver(Observer):

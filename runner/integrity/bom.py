@@ -39,12 +39,12 @@ from cyclonedx.schema import OutputFormat, SchemaVersion
 from cyclonedx.spdx import fixup_id
 from cyclonedx.validation.json import JsonStrictValidator
 
-from . import __version__
-from .errors import AirlockError
-from .manifest import parse_sha256
-from .provenance import Claim, ProvenanceInfo
-from .report import Report
-from .rules import Severity
+from runner import __version__
+from runner.errors import AirlockError
+from runner.integrity.provenance import Claim, ProvenanceInfo
+from runner.report import Report
+from runner.rules.catalog import Severity
+from runner.static.manifest import parse_sha256
 
 SPEC = SchemaVersion.V1_6
 MODEL_REF = "model"

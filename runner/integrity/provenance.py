@@ -42,8 +42,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from .errors import UsageError, untrusted_text
-from .manifest import FileDigest, file_digests, parse_sha256, root_digest
+from runner.errors import UsageError, untrusted_text
+from runner.static.manifest import FileDigest, file_digests, parse_sha256, root_digest
 
 MAX_FILE_BYTES = 1 << 20
 MAX_TEXT = 4096

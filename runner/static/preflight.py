@@ -1,16 +1,16 @@
 """The static pre-flight: what the artifact is, established on the host before any sandbox
 starts, by reading bytes only (never unpickling, never importing the model's code):
 
-- the format, by content (runner.worker.formats);
-- the imports every pickle in it would perform, through the memo too (runner._pickle_static);
+- the format, by content (runner.worker.shared.formats);
+- the imports every pickle in it would perform, through the memo too (runner.static.pickles);
 - signs of tampering: zip CRCs, local against central headers, bytes no member owns or after
   the archive, torch members never referenced, zip bombs, pickle+zip polyglots, bytes after a
-  pickle's STOP, safetensors headers, ONNX external data and symlinks (runner._static).
+  pickle's STOP, safetensors headers, ONNX external data and symlinks (runner.static.tamper).
 
 The reading runs in a child process under a time bound and an address-space bound, so a file
 built to stall or exhaust a parser costs a finding (AL703), not the run:
 
-    python -m runner.preflight MODEL     # the same checks, as JSON on stdout
+    python -m runner.static.preflight MODEL     # the same checks, as JSON on stdout
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._pickle_static import Import, imports_in_file
-from ._static import Tamper, check, check_model
-from .errors import UsageError
-from .worker.formats import Format, FormatError, detect
+from runner.errors import UsageError
+from runner.static.pickles import Import, imports_in_file
+from runner.static.tamper import Tamper, check, check_model
+from runner.worker.shared.formats import Format, FormatError, detect
 
 if TYPE_CHECKING:
-    from ._signing import SignatureCheck, TrustPolicy
+    from runner.integrity.signing import SignatureCheck, TrustPolicy
 
 GIB = 1 << 30
 TIME_BASE_S = 30.0
@@ -188,8 +188,8 @@ def keep_spare(keep: bool = True) -> None:
 def _spawn() -> subprocess.Popen[bytes]:
     # no user site, no inherited environment but PATH, started in /; Airlock's own package
     # is put on the path whether it is installed or not
-    here = str(Path(__file__).resolve().parents[1])
-    return subprocess.Popen([sys.executable, "-s", "-m", "runner.preflight", "-"], cwd="/",
+    here = str(Path(__file__).resolve().parents[2])
+    return subprocess.Popen([sys.executable, "-s", "-m", "runner.static.preflight", "-"], cwd="/",
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE,
                             env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": here})
@@ -244,7 +244,7 @@ def check_signature(model: Path, manifest_root: str, opts: SigningOptions
     if sig is None:
         return None, ["the model is not signed (no signature given, none found as "
                       f"{model.name}.sig)"] if opts.require else []
-    from ._signing import TrustPolicy, default_policy_path, verify
+    from runner.integrity.signing import TrustPolicy, default_policy_path, verify
 
     trust = opts.trust
     if trust is None:
@@ -272,7 +272,7 @@ def _decode(out: bytes, bounds: str) -> StaticResult:
 def main(argv: list[str] | None = None) -> int:
     import resource
 
-    ap = argparse.ArgumentParser(prog="python -m runner.preflight",
+    ap = argparse.ArgumentParser(prog="python -m runner.static.preflight",
                                  description="Static pre-flight checks of a model, as JSON.")
     ap.add_argument("model", help="the model's path, or - to read the memory limit and the "
                     "path as two lines from stdin")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from . import _docker
+from runner.controller import engine as _docker
 
 MODEL_UID = 10001
 DIR_PREFIX = "airlock-"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .telemetry import Phase, PhaseClock
+from runner.telemetry.events import Phase, PhaseClock
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 INTERVAL_S = 0.1

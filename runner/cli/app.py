@@ -20,10 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, AirlockError, UsageError
-from .policy import GIB, MIB, Policy, Runtime
-from .rules import Severity, Verdict
+from runner import __version__
+from runner.errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, AirlockError, UsageError
+from runner.policy import GIB, MIB, Policy, Runtime
+from runner.rules.catalog import Severity, Verdict
 
 app = typer.Typer(name="airlock", no_args_is_help=True, add_completion=False,
                   help="Load untrusted models in a sealed container and see what they do.",
@@ -86,7 +86,7 @@ BomOut = Annotated[Path | None, typer.Option("--bom", help="write a CycloneDX 1.
 def _trust(key: Path | None, chain: list[Path] | None, identity: str | None,
            trust_policy: Path | None) -> Any:
     """The trust policy from the command's options; None when none was given."""
-    from . import _signing
+    from runner.integrity import signing as _signing
 
     if trust_policy is not None and (key or chain or identity):
         raise UsageError("--trust-policy cannot be combined with --key, --chain or --identity",
@@ -107,7 +107,7 @@ def _trust(key: Path | None, chain: list[Path] | None, identity: str | None,
 
 def _signing_opts(signature: Path | None, require: bool, trust_policy: Path | None,
                   key: Path | None) -> Any:
-    from .preflight import SigningOptions
+    from runner.static.preflight import SigningOptions
 
     if signature is not None and not signature.exists():
         raise UsageError(f"signature {signature} not found", "check the --signature path")
@@ -159,7 +159,7 @@ def _load_inputs(specs: list[str]) -> dict[str, Any] | np.ndarray:
 
 
 def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
-    from .probes import load_arrays
+    from runner.behaviour.probes import load_arrays
 
     if not path.is_file():
         raise UsageError(f"input file {path} not found", "check the --input path")
@@ -173,8 +173,8 @@ def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
 def _run(model: Path, policy: Policy, arch: Path | None, fmt: str, inputs: list[str] | None,
          output_dir: Path | None, as_json: bool, report_path: Path | None,
          fail_on: Severity, signing: Any = None, bom: Path | None = None) -> int:
-    from ._sandbox import Sandbox
-    from .errors import IntegrityError
+    from runner.controller.sandbox import Sandbox
+    from runner.errors import IntegrityError
 
     feed = _load_inputs(inputs) if inputs else None
     sb = Sandbox(model, policy, architecture=arch, format=fmt, signing=signing)
@@ -213,8 +213,8 @@ def _show(report: Any, as_json: bool, report_path: Path | None = None,
           bom: Path | None = None) -> None:
     """Write the JSON report and the BOM where asked, then print the report (as JSON with
     --json, else the terminal summary)."""
-    from .views import View, render
-    from .views.terminal import print_report
+    from runner.views import View, render
+    from runner.views.terminal import print_report
 
     if report_path is not None:
         _write(report_path, render(report, View.JSON))
@@ -227,7 +227,7 @@ def _show(report: Any, as_json: bool, report_path: Path | None = None,
 
 
 def _write_bom(report: Any, path: Path, properties: dict[str, str] | None = None) -> None:
-    from ._bom import checked_bom
+    from runner.integrity.bom import checked_bom
 
     _write(path, checked_bom(report, properties))
 
@@ -291,7 +291,7 @@ def preflight(model: ModelArg, json_: JsonOut = False, report: ReportOut = None,
               key: TrustKey = None, bom: BomOut = None) -> None:
     """Read MODEL's bytes only, starting nothing: manifest, format, the imports its pickles
     would perform, signs of tampering, signature and provenance. No Docker needed."""
-    from ._sandbox import Sandbox
+    from runner.controller.sandbox import Sandbox
 
     signing = _signing_opts(signature, require_signature, trust_policy, key)
     rep = Sandbox(model, signing=signing).preflight_report()
@@ -329,7 +329,7 @@ app.add_typer(baseline_app, name="baseline")
 
 
 def _save_report(report: Any, path: Path) -> None:
-    from .views import View, render
+    from runner.views import View, render
 
     _write(path, render(report, View.JSON))
 
@@ -358,8 +358,8 @@ def diff_(base: Annotated[Path, typer.Option("--base", help="the base model the 
           no_trace: NoTrace = False, json_: JsonOut = False,
           fail_on: FailOn = Severity.MEDIUM) -> None:
     """Compare a candidate with its base model on probes, each in its own sandbox."""
-    from .diff import diff
-    from .views import View, render
+    from runner.behaviour.diff import diff
+    from runner.views import View, render
 
     policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, 900.0, no_trace)
     outcome = diff(base, candidate, probes, control=control, rerun=not no_rerun,
@@ -393,7 +393,7 @@ def baseline_record(model: ModelArg, probes: ProbesOpt,
                     runtime: Runtime_ = Runtime.RUNC, memory: Memory = "2g",
                     no_trace: NoTrace = False, report: ReportOut = None) -> None:
     """Run MODEL on the probes in a sandbox and store what it did as a baseline."""
-    from . import baseline
+    from runner.behaviour import baseline
 
     policy = _policy(runtime, memory, 1.0, 120.0, 60.0, 900.0, no_trace)
     rep, entry = baseline.record(model, probes, name=name, registry=registry, policy=policy,
@@ -422,7 +422,7 @@ def baseline_check(model: ModelArg, probes: ProbesOpt,
                    no_trace: NoTrace = False, json_: JsonOut = False,
                    report: ReportOut = None, fail_on: FailOn = Severity.MEDIUM) -> None:
     """Rerun MODEL on the probes and compare with its baseline; drift is a finding."""
-    from . import baseline
+    from runner.behaviour import baseline
 
     policy = _policy(runtime, memory, 1.0, 120.0, 60.0, 900.0, no_trace)
     rep = baseline.check(model, probes, name=name, registry=registry, policy=policy,
@@ -436,7 +436,7 @@ def baseline_list(registry: RegistryOpt = None, json_: JsonOut = False) -> None:
     """List the recorded baselines."""
     from dataclasses import asdict
 
-    from . import baseline
+    from runner.behaviour import baseline
 
     entries = baseline.Registry(registry).entries()
     if json_:
@@ -459,7 +459,7 @@ def baseline_list(registry: RegistryOpt = None, json_: JsonOut = False) -> None:
 def image_build(force: Annotated[bool, typer.Option("--force", help="rebuild even when "
                                                     "current")] = False) -> None:
     """Build the sandbox image offline (the base is bootstrapped when no registry answers)."""
-    from . import _image
+    from runner.controller import images as _image
 
     image = _image.build(lambda line: err.print(line, markup=False, highlight=False), force)
     out.print(image, markup=False, highlight=False)
@@ -468,7 +468,7 @@ def image_build(force: Annotated[bool, typer.Option("--force", help="rebuild eve
 @image_app.command("status")
 def image_status(json_: JsonOut = False) -> None:
     """Say whether the sandbox image is current. Exit 0 when it is, 3 otherwise."""
-    from . import _image
+    from runner.controller import images as _image
 
     st = _image.status()
     if json_:
@@ -508,12 +508,12 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
           wall_timeout: WallTimeout = 900.0, no_trace: NoTrace = False,
           fail_on: FailOn = Severity.MEDIUM) -> None:
     """Evaluate many models, a fresh sandbox each: JSONL results, a summary, reports."""
-    from . import batch
-    from ._progress import ConsoleObserver
+    from runner.batch import evaluation as batch
+    from runner.cli.progress import ConsoleObserver
 
     policy = _policy(runtime, memory, cpus, load_timeout, call_timeout, wall_timeout, no_trace)
-    from .baseline import Registry
-    from .probes import load as load_probes
+    from runner.behaviour.baseline import Registry
+    from runner.behaviour.probes import load as load_probes
 
     if probes is not None:
         load_probes(probes)  # a bad probes file is a usage error before anything runs
@@ -562,7 +562,7 @@ def eval_(paths: Annotated[list[Path], typer.Argument(help="model files, directo
 def _read_results(path: Path) -> list[Any]:
     from pydantic import ValidationError
 
-    from .batch import EvalResult
+    from runner.batch.evaluation import EvalResult
 
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -618,7 +618,7 @@ def _print_summary(summary: dict[str, Any], results_path: Path) -> None:
 def _read_report(path: Path) -> Any:
     from pydantic import ValidationError
 
-    from .report import Report
+    from runner.report import Report
 
     try:
         return Report.model_validate_json(path.read_bytes())
@@ -645,7 +645,7 @@ def _emit(text: str, output: Path | None) -> None:
 @report_app.command("show")
 def report_show(path: ReportIn) -> None:
     """Print the summary of a report."""
-    from .views.terminal import print_report
+    from runner.views.terminal import print_report
 
     print_report(_read_report(path), out)
 
@@ -653,7 +653,7 @@ def report_show(path: ReportIn) -> None:
 @report_app.command("html")
 def report_html(path: ReportIn, output: ViewOut = None) -> None:
     """Render a report as a self-contained HTML page."""
-    from .views import View, render
+    from runner.views import View, render
 
     _emit(render(_read_report(path), View.HTML), output)
 
@@ -661,7 +661,7 @@ def report_html(path: ReportIn, output: ViewOut = None) -> None:
 @report_app.command("sarif")
 def report_sarif(path: ReportIn, output: ViewOut = None) -> None:
     """Render a report as SARIF 2.1.0 for code-scanning tools."""
-    from .views import View, render
+    from runner.views import View, render
 
     _emit(render(_read_report(path), View.SARIF), output)
 
@@ -690,7 +690,7 @@ def sign_cmd(model: ModelArg, signature: SignatureOpt,
     """Sign MODEL (OpenSSF model signing, file-level sha256) with a key or a certificate."""
     import os
 
-    from . import _signing
+    from runner.integrity import signing as _signing
 
     password = None
     if password_env:
@@ -721,8 +721,8 @@ def verify_cmd(model: ModelArg, signature: SignatureOpt,
                    "else trust.toml in the user config directory)")] = None,
                json_: JsonOut = False) -> None:
     """Verify MODEL's signature. Exit 0 when verified, 1 when not."""
-    from . import _signing
-    from .report import file_digests, root_digest
+    from runner.integrity import signing as _signing
+    from runner.report import file_digests, root_digest
 
     trust = _trust(key, chain, identity, trust_policy) or _signing.TrustPolicy.load(
         _signing.default_policy_path())
@@ -744,7 +744,7 @@ def verify_cmd(model: ModelArg, signature: SignatureOpt,
 def gc(all_: Annotated[bool, typer.Option("--all", help="also remove sandboxes whose owner "
                                           "is still running")] = False) -> None:
     """Remove sandboxes and directories left behind by a controller that was killed."""
-    from . import _session
+    from runner.controller import sessions as _session
 
     reaped = _session.reap(everything=all_)
     out.print(f"removed {len(reaped.containers)} container(s) and "
@@ -754,8 +754,9 @@ def gc(all_: Annotated[bool, typer.Option("--all", help="also remove sandboxes w
 @app.command()
 def doctor() -> None:
     """Check the engine, the runtimes and the image; print the fix for each problem."""
-    from . import _docker, _image
-    from .errors import EngineError
+    from runner.controller import engine as _docker
+    from runner.controller import images as _image
+    from runner.errors import EngineError
 
     problems = 0
 

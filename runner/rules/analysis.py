@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, _static, _strace, rules, telemetry
-from ._docker import ContainerState
-from ._resources import Resources, Sample, summarise
-from .errors import AirlockError, untrusted_text
-from .policy import Policy
-from .report import (
+from runner import __version__
+from runner.controller.engine import ContainerState
+from runner.errors import AirlockError, untrusted_text
+from runner.policy import Policy
+from runner.report import (
     ErrorInfo,
     Integrity,
     ModelInfo,
@@ -25,6 +24,11 @@ from .report import (
     TensorSummary,
     TracerInfo,
 )
+from runner.rules import catalog as rules
+from runner.static import tamper as _static
+from runner.telemetry import events as telemetry
+from runner.telemetry import strace as _strace
+from runner.telemetry.resources import Resources, Sample, summarise
 
 
 @dataclass

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from .errors import untrusted_text
-from .worker import tensors
-from .worker._proto import worker_pb2 as pb
-from .worker._proto import worker_pb2_grpc as pb_grpc
+from runner.errors import untrusted_text
+from runner.worker.shared import tensors
+from runner.worker.shared._proto import worker_pb2 as pb
+from runner.worker.shared._proto import worker_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 

@@ -24,11 +24,17 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from ._client import BadReply, CallDeadline, ReplyTooLarge, WorkerRejected, WorkerUnavailable
-from .errors import untrusted_text
-from .worker import tensors
-from .worker._proto import worker_pb2 as pb
-from .worker.dataplane import align, describe_shared, put_tensor, recv_exact
+from runner.channel.client import (
+    BadReply,
+    CallDeadline,
+    ReplyTooLarge,
+    WorkerRejected,
+    WorkerUnavailable,
+)
+from runner.errors import untrusted_text
+from runner.worker.dataplane import align, describe_shared, put_tensor, recv_exact
+from runner.worker.shared import tensors
+from runner.worker.shared._proto import worker_pb2 as pb
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
 _STATUS_CODES = {2: "INVALID_ARGUMENT", 3: "ABORTED", 4: "INTERNAL"}

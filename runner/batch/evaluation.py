@@ -22,15 +22,16 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import _docker, preflight
-from .errors import AirlockError, InputError, UsageError
-from .policy import Policy
-from .probes import ProbeSet, feed_for, from_arrays
-from .probes import load as load_probe_file
-from .probes import run as run_probes
-from .report import Report, file_digests, root_digest
-from .rules import Severity, Verdict
-from .worker.formats import CONFIG_SUFFIXES, FormatError, detect
+from runner.behaviour.probes import ProbeSet, feed_for, from_arrays
+from runner.behaviour.probes import load as load_probe_file
+from runner.behaviour.probes import run as run_probes
+from runner.controller import engine as _docker
+from runner.errors import AirlockError, InputError, UsageError
+from runner.policy import Policy
+from runner.report import Report, file_digests, root_digest
+from runner.rules.catalog import Severity, Verdict
+from runner.static import preflight
+from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
 
 CONFIG_NAMES = {"config.json", "generation_config.json", "tokenizer.json",
                 "tokenizer_config.json", "preprocessor_config.json", "model_index.json"}
@@ -170,9 +171,9 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
                  out_dir: Path | None, running: _Running | None = None,
                  sha256: str | None = None, baselines: Any = None,
                  signing: Any = None) -> EvalResult:
-    from . import baseline as _baseline
-    from ._bom import checked_bom
-    from ._sandbox import Sandbox
+    from runner.behaviour import baseline as _baseline
+    from runner.controller.sandbox import Sandbox
+    from runner.integrity.bom import checked_bom
 
     start = time.monotonic()
     sb = Sandbox(path, policy, signing=signing)
@@ -288,7 +289,7 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
     complete. With `baselines` (a registry or its path), a model that has a baseline for
     these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
     down before it propagates."""
-    from .baseline import Registry
+    from runner.behaviour.baseline import Registry
 
     policy = policy or Policy()
     jobs = jobs or default_jobs(policy)

@@ -18,10 +18,10 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from . import preflight
-from ._sandbox import Sandbox
-from .errors import AirlockError, UsageError
-from .policy import Policy
+from runner.controller.sandbox import Sandbox
+from runner.errors import AirlockError, UsageError
+from runner.policy import Policy
+from runner.static import preflight
 
 
 class SandboxPool:

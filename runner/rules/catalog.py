@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .telemetry import SCRATCH_PREFIXES, Event, Phase, Source
+from runner.telemetry.events import SCRATCH_PREFIXES, Event, Phase, Source
 
 
 class Severity(StrEnum):

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _analysis, _docker, _image, _session, _tracer, preflight
-from ._client import (
+from runner.channel.client import (
     BadReply,
     CallDeadline,
     Description,
@@ -38,10 +37,11 @@ from ._client import (
     WorkerRejected,
     WorkerUnavailable,
 )
-from ._dataplane import DataPlane
-from ._resources import Sampler
-from ._signing import SignatureCheck
-from .errors import (
+from runner.channel.dataplane import DataPlane
+from runner.controller import engine as _docker
+from runner.controller import images as _image
+from runner.controller import sessions as _session
+from runner.errors import (
     AirlockError,
     DeadlineExceeded,
     InputError,
@@ -53,9 +53,10 @@ from .errors import (
     WorkerCrashed,
     untrusted_text,
 )
-from .policy import Policy
-from .provenance import ProvenanceInfo, provenance_for
-from .report import (
+from runner.integrity.provenance import ProvenanceInfo, provenance_for
+from runner.integrity.signing import SignatureCheck
+from runner.policy import Policy
+from runner.report import (
     Integrity,
     ModelInfo,
     Report,
@@ -68,9 +69,13 @@ from .report import (
     root_digest,
     shown,
 )
-from .telemetry import Phase
-from .worker import tensors
-from .worker.formats import Format
+from runner.rules import analysis as _analysis
+from runner.static import preflight
+from runner.telemetry import tracer as _tracer
+from runner.telemetry.events import Phase
+from runner.telemetry.resources import Sampler
+from runner.worker.shared import tensors
+from runner.worker.shared.formats import Format
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
@@ -352,7 +357,7 @@ class Sandbox:
         self._wall_timer.daemon = True
         self._wall_timer.start()
 
-    # --- pre-started sandboxes (see runner.pool) ---------------------------------------------
+    # --- pre-started sandboxes (see runner.controller.pool) -----------------------------
 
     @classmethod
     def prestart(cls, policy: Policy, formats: tuple[str, ...]) -> Sandbox:

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .errors import UsageError, untrusted_text
-from .manifest import FileDigest, file_digests, parse_sha256, root_digest
+from runner.errors import UsageError, untrusted_text
+from runner.static.manifest import FileDigest, file_digests, parse_sha256, root_digest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey

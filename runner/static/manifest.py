@@ -62,7 +62,7 @@ def root_digest(digests: list[FileDigest]) -> str:
 
 def anomalies(path: Path) -> list[str]:
     """What a model directory should not hold, or should hold only with a reason."""
-    from .worker.formats import CONFIG_SUFFIXES, FormatError, detect
+    from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
 
     if not path.is_dir():
         return []

@@ -1,0 +1,1 @@
+"""Batch evaluation: many untrusted checkpoints, a fresh sandbox each."""

@@ -1,0 +1,1 @@
+"""Behaviour: probes, behavioural diffing against a base model, baselines."""

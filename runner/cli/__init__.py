@@ -1,0 +1,1 @@
+"""The command line: `airlock`, one module per command group."""

@@ -1,0 +1,1 @@
+"""Integrity: signatures, provenance and the ML-BOM."""

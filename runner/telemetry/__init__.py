@@ -1,0 +1,1 @@
+"""Telemetry: the tracer's configuration, strace parsing, events and resources."""
