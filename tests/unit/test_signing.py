@@ -413,7 +413,7 @@ def test_cli_certificate(tmp_path: Path, pki: Pki) -> None:
 def test_cli_usage_errors_exit_2(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     from runner.cli.app import app
-    from runner.cli.app import app as cli
+    from runner.cli import app as cli
 
     model = _file_model(tmp_path)
     args = ["verify", str(model), "--signature", str(tmp_path / "missing.sig"),
