@@ -1,0 +1,78 @@
+"""Connect: the gRPC channel to a started worker, and the data plane for inference.
+
+The worker is asked for its health over the Unix socket in the run directory until it answers,
+the container stops, or the startup deadline passes. The data plane's socket is trusted only
+once the host has checked that the process at its other end is in the container's cgroup: the
+worker owns the run directory, so model code could swap the socket for one of the host's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from runner.channel.client import RpcFailure, WorkerClient
+from runner.channel.dataplane import DataPlane
+from runner.controller import engine
+from runner.controller.failures import diagnose
+from runner.controller.launch import DATA_SOCKET_NAME, SOCKET_NAME, Running
+from runner.errors import DeadlineExceeded
+from runner.policy import Policy
+
+POLL_S = 0.02
+
+
+def wait_for_worker(run_dir: Path, policy: Policy, run: Running) -> WorkerClient:
+    """A client to the worker once it answers its health check. The caller closes it."""
+    socket_path = run_dir / SOCKET_NAME
+    client = WorkerClient(str(socket_path), policy.max_reply_bytes, policy.max_request_bytes)
+    deadline = time.monotonic() + policy.startup_timeout_s
+    try:
+        while True:
+            if socket_path.exists():
+                try:
+                    client.health(timeout_s=1.0)
+                    return client
+                except RpcFailure:
+                    pass
+            st = engine.state(run.container)
+            if st is None or not st.running:
+                raise diagnose("the worker exited during startup", policy, run)
+            if time.monotonic() > deadline:
+                run.collected.deadline = "startup"
+                raise DeadlineExceeded(
+                    f"the worker did not answer within startup_timeout_s="
+                    f"{policy.startup_timeout_s}",
+                    "raise the startup timeout, or check 'airlock doctor'", deadline="startup")
+            time.sleep(POLL_S)
+    except BaseException:
+        client.close()
+        raise
+
+
+def open_data_plane(run_dir: Path, policy: Policy, run: Running) -> DataPlane | None:
+    """The shared-memory data plane, or None when it could not be had (inference then goes
+    over gRPC, and a note says why)."""
+    notes = run.collected.notes
+    p = policy
+    try:
+        data = DataPlane(run_dir / DATA_SOCKET_NAME, p.shm_bytes, p.max_reply_bytes,
+                         p.max_request_bytes)
+    except OSError as e:  # no memory for it, an address-space limit: go without
+        notes.append(f"no shared memory for tensors ({e.strerror}): every tensor went inline")
+        data = DataPlane(run_dir / DATA_SOCKET_NAME, 0, p.max_reply_bytes, p.max_request_bytes)
+
+    def peer_ok(pid: int) -> bool:
+        if engine.pid_in_container(pid, run.container):
+            return True
+        notes.append(f"the data socket led to a process outside the sandbox (pid {pid}): "
+                     "nothing was sent to it; inference went over gRPC")
+        return False
+
+    connected = False
+    try:
+        connected = data.connect(timeout_s=2.0, peer_ok=peer_ok)
+    finally:
+        if not connected:
+            data.close()
+    return data if connected else None

@@ -1,0 +1,121 @@
+"""Launch: the policy turned into one hardened container, and the host's handle on it.
+
+Every hardening choice is made here and nowhere else: the mounts (the model read-only, the run
+and trace directories, an architecture file read-only), the seccomp profile, the capabilities
+the tracer needs and no more, the limits, the scratch tmpfs, the labels that name the session.
+The engine seam (runner.controller.engine) adds what every container gets: no network, a
+read-only root, no-new-privileges, every other capability dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.controller import engine, images, sessions, staging
+from runner.policy import Policy
+from runner.rules.analysis import Collected
+from runner.telemetry import tracer
+from runner.telemetry.resources import Sampler
+
+SOCKET_NAME = "worker.sock"
+CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
+DATA_SOCKET_NAME = "data.sock"
+DATA_SOCKET = f"/airlock/run/{DATA_SOCKET_NAME}"
+AUDIT_LOG_NAME = "audit.jsonl"
+CONTAINER_AUDIT_LOG = f"/airlock/run/{AUDIT_LOG_NAME}"
+TRACE_LOG_NAME = "strace.log"
+TRACER_CAPS = ["SYS_PTRACE", "SETUID", "SETGID"]
+ARCH_TARGET = "/airlock/arch/architecture.py"
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """What the container sees of the host, and where the worker finds the model."""
+
+    binds: list[engine.BindMount]
+    model_target: str  # "" for a pre-started sandbox: the model comes when it is claimed
+    arch_target: str = ""
+
+
+def mounts(dirs: sessions.SessionDirs, model: Path | None, architecture: Path | None,
+           notes: list[str]) -> Mounts:
+    """The bind mounts: the model (or, with none yet, an empty staging directory) read-only,
+    the run and trace directories, and a private copy of the architecture file read-only."""
+    if model is None:  # no model yet: an empty directory, filled when the sandbox is claimed
+        staged = dirs.root / "model"
+        staged.mkdir(mode=0o755)
+        binds = [engine.BindMount(staged, "/model", read_only=True)]
+        model_target = ""
+    else:
+        resolved = staging.readable_model(model, dirs.root, notes)
+        model_target = f"/model/{staging.container_name(resolved)}"
+        binds = [engine.BindMount(resolved, model_target, read_only=True)]
+    binds += [engine.BindMount(dirs.run, "/airlock/run", read_only=False),
+              engine.BindMount(dirs.trace, "/airlock/trace", read_only=False)]
+    if architecture is None:
+        return Mounts(binds, model_target)
+    (dirs.arch / "architecture.py").write_bytes(architecture.read_bytes())
+    binds.append(engine.BindMount(dirs.arch, "/airlock/arch", read_only=True))
+    return Mounts(binds, model_target, ARCH_TARGET)
+
+
+def container_spec(policy: Policy, image: str, session: str, dirs: sessions.SessionDirs,
+                   binds: list[engine.BindMount]) -> engine.ContainerSpec:
+    p = policy
+    profile = "airlock-traced.json" if p.trace else "airlock-strict.json"
+    return engine.ContainerSpec(
+        image=image,
+        name=f"airlock-{session}",
+        command=["--socket", CONTAINER_SOCKET, "--audit-log", CONTAINER_AUDIT_LOG,
+                 "--data-socket", DATA_SOCKET, "--threads", str(p.threads),
+                 "--max-message-bytes", str(max(p.max_reply_bytes, p.max_request_bytes))],
+        labels=sessions.owner_labels(session, dirs.root),
+        runtime=p.runtime.value,
+        mounts=binds,
+        environment=tracer.environment(p.trace),
+        memory_bytes=p.memory_bytes,
+        nano_cpus=int(p.cpus * 1e9),
+        pids=p.effective_pids,
+        open_files=p.open_files,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={p.tmpfs_bytes},mode=1777"},  # noqa: S108
+        seccomp_json=engine.seccomp_json(images.IMAGES_DIR / "seccomp" / profile),
+        cap_add=TRACER_CAPS if p.trace else ["SETUID", "SETGID"],
+    )
+
+
+@dataclass
+class Running:
+    """A started container and what the host holds of it: its resource sampler and the
+    wall-time limit. Killing it is recorded, since a sandbox the host killed is evidence."""
+
+    container: str
+    collected: Collected
+    sampler: Sampler = field(init=False)
+    wall_expired: threading.Event = field(default_factory=threading.Event)
+    _wall_timer: threading.Timer | None = None
+
+    def __post_init__(self) -> None:
+        self.sampler = Sampler(self.container, self.collected.marks)
+
+    def watch(self) -> None:
+        """Start sampling the container's resources from the host."""
+        self.sampler.start(engine.host_pid(self.container))
+
+    def kill(self) -> None:
+        self.collected.killed_by_host = True
+        engine.kill(self.container)
+
+    def start_wall_timer(self, seconds: float) -> None:
+        self._wall_timer = threading.Timer(seconds, self._wall_time_up)
+        self._wall_timer.daemon = True
+        self._wall_timer.start()
+
+    def stop_wall_timer(self) -> None:
+        if self._wall_timer is not None:
+            self._wall_timer.cancel()
+
+    def _wall_time_up(self) -> None:
+        self.wall_expired.set()
+        self.kill()
