@@ -30,7 +30,8 @@ from runner.behaviour.diff import MIN_EFFECT, ModelRun, adjust, pick_output, run
 from runner.errors import SandboxError, UsageError
 from runner.policy import Policy
 from runner.report import BaselineCheck, CategoryDrift, Report
-from runner.rules.catalog import finding
+from runner.rules.catalog import RuleName
+from runner.rules.evaluation import finding
 
 TOLERANCE = 1e-4
 NOISE_RATE = 0.01  # the flip rate allowed as numerical noise across images or runtimes
@@ -299,7 +300,7 @@ def compare(entry: Entry, recorded: Rows, outputs: dict[str, np.ndarray], report
         flagged = sorted((c for c in drift_cats if c.flagged),
                          key=lambda c: (-(c.flip_rate or 0), -c.changed))
         findings.append(finding(
-            "baseline-drift",
+            RuleName.BASELINE_DRIFT,
             f"outputs differ from baseline {entry.name!r} (recorded {entry.recorded_at}): "
             f"{check.rows_changed} of {ps.rows} probe rows changed",
             [f"baseline: category {c.category!r}: {c.changed}/{c.rows} rows changed"

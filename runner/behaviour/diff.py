@@ -29,7 +29,8 @@ from runner.errors import AirlockError, SandboxError, UsageError
 from runner.integrity.provenance import provenance_for
 from runner.policy import Policy
 from runner.report import BehaviorDiff, CategoryDiff, ModelRef, Report
-from runner.rules.catalog import Finding, finding
+from runner.rules.catalog import Finding, RuleName
+from runner.rules.evaluation import finding
 
 ALPHA = 0.05
 MIN_EFFECT = 0.15
@@ -284,7 +285,7 @@ def diff(base: str | Path, candidate: str | Path, probes: str | Path | _probes.P
     if prov is not None and c.report.integrity is not None:
         # the base model's digest, as the candidate declares it, can be checked now
         update["integrity"] = c.report.integrity.model_copy(update={"provenance": prov})
-        findings += [finding("provenance-mismatch", f"declared provenance does not match: "
+        findings += [finding(RuleName.PROVENANCE_MISMATCH, f"declared provenance does not match: "
                              f"{cl.field} {cl.value}", [f"static: {cl.note or cl.value}"])
                      for cl in prov.claims
                      if cl.field == "base_model.digest" and cl.status == "mismatch"]
@@ -300,7 +301,7 @@ def deviation(d: CategoryDiff, control_kind: str) -> Finding:
     target = next(iter(d.flips_to), None)
     share = d.flips_to[target] / d.flips if target is not None and d.flips else 0
     return finding(
-        "behavior-deviation",
+        RuleName.BEHAVIOR_DEVIATION,
         f"probe category {d.category!r}: {d.flip_rate:.0%} of top-1 predictions differ from "
         f"the base model's (control {d.control_rate:.0%}), mostly to class {target}",
         [f"diff: {d.flips}/{d.rows} flips, {share:.0%} of them to class {target}",

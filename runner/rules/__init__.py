@@ -1,1 +1,2 @@
-"""Rules: the rule table, and the analysis that turns evidence into findings and a verdict."""
+"""Rules: the rule table, pickle-global classification, evaluation of the evidence into
+findings, and the analysis that assembles a report and its verdict."""

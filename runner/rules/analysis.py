@@ -25,6 +25,7 @@ from runner.report import (
     TracerInfo,
 )
 from runner.rules import catalog as rules
+from runner.rules import evaluation
 from runner.static import tamper as _static
 from runner.telemetry import events as telemetry
 from runner.telemetry import strace as _strace
@@ -137,7 +138,7 @@ def build(c: Collected) -> Report:
     events = sorted(folder.events, key=lambda e: e.time)
     st = c.final_state
     oom = bool(st and st.oom_killed)
-    facts = rules.HostFacts(
+    facts = evaluation.HostFacts(
         oom_killed=oom, pids_limit_hit=c.pids_limit_hits > 0, deadline=c.deadline,
         reply_too_large=c.reply_too_large,
         worker_crashed=c.worker_crash if not oom else "",
@@ -145,7 +146,7 @@ def build(c: Collected) -> Report:
         tamper=tuple((t.check, t.evidence) for t in c.tamper),
         scratch_full=c.scratch_full, output_flood=c.output_flood,
         static_imports=tuple(c.static_imports), **_integrity_facts(c.integrity))
-    findings = rules.evaluate(events, facts)
+    findings = evaluation.evaluate(events, facts)
     notes = list(c.notes) + ([] if c.static_only else _disagreements(findings))
     if trace is not None and trace.truncated:
         notes.append(f"the tracer's log was longer than {_strace.MAX_LINES} lines; events "

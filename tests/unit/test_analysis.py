@@ -9,7 +9,8 @@ from runner.policy import Policy
 from runner.report import ModelInfo
 from runner.rules import analysis as _analysis
 from runner.rules import catalog as rules
-from runner.rules.catalog import Severity, Verdict, classify_global
+from runner.rules.catalog import Severity, Verdict
+from runner.rules.pickle_globals import classify_global
 from runner.telemetry.events import Phase
 from tests.fixtures.traces import T0, line, s, shell_in_load, worker_exit, worker_start
 
