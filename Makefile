@@ -44,7 +44,7 @@ test-deps:
 	  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2; }
 
 test-fast: venv
-	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
+	@DOCKER_HOST=unix:///nonexistent/airlock-test-fast.sock $(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check runner tests scripts examples sandbox_images

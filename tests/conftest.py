@@ -1,7 +1,9 @@
-"""Test tiers: tests/unit needs no Docker; tests/sandbox runs against a real engine and the
-current sandbox image (they fail, never skip, when either is missing: `make test` sets both
-up). After the whole run, no container labelled airlock.session and no Airlock temp directory
-may remain: the session fails otherwise.
+"""Test tiers, marked by what they need: tests/unit needs no Docker; tests/sandbox,
+tests/hostile, tests/packaging and tests/benchmarks are marked `docker` and run against a real
+engine and the current sandbox image (they fail, never skip, when either is missing: `make test`
+sets both up). `make test-fast` runs `-m "not docker"` with DOCKER_HOST pointing nowhere, so a
+test that reaches the engine without its mark fails there. After the whole run, no container
+labelled airlock.session and no Airlock temp directory may remain: the session fails otherwise.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCKER_TIERS = {"sandbox", "hostile", "packaging", "benchmarks"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/sandbox" in str(item.path) or "tests/benchmarks" in str(item.path):
+        if any(part in DOCKER_TIERS for part in item.path.relative_to(ROOT).parts[1:2]):
             item.add_marker(pytest.mark.docker)
 
 

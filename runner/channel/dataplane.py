@@ -32,12 +32,13 @@ from runner.channel.client import (
     WorkerUnavailable,
 )
 from runner.errors import untrusted_text
-from runner.worker.dataplane import align, describe_shared, put_tensor, recv_exact
-from runner.worker.shared import tensors
+from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
+from runner.worker.shared.frames import align, describe_shared, put_tensor, recv_exact
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
-_STATUS_CODES = {2: "INVALID_ARGUMENT", 3: "ABORTED", 4: "INTERNAL"}
+_STATUS_CODES = {frames.STATUS_BAD_INPUT: "INVALID_ARGUMENT",
+                 frames.STATUS_MODEL_RAISED: "ABORTED", frames.STATUS_INTERNAL: "INTERNAL"}
 _Spec = tuple[int, tuple[int, ...], np.dtype]  # an output in shared memory: offset, shape, dtype
 
 
@@ -279,7 +280,7 @@ class DataPlane:
         except BaseException:  # interrupted mid-frame: the connection is out of step
             self.close()
             raise
-        if status != 0:
+        if status != frames.STATUS_OK:
             text = untrusted_text(payload.decode("utf-8", "replace"))
             raise WorkerRejected(text, _STATUS_CODES.get(status, "INTERNAL"))
         try:

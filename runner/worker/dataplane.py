@@ -20,9 +20,15 @@ import numpy as np
 
 from runner.worker.shared import tensors
 from runner.worker.shared._proto import worker_pb2 as pb
-
-STATUS_OK, STATUS_BAD_INPUT, STATUS_MODEL_RAISED, STATUS_INTERNAL = 0, 2, 3, 4
-ALIGN = 64
+from runner.worker.shared.frames import (
+    STATUS_BAD_INPUT,
+    STATUS_INTERNAL,
+    STATUS_OK,
+    align,
+    describe_shared,
+    put_tensor,
+    recv_exact,
+)
 
 
 class CallError(Exception):
@@ -59,27 +65,6 @@ def decode_inputs(request: Any, shm: SharedMemory | None) -> dict[str, np.ndarra
             name, arr = tensors.decode(t)
         feed[name] = arr
     return feed
-
-
-def align(n: int) -> int:
-    """n rounded up to where the next tensor may start. Used by both sides."""
-    return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-def describe_shared(name: str, arr: np.ndarray, offset: int, msg: Any) -> None:
-    """Describe in msg an array that lies in shared memory at offset. Used by both sides."""
-    tensors.describe(name, arr, msg)
-    msg.in_shm, msg.shm_offset, msg.shm_length = True, offset, arr.nbytes
-
-
-def put_tensor(buffer: Any, offset: int, name: str, arr: np.ndarray, msg: Any) -> int:
-    """Write arr into a shared-memory buffer at offset, describe it in msg; return the aligned
-    offset after it. Used by both sides."""
-    little = tensors.little_endian(name, arr)
-    target = np.frombuffer(buffer, dtype=little.dtype, count=little.size, offset=offset)
-    target[:] = little.reshape(-1)
-    describe_shared(name, little, offset, msg)
-    return align(offset + little.nbytes)
 
 
 class OutputArena:
@@ -129,18 +114,6 @@ class OutputArena:
                 self._offset = put_tensor(self._map, self._offset, name, arr, msg)
             else:
                 tensors.encode(name, arr, msg)
-
-
-def recv_exact(conn: socket.socket, n: int) -> bytes | None:
-    """Exactly n bytes, or None when the peer closed first. Used by both sides."""
-    chunks = []
-    while n:
-        chunk = conn.recv(min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
 
 
 def serve(path: str, handle: Callable[[Any, SharedMemory | None], Any], max_bytes: int

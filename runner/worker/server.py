@@ -15,7 +15,7 @@ import grpc
 
 from runner.worker import WORKER_VERSION, audit, dataplane
 from runner.worker.loaders import Loaded, LoadError, load, prepare
-from runner.worker.shared import tensors
+from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
 from runner.worker.shared._proto import worker_pb2_grpc as pb_grpc
 
@@ -83,8 +83,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         try:
             return self.infer(request)
         except dataplane.CallError as e:
-            code = {dataplane.STATUS_BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
-                    dataplane.STATUS_MODEL_RAISED: grpc.StatusCode.ABORTED}.get(
+            code = {frames.STATUS_BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+                    frames.STATUS_MODEL_RAISED: grpc.StatusCode.ABORTED}.get(
                         e.status, grpc.StatusCode.INTERNAL)
             context.abort(code, str(e))
 
@@ -92,15 +92,15 @@ class WorkerService(pb_grpc.WorkerServicer):
         """One inference call, for gRPC (tensors inline) and the data plane alike."""
         loaded = self._loaded
         if loaded is None:
-            raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, "no model is loaded")
+            raise dataplane.CallError(frames.STATUS_BAD_INPUT, "no model is loaded")
         if loaded.run is None:
-            raise dataplane.CallError(dataplane.STATUS_BAD_INPUT,
+            raise dataplane.CallError(frames.STATUS_BAD_INPUT,
                                       f"this model cannot run inference: {loaded.note}")
         try:
             feed = dataplane.decode_inputs(request, shm)
             tensors.check_inputs(loaded.inputs, feed)
         except (tensors.TensorError, tensors.InputError) as e:
-            raise dataplane.CallError(dataplane.STATUS_BAD_INPUT, str(e)) from e
+            raise dataplane.CallError(frames.STATUS_BAD_INPUT, str(e)) from e
         arena = dataplane.OutputArena(shm, request.output_offset, request.output_length,
                                       SHM_THRESHOLD)
         start = time.perf_counter()
@@ -108,13 +108,13 @@ class WorkerService(pb_grpc.WorkerServicer):
             outputs = (loaded.run_into(feed, arena) if loaded.run_into is not None
                        else loaded.run(feed))
         except Exception as e:  # the model's own failure, not the caller's
-            raise dataplane.CallError(dataplane.STATUS_MODEL_RAISED,
+            raise dataplane.CallError(frames.STATUS_MODEL_RAISED,
                                       f"the model raised {type(e).__name__}: {e}") from e
         reply = pb.InferReply(infer_seconds=time.perf_counter() - start)
         try:
             arena.encode(outputs, reply)
         except tensors.TensorError as e:
-            raise dataplane.CallError(dataplane.STATUS_INTERNAL, str(e)) from e
+            raise dataplane.CallError(frames.STATUS_INTERNAL, str(e)) from e
         return reply
 
     def Shutdown(self, request: Any, context: Any) -> Any:

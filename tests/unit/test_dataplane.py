@@ -21,6 +21,7 @@ import pytest
 from runner.channel.client import BadReply
 from runner.channel.dataplane import DataPlane, Regions, _sealed_memory
 from runner.worker import dataplane, loaders
+from runner.worker.shared import frames
 from runner.worker.shared._proto import worker_pb2 as pb
 from tests.fixtures.memory import in_shared_memory
 
@@ -65,7 +66,7 @@ class _Counting(dataplane.OutputArena):
 def _call(loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray, s: list[int]
           ) -> tuple[pb.InferReply, dict[str, np.ndarray], int]:
     request = pb.InferRequest()
-    end = dataplane.put_tensor(shm.map, 0, "x", x, request.inputs.add())
+    end = frames.put_tensor(shm.map, 0, "x", x, request.inputs.add())
     dataplane.tensors.encode("s", np.array(s, np.int64), request.inputs.add())
     feed = dataplane.decode_inputs(request, shm)
     arena = _Counting(shm, end, shm.size - end, THRESHOLD)
@@ -112,7 +113,7 @@ def test_outputs_written_in_place_match_a_plain_run(tmp_path: Path,
     reply, placed = check([-1, 64])  # the declaration holds: written in place
     y, t = (next(o for o in reply.outputs if o.name == n) for n in ("y", "t"))
     assert placed == 1 and y.in_shm and y.shm_offset >= x.nbytes
-    assert y.shm_offset % dataplane.ALIGN == 0 and not t.in_shm  # 4 bytes go inline
+    assert y.shm_offset % frames.ALIGN == 0 and not t.in_shm  # 4 bytes go inline
     _, placed = check([-1, 32])  # it does not: onnxruntime refuses, a plain run answers
     assert placed == 0
     reply, placed = check([-1, 64])  # and the model is no longer trusted to declare shapes
@@ -140,7 +141,7 @@ def test_the_arena_stays_in_its_window(shm: dataplane.SharedMemory) -> None:
     base = np.frombuffer(shm.map, np.uint8)
     offsets = [v.__array_interface__["data"][0] - base.__array_interface__["data"][0]
                for v in (a, b)]
-    assert offsets[0] >= 1000 and offsets[0] % dataplane.ALIGN == 0
+    assert offsets[0] >= 1000 and offsets[0] % frames.ALIGN == 0
     assert offsets[1] >= offsets[0] + a.nbytes
     arena.rewind()
     again = arena.place("a", "float32", (256, 64))
@@ -311,12 +312,12 @@ def test_regions_first_fit_aligned_and_freed_by_token() -> None:
     r = Regions(1 << 20)
     a, b = r.alloc(100), r.alloc(1000)
     assert a is not None and b is not None
-    assert (a[0], b[0]) == (0, 2 * dataplane.ALIGN)  # 100 bytes take two aligned blocks
+    assert (a[0], b[0]) == (0, 2 * frames.ALIGN)  # 100 bytes take two aligned blocks
     r.free(*a)
     c = r.alloc(64)
     assert c is not None and c[0] == 0  # first fit reuses the hole
     r.free(a[0], a[1])  # a stale token: c keeps its range
-    assert r.gaps()[0][0] == dataplane.ALIGN
+    assert r.gaps()[0][0] == frames.ALIGN
     assert r.alloc(1 << 20) is None
     assert r.reserve(b[0] + 10, 10) is None  # overlaps b
     r.release_later(*b)  # what a finalizer does: applied on the next look
