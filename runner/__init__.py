@@ -7,13 +7,42 @@ Public surface (everything else is private and may change):
     AirlockError and subclasses    what went wrong
 
 Names are imported lazily, so `import runner.worker` inside the sandbox pulls in nothing
-host-only.
+host-only; type checkers read the real imports under TYPE_CHECKING (keep them in step with
+_EXPORTS: tests/unit/test_typing.py checks).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on first use
+    from runner.batch.evaluation import EvalResult as EvalResult
+    from runner.batch.evaluation import Observer as Observer
+    from runner.batch.evaluation import evaluate as evaluate
+    from runner.controller.pool import SandboxPool as SandboxPool
+    from runner.controller.sandbox import Sandbox as Sandbox
+    from runner.errors import AirlockError as AirlockError
+    from runner.errors import DeadlineExceeded as DeadlineExceeded
+    from runner.errors import EngineError as EngineError
+    from runner.errors import ImageError as ImageError
+    from runner.errors import InputError as InputError
+    from runner.errors import LimitExceeded as LimitExceeded
+    from runner.errors import ModelLoadError as ModelLoadError
+    from runner.errors import SandboxError as SandboxError
+    from runner.errors import UsageError as UsageError
+    from runner.errors import WorkerCrashed as WorkerCrashed
+    from runner.policy import Policy as Policy
+    from runner.policy import Runtime as Runtime
+    from runner.report import ModelInfo as ModelInfo
+    from runner.report import Report as Report
+    from runner.report import SandboxInfo as SandboxInfo
+    from runner.report import Signature as Signature
+    from runner.report import TensorSummary as TensorSummary
+    from runner.rules.catalog import Finding as Finding
+    from runner.rules.catalog import Severity as Severity
+    from runner.rules.catalog import Verdict as Verdict
+    from runner.telemetry.events import Event as Event
 
 __version__ = "0.1.0"
 

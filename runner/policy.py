@@ -25,21 +25,22 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     runtime: Runtime = Runtime.RUNC
-    memory_bytes: int = Field(2 * GIB, ge=64 * MIB, description="memory limit, no swap")
-    cpus: float = Field(1.0, gt=0, le=64)
-    pids: int | None = Field(None, ge=16, description="pids limit; None picks one per runtime")
-    open_files: int = Field(1024, ge=64)
-    tmpfs_bytes: int = Field(64 * MIB, ge=MIB, description="size of the /tmp scratch tmpfs")
-    startup_timeout_s: float = Field(60.0, gt=0)
-    load_timeout_s: float = Field(120.0, gt=0)
-    call_timeout_s: float = Field(60.0, gt=0)
-    wall_timeout_s: float = Field(900.0, gt=0, description="total life of the sandbox")
-    max_reply_bytes: int = Field(64 * MIB, ge=MIB, le=1 * GIB)
-    max_request_bytes: int = Field(256 * MIB, ge=MIB, le=2 * GIB)
-    shm_bytes: int = Field(256 * MIB, ge=0, le=16 * GIB, description="shared memory for large "
-                           "tensors, a sealed memfd the host passes to the worker (0: none; "
-                           "every tensor goes inline)")
-    trace: bool = Field(True, description="run the worker under strace")
+    memory_bytes: int = Field(default=2 * GIB, ge=64 * MIB, description="memory limit, no swap")
+    cpus: float = Field(default=1.0, gt=0, le=64)
+    pids: int | None = Field(default=None, ge=16,
+                             description="pids limit; None picks one per runtime")
+    open_files: int = Field(default=1024, ge=64)
+    tmpfs_bytes: int = Field(default=64 * MIB, ge=MIB, description="size of the /tmp scratch tmpfs")
+    startup_timeout_s: float = Field(default=60.0, gt=0)
+    load_timeout_s: float = Field(default=120.0, gt=0)
+    call_timeout_s: float = Field(default=60.0, gt=0)
+    wall_timeout_s: float = Field(default=900.0, gt=0, description="total life of the sandbox")
+    max_reply_bytes: int = Field(default=64 * MIB, ge=MIB, le=1 * GIB)
+    max_request_bytes: int = Field(default=256 * MIB, ge=MIB, le=2 * GIB)
+    shm_bytes: int = Field(default=256 * MIB, ge=0, le=16 * GIB,
+                           description="shared memory for large tensors, a sealed memfd the "
+                           "host passes to the worker (0: none; every tensor goes inline)")
+    trace: bool = Field(default=True, description="run the worker under strace")
 
     @property
     def effective_pids(self) -> int:

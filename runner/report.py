@@ -46,7 +46,7 @@ class ModelInfo(_Model):
     detected_by: str
     size_bytes: int
     files: list[FileDigest]
-    root_digest: str = Field("", description="sha256 over the per-file sha256 digests in "
+    root_digest: str = Field(default="", description="sha256 over the per-file sha256 digests in "
                              "path order, as OpenSSF model signing computes it (for a single "
                              "file too)")
     anomalies: list[str] = Field(default_factory=list, description="symlinks, executables, "
@@ -97,27 +97,27 @@ class Phase(_Model):
 
 class TracerInfo(_Model):
     enabled: bool
-    exit_code: int | None = Field(None, description="the tracer's (container's) exit code")
-    worker_exit: str = Field("", description="the worker's exit record in the log")
+    exit_code: int | None = Field(default=None, description="the tracer's (container's) exit code")
+    worker_exit: str = Field(default="", description="the worker's exit record in the log")
     log_bytes: int = 0
     syscalls: int = 0
     malformed_lines: int = 0
     cut_mid_line: bool = False
-    truncated: bool = Field(False, description="the log was longer than Airlock reads")
+    truncated: bool = Field(default=False, description="the log was longer than Airlock reads")
 
 
 class ErrorInfo(_Model):
     kind: str
     message: str
     hint: str = ""
-    exit_code: int | None = Field(None, description="the worker's exit code, when it died")
+    exit_code: int | None = Field(default=None, description="the worker's exit code, when it died")
     log_tail: str = ""
 
 
 class StaticInfo(_Model):
     seconds: float
     bounds: str = Field(description="the time and memory bounds the static read ran under")
-    aborted: str = Field("", description="why it did not finish, when it did not")
+    aborted: str = Field(default="", description="why it did not finish, when it did not")
     imports: list[str] = Field(default_factory=list, description="module.name of every "
                                "import the pickle(s) would perform, in stream order ('?' "
                                "where the name is computed at run time)")
@@ -137,13 +137,13 @@ class ModelRef(_Model):
     path: str
     root_digest: str
     verdict: Verdict
-    report: str = Field("", description="its own report's file, when one was written")
+    report: str = Field(default="", description="its own report's file, when one was written")
 
 
 class CategoryDiff(_Model):
     category: str
     rows: int
-    flips: int | None = Field(None, description="rows whose top-1 prediction differs from "
+    flips: int | None = Field(default=None, description="rows whose top-1 prediction differs from "
                               "the base model's (classifier-like outputs)")
     flip_rate: float | None = None
     flips_to: dict[str, int] = Field(default_factory=dict, description="the candidate's "
@@ -151,19 +151,20 @@ class CategoryDiff(_Model):
     control_flips: int | None = None
     control_rows: int | None = None
     control_rate: float | None = None
-    p_value: float | None = Field(None, description="one-sided exact test of the flip count "
-                                  "against the control")
-    p_adjusted: float | None = Field(None, description="Benjamini-Hochberg across categories")
-    js_mean: float | None = Field(None, description="mean Jensen-Shannon divergence (bits)")
-    js_low: float | None = Field(None, description="bootstrap 95% interval, lower end")
+    p_value: float | None = Field(default=None, description="one-sided exact test of the flip "
+                                  "count against the control")
+    p_adjusted: float | None = Field(default=None,
+                                     description="Benjamini-Hochberg across categories")
+    js_mean: float | None = Field(default=None, description="mean Jensen-Shannon divergence (bits)")
+    js_low: float | None = Field(default=None, description="bootstrap 95% interval, lower end")
     js_high: float | None = None
-    kl_mean: float | None = Field(None, description="mean KL(base || candidate) (bits)")
-    kl_low: float | None = Field(None, description="bootstrap 95% interval, lower end")
+    kl_mean: float | None = Field(default=None, description="mean KL(base || candidate) (bits)")
+    kl_low: float | None = Field(default=None, description="bootstrap 95% interval, lower end")
     kl_high: float | None = None
     max_abs_diff: float
     base_accuracy: float | None = None
     candidate_accuracy: float | None = None
-    mcnemar_p: float | None = Field(None, description="exact McNemar test of the change in "
+    mcnemar_p: float | None = Field(default=None, description="exact McNemar test of the change in "
                                     "accuracy")
     flagged: bool = False
 
@@ -228,10 +229,10 @@ class Report(_Model):
     calls: int
     notes: list[str] = Field(default_factory=list)
     error: ErrorInfo | None
-    integrity: Integrity | None = Field(None, description="the static pre-flight, signature "
-                                        "and provenance")
-    behavior: BehaviorDiff | None = Field(None, description="the diff against a base model")
-    baseline: BaselineCheck | None = Field(None, description="the check against a recorded "
+    integrity: Integrity | None = Field(default=None, description="the static pre-flight, "
+                                        "signature and provenance")
+    behavior: BehaviorDiff | None = Field(default=None, description="the diff against a base model")
+    baseline: BaselineCheck | None = Field(default=None, description="the check against a recorded "
                                            "behavioural baseline")
 
     @property

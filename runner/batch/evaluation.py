@@ -54,9 +54,10 @@ class EvalResult(BaseModel):
     load_seconds: float | None = None
     infer_seconds: float | None = None
     error: str | None = None
-    report: str | None = Field(None, description="the report's file, relative to --out")
-    bom: str | None = Field(None, description="the CycloneDX ML-BOM's file, relative to --out")
-    baseline: str | None = Field(None, description="'drift' or 'no drift' when the model "
+    report: str | None = Field(default=None, description="the report's file, relative to --out")
+    bom: str | None = Field(default=None,
+                            description="the CycloneDX ML-BOM's file, relative to --out")
+    baseline: str | None = Field(default=None, description="'drift' or 'no drift' when the model "
                                  "had a baseline for these probes (--baseline)")
 
 

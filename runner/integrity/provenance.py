@@ -67,16 +67,17 @@ class BaseModelRef(_Frozen):
 
     name: Text = ""
     uri: Text = ""
-    digest: Text = Field("", description="claimed root digest of the base model: "
+    digest: Text = Field(default="", description="claimed root digest of the base model: "
                          "sha256:HEX or HEX")
 
 
 class Dataset(_Frozen):
     name: Text = ""
-    source: Text = Field("", description="where the data came from (a URI or a description)")
-    collection: Text = Field("", description="how it was collected")
-    filtering: Text = Field("", description="how it was filtered or cleaned")
-    date_frozen: Text = Field("", description="when the snapshot was taken")
+    source: Text = Field(default="",
+                         description="where the data came from (a URI or a description)")
+    collection: Text = Field(default="", description="how it was collected")
+    filtering: Text = Field(default="", description="how it was filtered or cleaned")
+    date_frozen: Text = Field(default="", description="when the snapshot was taken")
     license: Text = ""
 
 
@@ -85,7 +86,8 @@ class Provenance(_Frozen):
 
     source_uri: Text = ""
     revision: Text = ""
-    digest: Text = Field("", description="claimed root digest of this model: sha256:HEX or HEX")
+    digest: Text = Field(default="",
+                         description="claimed root digest of this model: sha256:HEX or HEX")
     base_model: BaseModelRef | None = None
     datasets: list[Dataset] = Field(default_factory=list, max_length=MAX_DATASETS)
     license: Text = ""

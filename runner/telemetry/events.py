@@ -45,8 +45,8 @@ class Event(BaseModel):
     kind: str = Field(description="e.g. process.exec, net.connect, file.write, python.exec")
     summary: str = Field(description="one line for a person")
     pid: int | None = None
-    result: str = Field("", description="ok, an errno name, or refused (by the tracer)")
-    count: int = Field(1, description="identical events folded into this one")
+    result: str = Field(default="", description="ok, an errno name, or refused (by the tracer)")
+    count: int = Field(default=1, description="identical events folded into this one")
     detail: dict[str, DetailValue] = Field(default_factory=dict)
 
 

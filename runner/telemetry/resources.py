@@ -50,7 +50,7 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str = Field("host", description="always the host: cgroup and Docker accounting")
+    source: str = Field(default="host", description="always the host: cgroup and Docker accounting")
     sample_interval_s: float = INTERVAL_S
     memory_limit_bytes: int
     memory_peak_bytes: int | None
@@ -61,7 +61,7 @@ class Resources(BaseModel):
     oom_killed: bool
     exit_code: int | None
     killed_by_host: bool = Field(description="Airlock had to kill the container")
-    timed_out: str = Field("", description="which deadline passed, if any")
+    timed_out: str = Field(default="", description="which deadline passed, if any")
     per_phase: list[PhaseResources]
     timeline: list[Sample]
 
