@@ -23,10 +23,12 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
     from runner.controller.pool import SandboxPool as SandboxPool
     from runner.controller.sandbox import Sandbox as Sandbox
     from runner.errors import AirlockError as AirlockError
+    from runner.errors import BomError as BomError
     from runner.errors import DeadlineExceeded as DeadlineExceeded
     from runner.errors import EngineError as EngineError
     from runner.errors import ImageError as ImageError
     from runner.errors import InputError as InputError
+    from runner.errors import IntegrityError as IntegrityError
     from runner.errors import LimitExceeded as LimitExceeded
     from runner.errors import ModelLoadError as ModelLoadError
     from runner.errors import SandboxError as SandboxError
@@ -47,8 +49,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AirlockError": "errors", "DeadlineExceeded": "errors", "EngineError": "errors",
-    "ImageError": "errors", "InputError": "errors", "LimitExceeded": "errors",
+    "AirlockError": "errors", "BomError": "errors", "DeadlineExceeded": "errors",
+    "EngineError": "errors",
+    "ImageError": "errors", "InputError": "errors", "IntegrityError": "errors",
+    "LimitExceeded": "errors",
     "ModelLoadError": "errors", "SandboxError": "errors", "UsageError": "errors",
     "WorkerCrashed": "errors",
     "Policy": "policy", "Runtime": "policy",

@@ -1,4 +1,4 @@
-"""Airlock's errors: one tree, printed in one place (the CLI).
+"""Airlock's errors: one tree, printed in one place (the CLI's main).
 
     AirlockError                 exit 3 unless said otherwise
     ├── UsageError               exit 2: the caller's mistake (path, input, option)
@@ -6,11 +6,14 @@
     ├── IntegrityError           exit 1: a required signature is missing or fails (nothing ran)
     ├── EngineError              the Docker engine cannot be reached or refused a request
     ├── ImageError               the sandbox image is missing or stale
+    ├── BomError                 a BOM Airlock made does not fit the CycloneDX schema (a bug)
     └── SandboxError             the sandbox ran, but the model could not be evaluated
         ├── ModelLoadError       the worker could not load the file
         ├── WorkerCrashed        the worker died (exit code and last log lines attached)
         ├── LimitExceeded        a resource limit was hit: memory, pids, reply size
         └── DeadlineExceeded     startup, load, call or wall-time deadline passed
+
+    (any other exception)        exit 4: an internal error, a bug in Airlock
 
 Each error carries a one-line message naming what went wrong, and a `hint` saying what to do.
 Text that came from inside the sandbox is sanitised before it is put in a message.
@@ -24,6 +27,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
+EXIT_INTERNAL = 4
 
 
 class AirlockError(Exception):
@@ -57,6 +61,10 @@ class EngineError(AirlockError):
 
 class ImageError(AirlockError):
     pass
+
+
+class BomError(AirlockError):
+    """A BOM that does not fit the CycloneDX schema."""
 
 
 class SandboxError(AirlockError):

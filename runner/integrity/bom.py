@@ -40,7 +40,7 @@ from cyclonedx.spdx import fixup_id
 from cyclonedx.validation.json import JsonStrictValidator
 
 from runner import __version__
-from runner.errors import AirlockError
+from runner.errors import BomError
 from runner.integrity.provenance import Claim, ProvenanceInfo
 from runner.report import Report
 from runner.rules.catalog import Severity
@@ -48,10 +48,6 @@ from runner.static.manifest import parse_sha256
 
 SPEC = SchemaVersion.V1_6
 MODEL_REF = "model"
-
-
-class BomError(AirlockError):
-    """A BOM that does not fit the CycloneDX schema."""
 
 
 def _artifact_digest(report: Report) -> str:

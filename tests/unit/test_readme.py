@@ -42,5 +42,6 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_exit_codes_match_the_readme() -> None:
     from runner import errors
 
-    for code in (errors.EXIT_OK, errors.EXIT_FINDINGS, errors.EXIT_USAGE, errors.EXIT_ERROR):
+    for code in (errors.EXIT_OK, errors.EXIT_FINDINGS, errors.EXIT_USAGE, errors.EXIT_ERROR,
+                 errors.EXIT_INTERNAL):
         assert f"| {code} |" in README

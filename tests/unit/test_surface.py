@@ -14,8 +14,8 @@ from runner.policy import Policy, Runtime
 
 def test_all_is_the_public_surface() -> None:
     assert runner.__all__ == sorted([
-        "AirlockError", "DeadlineExceeded", "EngineError", "EvalResult", "Event", "Finding",
-        "ImageError", "Observer", "evaluate",
+        "AirlockError", "BomError", "DeadlineExceeded", "EngineError", "EvalResult", "Event",
+        "Finding", "ImageError", "IntegrityError", "Observer", "evaluate",
         "InputError", "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "Report",
         "Runtime", "Sandbox", "SandboxError", "SandboxPool", "SandboxInfo", "Severity", "Signature",
         "TensorSummary", "UsageError", "Verdict", "WorkerCrashed",
@@ -26,11 +26,24 @@ def test_all_is_the_public_surface() -> None:
         _ = runner.WorkerClient  # type: ignore[attr-defined]
 
 
+def test_every_error_is_in_the_tree_and_exported() -> None:
+    from runner import errors
+
+    classes = [v for k, v in vars(errors).items()
+               if isinstance(v, type) and issubclass(v, Exception) and not k.startswith("_")]
+    assert len(classes) > 10
+    for cls in classes:
+        assert cls.__module__ == "runner.errors"
+        assert issubclass(cls, errors.AirlockError), cls
+        assert cls.__name__ in runner.__all__ and getattr(runner, cls.__name__) is cls
+        assert cls is errors.AirlockError or f"── {cls.__name__} " in (errors.__doc__ or "")
+
+
 def test_worker_imports_nothing_host_only() -> None:
     code = (
         "import sys\n"
         "import runner.worker.server, runner.worker.loaders, runner.worker.__main__\n"
-        "bad = [m for m in ('docker', 'rich', 'typer', 'pydantic', 'psutil', 'runner.cli.app',\n"
+        "bad = [m for m in ('docker', 'rich', 'typer', 'pydantic', 'psutil', 'runner.cli',\n"
         "       'runner.controller.sandbox', 'runner.controller.engine', 'torch',\n"
         "       'onnxruntime') if m in sys.modules]\n"
         "assert not bad, bad\n"
