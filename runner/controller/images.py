@@ -2,6 +2,10 @@
 
 The tag is a digest of everything that goes into the image (Dockerfile, entrypoint, lock file,
 worker source, base recipe), so an image built from older sources is detected as stale.
+
+The sources live in sandbox_images/ at the top of the checkout; a wheel carries a copy of them
+in runner/controller/image_sources/ (setup.py puts it there), which is read when present. Both
+hash alike, so a wheel built from a checkout finds the checkout's image current.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from runner.controller import engine as _docker
 from runner.errors import ImageError, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-IMAGES_DIR = REPO_ROOT / "sandbox_images"
+PACKAGED_DIR = Path(__file__).resolve().parent / "image_sources"
+IMAGES_DIR = (PACKAGED_DIR if (PACKAGED_DIR / "Dockerfile").is_file()
+              else REPO_ROOT / "sandbox_images")
 WORKER_DIR = Path(__file__).resolve().parents[1] / "worker"
 REPOSITORY = "airlock-sandbox"
 BASE_REPOSITORY = "airlock-base"
@@ -163,7 +169,8 @@ def build(log: Callable[[str], None], force: bool = False) -> str:
         log(f"{tag} is already current")
         return existing
     if not (IMAGES_DIR / "Dockerfile").exists():
-        raise UsageError(f"{IMAGES_DIR} has no Dockerfile", "run from an Airlock checkout")
+        raise UsageError(f"{IMAGES_DIR} has no Dockerfile",
+                         "run from an Airlock checkout, or install a wheel built from one")
     base = ensure_base(log)
     wheelhouse = gather_wheels(log)
     with tempfile.TemporaryDirectory(prefix="airlock-build-") as tmp:
