@@ -16,7 +16,7 @@ import pytest
 from tests.fixtures import hostile, models
 
 ROOT = Path(__file__).resolve().parents[2]
-AIRLOCK = [sys.executable, "-m", "runner.cli.app"]
+AIRLOCK = [sys.executable, "-m", "runner.cli"]
 
 
 def airlock(*args: str, env: dict[str, str] | None = None,
@@ -124,8 +124,8 @@ def test_engine_not_running_is_exit_3(tmp_path: Path) -> None:
 def test_stale_image_names_the_build_command(tmp_path: Path) -> None:
     built = models.onnx_model(tmp_path, models.sample_input())
     # A worker source that differs from the image's: the content tag changes, the image is stale.
-    code = ("import runner.controller.images as i, runner.cli.app as c; "
-            "i.content_digest = lambda: '0' * 64; c.main()")
+    code = ("import sys, runner.controller.images as i, runner.cli as c; "
+            "i.content_digest = lambda: '0' * 64; sys.exit(c.main())")
     proc = subprocess.run([sys.executable, "-c", code, "scan", str(built.path)],
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 3

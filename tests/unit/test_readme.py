@@ -22,7 +22,7 @@ def test_every_airlock_command_in_the_readme_exists() -> None:
     commands = _cli_commands()
     assert {("run",), ("scan",), ("eval",), ("image", "build"), ("report", "html")} <= commands
     for cmd in sorted(commands):
-        proc = subprocess.run([sys.executable, "-m", "runner.cli.app", *cmd, "--help"],
+        proc = subprocess.run([sys.executable, "-m", "runner.cli", *cmd, "--help"],
                               capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"README mentions 'airlock {' '.join(cmd)}': {proc.stderr}"
 

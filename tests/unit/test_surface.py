@@ -67,7 +67,7 @@ def test_untrusted_text_is_one_bounded_printable_line() -> None:
 
 
 def test_parse_bytes() -> None:
-    from runner.cli.app import parse_bytes
+    from runner.cli.options import parse_bytes
 
     assert parse_bytes("512m") == 512 << 20
     assert parse_bytes("2g") == 2 << 30
@@ -76,10 +76,10 @@ def test_parse_bytes() -> None:
 
 
 def test_cli_usage_errors_exit_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "runner.cli.app", "scan", "--bogus"],
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "scan", "--bogus"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
-    proc = subprocess.run([sys.executable, "-m", "runner.cli.app", "run", "m.onnx", "--memory",
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "m.onnx", "--memory",
                            "lots", "--input", "x.npy"], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 2 and "not a size" in proc.stderr
