@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import functools
 import itertools
+import logging
 import math
 import mmap
 import os
@@ -35,6 +36,8 @@ from runner.errors import untrusted_text
 from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
 from runner.worker.shared.frames import align, describe_shared, put_tensor, recv_exact
+
+log = logging.getLogger(__name__)
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
 _STATUS_CODES = {frames.STATUS_BAD_INPUT: "INVALID_ARGUMENT",
@@ -168,7 +171,8 @@ class DataPlane:
                                           array.array("i", [self._memfd]))])
             else:
                 sock.sendall(b"\x00")
-        except OSError:
+        except OSError as e:  # no data plane: inference goes over gRPC
+            log.debug("connecting the data plane: %r", e)
             sock.close()
             return False
         self._sock = sock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -26,6 +27,8 @@ SESSION_LABEL = "airlock.session"
 OWNER_PID_LABEL = "airlock.owner-pid"
 OWNER_HOST_LABEL = "airlock.owner-host"
 TMPDIR_LABEL = "airlock.tmpdir"
+
+log = logging.getLogger(__name__)
 
 ENGINE_HINT = "start it with 'make engine' (or 'sudo make engine'), then check 'airlock doctor'"
 
@@ -124,8 +127,10 @@ def create_and_start(spec: ContainerSpec) -> str:
         try:
             container.start()
         except BaseException:
-            with contextlib.suppress(docker.errors.DockerException):
+            try:
                 container.remove(force=True)
+            except docker.errors.DockerException as e:
+                log.debug("removing the container that did not start: %s", e)
             raise
         return str(container.id)
 
@@ -156,7 +161,8 @@ def host_pid(container_id: str) -> int | None:
     try:
         pid = int(client().api.inspect_container(container_id)["State"].get("Pid") or 0)
     except (docker.errors.DockerException, requests.exceptions.RequestException, KeyError,
-            ValueError):
+            ValueError) as e:
+        log.debug("the host pid of %s: %r", container_id[:12], e)
         return None
     return pid or None
 
@@ -177,20 +183,25 @@ def log_rotated(state: ContainerState) -> bool:
 
 def wait(container_id: str, timeout_s: float) -> ContainerState | None:
     """Wait up to timeout_s for the container to exit."""
-    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+    try:
         client().api.wait(container_id, timeout=timeout_s)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        log.debug("waiting for %s: %r", container_id[:12], e)
     return state(container_id)
 
 
 def kill(container_id: str) -> None:
-    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+    try:
         client().api.kill(container_id)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        log.debug("killing %s: %r", container_id[:12], e)
 
 
 def logs_tail(container_id: str, lines: int = 20, max_bytes: int = 8192) -> str:
     try:
         raw = client().api.logs(container_id, stdout=True, stderr=True, tail=lines)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        log.debug("the log of %s: %r", container_id[:12], e)
         return ""
     data = raw if isinstance(raw, bytes) else b"".join(raw)
     return data[-max_bytes:].decode("utf-8", "replace")
@@ -231,7 +242,8 @@ def list_sessions() -> list[LabelledContainer]:
 def stats_once(container_id: str) -> dict[str, Any] | None:
     try:
         return dict(client().api.stats(container_id, stream=False))
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        log.debug("the stats of %s: %r", container_id[:12], e)
         return None
 
 
@@ -257,7 +269,8 @@ def pull(reference: str) -> bool:
     """Try to pull an image; False when no registry answers."""
     try:
         client().api.pull(reference)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        log.debug("pulling %s: %r", reference, e)
         return False
     return image_id(reference) is not None
 

@@ -13,7 +13,7 @@ reused after a model was loaded into it.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +22,8 @@ from runner.controller.sandbox import Sandbox
 from runner.errors import AirlockError, UsageError
 from runner.policy import Policy
 from runner.static import preflight
+
+log = logging.getLogger(__name__)
 
 
 class SandboxPool:
@@ -61,6 +63,7 @@ class SandboxPool:
         try:
             sb = Sandbox.prestart(self.policy, self.formats)
         except AirlockError as e:
+            log.debug("pre-starting a sandbox: %s", e.diagnostics())
             error = e
         with self._cond:
             if sb is not None and not self._closed:
@@ -69,8 +72,7 @@ class SandboxPool:
             if error is not None:
                 self._error = error
         if sb is not None:  # the pool closed while it started
-            with contextlib.suppress(AirlockError):
-                sb.close()
+            _close(sb)
         with self._cond:
             self._starting -= 1
             self._cond.notify_all()
@@ -103,8 +105,15 @@ class SandboxPool:
             self._closed = True
             idle, self._ready = self._ready, []
         for sb in idle:
-            with contextlib.suppress(AirlockError):
-                sb.close()
+            _close(sb)
         with self._cond:
             self._cond.wait_for(lambda: self._starting == 0,
                                 timeout=self.policy.startup_timeout_s + 30)
+
+
+def _close(sb: Sandbox) -> None:
+    """Close a sandbox no model was given; what fails is only logged (the pool is closing)."""
+    try:
+        sb.close()
+    except AirlockError as e:
+        log.debug("closing a pre-started sandbox: %s", e.diagnostics())

@@ -13,8 +13,8 @@ uid can write in `run/`; the tracer's log grows with what the model does).
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -28,6 +28,8 @@ from pathlib import Path
 import psutil
 
 from runner.controller import engine as _docker
+
+log = logging.getLogger(__name__)
 
 MODEL_UID = 10001
 DIR_PREFIX = "airlock-"
@@ -115,11 +117,13 @@ def _owner_alive(owner_file: Path) -> bool:
     try:
         owner = json.loads(owner_file.read_text())
         return _alive(f"{owner['pid']}:{owner['create_time']}")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError) as e:
         # unreadable: reap it only once it is old enough not to be one being made right now
+        log.debug("reading %s: %r", owner_file, e)
         try:
             return time.time() - owner_file.stat().st_mtime < 60
-        except OSError:
+        except OSError as e:
+            log.debug("reading %s: %r", owner_file, e)
             return True
 
 
@@ -150,7 +154,9 @@ def reap(everything: bool = False) -> Reaped:
         if not owner_file.exists():
             continue  # not a sandbox directory (a build context, say)
         if everything or not _owner_alive(owner_file):
-            with contextlib.suppress(OSError):
+            try:
                 remove_dirs(d)
                 removed_dirs.append(str(d))
+            except OSError as e:
+                log.debug("removing %s: %r", d, e)
     return Reaped(removed_containers, removed_dirs)

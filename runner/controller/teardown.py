@@ -7,12 +7,14 @@ read from the host's side of their mounts, and only then is the container remove
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from pathlib import Path
 
 from runner.controller import engine
 from runner.controller.launch import AUDIT_LOG_NAME, TRACE_LOG_NAME, Running
 from runner.rules.analysis import parse_audit_log
+
+log = logging.getLogger(__name__)
 
 MAX_TRACE_BYTES = 256 << 20
 
@@ -33,8 +35,11 @@ def finish_container(run: Running, run_dir: Path | None, trace_dir: Path | None)
     c.scratch_full = sampler.scratch_used_max >= 0.95
     c.output_flood = st is not None and engine.log_rotated(st)
     if trace_dir is not None:
-        with contextlib.suppress(OSError), (trace_dir / TRACE_LOG_NAME).open("rb") as f:
-            c.trace_log = f.read(MAX_TRACE_BYTES)
+        try:
+            with (trace_dir / TRACE_LOG_NAME).open("rb") as f:
+                c.trace_log = f.read(MAX_TRACE_BYTES)
+        except OSError as e:  # no tracer log: the analysis says the trace is missing
+            log.debug("reading the tracer's log: %r", e)
     if run_dir is not None:  # the worker's self-reported events: hostile data
         c.worker_events, c.worker_events_dropped = parse_audit_log(run_dir / AUDIT_LOG_NAME)
     engine.remove(run.container)

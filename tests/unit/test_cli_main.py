@@ -109,3 +109,30 @@ def test_the_package_log_level_follows_verbose(monkeypatch: pytest.MonkeyPatch,
     # main leaves no handler behind: the package's logging is the application's to configure
     assert logging.getLogger("runner").handlers == []
     assert logging.getLogger("runner").level == logging.NOTSET
+
+
+def test_a_swallowed_engine_error_is_seen_with_verbose(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import requests.exceptions
+
+    from runner.controller import engine
+
+    class Api:
+        def kill(self, container_id: str) -> None:
+            raise requests.exceptions.ConnectionError("the engine hung up")
+
+    class Client:
+        api = Api()
+
+    def read(path: Path) -> None:
+        engine.kill("0123456789abcdef")  # best effort: it does not raise
+        raise UsageError("no report")
+
+    monkeypatch.setattr(engine, "client", Client)
+    monkeypatch.setattr("runner.cli.reports._read_report", read)
+    assert main(["report", "show", "r.json"]) == 2
+    assert _lines(capsys.readouterr().err) == ["airlock: error: no report"]
+    assert main(["-v", "report", "show", "r.json"]) == 2
+    err = capsys.readouterr().err
+    assert "runner.controller.engine: killing 0123456789ab: ConnectionError" in err
+    assert "the engine hung up" in err
