@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.integrity.provenance import ProvenanceInfo
-from runner.integrity.signing import SignatureCheck
+from runner.integrity.trust import SignatureCheck
 from runner.policy import Policy
 from runner.rules import catalog as rules
 from runner.rules.catalog import Finding, Verdict

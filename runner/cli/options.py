@@ -14,7 +14,7 @@ from runner.policy import GIB, MIB, Policy, Runtime
 from runner.rules.catalog import Severity
 
 if TYPE_CHECKING:
-    from runner.integrity.signing import TrustPolicy
+    from runner.integrity.trust import TrustPolicy
     from runner.static.preflight import SigningOptions
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -111,7 +111,7 @@ def policy(runtime: Runtime, memory: str, *, cpus: float = CPUS,
 def trust(key: Path | None, chain: list[Path] | None, identity: str | None,
           trust_policy: Path | None) -> TrustPolicy | None:
     """The trust policy from the command's options; None when none was given."""
-    from runner.integrity import signing as _signing
+    from runner.integrity.trust import TrustPolicy
 
     if trust_policy is not None and (key or chain or identity):
         raise UsageError("--trust-policy cannot be combined with --key, --chain or --identity",
@@ -122,11 +122,11 @@ def trust(key: Path | None, chain: list[Path] | None, identity: str | None,
     if identity and not chain:
         raise UsageError("--identity needs --chain", "pass the CA certificate(s) with --chain")
     if key is not None:
-        return _signing.TrustPolicy.for_key(key)
+        return TrustPolicy.for_key(key)
     if chain:
-        return _signing.TrustPolicy.for_certificates(chain, identity)
+        return TrustPolicy.for_certificates(chain, identity)
     if trust_policy is not None:
-        return _signing.TrustPolicy.load(trust_policy)
+        return TrustPolicy.load(trust_policy)
     return None
 
 

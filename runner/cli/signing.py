@@ -48,9 +48,9 @@ def sign_cmd(model: o.ModelArg, signature: SignatureOpt, key: PrivateKey,
              password_env: PasswordEnv = None, cert: Cert = None, chain: ChainOpt = None,
              json_: o.JsonOut = False) -> None:
     """Sign MODEL (OpenSSF model signing, file-level sha256) with a key or a certificate."""
-    from runner.integrity import signing as _signing
+    from runner.integrity.sign import sign
 
-    info = _signing.sign(model, signature, private_key=key, password=_password(password_env),
+    info = sign(model, signature, private_key=key, password=_password(password_env),
                          certificate_chain=chain, signing_certificate=cert)
     if json_:
         sys.stdout.write(info.model_dump_json(indent=2) + "\n")
@@ -64,14 +64,15 @@ def verify_cmd(model: o.ModelArg, signature: SignatureOpt, key: PublicKey = None
                chain: ChainOpt = None, identity: Identity = None,
                trust_policy: VerifyTrustPolicy = None, json_: o.JsonOut = False) -> None:
     """Verify MODEL's signature. Exit 0 when verified, 1 when not."""
-    from runner.integrity import signing as _signing
+    from runner.integrity.trust import TrustPolicy, default_policy_path
+    from runner.integrity.verify import verify
     from runner.report import file_digests, root_digest
 
-    trust = o.trust(key, chain, identity, trust_policy) or _signing.TrustPolicy.load(
-        _signing.default_policy_path())
+    trust = o.trust(key, chain, identity, trust_policy) or TrustPolicy.load(
+        default_policy_path())
     if not (model.exists() or model.is_symlink()):
         raise UsageError(f"model {model} not found", "pass a model file or directory")
-    check = _signing.verify(model, signature, trust, root_digest(file_digests(model)))
+    check = verify(model, signature, trust, root_digest(file_digests(model)))
     if json_:
         sys.stdout.write(check.model_dump_json(indent=2) + "\n")
     elif check.verified:

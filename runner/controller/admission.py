@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.errors import IntegrityError, UsageError
 from runner.integrity.provenance import ProvenanceInfo, provenance_for
-from runner.integrity.signing import SignatureCheck
+from runner.integrity.trust import SignatureCheck
 from runner.report import (
     Integrity,
     ModelInfo,

@@ -13,7 +13,7 @@ steps gather goes into one collection (runner.rules.analysis.Collected) the repo
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import time
 import weakref
@@ -37,6 +37,8 @@ from runner.rules import analysis
 from runner.static import preflight
 from runner.telemetry.events import Phase
 from runner.worker.shared import tensors
+
+log = logging.getLogger(__name__)
 
 
 class Sandbox:
@@ -118,9 +120,11 @@ class Sandbox:
             self._data.close()
         try:
             if self._client is not None and run is not None:
-                with contextlib.suppress(RpcFailure):
-                    self._c.shutdown_requested = True
+                self._c.shutdown_requested = True
+                try:
                     self._client.shutdown(timeout_s=2.0)
+                except RpcFailure as e:  # it is killed below if it still runs
+                    log.debug("the worker did not take the shutdown call: %s", e)
                 engine.wait(run.container, timeout_s=5.0)
         finally:
             if self._client is not None:
@@ -163,8 +167,10 @@ class Sandbox:
     def _launch(self, warm: bool = False) -> None:
         start = time.monotonic()
         self._mark(Phase.STARTUP)
-        with contextlib.suppress(AirlockError):
+        try:
             sessions.reap()
+        except AirlockError as e:  # orphans are best-effort; this sandbox does not need it
+            log.debug("reaping orphaned sandboxes failed: %s", e)
         assert self._image is not None
         self._dirs = dirs = sessions.make_dirs(self.session)
         model = None if warm else self.model_path.resolve()

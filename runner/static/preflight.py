@@ -32,7 +32,7 @@ from runner.static.tamper import Tamper, check, check_model
 from runner.worker.shared.formats import Format, FormatError, detect
 
 if TYPE_CHECKING:
-    from runner.integrity.signing import SignatureCheck, TrustPolicy
+    from runner.integrity.trust import SignatureCheck, TrustPolicy
 
 GIB = 1 << 30
 TIME_BASE_S = 30.0
@@ -244,7 +244,8 @@ def check_signature(model: Path, manifest_root: str, opts: SigningOptions
     if sig is None:
         return None, ["the model is not signed (no signature given, none found as "
                       f"{model.name}.sig)"] if opts.require else []
-    from runner.integrity.signing import TrustPolicy, default_policy_path, verify
+    from runner.integrity.trust import TrustPolicy, default_policy_path
+    from runner.integrity.verify import verify
 
     trust = opts.trust
     if trust is None:

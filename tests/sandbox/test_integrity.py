@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from runner.integrity.bom import validate_bom
-from runner.integrity.signing import sign
+from runner.integrity.sign import sign
 from tests.fixtures.pki import Pki
 from tests.sandbox.test_cli import ROOT, airlock, sessions
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runner.controller.sandbox import Sandbox
-from runner.integrity.signing import sign
+from runner.integrity.sign import sign
 from runner.rules.catalog import Severity
 from runner.static import preflight
 from runner.static.preflight import SigningOptions
@@ -131,7 +131,7 @@ def test_the_child_prints_json(tmp_path: Path) -> None:
 
 @pytest.fixture
 def signed(tmp_path: Path, pki: Pki) -> tuple[Path, SigningOptions]:
-    from runner.integrity.signing import TrustPolicy
+    from runner.integrity.trust import TrustPolicy
 
     (tmp_path / "m").mkdir()
     m = models.onnx_model(tmp_path / "m", models.sample_input()).path

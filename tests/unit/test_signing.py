@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from runner.errors import UsageError
-from runner.integrity import signing as _signing
-from runner.integrity.signing import SignatureCheck, TrustPolicy, default_policy_path, sign, verify
+from runner.integrity import bundle, trust
+from runner.integrity.sign import sign
+from runner.integrity.trust import SignatureCheck, TrustPolicy, default_policy_path
+from runner.integrity.verify import verify
 from runner.report import file_digests, root_digest
 from tests.fixtures.pki import EMAIL, Pki, _cert, _write_key
 
@@ -356,9 +358,9 @@ def test_policy_load_errors(tmp_path: Path, pki: Pki, text: str, message: str) -
 
 
 def test_default_policy_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(_signing.ENV_POLICY, str(tmp_path / "t.toml"))
+    monkeypatch.setenv(trust.ENV_POLICY, str(tmp_path / "t.toml"))
     assert default_policy_path() == tmp_path / "t.toml"
-    monkeypatch.delenv(_signing.ENV_POLICY)
+    monkeypatch.delenv(trust.ENV_POLICY)
     assert default_policy_path().name == "trust.toml"
     assert "airlock" in default_policy_path().parts
 
@@ -383,7 +385,7 @@ def test_cli_sign_and_verify(tmp_path: Path, pki: Pki, monkeypatch: pytest.Monke
     assert r.exit_code == 0 and json.loads(r.stdout)["verified"] is True
     policy = tmp_path / "trust.toml"
     policy.write_text(f'public_keys = ["{pki.pub}"]\n')
-    monkeypatch.setenv(_signing.ENV_POLICY, str(policy))
+    monkeypatch.setenv(trust.ENV_POLICY, str(policy))
     r = cli.invoke(app, ["verify", str(model), "--signature", str(sig)])
     assert r.exit_code == 0, r.output
 
@@ -441,4 +443,4 @@ def test_no_symlink_following_in_default_walk(tmp_path: Path) -> None:
     m.mkdir()
     (m / "a.bin").write_text("x")
     os.symlink(tmp_path, m / "up")
-    assert _signing._model_problem(m) == "model contains a symlink: up"
+    assert bundle.model_problem(m) == "model contains a symlink: up"
