@@ -47,7 +47,8 @@ test-fast: venv
 	@DOCKER_HOST=unix:///nonexistent/airlock-test-fast.sock $(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check runner tests scripts examples sandbox_images
+	$(VENV)/bin/ruff check runner tests scripts examples sandbox_images setup.py
+	$(VENV)/bin/ruff format --check runner tests scripts examples sandbox_images setup.py
 	$(VENV)/bin/mypy runner
 
 proto: venv

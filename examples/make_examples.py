@@ -31,16 +31,19 @@ def tiny_onnx() -> bytes:
     w = rng.standard_normal((4, 3)).astype(np.float32)
     b = rng.standard_normal(3).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]),
-         helper.make_node("Add", ["xw", "b"], ["z"]),
-         helper.make_node("Relu", ["z"], ["y"])],
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["z"]),
+            helper.make_node("Relu", ["z"], ["y"]),
+        ],
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
         [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="airlock-examples")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="airlock-examples"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())

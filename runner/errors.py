@@ -76,8 +76,9 @@ class ModelLoadError(SandboxError):
 
 
 class WorkerCrashed(SandboxError):
-    def __init__(self, message: str, hint: str = "", exit_code: int | None = None,
-                 log_tail: str = "") -> None:
+    def __init__(
+        self, message: str, hint: str = "", exit_code: int | None = None, log_tail: str = ""
+    ) -> None:
         super().__init__(message, hint)
         self.worker_exit_code = exit_code
         self.log_tail = log_tail

@@ -27,8 +27,9 @@ class Policy(BaseModel):
     runtime: Runtime = Runtime.RUNC
     memory_bytes: int = Field(default=2 * GIB, ge=64 * MIB, description="memory limit, no swap")
     cpus: float = Field(default=1.0, gt=0, le=64)
-    pids: int | None = Field(default=None, ge=16,
-                             description="pids limit; None picks one per runtime")
+    pids: int | None = Field(
+        default=None, ge=16, description="pids limit; None picks one per runtime"
+    )
     open_files: int = Field(default=1024, ge=64)
     tmpfs_bytes: int = Field(default=64 * MIB, ge=MIB, description="size of the /tmp scratch tmpfs")
     startup_timeout_s: float = Field(default=60.0, gt=0)
@@ -37,9 +38,13 @@ class Policy(BaseModel):
     wall_timeout_s: float = Field(default=900.0, gt=0, description="total life of the sandbox")
     max_reply_bytes: int = Field(default=64 * MIB, ge=MIB, le=1 * GIB)
     max_request_bytes: int = Field(default=256 * MIB, ge=MIB, le=2 * GIB)
-    shm_bytes: int = Field(default=256 * MIB, ge=0, le=16 * GIB,
-                           description="shared memory for large tensors, a sealed memfd the "
-                           "host passes to the worker (0: none; every tensor goes inline)")
+    shm_bytes: int = Field(
+        default=256 * MIB,
+        ge=0,
+        le=16 * GIB,
+        description="shared memory for large tensors, a sealed memfd the "
+        "host passes to the worker (0: none; every tensor goes inline)",
+    )
     trace: bool = Field(default=True, description="run the worker under strace")
 
     @property

@@ -32,8 +32,15 @@ from runner.telemetry.events import Event
 from runner.telemetry.resources import Resources
 
 SCHEMA_VERSION = "1.0"
-__all__ = ["FileDigest", "Report", "anomalies", "file_digests", "root_digest", "sha256_file",
-           "shown"]
+__all__ = [
+    "FileDigest",
+    "Report",
+    "anomalies",
+    "file_digests",
+    "root_digest",
+    "sha256_file",
+    "shown",
+]
 
 
 class _Model(BaseModel):
@@ -46,12 +53,18 @@ class ModelInfo(_Model):
     detected_by: str
     size_bytes: int
     files: list[FileDigest]
-    root_digest: str = Field(default="", description="sha256 over the per-file sha256 digests in "
-                             "path order, as OpenSSF model signing computes it (for a single "
-                             "file too)")
-    anomalies: list[str] = Field(default_factory=list, description="symlinks, executables, "
-                                 ".py files, .git content, empty and unknown files in a model "
-                                 "directory")
+    root_digest: str = Field(
+        default="",
+        description="sha256 over the per-file sha256 digests in "
+        "path order, as OpenSSF model signing computes it (for a single "
+        "file too)",
+    )
+    anomalies: list[str] = Field(
+        default_factory=list,
+        description="symlinks, executables, "
+        ".py files, .git content, empty and unknown files in a model "
+        "directory",
+    )
 
 
 class TensorSpecInfo(_Model):
@@ -77,8 +90,12 @@ class TensorSummary(_Model):
     @classmethod
     def of(cls, name: str, arr: np.ndarray) -> TensorSummary:
         data = np.ascontiguousarray(arr).tobytes()
-        return cls(name=name, dtype=arr.dtype.name, shape=[int(d) for d in arr.shape],
-                   sha256=hashlib.sha256(data).hexdigest())
+        return cls(
+            name=name,
+            dtype=arr.dtype.name,
+            shape=[int(d) for d in arr.shape],
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
 
 
 class SandboxInfo(_Model):
@@ -118,9 +135,12 @@ class StaticInfo(_Model):
     seconds: float
     bounds: str = Field(description="the time and memory bounds the static read ran under")
     aborted: str = Field(default="", description="why it did not finish, when it did not")
-    imports: list[str] = Field(default_factory=list, description="module.name of every "
-                               "import the pickle(s) would perform, in stream order ('?' "
-                               "where the name is computed at run time)")
+    imports: list[str] = Field(
+        default_factory=list,
+        description="module.name of every "
+        "import the pickle(s) would perform, in stream order ('?' "
+        "where the name is computed at run time)",
+    )
 
 
 class Integrity(_Model):
@@ -143,18 +163,25 @@ class ModelRef(_Model):
 class CategoryDiff(_Model):
     category: str
     rows: int
-    flips: int | None = Field(default=None, description="rows whose top-1 prediction differs from "
-                              "the base model's (classifier-like outputs)")
+    flips: int | None = Field(
+        default=None,
+        description="rows whose top-1 prediction differs from "
+        "the base model's (classifier-like outputs)",
+    )
     flip_rate: float | None = None
-    flips_to: dict[str, int] = Field(default_factory=dict, description="the candidate's "
-                                     "class for the flipped rows, most frequent first")
+    flips_to: dict[str, int] = Field(
+        default_factory=dict,
+        description="the candidate's class for the flipped rows, most frequent first",
+    )
     control_flips: int | None = None
     control_rows: int | None = None
     control_rate: float | None = None
-    p_value: float | None = Field(default=None, description="one-sided exact test of the flip "
-                                  "count against the control")
-    p_adjusted: float | None = Field(default=None,
-                                     description="Benjamini-Hochberg across categories")
+    p_value: float | None = Field(
+        default=None, description="one-sided exact test of the flip count against the control"
+    )
+    p_adjusted: float | None = Field(
+        default=None, description="Benjamini-Hochberg across categories"
+    )
     js_mean: float | None = Field(default=None, description="mean Jensen-Shannon divergence (bits)")
     js_low: float | None = Field(default=None, description="bootstrap 95% interval, lower end")
     js_high: float | None = None
@@ -164,8 +191,9 @@ class CategoryDiff(_Model):
     max_abs_diff: float
     base_accuracy: float | None = None
     candidate_accuracy: float | None = None
-    mcnemar_p: float | None = Field(default=None, description="exact McNemar test of the change in "
-                                    "accuracy")
+    mcnemar_p: float | None = Field(
+        default=None, description="exact McNemar test of the change in accuracy"
+    )
     flagged: bool = False
 
 
@@ -201,10 +229,8 @@ class BaselineCheck(_Model):
     recorded_root_digest: str
     recorded_image_id: str
     recorded_runtime: str
-    same_environment: bool = Field(description="same image and runtime: identical outputs "
-                                   "expected")
-    model_changed: bool = Field(description="the model's root digest differs from the one "
-                                "recorded")
+    same_environment: bool = Field(description="same image and runtime: identical outputs expected")
+    model_changed: bool = Field(description="the model's root digest differs from the one recorded")
     rows: int
     rows_changed: int
     tolerance: float
@@ -229,24 +255,36 @@ class Report(_Model):
     calls: int
     notes: list[str] = Field(default_factory=list)
     error: ErrorInfo | None
-    integrity: Integrity | None = Field(default=None, description="the static pre-flight, "
-                                        "signature and provenance")
+    integrity: Integrity | None = Field(
+        default=None, description="the static pre-flight, signature and provenance"
+    )
     behavior: BehaviorDiff | None = Field(default=None, description="the diff against a base model")
-    baseline: BaselineCheck | None = Field(default=None, description="the check against a recorded "
-                                           "behavioural baseline")
+    baseline: BaselineCheck | None = Field(
+        default=None, description="the check against a recorded behavioural baseline"
+    )
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
-    def amended(self, findings: Iterable[Finding] = (), notes: Iterable[str] = (),
-                **fields: Any) -> Report:
+    def amended(
+        self, findings: Iterable[Finding] = (), notes: Iterable[str] = (), **fields: Any
+    ) -> Report:
         """This report with more findings, notes or sections, and its verdict judged again."""
         found = rules.ordered([*self.findings, *findings])
         could_not = self.error is not None or self.verdict is Verdict.ERROR
-        return self.model_copy(update={"findings": found, "notes": [*self.notes, *notes],
-                                       "verdict": rules.verdict(found, could_not), **fields})
+        return self.model_copy(
+            update={
+                "findings": found,
+                "notes": [*self.notes, *notes],
+                "verdict": rules.verdict(found, could_not),
+                **fields,
+            }
+        )
 
     def worst_severity(self) -> str | None:
-        return max(self.findings, key=lambda f: f.severity.rank).severity.value \
-            if self.findings else None
+        return (
+            max(self.findings, key=lambda f: f.severity.rank).severity.value
+            if self.findings
+            else None
+        )

@@ -18,15 +18,21 @@ PROTO_DIR = ROOT / "proto" / "airlock" / "worker" / "v1"
 
 def generate(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out_dir}",
-            f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}",
-            str(PROTO_DIR / "worker.proto")]
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_DIR}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        str(PROTO_DIR / "worker.proto"),
+    ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     grpc_file = out_dir / "worker_pb2_grpc.py"
     text = grpc_file.read_text()
-    text = text.replace("import worker_pb2 as worker__pb2",
-                        "from . import worker_pb2 as worker__pb2")
+    text = text.replace(
+        "import worker_pb2 as worker__pb2", "from . import worker_pb2 as worker__pb2"
+    )
     grpc_file.write_text(text)
     (out_dir / "__init__.py").write_text('"""Generated from proto/; run `make proto`."""\n')
 

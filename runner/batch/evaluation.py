@@ -33,8 +33,14 @@ from runner.rules.catalog import Severity, Verdict
 from runner.static import preflight
 from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
 
-CONFIG_NAMES = {"config.json", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json", "preprocessor_config.json", "model_index.json"}
+CONFIG_NAMES = {
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "model_index.json",
+}
 
 
 class EvalResult(BaseModel):
@@ -55,21 +61,37 @@ class EvalResult(BaseModel):
     infer_seconds: float | None = None
     error: str | None = None
     report: str | None = Field(default=None, description="the report's file, relative to --out")
-    bom: str | None = Field(default=None,
-                            description="the CycloneDX ML-BOM's file, relative to --out")
-    baseline: str | None = Field(default=None, description="'drift' or 'no drift' when the model "
-                                 "had a baseline for these probes (--baseline)")
+    bom: str | None = Field(
+        default=None, description="the CycloneDX ML-BOM's file, relative to --out"
+    )
+    baseline: str | None = Field(
+        default=None,
+        description="'drift' or 'no drift' when the model "
+        "had a baseline for these probes (--baseline)",
+    )
 
 
 # --- which paths are models --------------------------------------------------------------------
+
 
 def _is_model_dir(d: Path) -> bool:
     names = {p.name for p in d.iterdir()}
     return bool(names & CONFIG_NAMES)
 
 
-MODEL_SUFFIXES = {".onnx", ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl", ".pickle",
-                  ".joblib", ".torchscript", ".ptl"}
+MODEL_SUFFIXES = {
+    ".onnx",
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".safetensors",
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".torchscript",
+    ".ptl",
+}
 
 
 def _is_model_file(p: Path) -> bool:
@@ -87,7 +109,7 @@ def _is_model_file(p: Path) -> bool:
             head = f.read(16)
     except OSError:
         return False
-    return (head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES)
+    return head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES
 
 
 def _looks_like_list(p: Path) -> bool:
@@ -154,6 +176,7 @@ def digest(path: Path) -> str:
 
 # --- one model ---------------------------------------------------------------------------------
 
+
 @dataclass
 class _Running:
     sandboxes: dict[int, Any] = field(default_factory=dict)
@@ -168,10 +191,16 @@ def _severity_counts(report: Report) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
-                 out_dir: Path | None, running: _Running | None = None,
-                 sha256: str | None = None, baselines: Any = None,
-                 signing: Any = None) -> EvalResult:
+def evaluate_one(
+    path: Path,
+    policy: Policy,
+    probes: ProbeSet | None,
+    out_dir: Path | None,
+    running: _Running | None = None,
+    sha256: str | None = None,
+    baselines: Any = None,
+    signing: Any = None,
+) -> EvalResult:
     from runner.behaviour import baseline as _baseline
     from runner.controller.sandbox import Sandbox
     from runner.integrity.bom import checked_bom
@@ -203,16 +232,19 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
     # the sandbox's pre-flight hashed the model already; hash again only if it did not get
     # that far
     m = report.model
-    sha = sha256 or (digest(path) if not m.files else
-                     m.files[0].sha256 if path.is_file() else m.root_digest)
+    sha = sha256 or (
+        digest(path) if not m.files else m.files[0].sha256 if path.is_file() else m.root_digest
+    )
     checked = None
     if baselines is not None and probes is not None and outputs is not None:
-        entry = baselines.find(probes.digest, root=report.model.root_digest,
-                               name=_baseline.default_name(path))
+        entry = baselines.find(
+            probes.digest, root=report.model.root_digest, name=_baseline.default_name(path)
+        )
         if entry is not None:
             try:
-                report = _baseline.compare(entry, baselines.rows(entry), outputs, report,
-                                           probes, baselines.path)
+                report = _baseline.compare(
+                    entry, baselines.rows(entry), outputs, report, probes, baselines.path
+                )
                 assert report.baseline is not None
                 checked = "drift" if report.baseline.drift else "no drift"
             except (AirlockError, ValueError) as e:
@@ -229,7 +261,8 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
         written = []
         makers: tuple[tuple[str, Callable[[], str]], ...] = (
             (f"reports/{stem}.json", lambda: report.model_dump_json(indent=2) + "\n"),
-            (f"boms/{stem}.cdx.json", lambda: checked_bom(report)))
+            (f"boms/{stem}.cdx.json", lambda: checked_bom(report)),
+        )
         for name, make in makers:
             try:  # one model's unwritable report is its own error, never the batch's
                 target = out_dir / name
@@ -242,12 +275,22 @@ def evaluate_one(path: Path, policy: Policy, probes: ProbeSet | None,
         bom_name = next((n for n in written if n.startswith("boms/")), None)
     phases = {p.name: p.seconds for p in report.phases}
     return EvalResult(
-        path=str(path), sha256=sha, format=report.model.format, verdict=verdict,
+        path=str(path),
+        sha256=sha,
+        format=report.model.format,
+        verdict=verdict,
         findings=_severity_counts(report),
         top_findings=list(dict.fromkeys(f.rule_id for f in report.findings))[:5],
-        probed=probed, probe_note=note, seconds=round(time.monotonic() - start, 3),
-        load_seconds=phases.get("load"), infer_seconds=phases.get("infer"), error=error,
-        report=report_name, bom=bom_name, baseline=checked)
+        probed=probed,
+        probe_note=note,
+        seconds=round(time.monotonic() - start, 3),
+        load_seconds=phases.get("load"),
+        infer_seconds=phases.get("infer"),
+        error=error,
+        report=report_name,
+        bom=bom_name,
+        baseline=checked,
+    )
 
 
 def _safe(name: str) -> str:
@@ -255,6 +298,7 @@ def _safe(name: str) -> str:
 
 
 # --- the batch ---------------------------------------------------------------------------------
+
 
 def default_jobs(policy: Policy) -> int:
     """As many sandboxes as there are CPUs, no more than the memory limits allow together."""
@@ -270,7 +314,9 @@ def check_jobs(jobs: int, policy: Policy) -> None:
     if jobs * policy.memory_bytes > total:
         raise UsageError(
             f"--jobs {jobs} sandboxes of {policy.memory_bytes >> 20} MiB each need more memory "
-            f"than the machine has ({total >> 20} MiB)", "lower --jobs or --memory")
+            f"than the machine has ({total >> 20} MiB)",
+            "lower --jobs or --memory",
+        )
 
 
 class Observer:
@@ -281,11 +327,18 @@ class Observer:
     def model_finished(self, result: EvalResult) -> None: ...
 
 
-def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.ndarray] | None
-             = None, jobs: int | None = None, policy: Policy | None = None,
-             out_dir: str | Path | None = None, skip_sha256: Iterable[str] = (),
-             observer: Observer | None = None, baselines: str | Path | Any | None = None,
-             signing: Any = None) -> Iterator[EvalResult]:
+def evaluate(
+    paths: Sequence[str | Path],
+    *,
+    probes: str | Path | dict[str, np.ndarray] | None = None,
+    jobs: int | None = None,
+    policy: Policy | None = None,
+    out_dir: str | Path | None = None,
+    skip_sha256: Iterable[str] = (),
+    observer: Observer | None = None,
+    baselines: str | Path | Any | None = None,
+    signing: Any = None,
+) -> Iterator[EvalResult]:
     """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
     complete. With `baselines` (a registry or its path), a model that has a baseline for
     these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
@@ -303,8 +356,9 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
     registry = None
     if baselines is not None:
         if probe_set is None:
-            raise UsageError("checking baselines needs the probes they were recorded with",
-                             "pass --probes")
+            raise UsageError(
+                "checking baselines needs the probes they were recorded with", "pass --probes"
+            )
         registry = baselines if isinstance(baselines, Registry) else Registry(baselines)
     models = expand(paths)
     out = Path(out_dir) if out_dir is not None else None
@@ -329,8 +383,19 @@ def evaluate(paths: Sequence[str | Path], *, probes: str | Path | dict[str, np.n
         if queue and not running.cancelled.is_set():
             path, sha = queue.pop()
             obs.model_started(path)
-            pending[pool.submit(evaluate_one, path, policy, probe_set, out, running,
-                                sha or None, registry, signing)] = path
+            pending[
+                pool.submit(
+                    evaluate_one,
+                    path,
+                    policy,
+                    probe_set,
+                    out,
+                    running,
+                    sha or None,
+                    registry,
+                    signing,
+                )
+            ] = path
 
     try:
         for _ in range(jobs):
@@ -363,4 +428,3 @@ def _cancel(running: _Running, pending: dict[Future[EvalResult], Path]) -> None:
         container = getattr(sb, "_container", None)
         if container:
             _docker.kill(container)
-

@@ -74,19 +74,28 @@ def summary(results: Sequence[EvalResult]) -> Summary:
     by_verdict = {v.value: 0 for v in Verdict}
     for r in results:
         by_verdict[r.verdict.value] += 1
-    worst = sorted((r for r in results if r.findings),
-                   key=lambda r: max(Severity(s).rank for s in r.findings), reverse=True)
+    worst = sorted(
+        (r for r in results if r.findings),
+        key=lambda r: max(Severity(s).rank for s in r.findings),
+        reverse=True,
+    )
     return {
-        "models": len(results), "by_verdict": by_verdict,
-        "worst": [{"path": r.path, "verdict": r.verdict.value, "findings": r.top_findings}
-                  for r in worst[:10]],
-        "slowest": [{"path": r.path, "seconds": r.seconds}
-                    for r in sorted(results, key=lambda r: -r.seconds)[:5]],
-        "errors": [Failed(path=r.path, error=error) for r in results
-                   if (error := r.error)][:20],
+        "models": len(results),
+        "by_verdict": by_verdict,
+        "worst": [
+            {"path": r.path, "verdict": r.verdict.value, "findings": r.top_findings}
+            for r in worst[:10]
+        ],
+        "slowest": [
+            {"path": r.path, "seconds": r.seconds}
+            for r in sorted(results, key=lambda r: -r.seconds)[:5]
+        ],
+        "errors": [Failed(path=r.path, error=error) for r in results if (error := r.error)][:20],
         "load_only": sum(1 for r in results if not r.probed),
-        "baselines": {"checked": sum(1 for r in results if r.baseline),
-                      "drift": [r.path for r in results if r.baseline == "drift"]},
+        "baselines": {
+            "checked": sum(1 for r in results if r.baseline),
+            "drift": [r.path for r in results if r.baseline == "drift"],
+        },
     }
 
 

@@ -50,8 +50,10 @@ CREATE TABLE IF NOT EXISTS outputs (
 """
 
 
-_COLUMNS = ("name, probes_digest, model_path, model_root, image_id, runtime, output, rows, "
-            "recorded_at, summary")  # an Entry's fields, in order
+_COLUMNS = (
+    "name, probes_digest, model_path, model_root, image_id, runtime, output, rows, "
+    "recorded_at, summary"
+)  # an Entry's fields, in order
 
 
 def default_path() -> Path:
@@ -95,8 +97,10 @@ def summarise(out: np.ndarray, ps: _probes.ProbeSet) -> dict[str, dict[str, obje
     summary: dict[str, dict[str, object]] = {}
     for cat in ps.category_names():
         m = ps.categories == cat
-        s: dict[str, object] = {"rows": int(m.sum()),
-                                "mean": float(np.mean(out[m])) if m.any() else 0.0}
+        s: dict[str, object] = {
+            "rows": int(m.sum()),
+            "mean": float(np.mean(out[m])) if m.any() else 0.0,
+        }
         if t is not None:
             values, counts = np.unique(t[m], return_counts=True)
             s["top1"] = {str(k): int(v) for k, v in zip(values, counts, strict=True)}
@@ -113,19 +117,24 @@ class Registry:
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         if not write and not self.path.is_file():
-            raise UsageError(f"no baseline registry at {self.path}",
-                             "record one with 'airlock baseline record'")
+            raise UsageError(
+                f"no baseline registry at {self.path}", "record one with 'airlock baseline record'"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
                 db.executescript(_SCHEMA)
                 yield db
         except sqlite3.DatabaseError as e:
-            raise UsageError(f"baseline registry {self.path}: {e}",
-                             "pass another --registry, or move the damaged file away") from e
+            raise UsageError(
+                f"baseline registry {self.path}: {e}",
+                "pass another --registry, or move the damaged file away",
+            ) from e
         except OSError as e:
-            raise UsageError(f"baseline registry {self.path}: {e.strerror or e}",
-                             "pass a writable --registry path") from e
+            raise UsageError(
+                f"baseline registry {self.path}: {e.strerror or e}",
+                "pass a writable --registry path",
+            ) from e
 
     def check_writable(self) -> None:
         """Open (and create) the registry now, so a bad path fails before any model runs."""
@@ -139,17 +148,39 @@ class Registry:
             db.execute("DELETE FROM outputs WHERE name=? AND probes_digest=?", key)
             from runner import __version__
 
-            db.execute("INSERT INTO baselines VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                       (*key, entry.model_path, entry.model_root, entry.image_id,
-                        entry.runtime, entry.output, entry.rows, entry.recorded_at,
-                        __version__, json.dumps(entry.summary)))
-            db.executemany("INSERT INTO outputs VALUES (?,?,?,?,?,?,?)", [
-                (*key, i, str(categories[i]), rows.digests[i], rows.top1[i],
-                 None if rows.rounded[i] is None else json.dumps(rows.rounded[i]))
-                for i in range(len(rows.digests))])
+            db.execute(
+                "INSERT INTO baselines VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    *key,
+                    entry.model_path,
+                    entry.model_root,
+                    entry.image_id,
+                    entry.runtime,
+                    entry.output,
+                    entry.rows,
+                    entry.recorded_at,
+                    __version__,
+                    json.dumps(entry.summary),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO outputs VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        *key,
+                        i,
+                        str(categories[i]),
+                        rows.digests[i],
+                        rows.top1[i],
+                        None if rows.rounded[i] is None else json.dumps(rows.rounded[i]),
+                    )
+                    for i in range(len(rows.digests))
+                ],
+            )
 
-    def find(self, probes_digest: str, name: str | None = None, root: str | None = None
-             ) -> Entry | None:
+    def find(
+        self, probes_digest: str, name: str | None = None, root: str | None = None
+    ) -> Entry | None:
         """The baseline for these probes recorded for this model root digest, else with this
         name."""
         if not self.path.is_file():
@@ -158,34 +189,52 @@ class Registry:
             for column, value in (("model_root", root), ("name", name)):
                 if value is None:
                     continue
-                row = db.execute(f"SELECT {_COLUMNS} FROM baselines WHERE {column}=? "  # noqa: S608
-                                 "AND probes_digest=? ORDER BY recorded_at DESC",
-                                 (value, probes_digest)).fetchone()
+                row = db.execute(
+                    f"SELECT {_COLUMNS} FROM baselines WHERE {column}=? "  # noqa: S608
+                    "AND probes_digest=? ORDER BY recorded_at DESC",
+                    (value, probes_digest),
+                ).fetchone()
                 if row:
                     return _entry(row)
         return None
 
     def rows(self, entry: Entry) -> Rows:
         with self._db() as db:
-            got = db.execute("SELECT digest, top1, rounded FROM outputs WHERE name=? AND "
-                             "probes_digest=? ORDER BY row", (entry.name, entry.probes_digest)
-                             ).fetchall()
-        return Rows([g[0] for g in got], [g[1] for g in got],
-                    [None if g[2] is None else json.loads(g[2]) for g in got])
+            got = db.execute(
+                "SELECT digest, top1, rounded FROM outputs WHERE name=? AND "
+                "probes_digest=? ORDER BY row",
+                (entry.name, entry.probes_digest),
+            ).fetchall()
+        return Rows(
+            [g[0] for g in got],
+            [g[1] for g in got],
+            [None if g[2] is None else json.loads(g[2]) for g in got],
+        )
 
     def entries(self) -> list[Entry]:
         if not self.path.is_file():
             return []
         with self._db() as db:
-            got = db.execute(f"SELECT {_COLUMNS} FROM baselines "  # noqa: S608
-                             "ORDER BY name, recorded_at").fetchall()
+            got = db.execute(
+                f"SELECT {_COLUMNS} FROM baselines "  # noqa: S608
+                "ORDER BY name, recorded_at"
+            ).fetchall()
         return [_entry(g) for g in got]
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
-    return Entry(name=row[0], probes_digest=row[1], model_path=row[2], model_root=row[3],
-                 image_id=row[4], runtime=row[5], output=row[6], rows=row[7],
-                 recorded_at=row[8], summary=json.loads(row[9]))
+    return Entry(
+        name=row[0],
+        probes_digest=row[1],
+        model_path=row[2],
+        model_root=row[3],
+        image_id=row[4],
+        runtime=row[5],
+        output=row[6],
+        rows=row[7],
+        recorded_at=row[8],
+        summary=json.loads(row[9]),
+    )
 
 
 def _rows_of(outputs: dict[str, np.ndarray], name: str) -> Rows:
@@ -195,9 +244,13 @@ def _rows_of(outputs: dict[str, np.ndarray], name: str) -> Rows:
     rounded: list[list[float] | None] = (
         [[round(float(v), 6) for v in r] for r in flat.astype(np.float64)]
         if flat.shape[1] <= MAX_ROUNDED and np.issubdtype(out.dtype, np.number)
-        else [None] * len(out))
-    return Rows(row_digests(outputs), [None if t is None else int(v) for v in t]
-                if t is not None else [None] * len(out), rounded)
+        else [None] * len(out)
+    )
+    return Rows(
+        row_digests(outputs),
+        [None if t is None else int(v) for v in t] if t is not None else [None] * len(out),
+        rounded,
+    )
 
 
 def _env(report: Report) -> tuple[str, str]:
@@ -209,9 +262,15 @@ def default_name(model: Path) -> str:
     return model.resolve().name
 
 
-def record(model: str | Path, probes: str | Path | _probes.ProbeSet, *,
-           name: str | None = None, registry: Registry | str | Path | None = None,
-           policy: Policy | None = None, output: str | None = None) -> tuple[Report, Entry]:
+def record(
+    model: str | Path,
+    probes: str | Path | _probes.ProbeSet,
+    *,
+    name: str | None = None,
+    registry: Registry | str | Path | None = None,
+    policy: Policy | None = None,
+    output: str | None = None,
+) -> tuple[Report, Entry]:
     """Run the model on the probes in a fresh sandbox and store what it did."""
     ps = probes if isinstance(probes, _probes.ProbeSet) else _probes.load(probes)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
@@ -219,53 +278,88 @@ def record(model: str | Path, probes: str | Path | _probes.ProbeSet, *,
     path = Path(model)
     run = run_model(path, ps, policy or Policy())
     if run.outputs is None:
-        raise SandboxError(f"no baseline recorded: the model could not be run on the probes "
-                           f"({run.error})", "see the report for what happened")
+        raise SandboxError(
+            f"no baseline recorded: the model could not be run on the probes ({run.error})",
+            "see the report for what happened",
+        )
     out_name = pick_output(run.outputs, output)
     image_id, runtime = _env(run.report)
-    entry = Entry(name=name or default_name(path), probes_digest=ps.digest,
-                  model_path=str(path.resolve()), model_root=run.report.model.root_digest,
-                  image_id=image_id, runtime=runtime, output=out_name, rows=ps.rows,
-                  recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  summary=summarise(run.outputs[out_name], ps))
+    entry = Entry(
+        name=name or default_name(path),
+        probes_digest=ps.digest,
+        model_path=str(path.resolve()),
+        model_root=run.report.model.root_digest,
+        image_id=image_id,
+        runtime=runtime,
+        output=out_name,
+        rows=ps.rows,
+        recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        summary=summarise(run.outputs[out_name], ps),
+    )
     reg.store(entry, _rows_of(run.outputs, out_name), ps.categories)
     return run.report, entry
 
 
-def compare(entry: Entry, recorded: Rows, outputs: dict[str, np.ndarray], report: Report,
-            ps: _probes.ProbeSet, registry: Path, tolerance: float = TOLERANCE,
-            alpha: float = 0.05, min_effect: float = MIN_EFFECT) -> Report:
+def compare(
+    entry: Entry,
+    recorded: Rows,
+    outputs: dict[str, np.ndarray],
+    report: Report,
+    ps: _probes.ProbeSet,
+    registry: Path,
+    tolerance: float = TOLERANCE,
+    alpha: float = 0.05,
+    min_effect: float = MIN_EFFECT,
+) -> Report:
     """The report with a baseline section, and a drift finding when the outputs moved."""
     from scipy.stats import binomtest
 
     if entry.output not in outputs:
-        raise UsageError(f"the model has no output {entry.output!r}, which the baseline "
-                         f"recorded", f"its outputs are {sorted(outputs)}")
+        raise UsageError(
+            f"the model has no output {entry.output!r}, which the baseline recorded",
+            f"its outputs are {sorted(outputs)}",
+        )
     now = _rows_of(outputs, entry.output)
     if len(recorded.digests) != ps.rows:
-        raise UsageError(f"baseline {entry.name!r} has {len(recorded.digests)} rows; the "
-                         f"probes have {ps.rows}", "record the baseline again")
+        raise UsageError(
+            f"baseline {entry.name!r} has {len(recorded.digests)} rows; the probes have {ps.rows}",
+            "record the baseline again",
+        )
     same_env = _env(report) == (entry.image_id, entry.runtime)
     exact = np.array([a != b for a, b in zip(now.digests, recorded.digests, strict=True)])
-    dist = np.array([
-        max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
-        if a is not None and b is not None and len(a) == len(b) else np.inf
-        for a, b in zip(now.rounded, recorded.rounded, strict=True)])
+    dist = np.array(
+        [
+            max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+            if a is not None and b is not None and len(a) == len(b)
+            else np.inf
+            for a, b in zip(now.rounded, recorded.rounded, strict=True)
+        ]
+    )
     changed = exact if same_env else dist > tolerance
-    flips = np.array([a is not None and b is not None and a != b
-                      for a, b in zip(now.top1, recorded.top1, strict=True)])
+    flips = np.array(
+        [
+            a is not None and b is not None and a != b
+            for a, b in zip(now.top1, recorded.top1, strict=True)
+        ]
+    )
     classifier = all(t is not None for t in now.top1)
     cats: list[dict[str, object]] = []
     for cat in ps.category_names():
         m = ps.categories == cat
         n = int(m.sum())
-        d: dict[str, object] = {"category": cat, "rows": n, "changed": int(changed[m].sum()),
-                                "max_abs_diff": float(dist[m].max()) if n else 0.0}
+        d: dict[str, object] = {
+            "category": cat,
+            "rows": n,
+            "changed": int(changed[m].sum()),
+            "max_abs_diff": float(dist[m].max()) if n else 0.0,
+        }
         if classifier:
             k = int(flips[m].sum())
-            d.update(flips=k, flip_rate=k / n if n else 0.0,
-                     p=float(binomtest(k, n, NOISE_RATE, alternative="greater").pvalue)
-                     if n else 1.0)
+            d.update(
+                flips=k,
+                flip_rate=k / n if n else 0.0,
+                p=float(binomtest(k, n, NOISE_RATE, alternative="greater").pvalue) if n else 1.0,
+            )
         cats.append(d)
     if same_env:
         for d in cats:
@@ -276,42 +370,65 @@ def compare(entry: Entry, recorded: Rows, outputs: dict[str, np.ndarray], report
     else:
         for d in cats:
             d["flagged"] = bool(d["changed"])
-    drift_cats = [CategoryDrift(**{k: v for k, v in d.items() if k != "p"})
-                  for d in cats]
+    drift_cats = [CategoryDrift(**{k: v for k, v in d.items() if k != "p"}) for d in cats]
     drift = any(c.flagged for c in drift_cats)
     check = BaselineCheck(
-        registry=str(registry), name=entry.name, recorded_at=entry.recorded_at,
-        recorded_root_digest=entry.model_root, recorded_image_id=entry.image_id,
-        recorded_runtime=entry.runtime, same_environment=same_env,
-        model_changed=report.model.root_digest != entry.model_root, rows=ps.rows,
-        rows_changed=int(changed.sum()), tolerance=tolerance, categories=drift_cats,
-        drift=drift)
+        registry=str(registry),
+        name=entry.name,
+        recorded_at=entry.recorded_at,
+        recorded_root_digest=entry.model_root,
+        recorded_image_id=entry.image_id,
+        recorded_runtime=entry.runtime,
+        same_environment=same_env,
+        model_changed=report.model.root_digest != entry.model_root,
+        rows=ps.rows,
+        rows_changed=int(changed.sum()),
+        tolerance=tolerance,
+        categories=drift_cats,
+        drift=drift,
+    )
     notes = []
     if check.model_changed:
-        notes.append(f"the model's files changed since baseline {entry.name!r} was recorded "
-                     f"(root digest {entry.model_root[:12]} then, "
-                     f"{report.model.root_digest[:12]} now)")
+        notes.append(
+            f"the model's files changed since baseline {entry.name!r} was recorded "
+            f"(root digest {entry.model_root[:12]} then, "
+            f"{report.model.root_digest[:12]} now)"
+        )
     if not same_env:
-        notes.append("the baseline was recorded on another image or runtime: outputs are "
-                     f"compared within {tolerance}, and flips against a {NOISE_RATE:.0%} "
-                     "noise rate")
+        notes.append(
+            "the baseline was recorded on another image or runtime: outputs are "
+            f"compared within {tolerance}, and flips against a {NOISE_RATE:.0%} "
+            "noise rate"
+        )
     findings = []
     if drift:
-        flagged = sorted((c for c in drift_cats if c.flagged),
-                         key=lambda c: (-(c.flip_rate or 0), -c.changed))
-        findings.append(finding(
-            RuleName.BASELINE_DRIFT,
-            f"outputs differ from baseline {entry.name!r} (recorded {entry.recorded_at}): "
-            f"{check.rows_changed} of {ps.rows} probe rows changed",
-            [f"baseline: category {c.category!r}: {c.changed}/{c.rows} rows changed"
-             + (f", {c.flips} top-1 flips" if c.flips is not None else "")
-             for c in flagged[:5]]))
+        flagged = sorted(
+            (c for c in drift_cats if c.flagged), key=lambda c: (-(c.flip_rate or 0), -c.changed)
+        )
+        findings.append(
+            finding(
+                RuleName.BASELINE_DRIFT,
+                f"outputs differ from baseline {entry.name!r} (recorded {entry.recorded_at}): "
+                f"{check.rows_changed} of {ps.rows} probe rows changed",
+                [
+                    f"baseline: category {c.category!r}: {c.changed}/{c.rows} rows changed"
+                    + (f", {c.flips} top-1 flips" if c.flips is not None else "")
+                    for c in flagged[:5]
+                ],
+            )
+        )
     return report.amended(findings, notes, baseline=check)
 
 
-def check(model: str | Path, probes: str | Path | _probes.ProbeSet, *,
-          name: str | None = None, registry: Registry | str | Path | None = None,
-          policy: Policy | None = None, tolerance: float = TOLERANCE) -> Report:
+def check(
+    model: str | Path,
+    probes: str | Path | _probes.ProbeSet,
+    *,
+    name: str | None = None,
+    registry: Registry | str | Path | None = None,
+    policy: Policy | None = None,
+    tolerance: float = TOLERANCE,
+) -> Report:
     """Rerun the model on the probes and compare with its baseline."""
     ps = probes if isinstance(probes, _probes.ProbeSet) else _probes.load(probes)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
@@ -319,11 +436,16 @@ def check(model: str | Path, probes: str | Path | _probes.ProbeSet, *,
     key = name or default_name(path)
     entry = reg.find(ps.digest, name=key)
     if entry is None:
-        raise UsageError(f"no baseline named {key!r} for these probes in {reg.path}",
-                         "record one with 'airlock baseline record' (same probes file), or "
-                         "pass --name")
+        raise UsageError(
+            f"no baseline named {key!r} for these probes in {reg.path}",
+            "record one with 'airlock baseline record' (same probes file), or pass --name",
+        )
     run: ModelRun = run_model(path, ps, policy or Policy())
     if run.outputs is None:
-        return run.report.amended(notes=[f"baseline {key!r} not checked: the model could not "
-                                         f"be run on the probes ({run.error})"])
+        return run.report.amended(
+            notes=[
+                f"baseline {key!r} not checked: the model could not "
+                f"be run on the probes ({run.error})"
+            ]
+        )
     return compare(entry, reg.rows(entry), run.outputs, run.report, ps, reg.path, tolerance)

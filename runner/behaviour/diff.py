@@ -39,6 +39,7 @@ _EPS = 1e-12
 
 # --- statistics ----------------------------------------------------------------------------------
 
+
 def as_probabilities(out: np.ndarray) -> np.ndarray | None:
     """Rows of class probabilities for classifier-like output ([rows, classes >= 2]): used as
     they are when they already are probabilities, through a softmax when they are logits."""
@@ -85,8 +86,15 @@ def mean_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float, floa
     m = float(np.mean(values))
     if len(values) < 2 or np.ptp(values) == 0:
         return m, m, m
-    res = bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000,
-                    method="percentile", rng=np.random.default_rng(seed), batch=100)
+    res = bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=0.95,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+        batch=100,
+    )
     return m, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -120,16 +128,25 @@ def adjust(pvalues: list[float]) -> list[float]:
 ControlKind = Literal["model", "rerun", "pooled"]
 
 
-def compare(base: np.ndarray, cand: np.ndarray, categories: np.ndarray,
-            labels: np.ndarray | None, control: np.ndarray | None, control_kind: ControlKind,
-            alpha: float = ALPHA, min_effect: float = MIN_EFFECT
-            ) -> tuple[Literal["classifier", "regression"], list[CategoryDiff]]:
+def compare(
+    base: np.ndarray,
+    cand: np.ndarray,
+    categories: np.ndarray,
+    labels: np.ndarray | None,
+    control: np.ndarray | None,
+    control_kind: ControlKind,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+) -> tuple[Literal["classifier", "regression"], list[CategoryDiff]]:
     """Compare the candidate's outputs with the base's, category by category. `control` is
     the control's outputs on the same probes (a control model's, or the base's second run);
     None with control_kind "pooled"."""
     if base.shape != cand.shape:
-        raise UsageError(f"the base's output has shape {list(base.shape)} and the candidate's "
-                         f"{list(cand.shape)}", "compare models with the same outputs")
+        raise UsageError(
+            f"the base's output has shape {list(base.shape)} and the candidate's "
+            f"{list(cand.shape)}",
+            "compare models with the same outputs",
+        )
     pb, pc = as_probabilities(base), as_probabilities(cand)
     tb, tc = top1(base), top1(cand)
     kind: Literal["classifier", "regression"] = "classifier" if tb is not None else "regression"
@@ -141,8 +158,11 @@ def compare(base: np.ndarray, cand: np.ndarray, categories: np.ndarray,
     for cat in sorted({str(c) for c in categories}):
         m = categories == cat
         n = int(m.sum())
-        row: dict[str, Any] = {"category": cat, "rows": n,
-                               "max_abs_diff": float(diff[m].max()) if n else 0.0}
+        row: dict[str, Any] = {
+            "category": cat,
+            "rows": n,
+            "max_abs_diff": float(diff[m].max()) if n else 0.0,
+        }
         if flipped is not None and tc is not None:
             k = int(flipped[m].sum())
             to = Counter(str(v) for v in tc[m][flipped[m]])
@@ -154,9 +174,12 @@ def compare(base: np.ndarray, cand: np.ndarray, categories: np.ndarray,
             else:
                 k_ctrl, n_ctrl = 0, 0
             if n_ctrl:
-                row.update(control_flips=k_ctrl, control_rows=n_ctrl,
-                           control_rate=k_ctrl / n_ctrl,
-                           p_value=flip_test(k, n, k_ctrl, n_ctrl))
+                row.update(
+                    control_flips=k_ctrl,
+                    control_rows=n_ctrl,
+                    control_rate=k_ctrl / n_ctrl,
+                    p_value=flip_test(k, n, k_ctrl, n_ctrl),
+                )
         if pb is not None and pc is not None and n:
             js, kl = divergences(pb[m], pc[m])
             row["js_mean"], row["js_low"], row["js_high"] = mean_interval(js)
@@ -164,8 +187,11 @@ def compare(base: np.ndarray, cand: np.ndarray, categories: np.ndarray,
         if labels is not None and tb is not None and tc is not None and n:
             lab = labels[m]
             br, cr = tb[m] == lab, tc[m] == lab
-            row.update(base_accuracy=float(br.mean()), candidate_accuracy=float(cr.mean()),
-                       mcnemar_p=mcnemar_exact(br, cr))
+            row.update(
+                base_accuracy=float(br.mean()),
+                candidate_accuracy=float(cr.mean()),
+                mcnemar_p=mcnemar_exact(br, cr),
+            )
         rows.append(row)
     tested = [r for r in rows if r.get("p_value") is not None]
     for r, q in zip(tested, adjust([r["p_value"] for r in tested]), strict=True):
@@ -177,13 +203,15 @@ def compare(base: np.ndarray, cand: np.ndarray, categories: np.ndarray,
 def pick_output(outputs: dict[str, np.ndarray], name: str | None) -> str:
     if name is not None:
         if name not in outputs:
-            raise UsageError(f"the model has no output {name!r}",
-                             f"its outputs are {sorted(outputs)}")
+            raise UsageError(
+                f"the model has no output {name!r}", f"its outputs are {sorted(outputs)}"
+            )
         return name
     return next(iter(outputs))
 
 
 # --- running models ------------------------------------------------------------------------------
+
 
 @dataclass
 class ModelRun:
@@ -211,8 +239,12 @@ def run_model(path: Path, probes: _probes.ProbeSet, policy: Policy) -> ModelRun:
 
 
 def ref(run: ModelRun, report_file: str = "") -> ModelRef:
-    return ModelRef(path=str(run.path), root_digest=run.report.model.root_digest,
-                    verdict=run.report.verdict, report=report_file)
+    return ModelRef(
+        path=str(run.path),
+        root_digest=run.report.model.root_digest,
+        verdict=run.report.verdict,
+        report=report_file,
+    )
 
 
 @dataclass
@@ -222,10 +254,19 @@ class DiffOutcome:
     control: Report | None
 
 
-def diff(base: str | Path, candidate: str | Path, probes: str | Path | _probes.ProbeSet, *,
-         control: str | Path | None = None, rerun: bool = True, output: str | None = None,
-         policy: Policy | None = None, alpha: float = ALPHA, min_effect: float = MIN_EFFECT,
-         progress: Callable[[str], None] | None = None) -> DiffOutcome:
+def diff(
+    base: str | Path,
+    candidate: str | Path,
+    probes: str | Path | _probes.ProbeSet,
+    *,
+    control: str | Path | None = None,
+    rerun: bool = True,
+    output: str | None = None,
+    policy: Policy | None = None,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    progress: Callable[[str], None] | None = None,
+) -> DiffOutcome:
     """Run base, candidate and the control each in a fresh sandbox on the probes and compare.
 
     The control is `control` (a model) when given, else a second run of the base when
@@ -244,8 +285,7 @@ def diff(base: str | Path, candidate: str | Path, probes: str | Path | _probes.P
         paths["control"] = Path(base)
     for role, p in paths.items():
         if not p.exists():
-            raise UsageError(f"{role} model {p}: no such file or directory",
-                             "check the path")
+            raise UsageError(f"{role} model {p}: no such file or directory", "check the path")
     runs: dict[str, ModelRun] = {}
     for role, p in paths.items():
         say(f"running the {role} model ({p.name}) on {ps.rows} probes")
@@ -254,47 +294,82 @@ def diff(base: str | Path, candidate: str | Path, probes: str | Path | _probes.P
     ctrl = runs.get("control")
     kind: ControlKind = "model" if control is not None else "rerun" if rerun else "pooled"
     if b.outputs is None:
-        raise SandboxError(f"the base model could not be run on the probes: {b.error}",
-                           "the diff needs the base model's outputs")
+        raise SandboxError(
+            f"the base model could not be run on the probes: {b.error}",
+            "the diff needs the base model's outputs",
+        )
     if c.outputs is None:
         note = f"no behavioural diff: the candidate could not be run on the probes ({c.error})"
-        return DiffOutcome(c.report.amended(notes=[note]), b.report,
-                           ctrl.report if ctrl is not None else None)
+        return DiffOutcome(
+            c.report.amended(notes=[note]), b.report, ctrl.report if ctrl is not None else None
+        )
     ctrl_out = None
     if ctrl is not None and ctrl.outputs is None:
-        raise SandboxError(f"the control could not be run on the probes: {ctrl.error}",
-                           "fix the control model, or leave --control out")
+        raise SandboxError(
+            f"the control could not be run on the probes: {ctrl.error}",
+            "fix the control model, or leave --control out",
+        )
     name = pick_output(b.outputs, output)
     for role, r in (("candidate", c), ("control", ctrl)):
         if r is not None and r.outputs is not None and name not in r.outputs:
-            raise UsageError(f"the {role} has no output {name!r} (it has "
-                             f"{sorted(r.outputs)})", "pick one with --output")
+            raise UsageError(
+                f"the {role} has no output {name!r} (it has {sorted(r.outputs)})",
+                "pick one with --output",
+            )
     if ctrl is not None and ctrl.outputs is not None:
         ctrl_out = ctrl.outputs[name]
-    kind_out, cats = compare(b.outputs[name], c.outputs[name], ps.categories, ps.labels,
-                             ctrl_out, kind, alpha, min_effect)
+    kind_out, cats = compare(
+        b.outputs[name],
+        c.outputs[name],
+        ps.categories,
+        ps.labels,
+        ctrl_out,
+        kind,
+        alpha,
+        min_effect,
+    )
     behavior = BehaviorDiff(
-        base=ref(b), control=ref(ctrl) if ctrl is not None else None,
-        control_kind=kind, probes=ps.source, probes_digest=ps.digest, rows=ps.rows,
-        output=name, kind=kind_out, alpha=alpha, min_effect=min_effect, categories=cats,
-        flagged=[d.category for d in cats if d.flagged])
+        base=ref(b),
+        control=ref(ctrl) if ctrl is not None else None,
+        control_kind=kind,
+        probes=ps.source,
+        probes_digest=ps.digest,
+        rows=ps.rows,
+        output=name,
+        kind=kind_out,
+        alpha=alpha,
+        min_effect=min_effect,
+        categories=cats,
+        flagged=[d.category for d in cats if d.flagged],
+    )
     findings = [deviation(d, kind) for d in cats if d.flagged]
     update: dict[str, Any] = {"behavior": behavior}
-    prov = provenance_for(c.path, c.report.model.root_digest, b.report.model.root_digest,
-                          files=c.report.model.files)
+    prov = provenance_for(
+        c.path, c.report.model.root_digest, b.report.model.root_digest, files=c.report.model.files
+    )
     if prov is not None and c.report.integrity is not None:
         # the base model's digest, as the candidate declares it, can be checked now
         update["integrity"] = c.report.integrity.model_copy(update={"provenance": prov})
-        findings += [finding(RuleName.PROVENANCE_MISMATCH, f"declared provenance does not match: "
-                             f"{cl.field} {cl.value}", [f"static: {cl.note or cl.value}"])
-                     for cl in prov.claims
-                     if cl.field == "base_model.digest" and cl.status == "mismatch"]
+        findings += [
+            finding(
+                RuleName.PROVENANCE_MISMATCH,
+                f"declared provenance does not match: {cl.field} {cl.value}",
+                [f"static: {cl.note or cl.value}"],
+            )
+            for cl in prov.claims
+            if cl.field == "base_model.digest" and cl.status == "mismatch"
+        ]
     notes = []
     if kind == "rerun" and any(d.control_flips for d in cats):
-        notes.append("the base model's second run differs from its first: its outputs are "
-                     "not deterministic, and the noise floor is above zero")
-    return DiffOutcome(c.report.amended(findings, notes, **update), b.report,
-                       ctrl.report if ctrl is not None else None)
+        notes.append(
+            "the base model's second run differs from its first: its outputs are "
+            "not deterministic, and the noise floor is above zero"
+        )
+    return DiffOutcome(
+        c.report.amended(findings, notes, **update),
+        b.report,
+        ctrl.report if ctrl is not None else None,
+    )
 
 
 def deviation(d: CategoryDiff, control_kind: str) -> Finding:
@@ -304,6 +379,9 @@ def deviation(d: CategoryDiff, control_kind: str) -> Finding:
         RuleName.BEHAVIOR_DEVIATION,
         f"probe category {d.category!r}: {d.flip_rate:.0%} of top-1 predictions differ from "
         f"the base model's (control {d.control_rate:.0%}), mostly to class {target}",
-        [f"diff: {d.flips}/{d.rows} flips, {share:.0%} of them to class {target}",
-         f"diff: control ({control_kind}) {d.control_flips}/{d.control_rows}; "
-         f"p = {d.p_value:.2g}, adjusted {d.p_adjusted:.2g}"])
+        [
+            f"diff: {d.flips}/{d.rows} flips, {share:.0%} of them to class {target}",
+            f"diff: control ({control_kind}) {d.control_flips}/{d.control_rows}; "
+            f"p = {d.p_value:.2g}, adjusted {d.p_adjusted:.2g}",
+        ],
+    )

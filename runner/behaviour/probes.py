@@ -59,8 +59,15 @@ def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
             return np.asarray(data)
         with data:
             arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, AttributeError, EOFError, TypeError, KeyError,
-            zipfile.BadZipFile) as e:
+    except (
+        ValueError,
+        OSError,
+        AttributeError,
+        EOFError,
+        TypeError,
+        KeyError,
+        zipfile.BadZipFile,
+    ) as e:
         raise ValueError(str(e)) from e
     for k, v in arrays.items():
         if not isinstance(v, np.ndarray):
@@ -78,8 +85,11 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     except ValueError as e:
         raise UsageError(f"probes file {p} is not an .npz of arrays ({e})", hint) from e
     if not isinstance(arrays, dict):
-        raise UsageError(f"probes file {p} is not an .npz of arrays (a single array, not an "
-                         ".npz of named arrays)", hint)
+        raise UsageError(
+            f"probes file {p} is not an .npz of arrays (a single array, not an "
+            ".npz of named arrays)",
+            hint,
+        )
     return arrays
 
 
@@ -87,12 +97,16 @@ def from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> ProbeSet:
     where = source or "the probes"
     inputs = {k: v for k, v in arrays.items() if k not in RESERVED}
     if not inputs:
-        raise UsageError(f"{where}: no input arrays (only {sorted(arrays)})",
-                         "add the model's inputs as named arrays")
+        raise UsageError(
+            f"{where}: no input arrays (only {sorted(arrays)})",
+            "add the model's inputs as named arrays",
+        )
     rows = {k: (v.shape[0] if v.ndim else None) for k, v in inputs.items()}
     if None in rows.values() or len(set(rows.values())) != 1:
-        raise UsageError(f"{where}: the input arrays must share their first dimension (rows); "
-                         f"got {rows}", "put one probe per row")
+        raise UsageError(
+            f"{where}: the input arrays must share their first dimension (rows); got {rows}",
+            "put one probe per row",
+        )
     n = next(iter(rows.values()))
     assert n is not None
     if n == 0:
@@ -101,22 +115,30 @@ def from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> ProbeSet:
     if cats is None:
         cats = np.full(n, "all")
     elif cats.ndim != 1 or len(cats) != n:
-        raise UsageError(f"{where}: 'category' must hold one label per row ({n}); "
-                         f"its shape is {list(cats.shape)}")
+        raise UsageError(
+            f"{where}: 'category' must hold one label per row ({n}); "
+            f"its shape is {list(cats.shape)}"
+        )
     labels = arrays.get(LABEL)
     if labels is not None and (labels.ndim != 1 or len(labels) != n):
-        raise UsageError(f"{where}: 'label' must hold one value per row ({n}); "
-                         f"its shape is {list(labels.shape)}")
-    return ProbeSet(inputs=inputs, categories=np.asarray(cats).astype(str), labels=labels,
-                    digest=digest_arrays(arrays), source=source, names=sorted(inputs))
+        raise UsageError(
+            f"{where}: 'label' must hold one value per row ({n}); its shape is {list(labels.shape)}"
+        )
+    return ProbeSet(
+        inputs=inputs,
+        categories=np.asarray(cats).astype(str),
+        labels=labels,
+        digest=digest_arrays(arrays),
+        source=source,
+        names=sorted(inputs),
+    )
 
 
 def load(path: str | Path) -> ProbeSet:
     return from_arrays(read_npz(path), str(path))
 
 
-def feed_for(signature: Any, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None,
-                                                                     str]:
+def feed_for(signature: Any, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None, str]:
     """The probe arrays this model takes, by input name, or None and why not."""
     if not inputs:
         return None, "no probes given: load-only"
@@ -132,15 +154,18 @@ def feed_for(signature: Any, inputs: dict[str, np.ndarray]) -> tuple[dict[str, A
     return None, f"no probe named {names}: load-only"
 
 
-def run(infer: Callable[[dict[str, Any]], dict[str, np.ndarray]], signature: Any,
-        probes: ProbeSet) -> dict[str, np.ndarray]:
+def run(
+    infer: Callable[[dict[str, Any]], dict[str, np.ndarray]], signature: Any, probes: ProbeSet
+) -> dict[str, np.ndarray]:
     """Every probe row through the model, in as few calls as the model's shapes allow: chunks
     of rows when its first dimension is free, one row at a time when it is fixed at 1. The
     outputs are joined back together along the first dimension."""
     feed, why = feed_for(signature, probes.inputs)
     if feed is None:
-        raise InputError(f"the probes cannot be fed to this model ({why})",
-                         "name the probe arrays after the model's inputs (airlock describe)")
+        raise InputError(
+            f"the probes cannot be fed to this model ({why})",
+            "name the probe arrays after the model's inputs (airlock describe)",
+        )
     n = probes.rows
     fixed = {s.shape[0] for s in signature.inputs if s.shape and s.shape[0] != -1}
     if not fixed:  # the first dimension is free: chunks of rows
@@ -149,18 +174,20 @@ def run(infer: Callable[[dict[str, Any]], dict[str, np.ndarray]], signature: Any
     elif len(fixed) == 1 and n % next(iter(fixed)) == 0:
         step = next(iter(fixed))  # a fixed batch size: that many rows a call
     else:
-        raise InputError(f"the model takes batches of {sorted(fixed)} rows and the probes "
-                         f"have {n}", "give a multiple of the batch size, or export the "
-                         "model with a free batch dimension")
+        raise InputError(
+            f"the model takes batches of {sorted(fixed)} rows and the probes have {n}",
+            "give a multiple of the batch size, or export the model with a free batch dimension",
+        )
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n, step):
-        parts.append(infer({k: v[start:start + step] for k, v in feed.items()}))
+        parts.append(infer({k: v[start : start + step] for k, v in feed.items()}))
     out: dict[str, np.ndarray] = {}
     for name in parts[0]:
         chunks = [p[name] for p in parts]
-        if any(c.ndim == 0 or c.shape[0] != min(step, n - i * step)
-               for i, c in enumerate(chunks)):
-            raise InputError(f"output {name!r} does not have one row per probe",
-                             "behaviour can only be compared on per-row outputs")
+        if any(c.ndim == 0 or c.shape[0] != min(step, n - i * step) for i, c in enumerate(chunks)):
+            raise InputError(
+                f"output {name!r} does not have one row per probe",
+                "behaviour can only be compared on per-row outputs",
+            )
         out[name] = np.concatenate(chunks)
     return out

@@ -113,19 +113,30 @@ class WorkerClient:
 
     def health(self, timeout_s: float) -> HealthInfo:
         r = self._call(self._stub.Health, pb.HealthRequest(), timeout_s)
-        return HealthInfo(untrusted_text(r.status, 20), untrusted_text(r.worker_version, 20),
-                          int(r.uid), int(r.pid))
+        return HealthInfo(
+            untrusted_text(r.status, 20),
+            untrusted_text(r.worker_version, 20),
+            int(r.uid),
+            int(r.pid),
+        )
 
     def prepare(self, model_path: str, fmt: str, timeout_s: float) -> None:
-        self._call(self._stub.Prepare, pb.PrepareRequest(model_path=model_path, format=fmt),
-                   timeout_s)
+        self._call(
+            self._stub.Prepare, pb.PrepareRequest(model_path=model_path, format=fmt), timeout_s
+        )
 
-    def load(self, model_path: str, fmt: str, architecture_path: str,
-             timeout_s: float) -> LoadInfo:
-        r = self._call(self._stub.Load, pb.LoadRequest(
-            model_path=model_path, format=fmt, architecture_path=architecture_path), timeout_s)
-        return LoadInfo(untrusted_text(r.format, 32), bool(r.can_infer),
-                        untrusted_text(r.note), float(r.load_seconds))
+    def load(self, model_path: str, fmt: str, architecture_path: str, timeout_s: float) -> LoadInfo:
+        r = self._call(
+            self._stub.Load,
+            pb.LoadRequest(model_path=model_path, format=fmt, architecture_path=architecture_path),
+            timeout_s,
+        )
+        return LoadInfo(
+            untrusted_text(r.format, 32),
+            bool(r.can_infer),
+            untrusted_text(r.note),
+            float(r.load_seconds),
+        )
 
     def describe(self, timeout_s: float) -> Description:
         r = self._call(self._stub.Describe, pb.DescribeRequest(), timeout_s)
@@ -138,8 +149,13 @@ class WorkerClient:
                 out.append(TensorSpec(untrusted_text(s.name, 200), dtype, shape))
             return tuple(out)
 
-        return Description(untrusted_text(r.format, 32), specs(r.inputs), specs(r.outputs),
-                           bool(r.can_infer), untrusted_text(r.note))
+        return Description(
+            untrusted_text(r.format, 32),
+            specs(r.inputs),
+            specs(r.outputs),
+            bool(r.can_infer),
+            untrusted_text(r.note),
+        )
 
     def infer(self, inputs: Mapping[str, np.ndarray], timeout_s: float) -> dict[str, np.ndarray]:
         request = pb.InferRequest()

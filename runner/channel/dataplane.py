@@ -40,8 +40,11 @@ from runner.worker.shared.frames import align, describe_shared, put_tensor, recv
 log = logging.getLogger(__name__)
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
-_STATUS_CODES = {frames.STATUS_BAD_INPUT: "INVALID_ARGUMENT",
-                 frames.STATUS_MODEL_RAISED: "ABORTED", frames.STATUS_INTERNAL: "INTERNAL"}
+_STATUS_CODES = {
+    frames.STATUS_BAD_INPUT: "INVALID_ARGUMENT",
+    frames.STATUS_MODEL_RAISED: "ABORTED",
+    frames.STATUS_INTERNAL: "INTERNAL",
+}
 _Spec = tuple[int, tuple[int, ...], np.dtype]  # an output in shared memory: offset, shape, dtype
 
 
@@ -110,16 +113,22 @@ def _sealed_memory(size: int) -> int:
     fd = os.memfd_create("airlock-tensors", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, size)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                    fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        fcntl.fcntl(
+            fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+        )
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _lent_array(shm: mmap.mmap, offset: int, shape: tuple[int, ...], dtype: np.dtype,
-                release: Callable[[], None]) -> np.ndarray:
+def _lent_array(
+    shm: mmap.mmap,
+    offset: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    release: Callable[[], None],
+) -> np.ndarray:
     """An array over part of the mapping, calling release() once no view of it is left. The
     root (np.frombuffer) holds an export of the mapping, so the mapping cannot be unmapped
     under it, and numpy makes it the base of every view (reshapes, slices), so the finalizer
@@ -130,8 +139,9 @@ def _lent_array(shm: mmap.mmap, offset: int, shape: tuple[int, ...], dtype: np.d
 
 
 class DataPlane:
-    def __init__(self, socket_path: Path, shm_bytes: int, max_reply_bytes: int,
-                 max_request_bytes: int) -> None:
+    def __init__(
+        self, socket_path: Path, shm_bytes: int, max_reply_bytes: int, max_request_bytes: int
+    ) -> None:
         self._path = socket_path
         self._max_reply = max_reply_bytes
         self._max_request = max_request_bytes
@@ -140,7 +150,7 @@ class DataPlane:
         self._memfd = -1  # until it is handed to the worker
         self._base = 0  # the mapping's address, to recognise the caller's shared arrays
         self._shared: dict[int, tuple[int, int]] = {}  # offset -> (length, token) of live
-        self.regions = Regions(0)                      # shared_array() arrays
+        self.regions = Regions(0)  # shared_array() arrays
         if shm_bytes:
             self._memfd = _sealed_memory(shm_bytes)
             try:
@@ -161,14 +171,17 @@ class DataPlane:
         sock.settimeout(timeout_s)
         try:
             sock.connect(str(self._path))
-            pid, _, _ = struct.unpack("3i", sock.getsockopt(
-                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+            pid, _, _ = struct.unpack(
+                "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            )
             if peer_ok is not None and not peer_ok(pid):
                 sock.close()
                 return False
             if self._memfd >= 0:
-                sock.sendmsg([b"\x01"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                          array.array("i", [self._memfd]))])
+                sock.sendmsg(
+                    [b"\x01"],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [self._memfd]))],
+                )
             else:
                 sock.sendall(b"\x00")
         except OSError as e:  # no data plane: inference goes over gRPC
@@ -213,8 +226,9 @@ class DataPlane:
         offset, token = taken
         self._shared[offset] = (nbytes, token)
         try:
-            return _lent_array(self._shm, offset, shape, dt,
-                               functools.partial(self._forget_shared, offset, token))
+            return _lent_array(
+                self._shm, offset, shape, dt, functools.partial(self._forget_shared, offset, token)
+            )
         except BaseException:
             self._forget_shared(offset, token)
             raise
@@ -226,8 +240,12 @@ class DataPlane:
 
     def _shared_offset(self, arr: np.ndarray) -> int | None:
         """Where arr lies in the shared memory, when it is (part of) a live shared array."""
-        if (not self._shared or not arr.flags.c_contiguous or arr.dtype.byteorder == ">"
-                or arr.dtype.name not in tensors.ALLOWED_DTYPES):
+        if (
+            not self._shared
+            or not arr.flags.c_contiguous
+            or arr.dtype.byteorder == ">"
+            or arr.dtype.name not in tensors.ALLOWED_DTYPES
+        ):
             return None
         at = arr.ctypes.data - self._base
         for offset, (length, _) in self._shared.copy().items():
@@ -235,8 +253,9 @@ class DataPlane:
                 return at
         return None
 
-    def infer(self, inputs: Mapping[str, np.ndarray], timeout_s: float, copy: bool = True
-              ) -> dict[str, np.ndarray]:
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], timeout_s: float, copy: bool = True
+    ) -> dict[str, np.ndarray]:
         assert self._sock is not None
         request = pb.InferRequest()
         staged: list[tuple[int, int]] = []  # ranges this call's inputs were copied into
@@ -247,8 +266,11 @@ class DataPlane:
                 at = self._shared_offset(arr)
                 if at is not None:
                     describe_shared(name, arr, at, msg)
-                elif (self._shm is not None and arr.nbytes >= SHM_THRESHOLD
-                      and (taken := self.regions.alloc(arr.nbytes)) is not None):
+                elif (
+                    self._shm is not None
+                    and arr.nbytes >= SHM_THRESHOLD
+                    and (taken := self.regions.alloc(arr.nbytes)) is not None
+                ):
                     staged.append(taken)
                     put_tensor(self._shm, taken[0], name, arr, msg)
                 else:
@@ -260,13 +282,15 @@ class DataPlane:
             for offset, token in staged:
                 self.regions.free(offset, token)
 
-    def _call(self, request: pb.InferRequest, window: tuple[int, int], timeout_s: float,
-              copy: bool) -> dict[str, np.ndarray]:
+    def _call(
+        self, request: pb.InferRequest, window: tuple[int, int], timeout_s: float, copy: bool
+    ) -> dict[str, np.ndarray]:
         assert self._sock is not None
         body = request.SerializeToString()
         if len(body) > self._max_request:
-            raise WorkerRejected(f"the request is {len(body)} bytes, above the limit",
-                                 "INVALID_ARGUMENT")
+            raise WorkerRejected(
+                f"the request is {len(body)} bytes, above the limit", "INVALID_ARGUMENT"
+            )
         self._sock.settimeout(timeout_s)
         try:
             self._sock.sendall(struct.pack("<I", len(body)) + body)
@@ -303,8 +327,9 @@ class DataPlane:
             raise ConnectionError("the worker closed the data connection")
         return data
 
-    def _outputs(self, reply: pb.InferReply, window: tuple[int, int], copy: bool
-                 ) -> dict[str, np.ndarray]:
+    def _outputs(
+        self, reply: pb.InferReply, window: tuple[int, int], copy: bool
+    ) -> dict[str, np.ndarray]:
         """Validate every output first (nothing is lent or copied until all pass), then
         copy each shared one out, or lend it as a view."""
         checked: list[tuple[str, np.ndarray | _Spec]] = []  # inline arrays, or where to look
@@ -316,8 +341,9 @@ class DataPlane:
                     if not copy:
                         token = self.regions.reserve(t.shm_offset, t.shm_length)
                         if token is None:
-                            raise BadReply(f"output {untrusted_text(t.name, 80)!r} overlaps "
-                                           "another")
+                            raise BadReply(
+                                f"output {untrusted_text(t.name, 80)!r} overlaps another"
+                            )
                         leased.append((t.shm_offset, token))
                 else:
                     checked.append(tensors.decode(t))
@@ -328,23 +354,33 @@ class DataPlane:
         out: dict[str, np.ndarray] = {}
         tokens = iter(token for _, token in leased)
         for name, value in checked:
-            out[untrusted_text(name, 200)] = value if isinstance(value, np.ndarray) else (
-                self._copy_out(*value) if copy else self._lend(*value, next(tokens)))
+            out[untrusted_text(name, 200)] = (
+                value
+                if isinstance(value, np.ndarray)
+                else (self._copy_out(*value) if copy else self._lend(*value, next(tokens)))
+            )
         return out
 
     def _check_shared(self, t: pb.Tensor, window: tuple[int, int]) -> tuple[str, _Spec]:
         """Its name and (offset, shape, little-endian dtype), once its range is inside the
         window and its dtype, shape and length agree."""
         start, end = t.shm_offset, t.shm_offset + t.shm_length
-        if (self._shm is None or start < window[0] or end > window[0] + window[1]
-                or t.shm_length > self._max_reply):
-            raise BadReply(f"output {untrusted_text(t.name, 80)!r} lies outside the output "
-                           "window in shared memory")
+        if (
+            self._shm is None
+            or start < window[0]
+            or end > window[0] + window[1]
+            or t.shm_length > self._max_reply
+        ):
+            raise BadReply(
+                f"output {untrusted_text(t.name, 80)!r} lies outside the output "
+                "window in shared memory"
+            )
         view = memoryview(self._shm)[start:end]
         checked = None
         try:
             name, checked = tensors.decode_buffer(
-                pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape)), view)
+                pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape)), view
+            )
             spec = (start, checked.shape, checked.dtype.newbyteorder("<"))
         finally:
             del checked
@@ -360,11 +396,15 @@ class DataPlane:
         arr.flags.writeable = False
         return arr
 
-    def _lend(self, offset: int, shape: tuple[int, ...], dtype: np.dtype, token: int
-              ) -> np.ndarray:
+    def _lend(self, offset: int, shape: tuple[int, ...], dtype: np.dtype, token: int) -> np.ndarray:
         """A read-only view; its range stays out of use until no view of it is left."""
         assert self._shm is not None
-        arr = _lent_array(self._shm, offset, shape, dtype,
-                          functools.partial(self.regions.release_later, offset, token))
+        arr = _lent_array(
+            self._shm,
+            offset,
+            shape,
+            dtype,
+            functools.partial(self.regions.release_later, offset, token),
+        )
         arr.flags.writeable = False
         return arr

@@ -13,8 +13,9 @@ from runner.cli.output import note, out
 from runner.errors import EXIT_ERROR, EXIT_OK
 
 Force = Annotated[bool, typer.Option("--force", help="rebuild even when current")]
-All = Annotated[bool, typer.Option("--all", help="also remove sandboxes whose owner is still "
-                                   "running")]
+All = Annotated[
+    bool, typer.Option("--all", help="also remove sandboxes whose owner is still running")
+]
 
 
 def image_build(force: Force = False) -> None:
@@ -31,8 +32,16 @@ def image_status(json_: JsonOut = False) -> None:
 
     st = _image.status()
     if json_:
-        out.print_json(json.dumps({"state": st.state.value, "tag": st.tag,
-                                   "image_id": st.image_id, "other_tags": st.other_tags}))
+        out.print_json(
+            json.dumps(
+                {
+                    "state": st.state.value,
+                    "tag": st.tag,
+                    "image_id": st.image_id,
+                    "other_tags": st.other_tags,
+                }
+            )
+        )
     else:
         out.print(st.describe(), markup=False, highlight=False)
     raise typer.Exit(EXIT_OK if st.state is _image.ImageState.CURRENT else EXIT_ERROR)
@@ -43,8 +52,11 @@ def gc(all_: All = False) -> None:
     from runner.controller import sessions as _session
 
     reaped = _session.reap(everything=all_)
-    out.print(f"removed {len(reaped.containers)} container(s) and "
-              f"{len(reaped.directories)} directory(ies)", markup=False)
+    out.print(
+        f"removed {len(reaped.containers)} container(s) and "
+        f"{len(reaped.directories)} directory(ies)",
+        markup=False,
+    )
 
 
 def doctor() -> None:
@@ -59,8 +71,9 @@ def doctor() -> None:
         nonlocal problems
         problems += 0 if ok else 1
         mark = "ok  " if ok else "FAIL"
-        out.print(f"{mark} {what}" + ("" if ok else f"\n     fix: {fix}"), markup=False,
-                  highlight=False)
+        out.print(
+            f"{mark} {what}" + ("" if ok else f"\n     fix: {fix}"), markup=False, highlight=False
+        )
 
     try:
         info = _docker.engine_info()
@@ -74,12 +87,18 @@ def doctor() -> None:
     args = runsc.get("runtimeArgs") or []
     line(bool(runsc), "runtime runsc (gVisor) registered", "run 'make engine'")
     if runsc:
-        line(any(a.startswith("--host-uds") for a in args),
-             "runsc passes Unix sockets across bind mounts (--host-uds)", "run 'make engine'")
+        line(
+            any(a.startswith("--host-uds") for a in args),
+            "runsc passes Unix sockets across bind mounts (--host-uds)",
+            "run 'make engine'",
+        )
     line(not (info.get("Driver") == "" or info.get("NCPU", 0) < 1), "engine has CPUs")
     st = _image.status()
-    line(st.state is _image.ImageState.CURRENT, f"sandbox image: {st.describe()}",
-         "run 'airlock image build'")
+    line(
+        st.state is _image.ImageState.CURRENT,
+        f"sandbox image: {st.describe()}",
+        "run 'airlock image build'",
+    )
     raise typer.Exit(EXIT_OK if problems == 0 else EXIT_ERROR)
 
 

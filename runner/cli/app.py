@@ -24,13 +24,18 @@ from runner.errors import EXIT_INTERNAL, EXIT_OK, AirlockError, untrusted_text
 
 EXIT_INTERRUPTED = 130  # what typer makes of Ctrl-C (and main of SIGTERM)
 
-app = typer.Typer(name="airlock", no_args_is_help=True, add_completion=False,
-                  help="Load untrusted models in a sealed container and see what they do.",
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="airlock",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Load untrusted models in a sealed container and see what they do.",
+    pretty_exceptions_enable=False,
+)
 image_app = typer.Typer(no_args_is_help=True, help="Build and check the sandbox image.")
 report_app = typer.Typer(no_args_is_help=True, help="Views of a JSON report.")
-baseline_app = typer.Typer(no_args_is_help=True, help="Record behavioural baselines and "
-                           "check models against them.")
+baseline_app = typer.Typer(
+    no_args_is_help=True, help="Record behavioural baselines and check models against them."
+)
 
 log = logging.getLogger("runner")  # the package's logger; configured by main only
 
@@ -44,9 +49,9 @@ class _State:
 _state = _State()
 
 
-def _global_options(verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                                          help="show tracebacks")] = False
-                    ) -> None:
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
+) -> None:
     _state.verbose = verbose
     if _state.handler is not None:  # under main: -v shows the package's debug log
         log.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -79,6 +84,7 @@ app.add_typer(baseline_app, name="baseline")
 
 
 # --- the boundary ---------------------------------------------------------------------------
+
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt

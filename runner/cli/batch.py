@@ -21,40 +21,65 @@ if TYPE_CHECKING:
     from runner.behaviour.baseline import Registry
     from runner.static.preflight import SigningOptions
 
-Paths = Annotated[list[Path], typer.Argument(help="model files, directories of models, or text "
-                                             "files listing paths", show_default=False)]
-EvalProbes = Annotated[Path | None, typer.Option("--probes", help=".npz of named input arrays "
-                                                 "fed to the models that accept them")]
-Jobs = Annotated[int | None, typer.Option("--jobs", "-j", help="sandboxes at once (default: "
-                                          "from CPUs and memory)")]
-OutDir = Annotated[Path, typer.Option("--out", help="results.jsonl, summary.json and one report "
-                                      "per model")]
-Resume = Annotated[bool, typer.Option("--resume", help="skip models whose sha256 already has a "
-                                      "line")]
-CheckBaselines = Annotated[bool, typer.Option("--baseline", help="check every model that has a "
-                                              "baseline for these probes")]
-Signatures = Annotated[Path | None, typer.Option(
-    "--signature", help="a directory holding MODEL.sig for each model (default: beside each "
-    "model), or one signature file when evaluating one model")]
-RequireSignatures = Annotated[bool, typer.Option(
-    "--require-signature", help="evaluate only models whose signature verifies; the others are "
-    "reported, not run")]
+Paths = Annotated[
+    list[Path],
+    typer.Argument(
+        help="model files, directories of models, or text files listing paths", show_default=False
+    ),
+]
+EvalProbes = Annotated[
+    Path | None,
+    typer.Option("--probes", help=".npz of named input arrays fed to the models that accept them"),
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", help="sandboxes at once (default: from CPUs and memory)"),
+]
+OutDir = Annotated[
+    Path, typer.Option("--out", help="results.jsonl, summary.json and one report per model")
+]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="skip models whose sha256 already has a line")
+]
+CheckBaselines = Annotated[
+    bool, typer.Option("--baseline", help="check every model that has a baseline for these probes")
+]
+Signatures = Annotated[
+    Path | None,
+    typer.Option(
+        "--signature",
+        help="a directory holding MODEL.sig for each model (default: beside each "
+        "model), or one signature file when evaluating one model",
+    ),
+]
+RequireSignatures = Annotated[
+    bool,
+    typer.Option(
+        "--require-signature",
+        help="evaluate only models whose signature verifies; the others are reported, not run",
+    ),
+]
 
 
-def _check(paths: list[Path], probes: Path | None, baseline: bool,
-           signature: Path | None) -> None:
+def _check(paths: list[Path], probes: Path | None, baseline: bool, signature: Path | None) -> None:
     """The usage errors eval can find before anything runs."""
     from runner.behaviour.probes import load as load_probes
 
     if probes is not None:
         load_probes(probes)  # a bad probes file is a usage error before anything runs
     if baseline and probes is None:
-        raise UsageError("--baseline needs the probes the baselines were recorded with",
-                         "pass --probes")
-    if signature is not None and not signature.is_dir() and (
-            len(paths) != 1 or not paths[0].is_file()):
-        raise UsageError(f"--signature {signature}: a single signature file is for a single "
-                         "model file", "pass a directory holding MODEL.sig for each model")
+        raise UsageError(
+            "--baseline needs the probes the baselines were recorded with", "pass --probes"
+        )
+    if (
+        signature is not None
+        and not signature.is_dir()
+        and (len(paths) != 1 or not paths[0].is_file())
+    ):
+        raise UsageError(
+            f"--signature {signature}: a single signature file is for a single model file",
+            "pass a directory holding MODEL.sig for each model",
+        )
 
 
 def _previous(results_path: Path, resume: bool) -> list[EvalResult]:
@@ -68,14 +93,23 @@ def _previous(results_path: Path, resume: bool) -> list[EvalResult]:
             note(f"resume: ignoring line {n} of {results_path}: not a result (cut off?)")
         return found.results
     if results_path.exists() and results_path.stat().st_size:
-        raise UsageError(f"{results_path} already has results",
-                         "pass --resume to continue it, or choose another --out")
+        raise UsageError(
+            f"{results_path} already has results",
+            "pass --resume to continue it, or choose another --out",
+        )
     return []
 
 
-def _evaluate(paths: list[Path], probes: Path | None, jobs: int | None, policy: Policy,
-              out_dir: Path, done: list[EvalResult], baselines: Registry | None,
-              signing: SigningOptions) -> list[EvalResult]:
+def _evaluate(
+    paths: list[Path],
+    probes: Path | None,
+    jobs: int | None,
+    policy: Policy,
+    out_dir: Path,
+    done: list[EvalResult],
+    baselines: Registry | None,
+    signing: SigningOptions,
+) -> list[EvalResult]:
     """Evaluate the models not done yet, appending each result to results.jsonl as it comes."""
     from runner.batch import evaluation
     from runner.cli.progress import ConsoleObserver
@@ -85,9 +119,16 @@ def _evaluate(paths: list[Path], probes: Path | None, jobs: int | None, policy: 
     try:
         with (out_dir / "results.jsonl").open("a") as fh:
             for result in evaluation.evaluate(
-                    paths, probes=probes, jobs=jobs, policy=policy, out_dir=out_dir,
-                    skip_sha256={r.sha256 for r in done}, observer=observer,
-                    baselines=baselines, signing=signing):
+                paths,
+                probes=probes,
+                jobs=jobs,
+                policy=policy,
+                out_dir=out_dir,
+                skip_sha256={r.sha256 for r in done},
+                observer=observer,
+                baselines=baselines,
+                signing=signing,
+            ):
                 fh.write(result.model_dump_json() + "\n")
                 fh.flush()
                 new.append(result)
@@ -97,41 +138,66 @@ def _evaluate(paths: list[Path], probes: Path | None, jobs: int | None, policy: 
 
 
 def _print_summary(summary: Summary, results_path: Path) -> None:
-    t = Table(title=f"{summary['models']} model(s); results in {results_path}",
-              title_justify="left")
+    t = Table(
+        title=f"{summary['models']} model(s); results in {results_path}", title_justify="left"
+    )
     t.add_column("verdict")
     t.add_column("models", justify="right")
     for verdict, n in summary["by_verdict"].items():
         t.add_row(verdict, str(n))
     out.print(t)
     for w in summary["worst"][:5]:
-        out.print(f"worst: {w['verdict']:<10} {w['path']}  {', '.join(w['findings'])}",
-                  markup=False, highlight=False)
+        out.print(
+            f"worst: {w['verdict']:<10} {w['path']}  {', '.join(w['findings'])}",
+            markup=False,
+            highlight=False,
+        )
     for s in summary["slowest"][:3]:
         out.print(f"slowest: {s['seconds']:.1f}s {s['path']}", markup=False, highlight=False)
     b = summary["baselines"]
     if b["checked"]:
-        out.print(f"baselines: {b['checked']} checked, {len(b['drift'])} drifted"
-                  + "".join(f"\ndrift: {p}" for p in b["drift"]), markup=False,
-                  highlight=False)
+        out.print(
+            f"baselines: {b['checked']} checked, {len(b['drift'])} drifted"
+            + "".join(f"\ndrift: {p}" for p in b["drift"]),
+            markup=False,
+            highlight=False,
+        )
 
 
-def eval_(paths: Paths, probes: EvalProbes = None, jobs: Jobs = None,
-          out_dir: OutDir = Path("airlock-results"), resume: Resume = False,
-          baseline: CheckBaselines = False, registry: o.RegistryOpt = None,
-          signature: Signatures = None, require_signature: RequireSignatures = False,
-          trust_policy: o.TrustPolicyOpt = None, key: o.TrustKey = None,
-          runtime: o.Runtime_ = Runtime.RUNC, memory: o.Memory = o.MEMORY,
-          cpus: o.Cpus = o.CPUS, load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
-          call_timeout: o.CallTimeout = o.CALL_TIMEOUT,
-          wall_timeout: o.WallTimeout = o.WALL_TIMEOUT, no_trace: o.NoTrace = False,
-          fail_on: o.FailOn = o.FAIL_ON) -> None:
+def eval_(
+    paths: Paths,
+    probes: EvalProbes = None,
+    jobs: Jobs = None,
+    out_dir: OutDir = Path("airlock-results"),
+    resume: Resume = False,
+    baseline: CheckBaselines = False,
+    registry: o.RegistryOpt = None,
+    signature: Signatures = None,
+    require_signature: RequireSignatures = False,
+    trust_policy: o.TrustPolicyOpt = None,
+    key: o.TrustKey = None,
+    runtime: o.Runtime_ = Runtime.RUNC,
+    memory: o.Memory = o.MEMORY,
+    cpus: o.Cpus = o.CPUS,
+    load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
+    call_timeout: o.CallTimeout = o.CALL_TIMEOUT,
+    wall_timeout: o.WallTimeout = o.WALL_TIMEOUT,
+    no_trace: o.NoTrace = False,
+    fail_on: o.FailOn = o.FAIL_ON,
+) -> None:
     """Evaluate many models, a fresh sandbox each: JSONL results, a summary, reports."""
     from runner.batch import results as batch_results
     from runner.behaviour.baseline import Registry
 
-    policy = o.policy(runtime, memory, cpus=cpus, load_timeout=load_timeout,
-                      call_timeout=call_timeout, wall_timeout=wall_timeout, no_trace=no_trace)
+    policy = o.policy(
+        runtime,
+        memory,
+        cpus=cpus,
+        load_timeout=load_timeout,
+        call_timeout=call_timeout,
+        wall_timeout=wall_timeout,
+        no_trace=no_trace,
+    )
     _check(paths, probes, baseline, signature)
     signing = o.signing(signature, require_signature, trust_policy, key)
     results_path = out_dir / "results.jsonl"

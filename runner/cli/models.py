@@ -19,10 +19,15 @@ if TYPE_CHECKING:
     from runner.controller.sandbox import Sandbox
     from runner.static.preflight import SigningOptions
 
-Inputs = Annotated[list[str], typer.Option("--input", "-i", help="NAME=FILE.npy, or FILE.npy "
-                                           "for a single-input model, or FILE.npz")]
-OutputDir = Annotated[Path | None, typer.Option("--output-dir", help="write one .npy per "
-                                                "output here")]
+Inputs = Annotated[
+    list[str],
+    typer.Option(
+        "--input", "-i", help="NAME=FILE.npy, or FILE.npy for a single-input model, or FILE.npz"
+    ),
+]
+OutputDir = Annotated[
+    Path | None, typer.Option("--output-dir", help="write one .npy per output here")
+]
 
 
 def _load_inputs(specs: list[str]) -> dict[str, Any] | np.ndarray:
@@ -37,12 +42,15 @@ def _load_inputs(specs: list[str]) -> dict[str, Any] | np.ndarray:
                 assert isinstance(loaded, dict)
                 feed.update(loaded)
                 continue
-            raise UsageError(f"--input {spec!r}: with several inputs, name each one",
-                             "use --input NAME=FILE.npy (or one .npz)")
+            raise UsageError(
+                f"--input {spec!r}: with several inputs, name each one",
+                "use --input NAME=FILE.npy (or one .npz)",
+            )
         arr = _read_array_file(Path(file))
         if isinstance(arr, dict):
-            raise UsageError(f"--input {spec!r}: a .npz holds several arrays",
-                             "pass it without a name")
+            raise UsageError(
+                f"--input {spec!r}: a .npz holds several arrays", "pass it without a name"
+            )
         feed[name] = arr
     return feed
 
@@ -55,12 +63,15 @@ def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
     try:
         return load_arrays(path)
     except ValueError as e:
-        raise UsageError(f"input file {path} is not a .npy or .npz array file ({e})",
-                         "save inputs with numpy.save or numpy.savez") from e
+        raise UsageError(
+            f"input file {path} is not a .npy or .npz array file ({e})",
+            "save inputs with numpy.save or numpy.savez",
+        ) from e
 
 
-def _open_and_infer(sb: Sandbox, feed: dict[str, Any] | np.ndarray | None
-                    ) -> tuple[dict[str, np.ndarray], AirlockError | None]:
+def _open_and_infer(
+    sb: Sandbox, feed: dict[str, Any] | np.ndarray | None
+) -> tuple[dict[str, np.ndarray], AirlockError | None]:
     """The outputs, and the error that stopped the run (its report still tells the rest)."""
     outputs: dict[str, np.ndarray] = {}
     try:
@@ -83,10 +94,19 @@ def _save_outputs(outputs: dict[str, np.ndarray], output_dir: Path | None) -> No
         np.save(output_dir / f"{safe}.npy", arr)
 
 
-def run_model(model: Path, policy: Policy, arch: Path | None, fmt: str,
-              inputs: list[str] | None, output_dir: Path | None, as_json: bool,
-              report_path: Path | None, fail_on: Severity, signing: SigningOptions | None = None,
-              bom: Path | None = None) -> int:
+def run_model(
+    model: Path,
+    policy: Policy,
+    arch: Path | None,
+    fmt: str,
+    inputs: list[str] | None,
+    output_dir: Path | None,
+    as_json: bool,
+    report_path: Path | None,
+    fail_on: Severity,
+    signing: SigningOptions | None = None,
+    bom: Path | None = None,
+) -> int:
     """Open MODEL in a sandbox (and infer on the inputs), show the report; the exit code.
     An error after which there is a report to show is raised once the report is shown."""
     from runner.controller.sandbox import Sandbox
@@ -95,8 +115,7 @@ def run_model(model: Path, policy: Policy, arch: Path | None, fmt: str,
     sb = Sandbox(model, policy, architecture=arch, format=fmt, signing=signing)
     outputs, failure = _open_and_infer(sb, feed)
     report = sb.report()
-    if report.sandbox is None and failure is not None and not isinstance(
-            failure, IntegrityError):
+    if report.sandbox is None and failure is not None and not isinstance(failure, IntegrityError):
         raise failure  # nothing ran (engine or image problem): a plain error line
     _save_outputs(outputs, output_dir)
     show(report, as_json, report_path, bom)
@@ -111,44 +130,91 @@ def run_model(model: Path, policy: Policy, arch: Path | None, fmt: str,
     return exit_code(report, fail_on)
 
 
-def run(model: o.ModelArg, input: Inputs, output_dir: OutputDir = None, arch: o.Arch = None,
-        format: o.Fmt = "auto", runtime: o.Runtime_ = Runtime.RUNC,
-        memory: o.Memory = o.MEMORY, cpus: o.Cpus = o.CPUS,
-        load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
-        call_timeout: o.CallTimeout = o.CALL_TIMEOUT,
-        wall_timeout: o.WallTimeout = o.WALL_TIMEOUT, no_trace: o.NoTrace = False,
-        json_: o.JsonOut = False, report: o.ReportOut = None, fail_on: o.FailOn = o.FAIL_ON,
-        signature: o.SigOpt = None, require_signature: o.RequireSig = False,
-        trust_policy: o.TrustPolicyOpt = None, key: o.TrustKey = None,
-        bom: o.BomOut = None) -> None:
+def run(
+    model: o.ModelArg,
+    input: Inputs,
+    output_dir: OutputDir = None,
+    arch: o.Arch = None,
+    format: o.Fmt = "auto",
+    runtime: o.Runtime_ = Runtime.RUNC,
+    memory: o.Memory = o.MEMORY,
+    cpus: o.Cpus = o.CPUS,
+    load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
+    call_timeout: o.CallTimeout = o.CALL_TIMEOUT,
+    wall_timeout: o.WallTimeout = o.WALL_TIMEOUT,
+    no_trace: o.NoTrace = False,
+    json_: o.JsonOut = False,
+    report: o.ReportOut = None,
+    fail_on: o.FailOn = o.FAIL_ON,
+    signature: o.SigOpt = None,
+    require_signature: o.RequireSig = False,
+    trust_policy: o.TrustPolicyOpt = None,
+    key: o.TrustKey = None,
+    bom: o.BomOut = None,
+) -> None:
     """Load MODEL in a sandbox and run inference on the given inputs."""
-    policy = o.policy(runtime, memory, cpus=cpus, load_timeout=load_timeout,
-                      call_timeout=call_timeout, wall_timeout=wall_timeout, no_trace=no_trace)
+    policy = o.policy(
+        runtime,
+        memory,
+        cpus=cpus,
+        load_timeout=load_timeout,
+        call_timeout=call_timeout,
+        wall_timeout=wall_timeout,
+        no_trace=no_trace,
+    )
     signing = o.signing(signature, require_signature, trust_policy, key)
-    raise typer.Exit(run_model(model, policy, arch, format, input, output_dir, json_, report,
-                               fail_on, signing, bom))
+    raise typer.Exit(
+        run_model(
+            model, policy, arch, format, input, output_dir, json_, report, fail_on, signing, bom
+        )
+    )
 
 
-def scan(model: o.ModelArg, arch: o.Arch = None, format: o.Fmt = "auto",
-         runtime: o.Runtime_ = Runtime.RUNC, memory: o.Memory = o.MEMORY,
-         cpus: o.Cpus = o.CPUS, load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
-         wall_timeout: o.WallTimeout = o.WALL_TIMEOUT, no_trace: o.NoTrace = False,
-         json_: o.JsonOut = False, report: o.ReportOut = None, fail_on: o.FailOn = o.FAIL_ON,
-         signature: o.SigOpt = None, require_signature: o.RequireSig = False,
-         trust_policy: o.TrustPolicyOpt = None, key: o.TrustKey = None,
-         bom: o.BomOut = None) -> None:
+def scan(
+    model: o.ModelArg,
+    arch: o.Arch = None,
+    format: o.Fmt = "auto",
+    runtime: o.Runtime_ = Runtime.RUNC,
+    memory: o.Memory = o.MEMORY,
+    cpus: o.Cpus = o.CPUS,
+    load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
+    wall_timeout: o.WallTimeout = o.WALL_TIMEOUT,
+    no_trace: o.NoTrace = False,
+    json_: o.JsonOut = False,
+    report: o.ReportOut = None,
+    fail_on: o.FailOn = o.FAIL_ON,
+    signature: o.SigOpt = None,
+    require_signature: o.RequireSig = False,
+    trust_policy: o.TrustPolicyOpt = None,
+    key: o.TrustKey = None,
+    bom: o.BomOut = None,
+) -> None:
     """Load MODEL in a sandbox without running inference: what does loading it do?"""
-    policy = o.policy(runtime, memory, cpus=cpus, load_timeout=load_timeout,
-                      wall_timeout=wall_timeout, no_trace=no_trace)
+    policy = o.policy(
+        runtime,
+        memory,
+        cpus=cpus,
+        load_timeout=load_timeout,
+        wall_timeout=wall_timeout,
+        no_trace=no_trace,
+    )
     signing = o.signing(signature, require_signature, trust_policy, key)
-    raise typer.Exit(run_model(model, policy, arch, format, None, None, json_, report,
-                               fail_on, signing, bom))
+    raise typer.Exit(
+        run_model(model, policy, arch, format, None, None, json_, report, fail_on, signing, bom)
+    )
 
 
-def preflight(model: o.ModelArg, json_: o.JsonOut = False, report: o.ReportOut = None,
-              fail_on: o.FailOn = o.FAIL_ON, signature: o.SigOpt = None,
-              require_signature: o.RequireSig = False, trust_policy: o.TrustPolicyOpt = None,
-              key: o.TrustKey = None, bom: o.BomOut = None) -> None:
+def preflight(
+    model: o.ModelArg,
+    json_: o.JsonOut = False,
+    report: o.ReportOut = None,
+    fail_on: o.FailOn = o.FAIL_ON,
+    signature: o.SigOpt = None,
+    require_signature: o.RequireSig = False,
+    trust_policy: o.TrustPolicyOpt = None,
+    key: o.TrustKey = None,
+    bom: o.BomOut = None,
+) -> None:
     """Read MODEL's bytes only, starting nothing: manifest, format, the imports its pickles
     would perform, signs of tampering, signature and provenance. No Docker needed."""
     from runner.controller.sandbox import Sandbox
@@ -157,15 +223,21 @@ def preflight(model: o.ModelArg, json_: o.JsonOut = False, report: o.ReportOut =
     rep = Sandbox(model, signing=signing).preflight_report()
     show(rep, json_, report, bom)
     if rep.error is not None:  # a required signature is missing or fails: nothing ran
-        raise ErrorAfterReport(IntegrityError(rep.error.message, rep.error.hint),
-                               EXIT_FINDINGS)
+        raise ErrorAfterReport(IntegrityError(rep.error.message, rep.error.hint), EXIT_FINDINGS)
     raise typer.Exit(exit_code(rep, fail_on))
 
 
-def describe(model: o.ModelArg, arch: o.Arch = None, format: o.Fmt = "auto",
-             runtime: o.Runtime_ = Runtime.RUNC, memory: o.Memory = o.MEMORY,
-             load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT, json_: o.JsonOut = False) -> None:
+def describe(
+    model: o.ModelArg,
+    arch: o.Arch = None,
+    format: o.Fmt = "auto",
+    runtime: o.Runtime_ = Runtime.RUNC,
+    memory: o.Memory = o.MEMORY,
+    load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
+    json_: o.JsonOut = False,
+) -> None:
     """Print MODEL's inputs and outputs (it is loaded in a sandbox to find them)."""
     policy = o.policy(runtime, memory, load_timeout=load_timeout)
-    raise typer.Exit(run_model(model, policy, arch, format, None, None, json_, None,
-                               Severity.CRITICAL))
+    raise typer.Exit(
+        run_model(model, policy, arch, format, None, None, json_, None, Severity.CRITICAL)
+    )

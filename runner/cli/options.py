@@ -50,75 +50,127 @@ FAIL_ON = Severity.MEDIUM
 
 # --- shared options -------------------------------------------------------------------------
 
-Runtime_ = Annotated[Runtime, typer.Option("--runtime", help="container runtime: runc or "
-                                           "runsc (gVisor, a stronger boundary)")]
+Runtime_ = Annotated[
+    Runtime,
+    typer.Option(
+        "--runtime", help="container runtime: runc or runsc (gVisor, a stronger boundary)"
+    ),
+]
 Memory = Annotated[str, typer.Option("--memory", help="memory limit (no swap), e.g. 2g")]
 Cpus = Annotated[float, typer.Option("--cpus", help="CPU limit")]
 LoadTimeout = Annotated[float, typer.Option("--load-timeout", help="seconds allowed for load")]
-CallTimeout = Annotated[float, typer.Option("--call-timeout",
-                                            help="seconds allowed per inference call")]
-WallTimeout = Annotated[float, typer.Option("--wall-timeout",
-                                            help="seconds the sandbox may live in all")]
+CallTimeout = Annotated[
+    float, typer.Option("--call-timeout", help="seconds allowed per inference call")
+]
+WallTimeout = Annotated[
+    float, typer.Option("--wall-timeout", help="seconds the sandbox may live in all")
+]
 NoTrace = Annotated[bool, typer.Option("--no-trace", help="run without the syscall tracer")]
-Arch = Annotated[Path | None, typer.Option("--arch", help="Python file defining build_model() "
-                                           "for state dicts and safetensors")]
+Arch = Annotated[
+    Path | None,
+    typer.Option(
+        "--arch", help="Python file defining build_model() for state dicts and safetensors"
+    ),
+]
 Fmt = Annotated[str, typer.Option("--format", help="force a format instead of detecting it")]
 JsonOut = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
 ReportOut = Annotated[Path | None, typer.Option("--report", help="write the JSON report here")]
-FailOn = Annotated[Severity, typer.Option("--fail-on", help="exit 1 when a finding is at or "
-                                          "above this severity")]
-ModelArg = Annotated[Path, typer.Argument(help="model file or model directory",
-                                          show_default=False)]
-SigOpt = Annotated[Path | None, typer.Option("--signature", help="the model's signature "
-                                             "(default: MODEL.sig beside it, if there is one)")]
-RequireSig = Annotated[bool, typer.Option("--require-signature", help="stop before anything "
-                                          "runs unless a signature verifies")]
-TrustPolicyOpt = Annotated[Path | None, typer.Option(
-    "--trust-policy", help="TOML trust policy (default: $AIRLOCK_TRUST_POLICY, else "
-    "trust.toml in the user config directory)")]
-TrustKey = Annotated[Path | None, typer.Option("--key", help="trust this public key (PEM) "
-                                               "instead of a policy")]
-BomOut = Annotated[Path | None, typer.Option("--bom", help="write a CycloneDX 1.6 ML-BOM "
-                                             "here")]
-ProbesOpt = Annotated[Path, typer.Option("--probes", help=".npz of named input arrays, with "
-                                         "optional 'category' and 'label' arrays",
-                                         show_default=False)]
-OutputName = Annotated[str | None, typer.Option("--output", help="the model output to "
-                                                "compare (default: the first)")]
-RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="baseline registry "
-                                                  "(SQLite; default: AIRLOCK_BASELINES or "
-                                                  "the user data directory)")]
+FailOn = Annotated[
+    Severity, typer.Option("--fail-on", help="exit 1 when a finding is at or above this severity")
+]
+ModelArg = Annotated[Path, typer.Argument(help="model file or model directory", show_default=False)]
+SigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--signature", help="the model's signature (default: MODEL.sig beside it, if there is one)"
+    ),
+]
+RequireSig = Annotated[
+    bool,
+    typer.Option(
+        "--require-signature", help="stop before anything runs unless a signature verifies"
+    ),
+]
+TrustPolicyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trust-policy",
+        help="TOML trust policy (default: $AIRLOCK_TRUST_POLICY, else "
+        "trust.toml in the user config directory)",
+    ),
+]
+TrustKey = Annotated[
+    Path | None, typer.Option("--key", help="trust this public key (PEM) instead of a policy")
+]
+BomOut = Annotated[Path | None, typer.Option("--bom", help="write a CycloneDX 1.6 ML-BOM here")]
+ProbesOpt = Annotated[
+    Path,
+    typer.Option(
+        "--probes",
+        help=".npz of named input arrays, with optional 'category' and 'label' arrays",
+        show_default=False,
+    ),
+]
+OutputName = Annotated[
+    str | None, typer.Option("--output", help="the model output to compare (default: the first)")
+]
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry",
+        help="baseline registry (SQLite; default: AIRLOCK_BASELINES or the user data directory)",
+    ),
+]
 
 
 # --- builders -------------------------------------------------------------------------------
 
-def policy(runtime: Runtime, memory: str, *, cpus: float = CPUS,
-           load_timeout: float = LOAD_TIMEOUT, call_timeout: float = CALL_TIMEOUT,
-           wall_timeout: float = WALL_TIMEOUT, no_trace: bool = False) -> Policy:
+
+def policy(
+    runtime: Runtime,
+    memory: str,
+    *,
+    cpus: float = CPUS,
+    load_timeout: float = LOAD_TIMEOUT,
+    call_timeout: float = CALL_TIMEOUT,
+    wall_timeout: float = WALL_TIMEOUT,
+    no_trace: bool = False,
+) -> Policy:
     """The sandbox policy from the command's options; what a command has no option for keeps
     the default."""
     from pydantic import ValidationError
 
     try:
-        return Policy(runtime=runtime, memory_bytes=parse_bytes(memory), cpus=cpus,
-                      load_timeout_s=load_timeout, call_timeout_s=call_timeout,
-                      wall_timeout_s=wall_timeout, trace=not no_trace)
+        return Policy(
+            runtime=runtime,
+            memory_bytes=parse_bytes(memory),
+            cpus=cpus,
+            load_timeout_s=load_timeout,
+            call_timeout_s=call_timeout,
+            wall_timeout_s=wall_timeout,
+            trace=not no_trace,
+        )
     except ValidationError as e:
         first = e.errors()[0]
         raise UsageError(f"invalid option {first['loc'][0]}: {first['msg']}") from e
 
 
-def trust(key: Path | None, chain: list[Path] | None, identity: str | None,
-          trust_policy: Path | None) -> TrustPolicy | None:
+def trust(
+    key: Path | None, chain: list[Path] | None, identity: str | None, trust_policy: Path | None
+) -> TrustPolicy | None:
     """The trust policy from the command's options; None when none was given."""
     from runner.integrity.trust import TrustPolicy
 
     if trust_policy is not None and (key or chain or identity):
-        raise UsageError("--trust-policy cannot be combined with --key, --chain or --identity",
-                         "pass a policy file or direct trust options, not both")
+        raise UsageError(
+            "--trust-policy cannot be combined with --key, --chain or --identity",
+            "pass a policy file or direct trust options, not both",
+        )
     if key is not None and chain:
-        raise UsageError("--key and --chain cannot be combined", "use a trust policy to "
-                         "trust keys and certificates at once")
+        raise UsageError(
+            "--key and --chain cannot be combined",
+            "use a trust policy to trust keys and certificates at once",
+        )
     if identity and not chain:
         raise UsageError("--identity needs --chain", "pass the CA certificate(s) with --chain")
     if key is not None:
@@ -130,12 +182,14 @@ def trust(key: Path | None, chain: list[Path] | None, identity: str | None,
     return None
 
 
-def signing(signature: Path | None, require: bool, trust_policy: Path | None,
-            key: Path | None) -> SigningOptions:
+def signing(
+    signature: Path | None, require: bool, trust_policy: Path | None, key: Path | None
+) -> SigningOptions:
     """What to check of the model's signature before anything runs."""
     from runner.static.preflight import SigningOptions
 
     if signature is not None and not signature.exists():
         raise UsageError(f"signature {signature} not found", "check the --signature path")
-    return SigningOptions(signature=signature, trust=trust(key, None, None, trust_policy),
-                          require=require)
+    return SigningOptions(
+        signature=signature, trust=trust(key, None, None, trust_policy), require=require
+    )

@@ -64,8 +64,9 @@ def write_bom(report: Report, path: Path, properties: dict[str, str] | None = No
     write(path, checked_bom(report, properties))
 
 
-def show(report: Report, as_json: bool, report_path: Path | None = None,
-         bom: Path | None = None) -> None:
+def show(
+    report: Report, as_json: bool, report_path: Path | None = None, bom: Path | None = None
+) -> None:
     """Write the JSON report and the BOM where asked, then print the report (as JSON with
     --json, else the terminal summary)."""
     from runner.views import View, render

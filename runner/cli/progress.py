@@ -34,18 +34,27 @@ class ConsoleObserver(Observer):
     def started(self, total: int, skipped: int) -> None:
         self.total = total
         if skipped:
-            self.console.print(f"resume: skipping {skipped} model(s) already in results.jsonl",
-                               markup=False, highlight=False)
+            self.console.print(
+                f"resume: skipping {skipped} model(s) already in results.jsonl",
+                markup=False,
+                highlight=False,
+            )
         if self.live:
-            self.progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("eta"),
-                                     TimeRemainingColumn(), TextColumn("{task.description}"),
-                                     console=self.console, transient=False)
+            self.progress = Progress(
+                TextColumn("[bold]eval"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=False,
+            )
             self.progress.start()
             self.task = self.progress.add_task("", total=total)
         else:
-            self.console.print(f"eval: {total} model(s) to evaluate", markup=False,
-                               highlight=False)
+            self.console.print(f"eval: {total} model(s) to evaluate", markup=False, highlight=False)
 
     def _describe(self) -> str:
         names = ", ".join(self.current[:3]) + (" …" if len(self.current) > 3 else "")
@@ -67,9 +76,13 @@ class ConsoleObserver(Observer):
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
         extra = f" ({result.error})" if result.error else ""
-        self.console.print(f"[{self.done}/{self.total}] {result.verdict.value:<10} {name} "
-                           f"{result.seconds:.1f}s, eta {eta:.0f}s{extra}", markup=False,
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            f"[{self.done}/{self.total}] {result.verdict.value:<10} {name} "
+            f"{result.seconds:.1f}s, eta {eta:.0f}s{extra}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def close(self) -> None:
         if self.progress is not None:

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from runner.report import Report
 
 ReportIn = Annotated[Path, typer.Argument(help="a JSON report", show_default=False)]
-ViewOut = Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of "
-                                              "stdout")]
+ViewOut = Annotated[
+    Path | None, typer.Option("--output", "-o", help="write here instead of stdout")
+]
 
 
 def _read_report(path: Path) -> Report:
@@ -28,8 +29,10 @@ def _read_report(path: Path) -> Report:
     except FileNotFoundError as e:
         raise UsageError(f"{path}: no such report", "pass a report written by --report") from e
     except ValidationError as e:
-        raise UsageError(f"{path} is not an Airlock report ({e.error_count()} problems)",
-                         "pass a JSON report written by 'airlock scan|run --report'") from e
+        raise UsageError(
+            f"{path} is not an Airlock report ({e.error_count()} problems)",
+            "pass a JSON report written by 'airlock scan|run --report'",
+        ) from e
 
 
 def report_show(path: ReportIn) -> None:

@@ -28,8 +28,9 @@ from runner.rules.analysis import Collected
 from runner.static import preflight
 from runner.worker.shared.formats import Format
 
-FORMAT_HINT = ("pass an ONNX, TorchScript, torch.save, safetensors or pickle file, or a model "
-               "directory")
+FORMAT_HINT = (
+    "pass an ONNX, TorchScript, torch.save, safetensors or pickle file, or a model directory"
+)
 
 
 def check_request(path: Path, architecture: Path | None, fmt: str) -> None:
@@ -37,14 +38,17 @@ def check_request(path: Path, architecture: Path | None, fmt: str) -> None:
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory", "check the model path")
     if architecture is not None and not architecture.is_file():
-        raise UsageError(f"{architecture}: architecture file not found",
-                         "pass a Python file that defines build_model()")
+        raise UsageError(
+            f"{architecture}: architecture file not found",
+            "pass a Python file that defines build_model()",
+        )
     if fmt != "auto":
         try:
             Format(fmt)
         except ValueError as e:
-            raise UsageError(f"unknown format {fmt!r}",
-                             f"use one of: auto, {', '.join(f.value for f in Format)}") from e
+            raise UsageError(
+                f"unknown format {fmt!r}", f"use one of: auto, {', '.join(f.value for f in Format)}"
+            ) from e
 
 
 @dataclass
@@ -72,14 +76,19 @@ class Admission:
         digests = file_digests(path)
         odd = anomalies(path)
         if odd:
-            c.notes.append(f"the model directory holds {len(odd)} unusual file(s): "
-                           + "; ".join(odd[:5]))
+            c.notes.append(
+                f"the model directory holds {len(odd)} unusual file(s): " + "; ".join(odd[:5])
+            )
         root = root_digest(digests)
         c.model = ModelInfo(
             path=shown(path.resolve()),
             format=self.format if self.format != "auto" else ident.format,
-            detected_by=ident.reason, size_bytes=sum(d.size_bytes for d in digests),
-            files=digests, root_digest=root, anomalies=odd)
+            detected_by=ident.reason,
+            size_bytes=sum(d.size_bytes for d in digests),
+            files=digests,
+            root_digest=root,
+            anomalies=odd,
+        )
         self.signature, notes = preflight.check_signature(path, root, self.signing)
         c.notes += notes
         self.provenance = provenance_for(path, root, files=digests)
@@ -87,8 +96,10 @@ class Admission:
         if self.signing.require and (sig is None or not sig.verified):
             self.finish()
             why = "missing" if sig is None else f"not verified: {sig.reason}"
-            raise IntegrityError(f"a signature is required and it is {why}",
-                                 "nothing was run; sign the model or drop --require-signature")
+            raise IntegrityError(
+                f"a signature is required and it is {why}",
+                "nothing was run; sign the model or drop --require-signature",
+            )
         # Damage that points to tampering is a finding, and the run goes on to record what
         # loading it does; anything else is the caller's mistake.
         if ident.error:
@@ -112,14 +123,20 @@ class Admission:
             return static
         c = self.collected
         c.tamper = static.tamper
-        c.static_imports = [(i.module, i.name, f" ({i.member})" if i.member else "")
-                            for i in static.imports]
+        c.static_imports = [
+            (i.module, i.name, f" ({i.member})" if i.member else "") for i in static.imports
+        ]
         if static.aborted:
             c.notes.append(f"the static pre-flight did not finish: {static.aborted}")
         c.integrity = Integrity(
-            static=StaticInfo(seconds=round(static.seconds, 6), bounds=static.bounds,
-                              aborted=static.aborted,
-                              imports=[f"{i.module}.{i.name}" for i in static.imports]),
-            signature=self.signature, signature_required=self.signing.require,
-            provenance=self.provenance)
+            static=StaticInfo(
+                seconds=round(static.seconds, 6),
+                bounds=static.bounds,
+                aborted=static.aborted,
+                imports=[f"{i.module}.{i.name}" for i in static.imports],
+            ),
+            signature=self.signature,
+            signature_required=self.signing.require,
+            provenance=self.provenance,
+        )
         return static

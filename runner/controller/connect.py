@@ -43,7 +43,9 @@ def wait_for_worker(run_dir: Path, policy: Policy, run: Running) -> WorkerClient
                 raise DeadlineExceeded(
                     f"the worker did not answer within startup_timeout_s="
                     f"{policy.startup_timeout_s}",
-                    "raise the startup timeout, or check 'airlock doctor'", deadline="startup")
+                    "raise the startup timeout, or check 'airlock doctor'",
+                    deadline="startup",
+                )
             time.sleep(POLL_S)
     except BaseException:
         client.close()
@@ -56,8 +58,9 @@ def open_data_plane(run_dir: Path, policy: Policy, run: Running) -> DataPlane | 
     notes = run.collected.notes
     p = policy
     try:
-        data = DataPlane(run_dir / DATA_SOCKET_NAME, p.shm_bytes, p.max_reply_bytes,
-                         p.max_request_bytes)
+        data = DataPlane(
+            run_dir / DATA_SOCKET_NAME, p.shm_bytes, p.max_reply_bytes, p.max_request_bytes
+        )
     except OSError as e:  # no memory for it, an address-space limit: go without
         notes.append(f"no shared memory for tensors ({e.strerror}): every tensor went inline")
         data = DataPlane(run_dir / DATA_SOCKET_NAME, 0, p.max_reply_bytes, p.max_request_bytes)
@@ -65,8 +68,10 @@ def open_data_plane(run_dir: Path, policy: Policy, run: Running) -> DataPlane | 
     def peer_ok(pid: int) -> bool:
         if engine.pid_in_container(pid, run.container):
             return True
-        notes.append(f"the data socket led to a process outside the sandbox (pid {pid}): "
-                     "nothing was sent to it; inference went over gRPC")
+        notes.append(
+            f"the data socket led to a process outside the sandbox (pid {pid}): "
+            "nothing was sent to it; inference went over gRPC"
+        )
         return False
 
     connected = False

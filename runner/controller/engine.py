@@ -93,8 +93,10 @@ class ContainerState:
 
 def create_and_start(spec: ContainerSpec) -> str:
     """Create and start a sealed container; returns its id."""
-    mounts = [Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
-              for m in spec.mounts]
+    mounts = [
+        Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+        for m in spec.mounts
+    ]
     with _engine_call("starting the sandbox"):
         container = client().containers.create(
             image=spec.image,
@@ -113,8 +115,10 @@ def create_and_start(spec: ContainerSpec) -> str:
             memswap_limit=spec.memory_bytes,
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids,
-            ulimits=[Ulimit(name="nofile", soft=spec.open_files, hard=spec.open_files),
-                     Ulimit(name="core", soft=0, hard=0)],
+            ulimits=[
+                Ulimit(name="nofile", soft=spec.open_files, hard=spec.open_files),
+                Ulimit(name="core", soft=0, hard=0),
+            ],
             tmpfs=spec.tmpfs,
             mounts=mounts,
             environment=spec.environment,
@@ -142,8 +146,9 @@ def state(container_id: str) -> ContainerState | None:
     except docker.errors.NotFound:
         return None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        raise EngineError("inspecting the sandbox: the Docker engine is not reachable",
-                          ENGINE_HINT) from e
+        raise EngineError(
+            "inspecting the sandbox: the Docker engine is not reachable", ENGINE_HINT
+        ) from e
     st = info.get("State", {})
     running = bool(st.get("Running"))
     return ContainerState(
@@ -160,8 +165,12 @@ def host_pid(container_id: str) -> int | None:
     """The host pid of the container's first process (0 or None when it is not running)."""
     try:
         pid = int(client().api.inspect_container(container_id)["State"].get("Pid") or 0)
-    except (docker.errors.DockerException, requests.exceptions.RequestException, KeyError,
-            ValueError) as e:
+    except (
+        docker.errors.DockerException,
+        requests.exceptions.RequestException,
+        KeyError,
+        ValueError,
+    ) as e:
         log.debug("the host pid of %s: %r", container_id[:12], e)
         return None
     return pid or None
@@ -218,8 +227,9 @@ def remove(container_id: str) -> None:
             return
         raise EngineError(f"removing sandbox {container_id[:12]}: {e.explanation or e}") from e
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        raise EngineError("removing the sandbox: the Docker engine is not reachable",
-                          ENGINE_HINT) from e
+        raise EngineError(
+            "removing the sandbox: the Docker engine is not reachable", ENGINE_HINT
+        ) from e
 
 
 @dataclass(frozen=True)
@@ -234,9 +244,15 @@ def list_sessions() -> list[LabelledContainer]:
     """Every container (running or not) that carries the Airlock session label."""
     with _engine_call("listing sandboxes"):
         found = client().api.containers(all=True, filters={"label": SESSION_LABEL})
-    return [LabelledContainer(id=c["Id"], name=(c.get("Names") or ["?"])[0].lstrip("/"),
-                              labels=c.get("Labels") or {}, status=c.get("State", ""))
-            for c in found]
+    return [
+        LabelledContainer(
+            id=c["Id"],
+            name=(c.get("Names") or ["?"])[0].lstrip("/"),
+            labels=c.get("Labels") or {},
+            status=c.get("State", ""),
+        )
+        for c in found
+    ]
 
 
 def stats_once(container_id: str) -> dict[str, Any] | None:
@@ -249,14 +265,16 @@ def stats_once(container_id: str) -> dict[str, Any] | None:
 
 # --- images ---------------------------------------------------------------------------------
 
+
 def image_id(tag: str) -> str | None:
     try:
         return str(client().api.inspect_image(tag)["Id"])
     except docker.errors.ImageNotFound:
         return None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        raise EngineError("inspecting the image: the Docker engine is not reachable",
-                          ENGINE_HINT) from e
+        raise EngineError(
+            "inspecting the image: the Docker engine is not reachable", ENGINE_HINT
+        ) from e
 
 
 def image_tags(repository: str) -> list[str]:
@@ -280,18 +298,27 @@ def tag(source: str, repository: str, tag_name: str) -> None:
         client().api.tag(source, repository, tag_name)
 
 
-def build(context_dir: Path, tag_name: str, buildargs: dict[str, str],
-          on_line: Callable[[str], None]) -> str:
+def build(
+    context_dir: Path, tag_name: str, buildargs: dict[str, str], on_line: Callable[[str], None]
+) -> str:
     """Build with no network; stream the builder's output lines to on_line; return the id."""
     with _engine_call("building the sandbox image"):
-        stream = client().api.build(path=str(context_dir), tag=tag_name, buildargs=buildargs,
-                                    network_mode="none", rm=True, forcerm=True, decode=True,
-                                    pull=False)
+        stream = client().api.build(
+            path=str(context_dir),
+            tag=tag_name,
+            buildargs=buildargs,
+            network_mode="none",
+            rm=True,
+            forcerm=True,
+            decode=True,
+            pull=False,
+        )
         for chunk in stream:
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                raise ImageError(f"the image build failed: {str(detail).strip()}",
-                                 "see the build output above")
+                raise ImageError(
+                    f"the image build failed: {str(detail).strip()}", "see the build output above"
+                )
             text = chunk.get("stream")
             if text and text.strip():
                 on_line(text.rstrip())

@@ -45,13 +45,15 @@ def translate(e: RpcFailure, call: str, policy: Policy, run: Running) -> Airlock
         return DeadlineExceeded(
             f"the {call} call ran past {name}={limit}; the sandbox was killed",
             f"raise --{call if call == 'load' else 'call'}-timeout if the model is just slow",
-            deadline=call)
+            deadline=call,
+        )
     if isinstance(e, ReplyTooLarge):
         c.reply_too_large = True
         return LimitExceeded(
             f"the worker's reply exceeded max_reply_bytes={policy.max_reply_bytes}",
             "raise the reply limit only if the model's outputs are really that large",
-            limit="reply")
+            limit="reply",
+        )
     if isinstance(e, BadReply):
         return SandboxError(f"the worker sent a malformed reply: {e}")
     assert isinstance(e, WorkerUnavailable)
@@ -62,18 +64,24 @@ def _rejected(e: WorkerRejected, call: str) -> AirlockError:
     if e.code == "INVALID_ARGUMENT" and call == "infer":
         return InputError(f"the worker rejected the inputs: {e}")
     if e.code == "ABORTED" and call == "infer":
-        return SandboxError(f"the model failed during inference: {e}",
-                            "see the report's findings for what it did")
+        return SandboxError(
+            f"the model failed during inference: {e}", "see the report's findings for what it did"
+        )
     if call == "load":
-        return ModelLoadError(f"the model could not be loaded: {e}",
-                              "check that the file is a complete, supported model")
+        return ModelLoadError(
+            f"the model could not be loaded: {e}",
+            "check that the file is a complete, supported model",
+        )
     return SandboxError(f"the worker refused the {call} call: {e}")
 
 
 def wall_error(policy: Policy, run: Running) -> DeadlineExceeded:
     run.collected.deadline = "wall"
-    return DeadlineExceeded(f"the sandbox ran past wall_timeout_s={policy.wall_timeout_s}",
-                            "raise the wall-time limit", deadline="wall")
+    return DeadlineExceeded(
+        f"the sandbox ran past wall_timeout_s={policy.wall_timeout_s}",
+        "raise the wall-time limit",
+        deadline="wall",
+    )
 
 
 def diagnose(what: str, policy: Policy, run: Running) -> AirlockError:
@@ -85,21 +93,33 @@ def diagnose(what: str, policy: Policy, run: Running) -> AirlockError:
     if st is not None and st.oom_killed:
         return LimitExceeded(
             f"{what}: killed for exceeding the memory limit of "
-            f"{policy.memory_bytes // (1 << 20)} MiB", "raise --memory if the model needs more",
-            limit="memory")
+            f"{policy.memory_bytes // (1 << 20)} MiB",
+            "raise --memory if the model needs more",
+            limit="memory",
+        )
     run.sampler.sample_once()
     if run.sampler.pids_limit_hits:
         return LimitExceeded(
             f"{what}: the model hit the limit of {policy.effective_pids} processes",
-            "a model has no need to start processes; inspect the report", limit="pids")
+            "a model has no need to start processes; inspect the report",
+            limit="pids",
+        )
     tail = untrusted_text(engine.logs_tail(run.container, lines=8), 600)
     if st is None or st.running:
         c.worker_crash = "the worker closed its connection"
-        return WorkerCrashed(f"{what}: the worker closed its connection",
-                             "see the log tail in the report", None, tail)
+        return WorkerCrashed(
+            f"{what}: the worker closed its connection",
+            "see the log tail in the report",
+            None,
+            tail,
+        )
     code = st.exit_code
     c.worker_crash = f"the worker exited with code {code}"
     detail = f" ({st.error})" if st.error else ""
     message = f"{what}: the worker exited with code {code}{detail}"
-    return WorkerCrashed(f"{message}; log: {tail}" if tail else message,
-                         "see the report for the full log tail", code, tail)
+    return WorkerCrashed(
+        f"{message}; log: {tail}" if tail else message,
+        "see the report for the full log tail",
+        code,
+        tail,
+    )

@@ -26,20 +26,40 @@ from runner.errors import ImageError, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGED_DIR = Path(__file__).resolve().parent / "image_sources"
-IMAGES_DIR = (PACKAGED_DIR if (PACKAGED_DIR / "Dockerfile").is_file()
-              else REPO_ROOT / "sandbox_images")
+IMAGES_DIR = (
+    PACKAGED_DIR if (PACKAGED_DIR / "Dockerfile").is_file() else REPO_ROOT / "sandbox_images"
+)
 WORKER_DIR = Path(__file__).resolve().parents[1] / "worker"
 REPOSITORY = "airlock-sandbox"
 BASE_REPOSITORY = "airlock-base"
 PULL_BASE = "python:3.11-slim-bookworm"
 BUILD_HINT = "build it with 'airlock image build' (or 'make image')"
 
-PLATFORM_FLAGS = ["--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
-                   "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
-                   "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_27_x86_64",
-                   "--platform", "manylinux_2_24_x86_64", "--platform", "manylinux_2_5_x86_64",
-                   "--platform", "manylinux1_x86_64", "--platform", "linux_x86_64",
-                   "--platform", "any"]
+PLATFORM_FLAGS = [
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--only-binary=:all:",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux_2_17_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--platform",
+    "manylinux_2_27_x86_64",
+    "--platform",
+    "manylinux_2_24_x86_64",
+    "--platform",
+    "manylinux_2_5_x86_64",
+    "--platform",
+    "manylinux1_x86_64",
+    "--platform",
+    "linux_x86_64",
+    "--platform",
+    "any",
+]
 
 
 class ImageState(StrEnum):
@@ -59,14 +79,19 @@ class ImageStatus:
         if self.state is ImageState.CURRENT:
             return f"{self.tag} is current ({(self.image_id or '')[:19]})"
         if self.state is ImageState.STALE:
-            return (f"{self.tag} is not built; found older {', '.join(self.other_tags)}: "
-                    f"the sandbox sources changed since; {BUILD_HINT}")
+            return (
+                f"{self.tag} is not built; found older {', '.join(self.other_tags)}: "
+                f"the sandbox sources changed since; {BUILD_HINT}"
+            )
         return f"{self.tag} is not built; {BUILD_HINT}"
 
 
 def _worker_files() -> list[Path]:
-    return sorted(p for p in WORKER_DIR.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+    return sorted(
+        p
+        for p in WORKER_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
 
 
 def base_tag() -> str:
@@ -117,14 +142,28 @@ def gather_wheels(log: Callable[[str], None]) -> Path:
     wheelhouse.mkdir(parents=True, exist_ok=True)
     lock = IMAGES_DIR / "requirements.lock"
     log(f"gathering wheels from {lock.name} into {wheelhouse}")
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes",
-           "--disable-pip-version-check", *PLATFORM_FLAGS, "-d", str(wheelhouse), "-r",
-           str(lock)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--require-hashes",
+        "--disable-pip-version-check",
+        *PLATFORM_FLAGS,
+        "-d",
+        str(wheelhouse),
+        "-r",
+        str(lock),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = " ".join(result.stderr.strip().splitlines()[-3:])
-        raise ImageError(f"downloading the locked wheels failed: {tail}",
-                         "check that the package registry is reachable from the host")
+        raise ImageError(
+            f"downloading the locked wheels failed: {tail}",
+            "check that the package registry is reachable from the host",
+        )
     return wheelhouse
 
 
@@ -141,8 +180,10 @@ def ensure_base(log: Callable[[str], None]) -> str:
     script = IMAGES_DIR / "bootstrap-base.sh"
     result = subprocess.run(["bash", str(script), tag], check=False)
     if result.returncode != 0 or not _docker.image_id(tag):
-        raise ImageError("bootstrapping the base image failed",
-                         "run as root with debootstrap installed ('make engine' installs it)")
+        raise ImageError(
+            "bootstrapping the base image failed",
+            "run as root with debootstrap installed ('make engine' installs it)",
+        )
     return tag
 
 
@@ -151,13 +192,20 @@ def _build_pulled_base(tag: str, log: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory(prefix="airlock-base-") as ctx:
         debs = Path(ctx) / "debs"
         debs.mkdir()
-        got = subprocess.run(["apt-get", "download", "strace", "libunwind8"], cwd=debs,
-                             capture_output=True, text=True, check=False)
+        got = subprocess.run(
+            ["apt-get", "download", "strace", "libunwind8"],
+            cwd=debs,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if got.returncode != 0:
-            raise ImageError("fetching strace for the pulled base failed: "
-                             + got.stderr.strip()[-200:])
+            raise ImageError(
+                "fetching strace for the pulled base failed: " + got.stderr.strip()[-200:]
+            )
         (Path(ctx) / "Dockerfile").write_text(
-            f"FROM {PULL_BASE}\nCOPY debs /debs\nRUN dpkg -i /debs/*.deb && rm -rf /debs\n")
+            f"FROM {PULL_BASE}\nCOPY debs /debs\nRUN dpkg -i /debs/*.deb && rm -rf /debs\n"
+        )
         _docker.build(Path(ctx), tag, {}, log)
 
 
@@ -169,8 +217,10 @@ def build(log: Callable[[str], None], force: bool = False) -> str:
         log(f"{tag} is already current")
         return existing
     if not (IMAGES_DIR / "Dockerfile").exists():
-        raise UsageError(f"{IMAGES_DIR} has no Dockerfile",
-                         "run from an Airlock checkout, or install a wheel built from one")
+        raise UsageError(
+            f"{IMAGES_DIR} has no Dockerfile",
+            "run from an Airlock checkout, or install a wheel built from one",
+        )
     base = ensure_base(log)
     wheelhouse = gather_wheels(log)
     with tempfile.TemporaryDirectory(prefix="airlock-build-") as tmp:
@@ -187,8 +237,9 @@ def build(log: Callable[[str], None], force: bool = False) -> str:
             except OSError:
                 shutil.copy2(src, wh / src.name)
         shutil.copy2(lock, wh / "requirements.lock")
-        shutil.copytree(WORKER_DIR, ctx / "worker",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            WORKER_DIR, ctx / "worker", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         log(f"building {tag} from {base} (no network)")
         image = _docker.build(ctx, tag, {"BASE": base}, log)
     log(f"built {tag} ({image[:19]})")
@@ -213,6 +264,8 @@ def _locked_files(lock: Path, wheelhouse: Path) -> list[Path]:
             files.append(whl)
     missing = set(pins) - {f.name.split("-")[0].lower().replace("_", "-") for f in files}
     if missing:
-        raise ImageError(f"the wheelhouse lacks {', '.join(sorted(missing))}",
-                         "delete ~/.cache/airlock/wheelhouse and build again")
+        raise ImageError(
+            f"the wheelhouse lacks {', '.join(sorted(missing))}",
+            "delete ~/.cache/airlock/wheelhouse and build again",
+        )
     return files

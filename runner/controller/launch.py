@@ -39,8 +39,9 @@ class Mounts:
     arch_target: str = ""
 
 
-def mounts(dirs: sessions.SessionDirs, model: Path | None, architecture: Path | None,
-           notes: list[str]) -> Mounts:
+def mounts(
+    dirs: sessions.SessionDirs, model: Path | None, architecture: Path | None, notes: list[str]
+) -> Mounts:
     """The bind mounts: the model (or, with none yet, an empty staging directory) read-only,
     the run and trace directories, and a private copy of the architecture file read-only."""
     if model is None:  # no model yet: an empty directory, filled when the sandbox is claimed
@@ -52,8 +53,10 @@ def mounts(dirs: sessions.SessionDirs, model: Path | None, architecture: Path | 
         resolved = staging.readable_model(model, dirs.root, notes)
         model_target = f"/model/{staging.container_name(resolved)}"
         binds = [engine.BindMount(resolved, model_target, read_only=True)]
-    binds += [engine.BindMount(dirs.run, "/airlock/run", read_only=False),
-              engine.BindMount(dirs.trace, "/airlock/trace", read_only=False)]
+    binds += [
+        engine.BindMount(dirs.run, "/airlock/run", read_only=False),
+        engine.BindMount(dirs.trace, "/airlock/trace", read_only=False),
+    ]
     if architecture is None:
         return Mounts(binds, model_target)
     (dirs.arch / "architecture.py").write_bytes(architecture.read_bytes())
@@ -61,16 +64,30 @@ def mounts(dirs: sessions.SessionDirs, model: Path | None, architecture: Path | 
     return Mounts(binds, model_target, ARCH_TARGET)
 
 
-def container_spec(policy: Policy, image: str, session: str, dirs: sessions.SessionDirs,
-                   binds: list[engine.BindMount]) -> engine.ContainerSpec:
+def container_spec(
+    policy: Policy,
+    image: str,
+    session: str,
+    dirs: sessions.SessionDirs,
+    binds: list[engine.BindMount],
+) -> engine.ContainerSpec:
     p = policy
     profile = "airlock-traced.json" if p.trace else "airlock-strict.json"
     return engine.ContainerSpec(
         image=image,
         name=f"airlock-{session}",
-        command=["--socket", CONTAINER_SOCKET, "--audit-log", CONTAINER_AUDIT_LOG,
-                 "--data-socket", DATA_SOCKET, "--threads", str(p.threads),
-                 "--max-message-bytes", str(max(p.max_reply_bytes, p.max_request_bytes))],
+        command=[
+            "--socket",
+            CONTAINER_SOCKET,
+            "--audit-log",
+            CONTAINER_AUDIT_LOG,
+            "--data-socket",
+            DATA_SOCKET,
+            "--threads",
+            str(p.threads),
+            "--max-message-bytes",
+            str(max(p.max_reply_bytes, p.max_request_bytes)),
+        ],
         labels=sessions.owner_labels(session, dirs.root),
         runtime=p.runtime.value,
         mounts=binds,

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class SandboxPool:
-    def __init__(self, policy: Policy | None = None, *, size: int = 1,
-                 formats: tuple[str, ...] = ("onnx",)) -> None:
+    def __init__(
+        self, policy: Policy | None = None, *, size: int = 1, formats: tuple[str, ...] = ("onnx",)
+    ) -> None:
         if size < 1:
             raise UsageError(f"pool size {size}: must be at least 1")
         self.policy = policy or Policy()
@@ -46,8 +47,12 @@ class SandboxPool:
     def __enter__(self) -> SandboxPool:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _start_one(self) -> None:
@@ -77,20 +82,25 @@ class SandboxPool:
             self._starting -= 1
             self._cond.notify_all()
 
-    def sandbox(self, model_path: str | Path, *, format: str = "auto",
-                timeout_s: float = 120.0) -> Sandbox:
+    def sandbox(
+        self, model_path: str | Path, *, format: str = "auto", timeout_s: float = 120.0
+    ) -> Sandbox:
         """A pre-started sandbox bound to this model (open it with `with`). A replacement is
         started at once."""
         with self._cond:
             if self._closed:
                 raise UsageError("the pool is closed")
-            ok = self._cond.wait_for(lambda: self._ready or (self._error and not self._starting),
-                                     timeout=timeout_s)
+            ok = self._cond.wait_for(
+                lambda: self._ready or (self._error and not self._starting), timeout=timeout_s
+            )
             if not self._ready:
                 if self._error is not None:
                     raise self._error
-                raise AirlockError(f"no pre-started sandbox within {timeout_s} s"
-                                   if not ok else "no pre-started sandbox")
+                raise AirlockError(
+                    f"no pre-started sandbox within {timeout_s} s"
+                    if not ok
+                    else "no pre-started sandbox"
+                )
             sb = self._ready.pop(0)
         self._start_one()
         sb.model_path = Path(model_path).expanduser()
@@ -107,8 +117,9 @@ class SandboxPool:
         for sb in idle:
             _close(sb)
         with self._cond:
-            self._cond.wait_for(lambda: self._starting == 0,
-                                timeout=self.policy.startup_timeout_s + 30)
+            self._cond.wait_for(
+                lambda: self._starting == 0, timeout=self.policy.startup_timeout_s + 30
+            )
 
 
 def _close(sb: Sandbox) -> None:

@@ -44,9 +44,15 @@ log = logging.getLogger(__name__)
 class Sandbox:
     """A sealed container that loads one untrusted model and serves inference from it."""
 
-    def __init__(self, model_path: str | Path | None, policy: Policy | None = None, *,
-                 architecture: str | Path | None = None, format: str = "auto",
-                 signing: preflight.SigningOptions | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None,
+        policy: Policy | None = None,
+        *,
+        architecture: str | Path | None = None,
+        format: str = "auto",
+        signing: preflight.SigningOptions | None = None,
+    ) -> None:
         self.policy = policy or Policy()
         self.signing = signing or preflight.SigningOptions()
         self.model_path = Path(model_path).expanduser() if model_path is not None else Path()
@@ -54,8 +60,11 @@ class Sandbox:
         self.format = format
         self.session = sessions.new_session_id()
         self._c = analysis.Collected(
-            policy=self.policy, model=ModelInfo(path=str(self.model_path), format="unknown",
-                                                detected_by="", size_bytes=0, files=[]))
+            policy=self.policy,
+            model=ModelInfo(
+                path=str(self.model_path), format="unknown", detected_by="", size_bytes=0, files=[]
+            ),
+        )
         self._admission: Admission | None = None
         self._image: tuple[str, str] | None = None
         self._dirs: sessions.SessionDirs | None = None
@@ -81,8 +90,12 @@ class Sandbox:
         self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def open(self) -> None:
@@ -130,8 +143,9 @@ class Sandbox:
             if self._client is not None:
                 self._client.close()
             if run is not None:
-                teardown.finish_container(run, dirs.run if dirs else None,
-                                          dirs.trace if dirs else None)
+                teardown.finish_container(
+                    run, dirs.run if dirs else None, dirs.trace if dirs else None
+                )
             if dirs is not None:
                 sessions.remove_dirs(dirs.root)
             self._c.phases["teardown"] = time.monotonic() - start
@@ -154,9 +168,13 @@ class Sandbox:
                 self._image = images.require_current()
             assert self._image is not None
             self._c.sandbox = SandboxInfo(
-                session=self.session, container=f"airlock-{self.session}",
-                image=self._image[0], image_id=self._image[1],
-                runtime=self.policy.runtime.value, policy=self.policy)
+                session=self.session,
+                container=f"airlock-{self.session}",
+                image=self._image[0],
+                image_id=self._image[1],
+                runtime=self.policy.runtime.value,
+                policy=self.policy,
+            )
         finally:
             self._c.phases["preflight"] = time.monotonic() - start
 
@@ -175,8 +193,9 @@ class Sandbox:
         self._dirs = dirs = sessions.make_dirs(self.session)
         model = None if warm else self.model_path.resolve()
         self._targets = launch.mounts(dirs, model, self.architecture, self._c.notes)
-        spec = launch.container_spec(self.policy, self._image[0], self.session, dirs,
-                                     self._targets.binds)
+        spec = launch.container_spec(
+            self.policy, self._image[0], self.session, dirs, self._targets.binds
+        )
         self._run = Running(engine.create_and_start(spec), self._c)
         self._run.watch()
         if not warm:
@@ -193,8 +212,9 @@ class Sandbox:
                 for fmt in prepare:
                     self._client.prepare("", fmt, timeout_s=p.load_timeout_s)
             else:
-                self._client.prepare(self._targets.model_target, self.format,
-                                     timeout_s=p.load_timeout_s)
+                self._client.prepare(
+                    self._targets.model_target, self.format, timeout_s=p.load_timeout_s
+                )
         except RpcFailure as e:
             raise translate(e, "load", p, self._run) from e
         self._c.phases["startup"] = time.monotonic() - start
@@ -205,8 +225,12 @@ class Sandbox:
         self._mark(Phase.LOAD)
         p = self.policy
         try:
-            self._client.load(self._targets.model_target, self.format,
-                              self._targets.arch_target, timeout_s=p.load_timeout_s)
+            self._client.load(
+                self._targets.model_target,
+                self.format,
+                self._targets.arch_target,
+                timeout_s=p.load_timeout_s,
+            )
             self._description = self._client.describe(timeout_s=p.call_timeout_s)
             self._c.signature = _signature(self._description)
         except RpcFailure as e:
@@ -237,13 +261,17 @@ class Sandbox:
         assert self._dirs is not None and self._run is not None
         start = time.monotonic()
         if self.architecture is not None:
-            raise UsageError("a pooled sandbox takes no architecture file",
-                             "use runner.Sandbox for state dicts with an architecture")
+            raise UsageError(
+                "a pooled sandbox takes no architecture file",
+                "use runner.Sandbox for state dicts with an architecture",
+            )
         staged = staging.stage(self.model_path.resolve(), self._dirs.root / "model")
         self._targets = launch.Mounts(self._targets.binds, f"/model/{staged.name}")
         del self._run.sampler.samples[:-1]  # idle time in the pool is not part of this run
-        self._c.notes.append("pre-started sandbox: launched and warmed before the model was "
-                             "chosen, so startup is the library baseline only")
+        self._c.notes.append(
+            "pre-started sandbox: launched and warmed before the model was "
+            "chosen, so startup is the library baseline only"
+        )
         self._run.start_wall_timer(self.policy.wall_timeout_s)
         self._c.phases["claim"] = time.monotonic() - start
 
@@ -272,23 +300,28 @@ class Sandbox:
         dims = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
         dt = np.dtype(dtype)
         if dt.name not in tensors.ALLOWED_DTYPES or any(d < 0 for d in dims):
-            raise UsageError(f"cannot make a shared {dt.name} array of shape {list(dims)}",
-                             f"use one of {', '.join(sorted(tensors.ALLOWED_DTYPES))} and sizes "
-                             ">= 0")
+            raise UsageError(
+                f"cannot make a shared {dt.name} array of shape {list(dims)}",
+                f"use one of {', '.join(sorted(tensors.ALLOWED_DTYPES))} and sizes >= 0",
+            )
         if self._data is None or not self._data.connected or not self.policy.shm_bytes:
-            raise UsageError("this sandbox has no shared-memory data path",
-                             "give it one with Policy(shm_bytes=...) (the default is 256 MiB)")
+            raise UsageError(
+                "this sandbox has no shared-memory data path",
+                "give it one with Policy(shm_bytes=...) (the default is 256 MiB)",
+            )
         arr = self._data.shared_array(dims, dt)
         if arr is None:
             free = max((g[1] for g in self._data.regions.gaps()), default=0)
-            raise UsageError(f"no room for a shared array of {math.prod(dims) * dt.itemsize}"
-                             f" bytes (the largest free range is {free} bytes)",
-                             "drop shared arrays and output views you no longer need, or raise "
-                             "Policy.shm_bytes")
+            raise UsageError(
+                f"no room for a shared array of {math.prod(dims) * dt.itemsize}"
+                f" bytes (the largest free range is {free} bytes)",
+                "drop shared arrays and output views you no longer need, or raise Policy.shm_bytes",
+            )
         return arr
 
-    def infer(self, inputs: Mapping[str, Any] | np.ndarray, *, copy: bool = True
-              ) -> dict[str, np.ndarray]:
+    def infer(
+        self, inputs: Mapping[str, Any] | np.ndarray, *, copy: bool = True
+    ) -> dict[str, np.ndarray]:
         """One inference call. A single array is accepted for a single-input model.
 
         Outputs are the host's own read-only copies. With copy=False, large outputs are instead
@@ -298,8 +331,9 @@ class Sandbox:
         and then act on while the sandbox runs."""
         d = self._require_open()
         if not d.can_infer:
-            raise UsageError(f"this model cannot run inference: {d.note}",
-                             "use scan (load only) or describe")
+            raise UsageError(
+                f"this model cannot run inference: {d.note}", "use scan (load only) or describe"
+            )
         feed = self._check_inputs(d, inputs)
         assert self._client is not None
         if "infer" not in self._c.phases:
@@ -307,8 +341,7 @@ class Sandbox:
         start = time.monotonic()
         try:
             if self._data is not None and self._data.connected:
-                outputs = self._data.infer(feed, timeout_s=self.policy.call_timeout_s,
-                                           copy=copy)
+                outputs = self._data.infer(feed, timeout_s=self.policy.call_timeout_s, copy=copy)
             else:
                 outputs = self._client.infer(feed, timeout_s=self.policy.call_timeout_s)
         except RpcFailure as e:
@@ -318,13 +351,11 @@ class Sandbox:
                 self._c.error = err
             raise err from e
         finally:
-            self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (
-                time.monotonic() - start)
+            self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (time.monotonic() - start)
         self._c.calls += 1
         # summarised (hashed) only when a report is made; views only while the caller keeps
         # them (holding them here would keep their shared memory from being used again)
-        self._c.last_outputs = outputs if copy else {k: weakref.ref(v) for k, v in
-                                                     outputs.items()}
+        self._c.last_outputs = outputs if copy else {k: weakref.ref(v) for k, v in outputs.items()}
         return outputs
 
     def report(self) -> Report:
@@ -339,13 +370,16 @@ class Sandbox:
         return self._description
 
     @staticmethod
-    def _check_inputs(d: Description, inputs: Mapping[str, Any] | np.ndarray
-                      ) -> dict[str, np.ndarray]:
+    def _check_inputs(
+        d: Description, inputs: Mapping[str, Any] | np.ndarray
+    ) -> dict[str, np.ndarray]:
         if not isinstance(inputs, Mapping):
             if len(d.inputs) != 1:
                 names = [s.name for s in d.inputs]
-                raise InputError(f"the model takes {len(d.inputs)} inputs {names}; a single "
-                                 "array was given", "pass a mapping of input name to array")
+                raise InputError(
+                    f"the model takes {len(d.inputs)} inputs {names}; a single array was given",
+                    "pass a mapping of input name to array",
+                )
             inputs = {d.inputs[0].name: inputs}
         feed = {str(k): np.asarray(v) for k, v in inputs.items()}
         try:  # the same check the worker makes, made here first for a clear, local error
@@ -358,8 +392,10 @@ class Sandbox:
 def _signature(d: Description) -> Signature:
     return Signature(
         format=d.format,
-        inputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
-                for s in d.inputs],
-        outputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape))
-                 for s in d.outputs],
-        can_infer=d.can_infer, note=d.note)
+        inputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in d.inputs],
+        outputs=[
+            TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in d.outputs
+        ],
+        can_infer=d.can_infer,
+        note=d.note,
+    )

@@ -89,8 +89,19 @@ def make_dirs(session: str) -> SessionDirs:
 
 
 def _mount_tmpfs(path: Path, size: int, options: str) -> None:
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nosuid,nodev,noexec,{options}",
-                    "airlock", str(path)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={size},nosuid,nodev,noexec,{options}",
+            "airlock",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def remove_dirs(root: Path) -> None:
@@ -99,8 +110,7 @@ def remove_dirs(root: Path) -> None:
     for sub in ("run", "trace", "shm"):  # shm: sessions of versions that mounted one
         mount_point = root / sub
         if os.path.ismount(mount_point):
-            subprocess.run(["umount", "-l", str(mount_point)], check=False,
-                           capture_output=True)
+            subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -38,8 +38,9 @@ def stage(path: Path, into: Path) -> Path:
     """Put the model into `into`: hard links when possible (same filesystem, world-readable);
     copies otherwise. Returns the staged path."""
     target = into / container_name(path)
-    linkable = (all(world_readable(p) for p in _files(path))
-                and path.stat().st_dev == into.stat().st_dev)
+    linkable = (
+        all(world_readable(p) for p in _files(path)) and path.stat().st_dev == into.stat().st_dev
+    )
     if path.is_file():
         if linkable:
             os.link(path, target)
@@ -47,8 +48,9 @@ def stage(path: Path, into: Path) -> Path:
             shutil.copyfile(path, target)
             target.chmod(0o644)
     else:
-        shutil.copytree(path, target, symlinks=True,
-                        copy_function=os.link if linkable else shutil.copyfile)
+        shutil.copytree(
+            path, target, symlinks=True, copy_function=os.link if linkable else shutil.copyfile
+        )
         if not linkable:
             for p in [target, *target.rglob("*")]:
                 if not p.is_symlink():
@@ -64,6 +66,8 @@ def readable_model(path: Path, session_root: Path, notes: list[str]) -> Path:
     into = session_root / "model"
     into.mkdir(mode=0o755)
     staged = stage(path, into)  # not world-readable: always a copy
-    notes.append(f"{path.name} is not readable by the sandbox's uid; a private "
-                 "read-only copy was mounted (make it world-readable to avoid this)")
+    notes.append(
+        f"{path.name} is not readable by the sandbox's uid; a private "
+        "read-only copy was mounted (make it world-readable to avoid this)"
+    )
     return staged

@@ -90,8 +90,11 @@ def _reference(uri: str) -> list[ExternalReference]:
     if url is None:
         return []
     low = uri.lower()
-    vcs = low.startswith(("git+", "git://", "ssh://")) or low.endswith(".git") \
+    vcs = (
+        low.startswith(("git+", "git://", "ssh://"))
+        or low.endswith(".git")
         or any(h in low for h in ("://github.com/", "://gitlab.com/", "://bitbucket.org/"))
+    )
     kind = ExternalReferenceType.VCS if vcs else ExternalReferenceType.DISTRIBUTION
     return [ExternalReference(type=kind, url=url)]
 
@@ -104,8 +107,9 @@ def _props(pairs: dict[str, str]) -> list[Property]:
     return [Property(name=k, value=v) for k, v in pairs.items()]
 
 
-def _airlock_properties(report: Report, prov: ProvenanceInfo | None,
-                        extra: dict[str, str] | None) -> dict[str, str]:
+def _airlock_properties(
+    report: Report, prov: ProvenanceInfo | None, extra: dict[str, str] | None
+) -> dict[str, str]:
     out = {
         "airlock:verdict": report.verdict.value,
         "airlock:findings": str(len(report.findings)),
@@ -138,18 +142,29 @@ def _airlock_properties(report: Report, prov: ProvenanceInfo | None,
         out["airlock:baseline:drift"] = "true" if report.baseline.drift else "false"
     if prov is not None:
         out["airlock:provenance:source"] = prov.source
-        out.update({f"airlock:claim:{c.field}": c.status for c in prov.claims
-                    if c.field.endswith("digest")})
+        out.update(
+            {
+                f"airlock:claim:{c.field}": c.status
+                for c in prov.claims
+                if c.field.endswith("digest")
+            }
+        )
         out.update({f"airlock:provenance:note:{i}": n for i, n in enumerate(prov.notes)})
     out.update(extra or {})
     return {k: v for k, v in out.items() if v != ""}
 
 
 def _files(report: Report) -> list[Component]:
-    return [Component(
-        type=ComponentType.FILE, name=f.path, bom_ref=f"{MODEL_REF}/file/{i}",
-        hashes=_sha256(f.sha256), properties=_props({"airlock:size-bytes": str(f.size_bytes)}),
-    ) for i, f in enumerate(report.model.files)]
+    return [
+        Component(
+            type=ComponentType.FILE,
+            name=f.path,
+            bom_ref=f"{MODEL_REF}/file/{i}",
+            hashes=_sha256(f.sha256),
+            properties=_props({"airlock:size-bytes": str(f.size_bytes)}),
+        )
+        for i, f in enumerate(report.model.files)
+    ]
 
 
 def _base_model(prov: ProvenanceInfo) -> Component | None:
@@ -162,10 +177,14 @@ def _base_model(prov: ProvenanceInfo) -> Component | None:
         props["airlock:digest-note"] = claim.note
     if base.digest and not parse_sha256(base.digest):
         props["airlock:claimed-digest"] = base.digest
-    return Component(type=ComponentType.MACHINE_LEARNING_MODEL, bom_ref="base-model",
-                     name=base.name or base.uri or "unnamed base model",
-                     hashes=_sha256(base.digest), external_references=_reference(base.uri),
-                     properties=_props(props))
+    return Component(
+        type=ComponentType.MACHINE_LEARNING_MODEL,
+        bom_ref="base-model",
+        name=base.name or base.uri or "unnamed base model",
+        hashes=_sha256(base.digest),
+        external_references=_reference(base.uri),
+        properties=_props(props),
+    )
 
 
 def _datasets(prov: ProvenanceInfo | None) -> list[Component]:
@@ -173,25 +192,42 @@ def _datasets(prov: ProvenanceInfo | None) -> list[Component]:
         return []
     out = []
     for i, d in enumerate(prov.provenance.datasets):
-        props = {f"airlock:dataset:{k}": v for k, v in (
-            ("source", d.source), ("collection", d.collection), ("filtering", d.filtering),
-            ("date-frozen", d.date_frozen)) if v}
-        out.append(Component(
-            type=ComponentType.DATA, bom_ref=f"dataset/{i}", name=d.name or f"dataset {i}",
-            licenses=_licenses(d.license), external_references=_reference(d.source),
-            properties=_props(props)))
+        props = {
+            f"airlock:dataset:{k}": v
+            for k, v in (
+                ("source", d.source),
+                ("collection", d.collection),
+                ("filtering", d.filtering),
+                ("date-frozen", d.date_frozen),
+            )
+            if v
+        }
+        out.append(
+            Component(
+                type=ComponentType.DATA,
+                bom_ref=f"dataset/{i}",
+                name=d.name or f"dataset {i}",
+                licenses=_licenses(d.license),
+                external_references=_reference(d.source),
+                properties=_props(props),
+            )
+        )
     return out
 
 
-def bom_for(report: Report, provenance: ProvenanceInfo | None = None,
-            properties: dict[str, str] | None = None) -> str:
+def bom_for(
+    report: Report,
+    provenance: ProvenanceInfo | None = None,
+    properties: dict[str, str] | None = None,
+) -> str:
     """The report as a CycloneDX 1.6 JSON BOM (text). `properties` are added to the model's
     properties as they are (e.g. airlock:diff:flagged-categories) and win over Airlock's own."""
     prov = provenance.provenance if provenance else None
     base = _base_model(provenance) if provenance else None
     version_claim = prov.revision if prov else ""
     model = Component(
-        type=ComponentType.MACHINE_LEARNING_MODEL, bom_ref=MODEL_REF,
+        type=ComponentType.MACHINE_LEARNING_MODEL,
+        bom_ref=MODEL_REF,
         name=PurePath(report.model.path).name or report.model.path or "model",
         version=version_claim or None,
         hashes=_sha256(_artifact_digest(report)),
@@ -199,11 +235,13 @@ def bom_for(report: Report, provenance: ProvenanceInfo | None = None,
         external_references=_reference(prov.source_uri if prov else ""),
         properties=_props(_airlock_properties(report, provenance, properties)),
         pedigree=Pedigree(ancestors=[base]) if base else None,
-        components=_files(report))
+        components=_files(report),
+    )
     datasets = _datasets(provenance)
     bom = Bom(metadata=BomMetaData(component=model), components=datasets)
-    bom.metadata.tools.components.add(Component(
-        type=ComponentType.APPLICATION, name="airlock", version=__version__))
+    bom.metadata.tools.components.add(
+        Component(type=ComponentType.APPLICATION, name="airlock", version=__version__)
+    )
     if datasets:
         bom.register_dependency(model, datasets)
     with warnings.catch_warnings():
@@ -211,8 +249,9 @@ def bom_for(report: Report, provenance: ProvenanceInfo | None = None,
         text = make_outputter(bom, OutputFormat.JSON, SPEC).output_as_string()
     doc = json.loads(text)
     if datasets:
-        doc["metadata"]["component"]["modelCard"] = {"modelParameters": {
-            "datasets": [{"ref": str(d.bom_ref)} for d in datasets]}}
+        doc["metadata"]["component"]["modelCard"] = {
+            "modelParameters": {"datasets": [{"ref": str(d.bom_ref)} for d in datasets]}
+        }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -228,8 +267,10 @@ def validate_bom(text: str) -> None:
         data = error.data
         where = "/".join(str(p) for p in getattr(data, "absolute_path", [])) or "(the root)"
         msg = getattr(data, "message", str(data))
-        raise BomError(f"the BOM does not fit CycloneDX {SPEC.to_version()}: at {where}: "
-                       f"{msg[:300]}", "this is a bug in Airlock's BOM output")
+        raise BomError(
+            f"the BOM does not fit CycloneDX {SPEC.to_version()}: at {where}: {msg[:300]}",
+            "this is a bug in Airlock's BOM output",
+        )
 
 
 def checked_bom(report: Report, properties: dict[str, str] | None = None) -> str:

@@ -24,14 +24,17 @@ PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 
 # --- the model on disk ----------------------------------------------------------------------
 
+
 def hashing_config() -> Any:
     """The one hashing configuration, for signing and verifying alike."""
     from model_signing import hashing
 
-    return (hashing.Config()  # type: ignore[no-untyped-call]
-            .set_ignored_paths(paths=[], ignore_git_paths=False)
-            .use_file_serialization(hashing_algorithm="sha256", allow_symlinks=False)
-            .set_allow_symlinks(False))
+    return (
+        hashing.Config()  # type: ignore[no-untyped-call]
+        .set_ignored_paths(paths=[], ignore_git_paths=False)
+        .use_file_serialization(hashing_algorithm="sha256", allow_symlinks=False)
+        .set_allow_symlinks(False)
+    )
 
 
 def model_problem(model: Path) -> str:
@@ -57,13 +60,15 @@ def require_paths(model: Path, signature: Path, *, signing: bool) -> None:
     if not (model.exists() or model.is_symlink()):
         raise UsageError(f"model {model} not found", "pass a model file or directory")
     if not signing and not signature.is_file():
-        raise UsageError(f"signature file {signature} not found",
-                         "pass the .sig file written by 'airlock sign'")
+        raise UsageError(
+            f"signature file {signature} not found", "pass the .sig file written by 'airlock sign'"
+        )
     m, s = model.resolve(), signature.resolve()
     if s == m or (model.is_dir() and s.is_relative_to(m)):
-        raise UsageError(f"signature {signature} is inside the model {model}",
-                         "keep signatures outside the model directory: model_signing hashes "
-                         "every file in it")
+        raise UsageError(
+            f"signature {signature} is inside the model {model}",
+            "keep signatures outside the model directory: model_signing hashes every file in it",
+        )
 
 
 def signed_root(resources: Sequence[tuple[str, str]]) -> str:
@@ -72,6 +77,7 @@ def signed_root(resources: Sequence[tuple[str, str]]) -> str:
 
 
 # --- the bundle ---------------------------------------------------------------------------
+
 
 class Unreadable(Exception):
     pass
@@ -123,5 +129,3 @@ def parse_bundle(data: bytes) -> Bundle:
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
         raise Unreadable(f"{type(e).__name__}: {str(e)[:200]}") from e
     return Bundle(method, hint, certificate, subject, serialization, resources)
-
-

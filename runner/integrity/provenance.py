@@ -67,14 +67,16 @@ class BaseModelRef(_Frozen):
 
     name: Text = ""
     uri: Text = ""
-    digest: Text = Field(default="", description="claimed root digest of the base model: "
-                         "sha256:HEX or HEX")
+    digest: Text = Field(
+        default="", description="claimed root digest of the base model: sha256:HEX or HEX"
+    )
 
 
 class Dataset(_Frozen):
     name: Text = ""
-    source: Text = Field(default="",
-                         description="where the data came from (a URI or a description)")
+    source: Text = Field(
+        default="", description="where the data came from (a URI or a description)"
+    )
     collection: Text = Field(default="", description="how it was collected")
     filtering: Text = Field(default="", description="how it was filtered or cleaned")
     date_frozen: Text = Field(default="", description="when the snapshot was taken")
@@ -86,8 +88,9 @@ class Provenance(_Frozen):
 
     source_uri: Text = ""
     revision: Text = ""
-    digest: Text = Field(default="",
-                         description="claimed root digest of this model: sha256:HEX or HEX")
+    digest: Text = Field(
+        default="", description="claimed root digest of this model: sha256:HEX or HEX"
+    )
     base_model: BaseModelRef | None = None
     datasets: list[Dataset] = Field(default_factory=list, max_length=MAX_DATASETS)
     license: Text = ""
@@ -105,8 +108,10 @@ class ProvenanceInfo(_Frozen):
     source: str = Field(description="the file the provenance was read from")
     claims: list[Claim]
     provenance: Provenance
-    notes: list[str] = Field(default_factory=list, description="keys that were not read, "
-                             "files that were refused or could not be parsed")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="keys that were not read, files that were refused or could not be parsed",
+    )
 
 
 # --- finding and reading the source ----------------------------------------------------------
@@ -127,8 +132,10 @@ class _Loaded:
 def _candidates(model: Path) -> list[Path]:
     if model.is_dir():
         return [model / n for n in (*PROVENANCE_NAMES, MODEL_CARD)]
-    return [model.with_name(model.name + FILE_SUFFIX),
-            *(model.parent / n for n in PROVENANCE_NAMES)]
+    return [
+        model.with_name(model.name + FILE_SUFFIX),
+        *(model.parent / n for n in PROVENANCE_NAMES),
+    ]
 
 
 def find_provenance(model: Path) -> Path | None:
@@ -141,21 +148,25 @@ def _read_bounded(path: Path, whole: bool) -> bytes:
     larger file; else return its first MAX_FILE_BYTES."""
     if path.is_symlink():
         raise _Refused("a symlink; not followed")
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) \
-        | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except OSError as e:
-        why = "a symlink; not followed" if e.errno == errno.ELOOP else \
-            f"cannot be opened ({os.strerror(e.errno or 0) or e})"
+        why = (
+            "a symlink; not followed"
+            if e.errno == errno.ELOOP
+            else f"cannot be opened ({os.strerror(e.errno or 0) or e})"
+        )
         raise _Refused(why) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _Refused("not a regular file")
         if whole and st.st_size > MAX_FILE_BYTES:
-            raise _Refused(f"{st.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes "
-                           "Airlock reads; not read")
+            raise _Refused(
+                f"{st.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes "
+                "Airlock reads; not read"
+            )
         chunks: list[bytes] = []
         left = MAX_FILE_BYTES + 1
         while left > 0:
@@ -181,8 +192,11 @@ def _load(model: Path) -> _Loaded | None:
     if path is None:
         return None
     loaded = _Loaded(path, None)
-    later = [p.name for p in _candidates(model)[_candidates(model).index(path) + 1:]
-             if os.path.lexists(p)]
+    later = [
+        p.name
+        for p in _candidates(model)[_candidates(model).index(path) + 1 :]
+        if os.path.lexists(p)
+    ]
     try:
         if path.name == MODEL_CARD:
             prov, notes = _parse_model_card(_read_bounded(path, whole=False))
@@ -212,8 +226,9 @@ def _keys(names: list[str]) -> str:
     return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
-def _known(obj: dict[str, Any], allowed: set[str], where: str, unknown: list[str]
-           ) -> dict[str, Any]:
+def _known(
+    obj: dict[str, Any], allowed: set[str], where: str, unknown: list[str]
+) -> dict[str, Any]:
     unknown.extend(f"{where}{k}" for k in obj if k not in allowed)
     return {k: v for k, v in obj.items() if k in allowed and v is not None}
 
@@ -244,17 +259,23 @@ def _parse_provenance_file(data: bytes) -> tuple[Provenance, list[str]]:
         if len(datasets) > MAX_DATASETS:
             notes.append(f"{len(datasets)} datasets; only the first {MAX_DATASETS} were read")
             datasets = datasets[:MAX_DATASETS]
-        doc["datasets"] = [{"name": d} if isinstance(d, str) else
-                           _known(d, _DATASET_FIELDS, f"datasets[{i}].", unknown)
-                           if isinstance(d, dict) else d for i, d in enumerate(datasets)]
+        doc["datasets"] = [
+            {"name": d}
+            if isinstance(d, str)
+            else _known(d, _DATASET_FIELDS, f"datasets[{i}].", unknown)
+            if isinstance(d, dict)
+            else d
+            for i, d in enumerate(datasets)
+        ]
     try:
         prov = Provenance.model_validate(doc, strict=True)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "the document"
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
-        raise _Refused(f"does not fit the provenance schema: {untrusted_text(where, 80)}: "
-                       f"{err['msg']}{more}") from None
+        raise _Refused(
+            f"does not fit the provenance schema: {untrusted_text(where, 80)}: {err['msg']}{more}"
+        ) from None
     if unknown:
         notes.insert(0, f"keys not understood, ignored: {_keys(unknown)}")
     return prov, notes
@@ -304,8 +325,11 @@ def front_matter(text: str) -> dict[str, str | list[str] | None] | None:
                 continue
             current = out.get(key)
             item = stripped[1:].strip()
-            if isinstance(current, list) and (stripped.startswith("- ") or stripped == "-") \
-                    and not _KEY.match(item):
+            if (
+                isinstance(current, list)
+                and (stripped.startswith("- ") or stripped == "-")
+                and not _KEY.match(item)
+            ):
                 if item:
                     current.append(_scalar(item))
             else:
@@ -328,8 +352,7 @@ def front_matter(text: str) -> dict[str, str | list[str] | None] | None:
 
 
 def _strings(v: str | list[str] | None) -> list[str]:
-    return [v] if isinstance(v, str) and v else [x for x in v if x] if isinstance(v, list) \
-        else []
+    return [v] if isinstance(v, str) and v else [x for x in v if x] if isinstance(v, list) else []
 
 
 def _parse_model_card(data: bytes) -> tuple[Provenance | None, list[str]]:
@@ -337,8 +360,9 @@ def _parse_model_card(data: bytes) -> tuple[Provenance | None, list[str]]:
     fm = front_matter(text)
     if fm is None:
         if text.lstrip("\ufeff").startswith("---") and len(data) >= MAX_FILE_BYTES:
-            raise _Refused(f"front matter longer than the {MAX_FILE_BYTES} bytes Airlock "
-                           "reads; not read")
+            raise _Refused(
+                f"front matter longer than the {MAX_FILE_BYTES} bytes Airlock reads; not read"
+            )
         return None, []
     notes: list[str] = []
     doc: dict[str, Any] = {}
@@ -346,8 +370,9 @@ def _parse_model_card(data: bytes) -> tuple[Provenance | None, list[str]]:
     if bases:
         doc["base_model"] = {"name": bases[0]}
         if len(bases) > 1:
-            notes.append(f"the model card names {len(bases)} base models; only the first "
-                         "is recorded")
+            notes.append(
+                f"the model card names {len(bases)} base models; only the first is recorded"
+            )
     lic = _strings(fm.get("license"))
     name = _strings(fm.get("license_name"))
     if lic:
@@ -364,54 +389,79 @@ def _parse_model_card(data: bytes) -> tuple[Provenance | None, list[str]]:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise _Refused(f"model card does not fit the provenance schema: "
-                       f"{untrusted_text(where, 80)}: {err['msg']}") from None
+        raise _Refused(
+            f"model card does not fit the provenance schema: "
+            f"{untrusted_text(where, 80)}: {err['msg']}"
+        ) from None
     notes.append("model card front matter: only base_model, license and datasets are read")
     return prov, notes
 
 
 # --- claims ------------------------------------------------------------------------------------
 
-def _digest_claim(name: str, claimed: str, actual: str | None, source: str, what: str,
-                  note: str = "") -> Claim:
+
+def _digest_claim(
+    name: str, claimed: str, actual: str | None, source: str, what: str, note: str = ""
+) -> Claim:
     value = untrusted_text(claimed, MAX_TEXT)
     digest = parse_sha256(claimed)
     if digest is None:
-        return Claim(field=name, value=value, status="claimed", source=source,
-                     note="not a sha256 digest (sha256:HEX or HEX); not checked")
+        return Claim(
+            field=name,
+            value=value,
+            status="claimed",
+            source=source,
+            note="not a sha256 digest (sha256:HEX or HEX); not checked",
+        )
     if not actual:
-        return Claim(field=name, value=value, status="claimed", source=source,
-                     note=f"the {what}'s root digest is not known; not checked")
+        return Claim(
+            field=name,
+            value=value,
+            status="claimed",
+            source=source,
+            note=f"the {what}'s root digest is not known; not checked",
+        )
     ok = digest == actual.strip().lower().removeprefix("sha256:")
-    text = f"matches the {what}'s root digest" if ok else \
-        f"the {what}'s root digest is {actual}"
-    return Claim(field=name, value=value, status="verified" if ok else "mismatch",
-                 source=source, note=f"{text}{'; ' + note if note else ''}")
+    text = f"matches the {what}'s root digest" if ok else f"the {what}'s root digest is {actual}"
+    return Claim(
+        field=name,
+        value=value,
+        status="verified" if ok else "mismatch",
+        source=source,
+        note=f"{text}{'; ' + note if note else ''}",
+    )
 
 
-def check_claims(prov: Provenance, model_root: str, base_root: str | None = None,
-                 *, source: str = "", digest_note: str = "") -> list[Claim]:
+def check_claims(
+    prov: Provenance,
+    model_root: str,
+    base_root: str | None = None,
+    *,
+    source: str = "",
+    digest_note: str = "",
+) -> list[Claim]:
     """Every non-empty field as a claim; the digests checked against the root digests given.
     `source` names the file the claims came from."""
 
     def claim(name: str, value: str) -> Claim:
-        return Claim(field=name, value=untrusted_text(value, MAX_TEXT), status="claimed",
-                     source=source)
+        return Claim(
+            field=name, value=untrusted_text(value, MAX_TEXT), status="claimed", source=source
+        )
 
-    out = [claim(n, v) for n, v in (("source_uri", prov.source_uri),
-                                     ("revision", prov.revision)) if v]
+    out = [
+        claim(n, v) for n, v in (("source_uri", prov.source_uri), ("revision", prov.revision)) if v
+    ]
     if prov.digest:
-        out.append(_digest_claim("digest", prov.digest, model_root, source, "model",
-                                 digest_note))
+        out.append(_digest_claim("digest", prov.digest, model_root, source, "model", digest_note))
     if prov.license:
         out.append(claim("license", prov.license))
     if prov.base_model is not None:
         b = prov.base_model
-        out += [claim(f"base_model.{n}", v) for n, v in (("name", b.name), ("uri", b.uri))
-                if v]
+        out += [claim(f"base_model.{n}", v) for n, v in (("name", b.name), ("uri", b.uri)) if v]
         if b.digest:
-            out.append(_digest_claim("base_model.digest", b.digest, base_root, source,
-                                     "base model"))
+            out.append(
+                _digest_claim("base_model.digest", b.digest, base_root, source, "base model")
+            )
     for i, d in enumerate(prov.datasets):
         out += [claim(f"datasets[{i}].{n}", v) for n, v in d.model_dump().items() if v]
     return out
@@ -427,8 +477,10 @@ def read_provenance(model: Path) -> Provenance | None:
     if loaded is None:
         return None
     if loaded.provenance is None:
-        raise UsageError(f"provenance file {loaded.path}: {loaded.error}",
-                         "fix or remove the file (see docs/provenance.md)")
+        raise UsageError(
+            f"provenance file {loaded.path}: {loaded.error}",
+            "fix or remove the file (see docs/provenance.md)",
+        )
     return loaded.provenance
 
 
@@ -436,8 +488,13 @@ def _inside(path: Path, model: Path) -> bool:
     return model.is_dir() and path.parent == model
 
 
-def provenance_for(model: Path, model_root: str, base_root: str | None = None, *,
-                   files: Sequence[FileDigest] | None = None) -> ProvenanceInfo | None:
+def provenance_for(
+    model: Path,
+    model_root: str,
+    base_root: str | None = None,
+    *,
+    files: Sequence[FileDigest] | None = None,
+) -> ProvenanceInfo | None:
     """Read and check the model's provenance. Never raises on the file's content: a file that
     cannot be read or parsed gives a ProvenanceInfo with no claims and a note saying why.
 
@@ -449,16 +506,21 @@ def provenance_for(model: Path, model_root: str, base_root: str | None = None, *
         return None
     source = loaded.path.name
     if loaded.provenance is None:
-        return ProvenanceInfo(source=source, claims=[], provenance=Provenance(),
-                              notes=[f"{source}: {loaded.error}; no claims were read"])
+        return ProvenanceInfo(
+            source=source,
+            claims=[],
+            provenance=Provenance(),
+            notes=[f"{source}: {loaded.error}; no claims were read"],
+        )
     prov = loaded.provenance
     root, digest_note = model_root, ""
     if prov.digest and _inside(loaded.path, model) and parse_sha256(prov.digest):
         digests = list(files) if files is not None else file_digests(model)
         others = [d for d in digests if d.path != source]
         root = root_digest(others)
-        digest_note = f"checked over the model's files other than {source}, which cannot " \
-            "hold its own digest"
+        digest_note = (
+            f"checked over the model's files other than {source}, which cannot hold its own digest"
+        )
     elif prov.digest and model.is_file() and parse_sha256(prov.digest) != root:
         # for a single file, its own sha256 (what sha256sum prints) is as good a claim
         own = (list(files) if files is not None else file_digests(model))[0].sha256

@@ -34,6 +34,7 @@ from runner.integrity.trust import (
 
 # --- signing --------------------------------------------------------------------------------
 
+
 def _load_private_key(path: Path, password: str | None) -> Any:
     from cryptography.hazmat.primitives import serialization as ser
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,13 +45,18 @@ def _load_private_key(path: Path, password: str | None) -> Any:
         key = ser.load_pem_private_key(data, password.encode() if password else None)
     except TypeError as e:  # encrypted without a password, or a password for a plain key
         if password:
-            raise UsageError(f"private key {path} is not encrypted, but a password was given",
-                             "drop the password") from e
-        raise UsageError(f"private key {path} is encrypted and no password was given",
-                         "pass its password (airlock sign --password-env VAR)") from e
+            raise UsageError(
+                f"private key {path} is not encrypted, but a password was given",
+                "drop the password",
+            ) from e
+        raise UsageError(
+            f"private key {path} is encrypted and no password was given",
+            "pass its password (airlock sign --password-env VAR)",
+        ) from e
     except ValueError as e:
-        raise UsageError(f"cannot load private key {path} (not PEM, or a wrong password)",
-                         hint) from e
+        raise UsageError(
+            f"cannot load private key {path} (not PEM, or a wrong password)", hint
+        ) from e
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in CURVES:
         raise UsageError(f"{path} is not a P-256, P-384 or P-521 private key", hint)
     return key
@@ -66,38 +72,52 @@ def _plain_key_file(key: Any) -> Iterator[Path]:
     from cryptography.hazmat.primitives import serialization as ser
 
     if not hasattr(os, "memfd_create"):
-        raise UsageError("an encrypted private key needs Linux here",
-                         "decrypt the key first (openssl ec -in KEY -out PLAIN)")
+        raise UsageError(
+            "an encrypted private key needs Linux here",
+            "decrypt the key first (openssl ec -in KEY -out PLAIN)",
+        )
     pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     fd = os.memfd_create("airlock-key", os.MFD_CLOEXEC)
     try:
         view = memoryview(pem)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         yield Path(f"/proc/self/fd/{fd}")
     finally:
         os.close(fd)
 
 
-def sign(model: Path, signature: Path, *, private_key: Path, password: str | None = None,
-         certificate_chain: list[Path] | None = None,
-         signing_certificate: Path | None = None) -> SignatureInfo:
+def sign(
+    model: Path,
+    signature: Path,
+    *,
+    private_key: Path,
+    password: str | None = None,
+    certificate_chain: list[Path] | None = None,
+    signing_certificate: Path | None = None,
+) -> SignatureInfo:
     """Sign MODEL (a file or a directory) into SIGNATURE, with an elliptic-curve key or, when
     `signing_certificate` is given, with that certificate (and its chain up to the root)."""
     from model_signing import signing as ms_signing
 
     require_paths(model, signature, signing=True)
     if certificate_chain and signing_certificate is None:
-        raise UsageError("a certificate chain was given without a signing certificate",
-                         "pass --cert SIGNING.pem too, or drop --chain")
+        raise UsageError(
+            "a certificate chain was given without a signing certificate",
+            "pass --cert SIGNING.pem too, or drop --chain",
+        )
     if signing_certificate is not None and not certificate_chain:
         # model_signing 1.1.1 fails on an empty chain ("Unable to load PEM file")
-        raise UsageError("certificate signing needs the certificate chain",
-                         "pass --chain CA.pem (the issuer's certificate, up to the root)")
+        raise UsageError(
+            "certificate signing needs the certificate chain",
+            "pass --chain CA.pem (the issuer's certificate, up to the root)",
+        )
     problem = model_problem(model)
     if problem:
-        raise UsageError(f"cannot sign: {problem}", "replace symlinks by the files they "
-                         "point to; model_signing refuses them")
+        raise UsageError(
+            f"cannot sign: {problem}",
+            "replace symlinks by the files they point to; model_signing refuses them",
+        )
     key = _load_private_key(private_key, password)
     chain = list(certificate_chain or [])
     signer = "sha256:" + key_fingerprint(key.public_key())
@@ -106,21 +126,29 @@ def sign(model: Path, signature: Path, *, private_key: Path, password: str | Non
 
         certs = load_certificates(signing_certificate)
         if certs[0].public_key() != key.public_key():
-            raise UsageError(f"{signing_certificate} is not the certificate of {private_key}",
-                             "pass the certificate issued for this key")
+            raise UsageError(
+                f"{signing_certificate} is not the certificate of {private_key}",
+                "pass the certificate issued for this key",
+            )
         for c in chain:
             load_certificates(c)
         usage_ok = False
         with contextlib.suppress(x509.ExtensionNotFound):
-            usage_ok = certs[0].extensions.get_extension_for_class(
-                x509.KeyUsage).value.digital_signature
+            usage_ok = (
+                certs[0].extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+            )
         with contextlib.suppress(x509.ExtensionNotFound):
-            usage_ok = usage_ok or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in \
-                certs[0].extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            usage_ok = (
+                usage_ok
+                or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING
+                in certs[0].extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            )
         if not usage_ok:
-            raise UsageError(f"{signing_certificate} may not sign (no digitalSignature key "
-                             "usage, no codeSigning extended key usage)",
-                             "issue a certificate for signing")
+            raise UsageError(
+                f"{signing_certificate} may not sign (no digitalSignature key "
+                "usage, no codeSigning extended key usage)",
+                "issue a certificate for signing",
+            )
         signer = describe_certificate(certs[0])
 
     try:
@@ -128,18 +156,20 @@ def sign(model: Path, signature: Path, *, private_key: Path, password: str | Non
         fd, tmp_name = tempfile.mkstemp(prefix=".sig-", dir=signature.parent)
         os.close(fd)
     except OSError as e:
-        raise UsageError(f"cannot write {signature}: {e.strerror}", "choose a writable path") \
-            from e
+        raise UsageError(f"cannot write {signature}: {e.strerror}", "choose a writable path") from e
     tmp = Path(tmp_name)
     try:
         with contextlib.ExitStack() as stack:
             key_path = stack.enter_context(_plain_key_file(key)) if password else private_key
             config = ms_signing.Config().set_hashing_config(  # type: ignore[no-untyped-call]
-                hashing_config())
+                hashing_config()
+            )
             if signing_certificate is not None:
-                config.use_certificate_signer(private_key=key_path,
-                                              signing_certificate=signing_certificate,
-                                              certificate_chain=chain)
+                config.use_certificate_signer(
+                    private_key=key_path,
+                    signing_certificate=signing_certificate,
+                    certificate_chain=chain,
+                )
             else:
                 config.use_elliptic_key_signer(private_key=key_path)
             config.sign(model, tmp)
@@ -147,14 +177,18 @@ def sign(model: Path, signature: Path, *, private_key: Path, password: str | Non
         tmp.chmod(0o644)  # a signature is public; mkstemp made it 0600
         tmp.replace(signature)
     except (ValueError, OSError) as e:
-        raise UsageError(f"cannot sign {model}: {untrusted_text(str(e))}",
-                         "check the model and the key") from e
+        raise UsageError(
+            f"cannot sign {model}: {untrusted_text(str(e))}", "check the model and the key"
+        ) from e
     finally:
         tmp.unlink(missing_ok=True)
     bundle = parse_bundle(data)
-    return SignatureInfo(method="certificate" if signing_certificate else "key",
-                         model=str(model), signature=str(signature), signer=signer,
-                         files=len(bundle.resources), subject_digest=bundle.subject_digest,
-                         root_digest=signed_root(bundle.resources))
-
-
+    return SignatureInfo(
+        method="certificate" if signing_certificate else "key",
+        model=str(model),
+        signature=str(signature),
+        signer=signer,
+        files=len(bundle.resources),
+        subject_digest=bundle.subject_digest,
+        root_digest=signed_root(bundle.resources),
+    )

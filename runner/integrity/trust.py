@@ -78,16 +78,20 @@ class TrustPolicy(_Frozen):
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
-            raise UsageError(f"trust policy {path} not found",
-                             f"write one, or set {ENV_POLICY}, or pass --key/--chain") from e
+            raise UsageError(
+                f"trust policy {path} not found",
+                f"write one, or set {ENV_POLICY}, or pass --key/--chain",
+            ) from e
         except OSError as e:
             raise UsageError(f"cannot read trust policy {path}: {e.strerror}", hint) from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise UsageError(f"trust policy {path} is not valid TOML ({e})", hint) from e
         unknown = sorted(set(raw) - set(cls.model_fields))
         if unknown:
-            raise UsageError(f"trust policy {path}: unknown key {unknown[0]!r}",
-                             f"known keys: {', '.join(cls.model_fields)}")
+            raise UsageError(
+                f"trust policy {path}: unknown key {unknown[0]!r}",
+                f"known keys: {', '.join(cls.model_fields)}",
+            )
         base = path.parent
         for key in ("public_keys", "certificate_roots"):
             value = raw.get(key)
@@ -112,22 +116,24 @@ class TrustPolicy(_Frozen):
     @classmethod
     def for_certificates(cls, chain: Sequence[Path], identity: str | None = None) -> TrustPolicy:
         """Trust certificates that chain to these roots, optionally only one identity."""
-        policy = cls(certificate_roots=tuple(chain),
-                     identities=(identity,) if identity else ())
+        policy = cls(certificate_roots=tuple(chain), identities=(identity,) if identity else ())
         policy.check("--chain")
         return policy
 
     def check(self, where: str = "trust policy") -> None:
         """Raise UsageError unless this policy can be used to verify anything."""
         if not self.public_keys and not self.certificate_roots:
-            raise UsageError(f"{where}: trusts nothing",
-                             "list public_keys or certificate_roots")
+            raise UsageError(f"{where}: trusts nothing", "list public_keys or certificate_roots")
         if self.fingerprints and not self.public_keys:
-            raise UsageError(f"{where}: fingerprints need public_keys",
-                             "list the public key files the fingerprints belong to")
+            raise UsageError(
+                f"{where}: fingerprints need public_keys",
+                "list the public key files the fingerprints belong to",
+            )
         if self.identities and not self.certificate_roots:
-            raise UsageError(f"{where}: identities need certificate_roots",
-                             "list the CA certificates the signing certificates chain to")
+            raise UsageError(
+                f"{where}: identities need certificate_roots",
+                "list the CA certificates the signing certificates chain to",
+            )
         for key in self.public_keys:
             load_public_key(key)
         for root in self.certificate_roots:
@@ -160,6 +166,7 @@ def hex64(text: str) -> str:
 
 
 # --- keys and certificates ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TrustedKey:
@@ -238,5 +245,3 @@ def certificate_identities(cert: Certificate) -> list[str]:
 def describe_certificate(cert: Certificate) -> str:
     ids = certificate_identities(cert)
     return ids[0] if ids else cert.subject.rfc4514_string()
-
-

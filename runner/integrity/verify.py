@@ -67,10 +67,10 @@ def _mismatch(model: Path, resources: Sequence[tuple[str, str]]) -> str:
     signed = dict(resources)
     parts = []
     for label, names in (
-            ("changed", sorted(n for n in actual.keys() & signed.keys()
-                               if actual[n] != signed[n])),
-            ("not signed (added)", sorted(actual.keys() - signed.keys())),
-            ("missing", sorted(signed.keys() - actual.keys()))):
+        ("changed", sorted(n for n in actual.keys() & signed.keys() if actual[n] != signed[n])),
+        ("not signed (added)", sorted(actual.keys() - signed.keys())),
+        ("missing", sorted(signed.keys() - actual.keys())),
+    ):
         if names:
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             shown = ", ".join(model.name if n == "." else n for n in names[:3])
@@ -94,8 +94,13 @@ def _library_failure(e: Exception, model: Path, bundle: Bundle) -> str:
     return f"signature could not be checked: {type(e).__name__}: {text}"
 
 
-def _run_library(model: Path, data: bytes, bundle: Bundle, attempts: Sequence[TrustedKey | None],
-                 roots: list[Path]) -> TrustedKey | str:
+def _run_library(
+    model: Path,
+    data: bytes,
+    bundle: Bundle,
+    attempts: Sequence[TrustedKey | None],
+    roots: list[Path],
+) -> TrustedKey | str:
     """Let model_signing verify DATA (the signature bytes we parsed) over MODEL: with each key
     in turn, or (None) with the certificate roots. The key that verified, or why none did."""
     from cryptography.exceptions import InvalidSignature
@@ -106,8 +111,8 @@ def _run_library(model: Path, data: bytes, bundle: Bundle, attempts: Sequence[Tr
         copy = Path(tmp, "signature.json")  # the bytes we parsed, and only those
         copy.write_bytes(data)
         for key in attempts:
-            config = verifying.Config().set_hashing_config(  # type: ignore[no-untyped-call]
-                hashing_config()).set_ignore_unsigned_files(False)
+            config = verifying.Config()  # type: ignore[no-untyped-call]
+            config = config.set_hashing_config(hashing_config()).set_ignore_unsigned_files(False)
             if key is None:
                 config.use_certificate_verifier(certificate_chain=roots)
             else:
@@ -137,15 +142,23 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
     try:
         manifest = hex64(manifest_root)
     except ValueError as e:
-        raise UsageError(f"manifest root digest {manifest_root!r} is not a sha256 digest",
-                         "pass runner.report.root_digest(...)") from e
+        raise UsageError(
+            f"manifest root digest {manifest_root!r} is not a sha256 digest",
+            "pass runner.report.root_digest(...)",
+        ) from e
     data = read_bounded(signature, "signature file", "pass the .sig file written by 'airlock sign'")
     method, signer, subject = "", "", ""
 
     def result(reason: str = "") -> SignatureCheck:
-        return SignatureCheck(method=method, signature=str(signature), signer=signer,
-                              verified=not reason, reason=untrusted_text(reason),
-                              subject_digest=subject, manifest_digest=manifest_root)
+        return SignatureCheck(
+            method=method,
+            signature=str(signature),
+            signer=signer,
+            verified=not reason,
+            reason=untrusted_text(reason),
+            subject_digest=subject,
+            manifest_digest=manifest_root,
+        )
 
     if len(data) > MAX_SIGNATURE_BYTES:
         return result(f"signature file is larger than {MAX_SIGNATURE_BYTES >> 20} MiB")
@@ -160,8 +173,10 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
         return result(problem)
     ser = bundle.serialization
     if ser.get("method") != "files" or ser.get("hash_type") != "sha256":
-        return result(f"signature uses {ser.get('method')!r} serialization with "
-                      f"{ser.get('hash_type')!r}; Airlock verifies file-level sha256 only")
+        return result(
+            f"signature uses {ser.get('method')!r} serialization with "
+            f"{ser.get('hash_type')!r}; Airlock verifies file-level sha256 only"
+        )
     ignored = ser.get("ignore_paths") or []
     if not isinstance(ignored, list):
         return result("not a model-signing signature: ignore_paths is not a list")
@@ -179,8 +194,7 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
             if not keys:
                 return result("signed by a key the trust policy does not list")
             signer = "sha256:" + keys[0].fingerprint
-        allowed = [k for k in keys if not trust.fingerprints or k.fingerprint in
-                   trust.fingerprints]
+        allowed = [k for k in keys if not trust.fingerprints or k.fingerprint in trust.fingerprints]
         if not allowed and not bundle.key_hint:
             return result("no public key in the trust policy has an allowed fingerprint")
         if not allowed:
@@ -190,10 +204,12 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
         assert bundle.certificate is not None
         signer = describe_certificate(bundle.certificate)
         if not trust.certificate_roots:
-            return result("signed with a certificate, but the trust policy lists no "
-                          "certificate roots")
+            return result(
+                "signed with a certificate, but the trust policy lists no certificate roots"
+            )
         if trust.identities and not set(certificate_identities(bundle.certificate)) & set(
-                trust.identities):
+            trust.identities
+        ):
             return result(f"certificate identity {signer} is not allowed by the trust policy")
         attempts = [None]
 
@@ -207,7 +223,7 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
     if ours != subject:
         return result("the signed subject digest does not match the signed file digests")
     if ours != manifest:
-        return result(f"the signed files (root digest {ours}) are not the manifest's "
-                      f"(root digest {manifest})")
+        return result(
+            f"the signed files (root digest {ours}) are not the manifest's (root digest {manifest})"
+        )
     return result()
-

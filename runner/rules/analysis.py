@@ -82,11 +82,17 @@ def parse_audit_log(path: Path) -> tuple[list[tuple[float, str, list[str]]], int
     for raw in data.splitlines():
         try:
             t, name, args = json.loads(raw)
-            if not (isinstance(t, (int, float)) and isinstance(name, str)
-                    and isinstance(args, list)):
+            if not (
+                isinstance(t, (int, float)) and isinstance(name, str) and isinstance(args, list)
+            ):
                 raise ValueError
-            events.append((float(t) if t == t else 0.0, untrusted_text(name, 64),
-                           [untrusted_text(str(a), 256) for a in args[:6]]))
+            events.append(
+                (
+                    float(t) if t == t else 0.0,
+                    untrusted_text(name, 64),
+                    [untrusted_text(str(a), 256) for a in args[:6]],
+                )
+            )
         except (ValueError, TypeError, UnicodeDecodeError):
             bad += 1
         if len(events) >= MAX_AUDIT_EVENTS:
@@ -117,13 +123,14 @@ def _tracer_problems(c: Collected, trace: _strace.Trace | None) -> list[str]:
     if record is None:
         problems.append("the worker's exit record is missing from the tracer's log")
     else:
-        expected = record.code if record.code is not None else (
-            128 + (_signal_number(record.signal) or 0))
+        expected = (
+            record.code if record.code is not None else (128 + (_signal_number(record.signal) or 0))
+        )
         if code is not None and code != expected:
-            problems.append(f"the tracer exited with {code} but the worker's exit record "
-                            f"says {expected}")
-    if code not in (0, None) and c.shutdown_requested and record is not None \
-            and record.code == 0:
+            problems.append(
+                f"the tracer exited with {code} but the worker's exit record says {expected}"
+            )
+    if code not in (0, None) and c.shutdown_requested and record is not None and record.code == 0:
         problems.append(f"the tracer exited with status {code}")
     return problems
 
@@ -139,18 +146,25 @@ def build(c: Collected) -> Report:
     st = c.final_state
     oom = bool(st and st.oom_killed)
     facts = evaluation.HostFacts(
-        oom_killed=oom, pids_limit_hit=c.pids_limit_hits > 0, deadline=c.deadline,
+        oom_killed=oom,
+        pids_limit_hit=c.pids_limit_hits > 0,
+        deadline=c.deadline,
         reply_too_large=c.reply_too_large,
         worker_crashed=c.worker_crash if not oom else "",
         tracer_problems=tuple(_tracer_problems(c, trace)),
         tamper=tuple((t.check, t.evidence) for t in c.tamper),
-        scratch_full=c.scratch_full, output_flood=c.output_flood,
-        static_imports=tuple(c.static_imports), **_integrity_facts(c.integrity))
+        scratch_full=c.scratch_full,
+        output_flood=c.output_flood,
+        static_imports=tuple(c.static_imports),
+        **_integrity_facts(c.integrity),
+    )
     findings = evaluation.evaluate(events, facts)
     notes = list(c.notes) + ([] if c.static_only else _disagreements(findings))
     if trace is not None and trace.truncated:
-        notes.append(f"the tracer's log was longer than {_strace.MAX_LINES} lines; events "
-                     "after that were not read")
+        notes.append(
+            f"the tracer's log was longer than {_strace.MAX_LINES} lines; events "
+            "after that were not read"
+        )
     if c.static_only:
         notes.append("static pre-flight only: the model was not loaded, nothing ran")
     elif c.final_state is None and c.error is None:
@@ -161,32 +175,56 @@ def build(c: Collected) -> Report:
     if c.sandbox is not None:
         per_phase = summarise(c.samples)
         resources = Resources(
-            memory_limit_bytes=c.policy.memory_bytes, memory_peak_bytes=c.memory_peak_bytes,
+            memory_limit_bytes=c.policy.memory_bytes,
+            memory_peak_bytes=c.memory_peak_bytes,
             cpu_seconds=c.samples[-1].cpu_seconds if c.samples else None,
             pids_limit=c.policy.effective_pids,
             pids_max=max((s.pids for s in c.samples), default=None),
-            pids_limit_hit=c.pids_limit_hits > 0, oom_killed=oom,
-            exit_code=st.exit_code if st else None, killed_by_host=c.killed_by_host,
-            timed_out=c.deadline, per_phase=per_phase, timeline=c.samples)
+            pids_limit_hit=c.pids_limit_hits > 0,
+            oom_killed=oom,
+            exit_code=st.exit_code if st else None,
+            killed_by_host=c.killed_by_host,
+            timed_out=c.deadline,
+            per_phase=per_phase,
+            timeline=c.samples,
+        )
     tracer = None
     if c.sandbox is not None:
         record = trace.exits.get(trace.first_pid) if trace and trace.first_pid else None
         tracer = TracerInfo(
-            enabled=c.policy.trace, exit_code=st.exit_code if st else None,
-            worker_exit=("" if record is None else f"exited with {record.code}"
-                         if record.code is not None else f"killed by {record.signal}"),
-            log_bytes=len(c.trace_log or b""), syscalls=len(trace.calls) if trace else 0,
+            enabled=c.policy.trace,
+            exit_code=st.exit_code if st else None,
+            worker_exit=(
+                ""
+                if record is None
+                else f"exited with {record.code}"
+                if record.code is not None
+                else f"killed by {record.signal}"
+            ),
+            log_bytes=len(c.trace_log or b""),
+            syscalls=len(trace.calls) if trace else 0,
             malformed_lines=trace.malformed if trace else 0,
             cut_mid_line=bool(trace and trace.cut_mid_line),
-            truncated=bool(trace and trace.truncated))
+            truncated=bool(trace and trace.truncated),
+        )
     return Report(
-        tool_version=__version__, verdict=rules.verdict(findings, could_not),
-        findings=findings, model=c.model, sandbox=c.sandbox, resources=resources,
-        events=events, events_dropped=folder.dropped + c.worker_events_dropped, tracer=tracer,
+        tool_version=__version__,
+        verdict=rules.verdict(findings, could_not),
+        findings=findings,
+        model=c.model,
+        sandbox=c.sandbox,
+        resources=resources,
+        events=events,
+        events_dropped=folder.dropped + c.worker_events_dropped,
+        tracer=tracer,
         phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
-        signature=c.signature, calls=c.calls, notes=notes,
+        signature=c.signature,
+        calls=c.calls,
+        notes=notes,
         outputs=[TensorSummary.of(k, v) for k, v in _alive_outputs(c.last_outputs)],
-        error=error_info(c.error) if c.error else None, integrity=c.integrity)
+        error=error_info(c.error) if c.error else None,
+        integrity=c.integrity,
+    )
 
 
 def _alive_outputs(outputs: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -205,7 +243,9 @@ def _integrity_facts(i: Integrity | None) -> dict[str, Any]:
         "signature_missing": i.signature_required and sig is None,
         "provenance_mismatches": tuple(
             f"{c.field} {c.value} in {c.source}" + (f" ({c.note})" if c.note else "")
-            for c in (i.provenance.claims if i.provenance else []) if c.status == "mismatch"),
+            for c in (i.provenance.claims if i.provenance else [])
+            if c.status == "mismatch"
+        ),
     }
 
 
@@ -219,16 +259,24 @@ def _disagreements(findings: list[rules.Finding]) -> list[str]:
     static = ids & STATIC_IMPORT_RULES
     dynamic = ids & DYNAMIC_CODE_RULES
     if dynamic and not static:
-        return ["static and dynamic evidence disagree: the static read of the file found no "
-                f"dangerous import, but the sandbox saw code run ({', '.join(sorted(dynamic))})"]
+        return [
+            "static and dynamic evidence disagree: the static read of the file found no "
+            f"dangerous import, but the sandbox saw code run ({', '.join(sorted(dynamic))})"
+        ]
     if static and not dynamic:
-        return ["static and dynamic evidence disagree: the file would import something "
-                "dangerous, but the sandbox saw no code run from it (it may not have been "
-                "reached, or it behaved while watched)"]
+        return [
+            "static and dynamic evidence disagree: the file would import something "
+            "dangerous, but the sandbox saw no code run from it (it may not have been "
+            "reached, or it behaved while watched)"
+        ]
     return []
 
 
 def error_info(e: AirlockError) -> ErrorInfo:
-    return ErrorInfo(kind=type(e).__name__, message=e.message, hint=e.hint,
-                     exit_code=getattr(e, "worker_exit_code", None),
-                     log_tail=getattr(e, "log_tail", ""))
+    return ErrorInfo(
+        kind=type(e).__name__,
+        message=e.message,
+        hint=e.hint,
+        exit_code=getattr(e, "worker_exit_code", None),
+        log_tail=getattr(e, "log_tail", ""),
+    )

@@ -352,5 +352,3 @@ def finding(
     c = _Collector()
     c.add(rule_name, phase, source, message, evidence)
     return next(iter(c.found.values()))
-
-

@@ -97,5 +97,3 @@ def classify_global(module: str, name: str) -> Severity | None:
     ):
         return None
     return Severity.MEDIUM
-
-

@@ -1,2 +1,2 @@
-"""Static analysis on the host: the pre-flight, tamper checks, the pickle walker and the manifest.
-"""
+"""Static analysis on the host: the pre-flight, tamper checks, the pickle walker and the
+manifest."""

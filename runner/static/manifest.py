@@ -43,11 +43,18 @@ def shown(path: Path | str) -> str:
 
 def file_digests(path: Path) -> list[FileDigest]:
     """Every regular file of the model (symlinks are not followed), in name order."""
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    )
     base = path.parent if path.is_file() else path
-    return [FileDigest(path=shown(f.relative_to(base)), size_bytes=f.stat().st_size,
-                       sha256=sha256_file(f)) for f in files]
+    return [
+        FileDigest(
+            path=shown(f.relative_to(base)), size_bytes=f.stat().st_size, sha256=sha256_file(f)
+        )
+        for f in files
+    ]
 
 
 def root_digest(digests: list[FileDigest]) -> str:

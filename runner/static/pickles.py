@@ -133,8 +133,15 @@ def _walk(stream: Walkable, size: int, member: str) -> Walk:
                 break
             if len(found) >= MAX_IMPORTS:
                 found = []  # keep walking to the STOP; record no more
-            if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE",
-                        "SHORT_BINSTRING", "BINSTRING", "STRING"):
+            if name in (
+                "SHORT_BINUNICODE",
+                "BINUNICODE",
+                "BINUNICODE8",
+                "UNICODE",
+                "SHORT_BINSTRING",
+                "BINSTRING",
+                "STRING",
+            ):
                 stack.append(arg if isinstance(arg, str) else UNKNOWN)
             elif name == "GLOBAL" and isinstance(arg, str):
                 module, _, attr = arg.partition(" ")
@@ -166,8 +173,20 @@ def _walk(stream: Walkable, size: int, member: str) -> Walk:
                 if name == "INST" and isinstance(arg, str):
                     module, _, attr = arg.partition(" ")
                     found.append(Import(_name(module), _name(attr), member, pos))
-            elif name in ("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "NONE",
-                          "NEWTRUE", "NEWFALSE", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"):
+            elif name in (
+                "EMPTY_TUPLE",
+                "EMPTY_LIST",
+                "EMPTY_DICT",
+                "EMPTY_SET",
+                "NONE",
+                "NEWTRUE",
+                "NEWFALSE",
+                "PERSID",
+                "BINPERSID",
+                "EXT1",
+                "EXT2",
+                "EXT4",
+            ):
                 if name == "BINPERSID" and stack:
                     stack.pop()
                 stack.append(UNKNOWN)
@@ -194,8 +213,15 @@ def _walk(stream: Walkable, size: int, member: str) -> Walk:
                 break
             elif op.stack_after and not op.stack_before:
                 stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
-    except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError,
-            struct.error) as e:
+    except (
+        ValueError,
+        EOFError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+        OverflowError,
+        struct.error,
+    ) as e:
         # a broken stream: what was read so far is what the unpickler would reach
         w.error = str(e)
     return w
@@ -245,8 +271,7 @@ def imports_in_file(path: Path) -> list[Import]:
                     for info in zf.infolist():
                         if info.filename.endswith(".pkl") and info.file_size < MAX_BYTES:
                             with zf.open(info) as member:
-                                out += imports_in_stream(member, info.file_size,
-                                                         info.filename)
+                                out += imports_in_stream(member, info.file_size, info.filename)
             except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
                 return out
             return out

@@ -84,22 +84,32 @@ def examine(path: Path) -> StaticResult:
         tamper = check_model(path, ident.primary, fmt)
         target = ident.primary if fmt in (Format.PICKLE, Format.TORCH) else None
     imports = imports_in_file(target)[:MAX_IMPORTS] if target is not None else []
-    return StaticResult(format=ident.format, reason=ident.reason, primary=str(ident.primary),
-                        tamper=tamper, imports=imports, format_error=ident.error,
-                        seconds=time.monotonic() - start)
+    return StaticResult(
+        format=ident.format,
+        reason=ident.reason,
+        primary=str(ident.primary),
+        tamper=tamper,
+        imports=imports,
+        format_error=ident.error,
+        seconds=time.monotonic() - start,
+    )
 
 
 def time_bound(path: Path) -> float:
-    size = path.stat().st_size if path.is_file() else sum(
-        p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    size = (
+        path.stat().st_size
+        if path.is_file()
+        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    )
     return TIME_BASE_S + TIME_PER_GIB_S * size / GIB
 
 
 class Pending:
     """A static read running in its bounded child process; `result()` waits for it."""
 
-    def __init__(self, path: Path, timeout_s: float | None = None,
-                 memory_bytes: int = MEMORY_BYTES) -> None:
+    def __init__(
+        self, path: Path, timeout_s: float | None = None, memory_bytes: int = MEMORY_BYTES
+    ) -> None:
         self.path = path
         self.memory_bytes = memory_bytes
         self.timeout = timeout_s if timeout_s is not None else time_bound(path)
@@ -133,14 +143,14 @@ class Pending:
                 raise
         return self._result
 
-
     def cancel(self) -> None:
         """Stop the read (Ctrl-C, or a sandbox that failed before it needed the result)."""
         if self._result is None:
             self._proc.kill()
             self._proc.communicate()
-            self._result = StaticResult(format="unknown", reason="", aborted="cancelled",
-                                        bounds=self.bounds)
+            self._result = StaticResult(
+                format="unknown", reason="", aborted="cancelled", bounds=self.bounds
+            )
 
     def _wait(self) -> StaticResult:
         # the bound is the child's wall time since it was given the path; a child that has
@@ -148,22 +158,30 @@ class Pending:
         remaining = max(0.0, self.timeout - (time.monotonic() - self.start))
         try:
             out, errs = self._proc.communicate(
-                timeout=None if self._proc.poll() is not None else remaining)
+                timeout=None if self._proc.poll() is not None else remaining
+            )
             if self._proc.returncode == 0:
                 return _decode(out, self.bounds)
-            aborted = (f"it exceeded its memory bound ({self.memory_bytes >> 20} MiB)"
-                       if self._proc.returncode == EXIT_MEMORY else
-                       f"it crashed (exit {self._proc.returncode}): "
-                       f"{errs.decode(errors='replace').strip().splitlines()[-1:]}")
+            aborted = (
+                f"it exceeded its memory bound ({self.memory_bytes >> 20} MiB)"
+                if self._proc.returncode == EXIT_MEMORY
+                else f"it crashed (exit {self._proc.returncode}): "
+                f"{errs.decode(errors='replace').strip().splitlines()[-1:]}"
+            )
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.communicate()
             aborted = f"it took longer than its time bound ({self.timeout:.0f} s)"
         ident = identify(self.path)
-        return StaticResult(format=ident.format, reason=ident.reason,
-                            primary=str(ident.primary), format_error=ident.error,
-                            aborted=aborted, seconds=time.monotonic() - self.start,
-                            bounds=self.bounds)
+        return StaticResult(
+            format=ident.format,
+            reason=ident.reason,
+            primary=str(ident.primary),
+            format_error=ident.error,
+            aborted=aborted,
+            seconds=time.monotonic() - self.start,
+            bounds=self.bounds,
+        )
 
 
 _spares: dict[str, Any] = {"keep": 0, "next": None}
@@ -189,10 +207,14 @@ def _spawn() -> subprocess.Popen[bytes]:
     # no user site, no inherited environment but PATH, started in /; Airlock's own package
     # is put on the path whether it is installed or not
     here = str(Path(__file__).resolve().parents[2])
-    return subprocess.Popen([sys.executable, "-s", "-m", "runner.static.preflight", "-"], cwd="/",
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": here})
+    return subprocess.Popen(
+        [sys.executable, "-s", "-m", "runner.static.preflight", "-"],
+        cwd="/",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": here},
+    )
 
 
 def _take_spare() -> subprocess.Popen[bytes] | None:
@@ -201,8 +223,9 @@ def _take_spare() -> subprocess.Popen[bytes] | None:
     return spare if spare is not None and spare.poll() is None else None
 
 
-def bounded(path: Path, timeout_s: float | None = None,
-            memory_bytes: int = MEMORY_BYTES) -> StaticResult:
+def bounded(
+    path: Path, timeout_s: float | None = None, memory_bytes: int = MEMORY_BYTES
+) -> StaticResult:
     """`examine` in a child process limited to `timeout_s` (default: 30 s plus 30 s per GiB)
     and `memory_bytes` of address space. When the child does not finish, the format is still
     detected here (it reads a few headers) and `aborted` says why."""
@@ -213,6 +236,7 @@ EXIT_MEMORY = 3
 
 
 # --- signatures and provenance ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SigningOptions:
@@ -232,8 +256,9 @@ def find_signature(model: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def check_signature(model: Path, manifest_root: str, opts: SigningOptions
-                    ) -> tuple[SignatureCheck | None, list[str]]:
+def check_signature(
+    model: Path, manifest_root: str, opts: SigningOptions
+) -> tuple[SignatureCheck | None, list[str]]:
     """Verify the model's signature, if it has one; (None, notes) when it has none. An explicit
     signature with no trust policy anywhere is the caller's mistake (UsageError)."""
     sig = opts.signature
@@ -242,8 +267,9 @@ def check_signature(model: Path, manifest_root: str, opts: SigningOptions
         sig = named if named.is_file() else None
     sig = sig or find_signature(model)
     if sig is None:
-        return None, ["the model is not signed (no signature given, none found as "
-                      f"{model.name}.sig)"] if opts.require else []
+        return None, [
+            f"the model is not signed (no signature given, none found as {model.name}.sig)"
+        ] if opts.require else []
     from runner.integrity.trust import TrustPolicy, default_policy_path
     from runner.integrity.verify import verify
 
@@ -253,32 +279,45 @@ def check_signature(model: Path, manifest_root: str, opts: SigningOptions
         if policy_file.is_file():
             trust = TrustPolicy.load(policy_file)
         elif opts.signature is None and not opts.require:
-            return None, [f"found {sig.name} but no trust policy to verify it with; pass "
-                          "--trust-policy or --key"]
+            return None, [
+                f"found {sig.name} but no trust policy to verify it with; pass "
+                "--trust-policy or --key"
+            ]
         else:
-            raise UsageError(f"no trust policy to verify {sig} with",
-                             f"pass --trust-policy FILE or --key PUBLIC.pem, or write "
-                             f"{policy_file} (see docs/signing.md)")
+            raise UsageError(
+                f"no trust policy to verify {sig} with",
+                f"pass --trust-policy FILE or --key PUBLIC.pem, or write "
+                f"{policy_file} (see docs/signing.md)",
+            )
     return verify(model, sig, trust, manifest_root), []
 
 
 def _decode(out: bytes, bounds: str) -> StaticResult:
     d = json.loads(out)
     return StaticResult(
-        format=d["format"], reason=d["reason"], primary=d["primary"],
-        tamper=[Tamper(**t) for t in d["tamper"]], imports=[Import(**i) for i in d["imports"]],
-        format_error=d["format_error"], seconds=d["seconds"], bounds=bounds)
+        format=d["format"],
+        reason=d["reason"],
+        primary=d["primary"],
+        tamper=[Tamper(**t) for t in d["tamper"]],
+        imports=[Import(**i) for i in d["imports"]],
+        format_error=d["format_error"],
+        seconds=d["seconds"],
+        bounds=bounds,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     import resource
 
-    ap = argparse.ArgumentParser(prog="python -m runner.static.preflight",
-                                 description="Static pre-flight checks of a model, as JSON.")
-    ap.add_argument("model", help="the model's path, or - to read the memory limit and the "
-                    "path as two lines from stdin")
-    ap.add_argument("--memory", type=int, default=MEMORY_BYTES,
-                    help="address-space limit in bytes")
+    ap = argparse.ArgumentParser(
+        prog="python -m runner.static.preflight",
+        description="Static pre-flight checks of a model, as JSON.",
+    )
+    ap.add_argument(
+        "model",
+        help="the model's path, or - to read the memory limit and the path as two lines from stdin",
+    )
+    ap.add_argument("--memory", type=int, default=MEMORY_BYTES, help="address-space limit in bytes")
     args = ap.parse_args(argv)
     memory, model = args.memory, args.model
     if model == "-":

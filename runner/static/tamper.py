@@ -63,8 +63,13 @@ def check(path: Path, fmt: Format | None) -> list[Tamper]:
         if head.startswith(b"PK") or fmt in (Format.TORCH, Format.TORCHSCRIPT):
             found += _zip(path, size, head)
         elif not found and _has_zip_directory(path, size):
-            found.append(Tamper("polyglot", "the file does not start as a zip archive but "
-                                "carries a zip central directory (a pickle+zip polyglot)"))
+            found.append(
+                Tamper(
+                    "polyglot",
+                    "the file does not start as a zip archive but "
+                    "carries a zip central directory (a pickle+zip polyglot)",
+                )
+            )
         return found
     except OSError as e:
         return [Tamper("unreadable", f"the file could not be read: {e.strerror}")]
@@ -74,8 +79,12 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
     with path.open("rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         if n > size - 8:
-            return [Tamper("safetensors-header", f"header length {n} runs past the end of the "
-                           f"file ({size} bytes)")]
+            return [
+                Tamper(
+                    "safetensors-header",
+                    f"header length {n} runs past the end of the file ({size} bytes)",
+                )
+            ]
         if n > MAX_HEADER_BYTES:
             return [Tamper("safetensors-header", f"header length {n} exceeds 100 MiB")]
         try:
@@ -89,12 +98,20 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
         if name == "__metadata__" or not isinstance(info, dict):
             continue
         offsets = info.get("data_offsets")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets)):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+        ):
             return [Tamper("safetensors-offsets", f"tensor {name[:80]!r} has malformed offsets")]
         if offsets[1] > data_len or offsets[0] > offsets[1] or offsets[0] < 0:
-            return [Tamper("safetensors-offsets", f"tensor {name[:80]!r} spans bytes "
-                           f"{offsets[0]}..{offsets[1]}, past the {data_len} bytes of data")]
+            return [
+                Tamper(
+                    "safetensors-offsets",
+                    f"tensor {name[:80]!r} spans bytes "
+                    f"{offsets[0]}..{offsets[1]}, past the {data_len} bytes of data",
+                )
+            ]
     return []
 
 
@@ -103,8 +120,7 @@ def _pickle(path: Path, size: int) -> list[Tamper]:
     with path.open("rb") as f:
         walk = walk_pickle_file(f, size)
         if walk.error:
-            return [Tamper("pickle-truncated",
-                           f"the pickle stream breaks off: {walk.error}"[:200])]
+            return [Tamper("pickle-truncated", f"the pickle stream breaks off: {walk.error}"[:200])]
         if walk.end is None or walk.legacy:
             return []  # cut short by the opcode limit, or storage bytes by design
         end = walk.end
@@ -114,8 +130,12 @@ def _pickle(path: Path, size: int) -> list[Tamper]:
         tail = f.read(min(trailing, TAIL_SCAN_BYTES))
     polyglot = b"PK\x03\x04" in tail or b"PK\x05\x06" in tail or _has_zip_directory(path, size)
     what = "a zip archive (a pickle+zip polyglot)" if polyglot else f"{trailing} bytes"
-    return [Tamper("polyglot" if polyglot else "pickle-trailing-data",
-                   f"{what} after the pickle's STOP opcode at offset {end - 1}")]
+    return [
+        Tamper(
+            "polyglot" if polyglot else "pickle-trailing-data",
+            f"{what} after the pickle's STOP opcode at offset {end - 1}",
+        )
+    ]
 
 
 def _has_zip_directory(path: Path, size: int) -> bool:
@@ -136,13 +156,27 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
             if infos:
                 first = min(i.header_offset for i in infos)
                 if first > 0 or not head.startswith(b"PK"):
-                    found.append(Tamper("polyglot", f"{first} bytes of other data precede the "
-                                        "zip archive (a pickle+zip polyglot)"))
-            bombs = [i for i in infos if i.file_size >= BOMB_MIN_BYTES
-                     and i.file_size >= BOMB_MIN_RATIO * max(i.compress_size, 1)]
+                    found.append(
+                        Tamper(
+                            "polyglot",
+                            f"{first} bytes of other data precede the "
+                            "zip archive (a pickle+zip polyglot)",
+                        )
+                    )
+            bombs = [
+                i
+                for i in infos
+                if i.file_size >= BOMB_MIN_BYTES
+                and i.file_size >= BOMB_MIN_RATIO * max(i.compress_size, 1)
+            ]
             for b in bombs[:3]:
-                found.append(Tamper("zip-bomb", f"member {b.filename[:120]!r} inflates "
-                                    f"{b.compress_size} bytes to {b.file_size}"))
+                found.append(
+                    Tamper(
+                        "zip-bomb",
+                        f"member {b.filename[:120]!r} inflates "
+                        f"{b.compress_size} bytes to {b.file_size}",
+                    )
+                )
             if bombs:
                 return found  # do not inflate a bomb to check its CRC
             with path.open("rb") as f:
@@ -175,18 +209,33 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
         f.seek(i.header_offset)
         raw = f.read(_LOCAL.size)
         if len(raw) < _LOCAL.size or raw[:4] != b"PK\x03\x04":
-            found.append(Tamper("zip-header", f"member {i.filename[:120]!r}: no local header "
-                                f"at offset {i.header_offset}"))
+            found.append(
+                Tamper(
+                    "zip-header",
+                    f"member {i.filename[:120]!r}: no local header at offset {i.header_offset}",
+                )
+            )
             continue
         _sig, _ver, flags, method, _t, _d, crc, csize, _usize, nlen, xlen = _LOCAL.unpack(raw)
         name = f.read(nlen).decode("utf-8" if flags & 0x800 else "cp437", "replace")
         if name != i.orig_filename:
-            found.append(Tamper("zip-header", f"the local header names {name[:80]!r}, the "
-                                f"central directory {i.orig_filename[:80]!r}"))
-        if method != i.compress_type or (not flags & 0x8 and (
-                crc != i.CRC or csize not in (i.compress_size, 0xFFFFFFFF))):
-            found.append(Tamper("zip-header", f"member {i.filename[:120]!r}: the local header "
-                                "and the central directory disagree (method, CRC or size)"))
+            found.append(
+                Tamper(
+                    "zip-header",
+                    f"the local header names {name[:80]!r}, the "
+                    f"central directory {i.orig_filename[:80]!r}",
+                )
+            )
+        if method != i.compress_type or (
+            not flags & 0x8 and (crc != i.CRC or csize not in (i.compress_size, 0xFFFFFFFF))
+        ):
+            found.append(
+                Tamper(
+                    "zip-header",
+                    f"member {i.filename[:120]!r}: the local header "
+                    "and the central directory disagree (method, CRC or size)",
+                )
+            )
         end = i.header_offset + _LOCAL.size + nlen + xlen + i.compress_size
         spans.append((i.header_offset, end, _DESCRIPTOR_MAX if flags & 0x8 else 0))
         if len(found) >= 5:
@@ -195,13 +244,18 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
     if eocd is not None:
         spans.sort()
         hidden = 0
-        for (_, end, slack), (start, _, _) in zip(spans, [*spans[1:], (eocd[0], 0, 0)],
-                                                  strict=True):
+        for (_, end, slack), (start, _, _) in zip(
+            spans, [*spans[1:], (eocd[0], 0, 0)], strict=True
+        ):
             if start > end + slack:
                 hidden += start - end
         if hidden:
-            found.append(Tamper("zip-hidden-data", f"{hidden} bytes between the zip's members "
-                                "belong to none of them"))
+            found.append(
+                Tamper(
+                    "zip-hidden-data",
+                    f"{hidden} bytes between the zip's members belong to none of them",
+                )
+            )
     return found
 
 
@@ -215,18 +269,25 @@ def _zip_end(path: Path, size: int) -> list[Tamper]:
         return found
     _cd_offset, cd_end, record_at, end_of_archive, comment = eocd
     if size > end_of_archive:
-        found.append(Tamper("zip-trailing-data", f"{size - end_of_archive} bytes after the "
-                            "end of the zip archive"))
+        found.append(
+            Tamper(
+                "zip-trailing-data",
+                f"{size - end_of_archive} bytes after the end of the zip archive",
+            )
+        )
     if comment > 1024:
         found.append(Tamper("zip-trailing-data", f"a {comment}-byte archive comment"))
     if record_at != cd_end:
-        found.append(Tamper("zip-hidden-data", f"{abs(record_at - cd_end)} bytes between the "
-                            "central directory and its end record"))
+        found.append(
+            Tamper(
+                "zip-hidden-data",
+                f"{abs(record_at - cd_end)} bytes between the central directory and its end record",
+            )
+        )
     return found
 
 
-def _end_of_central_directory(f: BinaryIO, size: int
-                              ) -> tuple[int, int, int, int, int] | None:
+def _end_of_central_directory(f: BinaryIO, size: int) -> tuple[int, int, int, int, int] | None:
     """(central directory offset, where it ends, where its end records begin, end of the
     archive, comment length), from the last end record; zip64 records are followed."""
     window = min(size, 65_557)
@@ -255,8 +316,15 @@ def _end_of_central_directory(f: BinaryIO, size: int
     return cd_offset, cd_offset + cd_size, record_at, eocd + 22 + comment, comment
 
 
-_TORCH_NAMES = {"data.pkl", "version", ".format_version", ".storage_alignment", "byteorder",
-                "constants.pkl", "attributes.pkl"}
+_TORCH_NAMES = {
+    "data.pkl",
+    "version",
+    ".format_version",
+    ".storage_alignment",
+    "byteorder",
+    "constants.pkl",
+    "attributes.pkl",
+}
 _TORCH_DIRS = ("data/", ".data/", "code/", "constants/", "extra/")
 
 
@@ -269,8 +337,9 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
     prefix = pkls[0].filename[: -len("data.pkl")]
     # TorchScript archives hold code, debug info, traced inputs, bytecode...: only their
     # tensors are checked; a torch.save checkpoint has a fixed layout
-    scripted = any(i.filename.startswith((prefix + "code/", prefix + "constants.pkl"))
-                   for i in infos)
+    scripted = any(
+        i.filename.startswith((prefix + "code/", prefix + "constants.pkl")) for i in infos
+    )
     keys: set[str] = set()
     for i in infos:
         if i.filename.endswith(".pkl") and i.file_size <= MAX_MEMBER_SCAN_BYTES:
@@ -285,14 +354,24 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
                 continue
     found: list[Tamper] = []
     for i in infos:
-        rel = i.filename[len(prefix):] if i.filename.startswith(prefix) else i.filename
+        rel = i.filename[len(prefix) :] if i.filename.startswith(prefix) else i.filename
         if rel.startswith("data/") and rel[5:] not in keys and not i.is_dir():
-            found.append(Tamper("zip-unreferenced", f"member {i.filename[:120]!r} is never "
-                                "referenced by the checkpoint's pickle"))
-        elif not scripted and (not i.filename.startswith(prefix) or not (
-                rel in _TORCH_NAMES or rel.startswith(_TORCH_DIRS))):
-            found.append(Tamper("zip-unreferenced", f"member {i.filename[:120]!r} is not part "
-                                "of a torch checkpoint's layout"))
+            found.append(
+                Tamper(
+                    "zip-unreferenced",
+                    f"member {i.filename[:120]!r} is never referenced by the checkpoint's pickle",
+                )
+            )
+        elif not scripted and (
+            not i.filename.startswith(prefix)
+            or not (rel in _TORCH_NAMES or rel.startswith(_TORCH_DIRS))
+        ):
+            found.append(
+                Tamper(
+                    "zip-unreferenced",
+                    f"member {i.filename[:120]!r} is not part of a torch checkpoint's layout",
+                )
+            )
         if len(found) >= 5:
             break
     return found
@@ -306,12 +385,18 @@ def _symlinks(root: Path) -> list[Tamper]:
             target = os.readlink(p)
             resolved = (p.parent / target).resolve()
             if os.path.isabs(target) or not resolved.is_relative_to(base):
-                found.append(Tamper("symlink-escape", f"{p.relative_to(root)} is a symlink to "
-                                    f"{target[:200]!r}, outside the model's directory"))
+                found.append(
+                    Tamper(
+                        "symlink-escape",
+                        f"{p.relative_to(root)} is a symlink to "
+                        f"{target[:200]!r}, outside the model's directory",
+                    )
+                )
     return found[:10]
 
 
 # --- ONNX external data, read from the protobuf's bytes (no onnx package on the host) ---------
+
 
 def _onnx_external(path: Path) -> list[Tamper]:
     """External data that leaves the model's directory, found as the worker finds it."""

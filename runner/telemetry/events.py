@@ -98,14 +98,39 @@ def is_probe(path: str) -> bool:
 
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
 _FILE_MODIFY = {
-    "truncate": (0,), "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3),
-    "unlink": (0,), "unlinkat": (1,), "mkdir": (0,), "mkdirat": (1,), "rmdir": (0,),
-    "link": (0, 1), "linkat": (1, 3), "symlink": (0, 1), "symlinkat": (0, 2), "chmod": (0,),
-    "fchmodat": (1,), "chown": (0,), "fchownat": (1,), "lchown": (0,), "mknod": (0,),
+    "truncate": (0,),
+    "rename": (0, 1),
+    "renameat": (1, 3),
+    "renameat2": (1, 3),
+    "unlink": (0,),
+    "unlinkat": (1,),
+    "mkdir": (0,),
+    "mkdirat": (1,),
+    "rmdir": (0,),
+    "link": (0, 1),
+    "linkat": (1, 3),
+    "symlink": (0, 1),
+    "symlinkat": (0, 2),
+    "chmod": (0,),
+    "fchmodat": (1,),
+    "chown": (0,),
+    "fchownat": (1,),
+    "lchown": (0,),
+    "mknod": (0,),
     "mknodat": (1,),
 }
-_SETID = {"setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid",
-          "setfsgid", "setgroups", "capset"}
+_SETID = {
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "setgroups",
+    "capset",
+}
 _SIGNALS = {"kill", "tkill", "tgkill", "pidfd_send_signal"}
 _SOCKADDR = re.compile(r"sa_family=(AF_[A-Z0-9]+)")
 _PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
@@ -165,7 +190,8 @@ class _Folder:
         at = self.index.get(key)
         if at is not None:
             self.events[at] = self.events[at].model_copy(
-                update={"count": self.events[at].count + event.count})
+                update={"count": self.events[at].count + event.count}
+            )
             return
         if len(self.events) >= self.limit:
             self.dropped += 1
@@ -178,8 +204,9 @@ def new_folder(limit: int = 5000) -> _Folder:
     return _Folder([], {}, limit)
 
 
-def tracer_events(trace: _strace.Trace, clock: PhaseClock, folder: _Folder,
-                  worker_socket: str) -> None:
+def tracer_events(
+    trace: _strace.Trace, clock: PhaseClock, folder: _Folder, worker_socket: str
+) -> None:
     """Turn syscalls into events. Startup-phase calls are Airlock's own worker starting up
     (Python, gRPC), before any model byte is read: they are the baseline and are skipped."""
     first = trace.first_pid
@@ -203,8 +230,7 @@ def tracer_events(trace: _strace.Trace, clock: PhaseClock, folder: _Folder,
             folder.add(event)
 
 
-def _resolve(call: _strace.Syscall, idx: int, own: int,
-             dirs: dict[tuple[int, str], str]) -> str:
+def _resolve(call: _strace.Syscall, idx: int, own: int, dirs: dict[tuple[int, str], str]) -> str:
     """The absolute path a call names; relative paths are resolved against their dirfd."""
     path = _str(call.args[idx])
     if path.startswith("/"):
@@ -216,21 +242,35 @@ def _resolve(call: _strace.Syscall, idx: int, own: int,
     return f"{base.rstrip('/')}/{path}" if base else f"<fd {dirfd}>/{path}"
 
 
-def _event_for(call: _strace.Syscall, phase: Phase, own: int, tgid: dict[int, int],
-               dirs: dict[tuple[int, str], str], worker_socket: str) -> Event | None:
+def _event_for(
+    call: _strace.Syscall,
+    phase: Phase,
+    own: int,
+    tgid: dict[int, int],
+    dirs: dict[tuple[int, str], str],
+    worker_socket: str,
+) -> Event | None:
     name, args = call.name, call.args
 
     def ev(kind: str, summary: str, **detail: DetailValue) -> Event:
-        return Event(time=call.time, phase=phase, source=Source.TRACER, kind=kind,
-                     summary=summary, pid=call.pid, result=_result(call),
-                     detail={"syscall": name, **detail})
+        return Event(
+            time=call.time,
+            phase=phase,
+            source=Source.TRACER,
+            kind=kind,
+            summary=summary,
+            pid=call.pid,
+            result=_result(call),
+            detail={"syscall": name, **detail},
+        )
 
     if name in ("execve", "execveat"):
         idx = 1 if name == "execveat" else 0
         path = _str(args[idx]) if len(args) > idx else "?"
         argv = _array(args[idx + 1]) if len(args) > idx + 1 else []
-        return ev("process.exec", f"exec {path} {' '.join(argv[1:])}".strip()[:300],
-                  path=path, argv=argv)
+        return ev(
+            "process.exec", f"exec {path} {' '.join(argv[1:])}".strip()[:300], path=path, argv=argv
+        )
     if name in ("clone", "clone3", "fork", "vfork"):
         if "CLONE_THREAD" in " ".join(args):
             return None
@@ -239,11 +279,16 @@ def _event_for(call: _strace.Syscall, phase: Phase, own: int, tgid: dict[int, in
         family = args[0] if args else "?"
         if family == "AF_UNIX":
             return None
-        return ev("net.socket", f"socket({', '.join(args[:2])})", family=family,
-                  type=args[1] if len(args) > 1 else "?")
+        return ev(
+            "net.socket",
+            f"socket({', '.join(args[:2])})",
+            family=family,
+            type=args[1] if len(args) > 1 else "?",
+        )
     if name in ("connect", "bind", "sendto", "sendmmsg"):
-        token = args[4] if name == "sendto" and len(args) > 4 else (args[1] if len(args) > 1
-                                                                      else "")
+        token = (
+            args[4] if name == "sendto" and len(args) > 4 else (args[1] if len(args) > 1 else "")
+        )
         addr = parse_sockaddr(token)
         family = str(addr.get("family"))
         where = f"{addr.get('address', '?')}" + (f":{addr['port']}" if "port" in addr else "")
@@ -276,12 +321,21 @@ def _event_for(call: _strace.Syscall, phase: Phase, own: int, tgid: dict[int, in
             return ev("file.probe", f"read {path}", path=path)
         return None
     if name in _FILE_MODIFY:
-        paths = [_resolve(call, i, own, dirs) if i > 0 and name.endswith(("at", "at2"))
-                 else _abs(_str(args[i])) for i in _FILE_MODIFY[name] if i < len(args)]
+        paths = [
+            _resolve(call, i, own, dirs)
+            if i > 0 and name.endswith(("at", "at2"))
+            else _abs(_str(args[i]))
+            for i in _FILE_MODIFY[name]
+            if i < len(args)
+        ]
         if paths == [worker_socket]:
             return None  # the gRPC server removing its own socket
-        return ev("file.modify", f"{name} {' -> '.join(paths)}", path=paths[0] if paths else "",
-                  paths=paths)
+        return ev(
+            "file.modify",
+            f"{name} {' -> '.join(paths)}",
+            path=paths[0] if paths else "",
+            paths=paths,
+        )
     if name in _SETID:
         return ev("priv.setid", f"{name}({', '.join(args)})")
     if name in _SIGNALS:
@@ -318,19 +372,29 @@ _REFUSED_SET = _refused()
 
 # --- the worker's own (self-reported) audit events -------------------------------------------
 
-def worker_events(raw: Iterable[tuple[float, str, list[str]]], clock: PhaseClock,
-                  folder: _Folder) -> None:
+
+def worker_events(
+    raw: Iterable[tuple[float, str, list[str]]], clock: PhaseClock, folder: _Folder
+) -> None:
     for t, name, args in raw:
         phase = clock.at(t)
         summary = f"{name}({', '.join(args)[:200]})"
         detail: dict[str, DetailValue] = {"event": name, "args": list(args)}
         if name == "pickle.find_class" and len(args) >= 2:
             detail.update(module=args[0], name=args[1])
-        folder.add(Event(time=t, phase=phase, source=Source.WORKER, kind=f"python.{name}",
-                         summary=summary, detail=detail))
+        folder.add(
+            Event(
+                time=t,
+                phase=phase,
+                source=Source.WORKER,
+                kind=f"python.{name}",
+                summary=summary,
+                detail=detail,
+            )
+        )
 
 
-def host_event(t: float, clock: PhaseClock, kind: str, summary: str,
-               **detail: Any) -> Event:
-    return Event(time=t, phase=clock.at(t), source=Source.HOST, kind=kind, summary=summary,
-                 detail=detail)
+def host_event(t: float, clock: PhaseClock, kind: str, summary: str, **detail: Any) -> Event:
+    return Event(
+        time=t, phase=clock.at(t), source=Source.HOST, kind=kind, summary=summary, detail=detail
+    )

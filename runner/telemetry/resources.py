@@ -82,6 +82,7 @@ def _find(container_id: str) -> _Paths:
     p = _Paths()
     v1 = CGROUP_ROOT / "memory" / "docker" / container_id
     if v1.exists():
+
         def base(controller: str) -> Path:
             return CGROUP_ROOT / controller / "docker" / container_id
 
@@ -92,8 +93,10 @@ def _find(container_id: str) -> _Paths:
         p.pids_events = base("pids") / "pids.events"
         p.io = base("blkio") / "blkio.throttle.io_service_bytes"
         return p
-    for cand in (CGROUP_ROOT / "system.slice" / f"docker-{container_id}.scope",
-                 CGROUP_ROOT / "docker" / container_id):
+    for cand in (
+        CGROUP_ROOT / "system.slice" / f"docker-{container_id}.scope",
+        CGROUP_ROOT / "docker" / container_id,
+    ):
         if cand.exists():
             p.cpu, p.cpu_v2 = cand / "cpu.stat", True
             p.memory = cand / "memory.current"
@@ -220,10 +223,17 @@ class Sampler:
         read, write = _io(p)
         now = time.time()
         if len(self.samples) < self.max_samples:
-            self.samples.append(Sample(time=now, phase=self._clock().at(now),
-                                       cpu_seconds=cpu or 0.0, memory_bytes=mem or 0,
-                                       pids=_read_int(p.pids) or 0, io_read_bytes=read,
-                                       io_write_bytes=write))
+            self.samples.append(
+                Sample(
+                    time=now,
+                    phase=self._clock().at(now),
+                    cpu_seconds=cpu or 0.0,
+                    memory_bytes=mem or 0,
+                    pids=_read_int(p.pids) or 0,
+                    io_read_bytes=read,
+                    io_write_bytes=write,
+                )
+            )
 
     def stop(self) -> None:
         """Take a last sample (the cgroup still exists until the container is removed)."""
@@ -247,11 +257,15 @@ def summarise(samples: list[Sample]) -> list[PhaseResources]:
         first_prev, first = pairs[0]
         start = first_prev or first
         last = pairs[-1][1]
-        out.append(PhaseResources(
-            phase=phase, seconds=round(last.time - start.time, 3),
-            cpu_seconds=round(max(0.0, last.cpu_seconds - start.cpu_seconds), 4),
-            memory_peak_bytes=max(s.memory_bytes for _, s in pairs),
-            pids_max=max(s.pids for _, s in pairs),
-            io_read_bytes=max(0, last.io_read_bytes - start.io_read_bytes),
-            io_write_bytes=max(0, last.io_write_bytes - start.io_write_bytes)))
+        out.append(
+            PhaseResources(
+                phase=phase,
+                seconds=round(last.time - start.time, 3),
+                cpu_seconds=round(max(0.0, last.cpu_seconds - start.cpu_seconds), 4),
+                memory_peak_bytes=max(s.memory_bytes for _, s in pairs),
+                pids_max=max(s.pids for _, s in pairs),
+                io_read_bytes=max(0, last.io_read_bytes - start.io_read_bytes),
+                io_write_bytes=max(0, last.io_write_bytes - start.io_write_bytes),
+            )
+        )
     return out

@@ -15,21 +15,23 @@ REFUSED = (
     "swapoff,reboot,sethostname,setdomainname,chroot,quotactl,syslog,iopl,ioperm"
 )
 
-TRACED = ",".join([
-    # Not evidence, but speed: strace 6.1 single-steps a new thread's syscalls (about 90 us
-    # each) until the thread makes its first traced call. glibc calls these two in every new
-    # thread's start-up, so each thread stops once and then runs at full speed.
-    "set_robust_list,rseq",
-    "execve,execveat,fork,vfork,clone,clone3",  # processes (exit records come regardless)
-    # network: not sendmsg/recvmsg, which carry the worker's own gRPC traffic on every call
-    "socket,socketpair,connect,bind,listen,sendto",
-    "setuid,setgid,setreuid,setregid,setresuid,setresgid,setfsuid,setfsgid,setgroups,capset",
-    "kill,tkill,tgkill,pidfd_send_signal",
-    "open,openat,openat2,creat,truncate,rename,renameat,renameat2,unlink,unlinkat,mkdir,"
-    "mkdirat,rmdir,link,linkat,symlink,symlinkat,chmod,fchmodat,chown,fchownat,lchown,mknod,"
-    "mknodat",
-    REFUSED,
-])
+TRACED = ",".join(
+    [
+        # Not evidence, but speed: strace 6.1 single-steps a new thread's syscalls (about 90 us
+        # each) until the thread makes its first traced call. glibc calls these two in every new
+        # thread's start-up, so each thread stops once and then runs at full speed.
+        "set_robust_list,rseq",
+        "execve,execveat,fork,vfork,clone,clone3",  # processes (exit records come regardless)
+        # network: not sendmsg/recvmsg, which carry the worker's own gRPC traffic on every call
+        "socket,socketpair,connect,bind,listen,sendto",
+        "setuid,setgid,setreuid,setregid,setresuid,setresgid,setfsuid,setfsgid,setgroups,capset",
+        "kill,tkill,tgkill,pidfd_send_signal",
+        "open,openat,openat2,creat,truncate,rename,renameat,renameat2,unlink,unlinkat,mkdir,"
+        "mkdirat,rmdir,link,linkat,symlink,symlinkat,chmod,fchmodat,chown,fchownat,lchown,mknod,"
+        "mknodat",
+        REFUSED,
+    ]
+)
 
 
 def environment(enabled: bool) -> dict[str, str]:

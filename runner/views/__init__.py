@@ -45,5 +45,8 @@ def _sarif(report: Report, width: int) -> str:
 
 
 _RENDERERS: dict[View, Callable[[Report, int], str]] = {
-    View.JSON: _json, View.TEXT: _text, View.HTML: _html, View.SARIF: _sarif,
+    View.JSON: _json,
+    View.TEXT: _text,
+    View.HTML: _html,
+    View.SARIF: _sarif,
 }

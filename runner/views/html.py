@@ -11,14 +11,16 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from runner.report import Report
 
-_env = Environment(loader=PackageLoader("runner.views", "."),
-                   autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
-                   lstrip_blocks=True)
+_env = Environment(
+    loader=PackageLoader("runner.views", "."),
+    autoescape=select_autoescape(["html", "j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 _env.filters["mib"] = lambda n: "?" if n is None else f"{n / (1 << 20):.1f} MiB"
 WIDTH, HEIGHT, PAD = 640, 160, 30
-PHASE_COLOURS = {"startup": "#d0d7de", "load": "#fff1c2", "infer": "#d2f4d3",
-                 "teardown": "#f0d7ff"}
+PHASE_COLOURS = {"startup": "#d0d7de", "load": "#fff1c2", "infer": "#d2f4d3", "teardown": "#f0d7ff"}
 
 
 @dataclass(frozen=True)
@@ -44,24 +46,31 @@ def _plots(report: Report) -> list[Plot]:
     bands: list[tuple[float, float, str, str]] = []
     for i, s in enumerate(r.timeline):
         if i == 0 or s.phase != r.timeline[i - 1].phase:
-            bands.append((x(s.time), 0.0, PHASE_COLOURS.get(s.phase.value, "#eee"),
-                          s.phase.value))
-    bands = [(bx, (bands[i + 1][0] if i + 1 < len(bands) else WIDTH - PAD) - bx, c, p)
-             for i, (bx, _, c, p) in enumerate(bands)]
+            bands.append((x(s.time), 0.0, PHASE_COLOURS.get(s.phase.value, "#eee"), s.phase.value))
+    bands = [
+        (bx, (bands[i + 1][0] if i + 1 < len(bands) else WIDTH - PAD) - bx, c, p)
+        for i, (bx, _, c, p) in enumerate(bands)
+    ]
 
     def series(values: list[float], title: str, unit: str, fmt: str) -> Plot:
         top = max(max(values), 1e-9)
-        pts = " ".join(f"{x(s.time):.1f},{HEIGHT - PAD - v / top * (HEIGHT - 2 * PAD):.1f}"
-                       for s, v in zip(r.timeline, values, strict=True))
+        pts = " ".join(
+            f"{x(s.time):.1f},{HEIGHT - PAD - v / top * (HEIGHT - 2 * PAD):.1f}"
+            for s, v in zip(r.timeline, values, strict=True)
+        )
         return Plot(title, unit, pts, fmt.format(top), bands, span)
 
     mem = [s.memory_bytes / (1 << 20) for s in r.timeline]
     cpu = [0.0] + [
         max(0.0, (b.cpu_seconds - a.cpu_seconds) / max(b.time - a.time, 1e-6)) * 100
-        for a, b in zip(r.timeline, r.timeline[1:], strict=False)]
+        for a, b in zip(r.timeline, r.timeline[1:], strict=False)
+    ]
     pids = [float(s.pids) for s in r.timeline]
-    return [series(mem, "Memory", "MiB", "{:.1f} MiB"), series(cpu, "CPU", "%", "{:.0f}%"),
-            series(pids, "Processes and threads", "", "{:.0f}")]
+    return [
+        series(mem, "Memory", "MiB", "{:.1f} MiB"),
+        series(cpu, "CPU", "%", "{:.0f}%"),
+        series(pids, "Processes and threads", "", "{:.0f}"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -85,13 +94,23 @@ def _diff_bars(report: Report) -> list[Bar]:
     bars = []
     for i, c in enumerate(d.categories):
         x = PAD + i * (2 * BAR_W + 12)
-        for j, (rate, colour, who) in enumerate((
+        for j, (rate, colour, who) in enumerate(
+            (
                 (c.flip_rate or 0.0, "#cf222e" if c.flagged else "#0969da", "candidate"),
-                (c.control_rate or 0.0, "#8c959f", "control"))):
+                (c.control_rate or 0.0, "#8c959f", "control"),
+            )
+        ):
             h = rate * (CHART_H - 2 * PAD)
-            bars.append(Bar(x + j * BAR_W, CHART_H - PAD - h, h, colour,
-                            c.category if j == 0 else "",
-                            f"{c.category}: {who} flip rate {rate:.0%}"))
+            bars.append(
+                Bar(
+                    x + j * BAR_W,
+                    CHART_H - PAD - h,
+                    h,
+                    colour,
+                    c.category if j == 0 else "",
+                    f"{c.category}: {who} flip rate {rate:.0%}",
+                )
+            )
     return bars
 
 
@@ -100,7 +119,18 @@ def render_html(report: Report) -> str:
     if report.resources and report.resources.timeline:
         t0 = report.resources.timeline[0].time
     return _env.get_template("report.html.j2").render(
-        r=report, plots=_plots(report), t0=t0, width=WIDTH, height=HEIGHT, pad=PAD,
-        colours=PHASE_COLOURS, bars=_diff_bars(report), chart_h=CHART_H, bar_w=BAR_W,
-        chart_w=max(WIDTH, 2 * PAD + len(report.behavior.categories if report.behavior
-                                          else []) * (2 * BAR_W + 12)))
+        r=report,
+        plots=_plots(report),
+        t0=t0,
+        width=WIDTH,
+        height=HEIGHT,
+        pad=PAD,
+        colours=PHASE_COLOURS,
+        bars=_diff_bars(report),
+        chart_h=CHART_H,
+        bar_w=BAR_W,
+        chart_w=max(
+            WIDTH,
+            2 * PAD + len(report.behavior.categories if report.behavior else []) * (2 * BAR_W + 12),
+        ),
+    )

@@ -10,43 +10,85 @@ from runner.report import Report
 from runner.rules.catalog import RULES, Severity
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-_LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
-          Severity.LOW: "note", Severity.INFO: "note"}
-_SCORE = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.0",
-          Severity.LOW: "2.0", Severity.INFO: "0.0"}
+_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+    Severity.INFO: "note",
+}
+_SCORE = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.0",
+    Severity.LOW: "2.0",
+    Severity.INFO: "0.0",
+}
 
 
 def render_sarif(report: Report) -> str:
-    rules = [{
-        "id": r.id, "name": r.name,
-        "shortDescription": {"text": r.title},
-        "fullDescription": {"text": f"{r.title}. Evidence: {r.evidence}."},
-        "defaultConfiguration": {"level": _LEVEL[r.severity]},
-        "properties": {"security-severity": _SCORE[r.severity], "severity": r.severity.value,
-                       "tags": ["security", "untrusted-model"]},
-    } for r in RULES]
+    rules = [
+        {
+            "id": r.id,
+            "name": r.name,
+            "shortDescription": {"text": r.title},
+            "fullDescription": {"text": f"{r.title}. Evidence: {r.evidence}."},
+            "defaultConfiguration": {"level": _LEVEL[r.severity]},
+            "properties": {
+                "security-severity": _SCORE[r.severity],
+                "severity": r.severity.value,
+                "tags": ["security", "untrusted-model"],
+            },
+        }
+        for r in RULES
+    ]
     index = {r.id: i for i, r in enumerate(RULES)}
-    uri = Path(report.model.path).as_uri() if report.model.path.startswith("/") else \
-        report.model.path
-    results = [{
-        "ruleId": f.rule_id, "ruleIndex": index[f.rule_id], "level": _LEVEL[f.severity],
-        "message": {"text": f"{f.message}. Evidence: " + "; ".join(f.evidence[:5])},
-        "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
-        "properties": {"phase": f.phase.value if f.phase else None, "source": f.source.value,
-                       "severity": f.severity.value, "eventCount": f.event_count},
-    } for f in report.findings]
+    uri = (
+        Path(report.model.path).as_uri() if report.model.path.startswith("/") else report.model.path
+    )
+    results = [
+        {
+            "ruleId": f.rule_id,
+            "ruleIndex": index[f.rule_id],
+            "level": _LEVEL[f.severity],
+            "message": {"text": f"{f.message}. Evidence: " + "; ".join(f.evidence[:5])},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
+            "properties": {
+                "phase": f.phase.value if f.phase else None,
+                "source": f.source.value,
+                "severity": f.severity.value,
+                "eventCount": f.event_count,
+            },
+        }
+        for f in report.findings
+    ]
     sarif = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "Airlock", "version": __version__,
-                                "semanticVersion": __version__, "rules": rules}},
-            "artifacts": [{"location": {"uri": uri},
-                           "hashes": {"sha-256": report.model.files[0].sha256}
-                           if report.model.files else {}}],
-            "results": results,
-            "properties": {"verdict": report.verdict.value,
-                           "schemaVersion": report.schema_version},
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "Airlock",
+                        "version": __version__,
+                        "semanticVersion": __version__,
+                        "rules": rules,
+                    }
+                },
+                "artifacts": [
+                    {
+                        "location": {"uri": uri},
+                        "hashes": {"sha-256": report.model.files[0].sha256}
+                        if report.model.files
+                        else {},
+                    }
+                ],
+                "results": results,
+                "properties": {
+                    "verdict": report.verdict.value,
+                    "schemaVersion": report.schema_version,
+                },
+            }
+        ],
     }
     return json.dumps(sarif, indent=2) + "\n"

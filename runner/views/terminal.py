@@ -12,10 +12,19 @@ from rich.text import Text
 from runner.report import BaselineCheck, BehaviorDiff, Report
 from runner.rules.catalog import Verdict
 
-_VERDICT_STYLE = {Verdict.CLEAN: "bold green", Verdict.SUSPICIOUS: "bold yellow",
-                  Verdict.MALICIOUS: "bold red", Verdict.ERROR: "bold magenta"}
-_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan",
-                   "info": "dim"}
+_VERDICT_STYLE = {
+    Verdict.CLEAN: "bold green",
+    Verdict.SUSPICIOUS: "bold yellow",
+    Verdict.MALICIOUS: "bold red",
+    Verdict.ERROR: "bold magenta",
+}
+_SEVERITY_STYLE = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
+}
 
 
 def _mib(n: int | None) -> str:
@@ -27,31 +36,43 @@ def print_report(report: Report, console: Console) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("verdict", Text(report.verdict.value.upper(),
-                                 style=_VERDICT_STYLE[report.verdict]))
+    head.add_row(
+        "verdict", Text(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
+    )
     digest = (m.root_digest or (m.files[0].sha256 if m.files else "?"))[:16] + "…"
     head.add_row("model", Text(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})"))
     if report.sandbox:
         s = report.sandbox
-        head.add_row("sandbox", Text(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), "
-                                     f"session {s.session}"))
-    head.add_row("phases", Text(" · ".join(f"{p.name} {p.seconds:.3f}s"
-                                           for p in report.phases)))
+        head.add_row(
+            "sandbox",
+            Text(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), session {s.session}"),
+        )
+    head.add_row("phases", Text(" · ".join(f"{p.name} {p.seconds:.3f}s" for p in report.phases)))
     r = report.resources
     if r is not None:
-        head.add_row("resources", Text(
-            f"memory peak {_mib(r.memory_peak_bytes)} of {_mib(r.memory_limit_bytes)}, "
-            f"cpu {r.cpu_seconds or 0:.2f}s, pids max {r.pids_max} of {r.pids_limit}, "
-            f"{len(r.timeline)} samples"))
+        head.add_row(
+            "resources",
+            Text(
+                f"memory peak {_mib(r.memory_peak_bytes)} of {_mib(r.memory_limit_bytes)}, "
+                f"cpu {r.cpu_seconds or 0:.2f}s, pids max {r.pids_max} of {r.pids_limit}, "
+                f"{len(r.timeline)} samples"
+            ),
+        )
     if report.tracer is not None:
         tr = report.tracer
-        head.add_row("tracer", Text(
-            f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
-            f"{tr.worker_exit or 'exit not recorded'}"))
+        head.add_row(
+            "tracer",
+            Text(
+                f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
+                f"{tr.worker_exit or 'exit not recorded'}"
+            ),
+        )
     sig = report.signature
     if sig is not None:
+
         def specs(items: list) -> str:  # type: ignore[type-arg]
             return ", ".join(f"{s.name} {s.dtype or '?'} {s.shape or '?'}" for s in items) or "-"
+
         head.add_row("inputs", Text(specs(sig.inputs)))
         head.add_row("outputs", Text(specs(sig.outputs)))
         if not sig.can_infer:
@@ -61,37 +82,60 @@ def print_report(report: Report, console: Console) -> None:
     integ = report.integrity
     if integ is not None:
         st = integ.static
-        head.add_row("static", Text(
-            f"read in {st.seconds:.3f}s (bounds {st.bounds}); {len(st.imports)} pickle "
-            f"import(s)" + (f"; DID NOT FINISH: {st.aborted}" if st.aborted else "")))
+        head.add_row(
+            "static",
+            Text(
+                f"read in {st.seconds:.3f}s (bounds {st.bounds}); {len(st.imports)} pickle "
+                f"import(s)" + (f"; DID NOT FINISH: {st.aborted}" if st.aborted else "")
+            ),
+        )
         signed = integ.signature
         if signed is not None:
-            head.add_row("signature", Text(
-                f"verified ({signed.method}), signed by {signed.signer}" if signed.verified else
-                f"NOT VERIFIED: {signed.reason}", style="green" if signed.verified else "bold red"))
+            head.add_row(
+                "signature",
+                Text(
+                    f"verified ({signed.method}), signed by {signed.signer}"
+                    if signed.verified
+                    else f"NOT VERIFIED: {signed.reason}",
+                    style="green" if signed.verified else "bold red",
+                ),
+            )
         elif integ.signature_required:
             head.add_row("signature", Text("required, and missing", style="bold red"))
         prov = integ.provenance
         if prov is not None:
-            head.add_row("provenance", Text(
-                f"{len(prov.claims)} claim(s) from {prov.source}: " + ", ".join(
-                    f"{c.field} {c.status}" for c in prov.claims
-                    if c.status != "claimed" or c.field.endswith("digest"))
-                or f"{len(prov.claims)} claim(s) from {prov.source}"))
+            head.add_row(
+                "provenance",
+                Text(
+                    f"{len(prov.claims)} claim(s) from {prov.source}: "
+                    + ", ".join(
+                        f"{c.field} {c.status}"
+                        for c in prov.claims
+                        if c.status != "claimed" or c.field.endswith("digest")
+                    )
+                    or f"{len(prov.claims)} claim(s) from {prov.source}"
+                ),
+            )
     for note in report.notes:
         head.add_row("note", Text(note))
     if report.error:
         head.add_row("error", Text(f"{report.error.kind}: {report.error.message}"))
     console.print(head)
     if report.findings:
-        t = Table(title=f"{len(report.findings)} finding(s)", title_justify="left",
-                  show_lines=False)
+        t = Table(
+            title=f"{len(report.findings)} finding(s)", title_justify="left", show_lines=False
+        )
         for col in ("severity", "rule", "title", "phase", "source", "evidence"):
             t.add_column(col, overflow="fold")
         for f in report.findings:
-            t.add_row(Text(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
-                      f.rule_id, f.title, f.phase.value if f.phase else "-", f.source.value,
-                      Text(f.evidence[0] if f.evidence else f.message))
+            t.add_row(
+                Text(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
+                f.rule_id,
+                f.title,
+                f.phase.value if f.phase else "-",
+                f.source.value,
+                Text(f.evidence[0] if f.evidence else f.message),
+            )
         console.print(t)
     else:
         console.print("no findings")
@@ -110,42 +154,66 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
 
 
 def diff_table(d: BehaviorDiff) -> Table:
-    control = {"model": f"control model {d.control.path if d.control else ''}",
-               "rerun": "control: a second run of the base", "pooled":
-               "control: the pooled other categories"}[d.control_kind]
-    t = Table(title=f"Behaviour against the base {d.base.path} (verdict {d.base.verdict}); "
-              f"{control}; output {d.output!r}, {d.rows} probes; flagged: "
-              f"{', '.join(d.flagged) or 'none'}", title_justify="left", box=box.SIMPLE_HEAD,
-              pad_edge=False, collapse_padding=True,
-              caption="to: the class most flips go to; ctrl: the control's flip rate; JSD: "
-              "mean Jensen-Shannon divergence (bits). Intervals, KL, max |Δ| and McNemar p "
-              "are in the JSON and HTML reports", caption_justify="left")
+    control = {
+        "model": f"control model {d.control.path if d.control else ''}",
+        "rerun": "control: a second run of the base",
+        "pooled": "control: the pooled other categories",
+    }[d.control_kind]
+    t = Table(
+        title=f"Behaviour against the base {d.base.path} (verdict {d.base.verdict}); "
+        f"{control}; output {d.output!r}, {d.rows} probes; flagged: "
+        f"{', '.join(d.flagged) or 'none'}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        caption="to: the class most flips go to; ctrl: the control's flip rate; JSD: "
+        "mean Jensen-Shannon divergence (bits). Intervals, KL, max |Δ| and McNemar p "
+        "are in the JSON and HTML reports",
+        caption_justify="left",
+    )
     for col in ("category", "n", "flips", "to", "ctrl", "p (BH)", "JSD", "accuracy", "flag"):
         t.add_column(col, no_wrap=True)
     for c in d.categories:
         to = next(iter(c.flips_to), None)
-        acc = ("-" if c.base_accuracy is None else
-               f"{c.base_accuracy:.0%}→{c.candidate_accuracy:.0%}")
-        t.add_row(c.category, str(c.rows),
-                  "-" if c.flips is None else f"{c.flips} {_pct(c.flip_rate)}",
-                  "-" if to is None else f"{to} ({c.flips_to[to]})",
-                  _pct(c.control_rate), _num(c.p_adjusted, ".2g"), _num(c.js_mean, ".3f"), acc,
-                  Text("FLAGGED", style="bold red") if c.flagged else Text("-"))
+        acc = (
+            "-" if c.base_accuracy is None else f"{c.base_accuracy:.0%}→{c.candidate_accuracy:.0%}"
+        )
+        t.add_row(
+            c.category,
+            str(c.rows),
+            "-" if c.flips is None else f"{c.flips} {_pct(c.flip_rate)}",
+            "-" if to is None else f"{to} ({c.flips_to[to]})",
+            _pct(c.control_rate),
+            _num(c.p_adjusted, ".2g"),
+            _num(c.js_mean, ".3f"),
+            acc,
+            Text("FLAGGED", style="bold red") if c.flagged else Text("-"),
+        )
     return t
 
 
 def baseline_table(b: BaselineCheck) -> Table:
     env = "same image and runtime" if b.same_environment else "another image or runtime"
-    t = Table(title=f"Baseline {b.name!r} recorded {b.recorded_at} ({env}): "
-              f"{'DRIFT' if b.drift else 'no drift'}, {b.rows_changed} of {b.rows} rows "
-              "changed", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(
+        title=f"Baseline {b.name!r} recorded {b.recorded_at} ({env}): "
+        f"{'DRIFT' if b.drift else 'no drift'}, {b.rows_changed} of {b.rows} rows "
+        "changed",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for col in ("category", "rows", "changed", "flips", "max |Δ|", "flag"):
         t.add_column(col)
     for c in b.categories:
-        t.add_row(c.category, str(c.rows), str(c.changed),
-                  "-" if c.flips is None else f"{c.flips} ({_pct(c.flip_rate)})",
-                  _num(c.max_abs_diff), Text("DRIFT", style="bold red") if c.flagged
-                  else Text("-"))
+        t.add_row(
+            c.category,
+            str(c.rows),
+            str(c.changed),
+            "-" if c.flips is None else f"{c.flips} ({_pct(c.flip_rate)})",
+            _num(c.max_abs_diff),
+            Text("DRIFT", style="bold red") if c.flagged else Text("-"),
+        )
     return t
 
 

@@ -48,7 +48,7 @@ class SharedMemory:
     def view(self, offset: int, length: int) -> memoryview:
         if self.map is None or offset + length > self.size:
             raise CallError(STATUS_BAD_INPUT, "a tensor lies outside the shared-memory file")
-        return memoryview(self.map)[offset:offset + length]
+        return memoryview(self.map)[offset : offset + length]
 
 
 def decode_inputs(request: Any, shm: SharedMemory | None) -> dict[str, np.ndarray]:
@@ -72,8 +72,7 @@ class OutputArena:
     file, each tensor aligned. A model that can write its outputs in place (ONNX, through an
     I/O binding) asks for views first (`place`); the rest are copied in by `encode`."""
 
-    def __init__(self, shm: SharedMemory | None, offset: int, length: int,
-                 threshold: int) -> None:
+    def __init__(self, shm: SharedMemory | None, offset: int, length: int, threshold: int) -> None:
         usable = shm is not None and shm.map is not None and offset + length <= shm.size
         self._map = shm.map if usable and shm is not None else None
         self._start = self._offset = align(offset)
@@ -92,11 +91,14 @@ class OutputArena:
         dt = np.dtype(dtype).newbyteorder("<")
         count = math.prod(shape)
         nbytes = count * dt.itemsize
-        if (self._map is None or name in self._placed or nbytes < self._threshold
-                or self._offset + nbytes > self._end):
+        if (
+            self._map is None
+            or name in self._placed
+            or nbytes < self._threshold
+            or self._offset + nbytes > self._end
+        ):
             return None
-        view = np.frombuffer(self._map, dtype=dt, count=count,
-                             offset=self._offset).reshape(shape)
+        view = np.frombuffer(self._map, dtype=dt, count=count, offset=self._offset).reshape(shape)
         self._placed[name] = (view, self._offset)
         self._offset = align(self._offset + nbytes)
         return view
@@ -109,15 +111,19 @@ class OutputArena:
                 describe_shared(name, arr, placed[1], msg)
                 continue
             arr = np.asarray(arr)
-            if (self._map is not None and arr.nbytes >= self._threshold
-                    and self._offset + arr.nbytes <= self._end):
+            if (
+                self._map is not None
+                and arr.nbytes >= self._threshold
+                and self._offset + arr.nbytes <= self._end
+            ):
                 self._offset = put_tensor(self._map, self._offset, name, arr, msg)
             else:
                 tensors.encode(name, arr, msg)
 
 
-def serve(path: str, handle: Callable[[Any, SharedMemory | None], Any], max_bytes: int
-          ) -> threading.Thread:
+def serve(
+    path: str, handle: Callable[[Any, SharedMemory | None], Any], max_bytes: int
+) -> threading.Thread:
     """Accept the controller's connection and answer frames until it goes away."""
     if os.path.exists(path):
         os.unlink(path)
@@ -140,8 +146,9 @@ def serve(path: str, handle: Callable[[Any, SharedMemory | None], Any], max_byte
     return thread
 
 
-def _with_memory(handle: Callable[[Any, SharedMemory | None], Any], shm: SharedMemory | None,
-                 request: Any) -> Any:
+def _with_memory(
+    handle: Callable[[Any, SharedMemory | None], Any], shm: SharedMemory | None, request: Any
+) -> Any:
     return handle(request, shm)
 
 
@@ -152,7 +159,7 @@ def _hello(conn: socket.socket) -> SharedMemory | None:
     fds = array.array("i")
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
     try:
         return SharedMemory(fds[0]) if data == b"\x01" and fds else None
     finally:
@@ -190,5 +197,3 @@ def _reply(conn: socket.socket, status: int, payload: bytes) -> None:
     while data:
         sent = conn.sendmsg([data])
         data = data[sent:]
-
-

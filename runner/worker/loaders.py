@@ -60,15 +60,24 @@ class Loaded:
 
 
 _ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32",
-    "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(uint16)": "uint16",
-    "tensor(uint32)": "uint32", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
 }
 
 
-def load(path: Path, fmt: str = "auto", architecture: Path | None = None,
-         threads: int = 1) -> Loaded:
+def load(
+    path: Path, fmt: str = "auto", architecture: Path | None = None, threads: int = 1
+) -> Loaded:
     try:
         detection = detect(path)
     except FormatError as e:
@@ -123,9 +132,11 @@ def _preimport(fmt: Format, path: Path | None) -> None:
 
 # y = relu(x), x float [1]: what onnx.helper makes for it (kept as bytes: the worker never
 # imports the onnx package)
-_WARM_ONNX = (b'\x08\x08:6\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x04warmZ\x0f\n\x01x\x12\n\n'
-              b'\x08\x08\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n'
-              b'\x02\x08\x01B\x04\n\x00\x10\x11')
+_WARM_ONNX = (
+    b'\x08\x08:6\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x04warmZ\x0f\n\x01x\x12\n\n'
+    b"\x08\x08\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n"
+    b"\x02\x08\x01B\x04\n\x00\x10\x11"
+)
 
 
 def _warm_onnx() -> None:
@@ -165,6 +176,7 @@ def _warm_torch(fmt: Format) -> None:
 
 
 # --- ONNX -----------------------------------------------------------------------------------
+
 
 def _check_external_data(model_file: Path) -> None:
     """External data must stay inside the model's own directory: no absolute paths, no `..`,
@@ -210,8 +222,11 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
         if not trusted[0]:
             return run(feed)
         shapes = _output_shapes(declared, feed)
-        targets = {n: view for n, (dtype, shape) in shapes.items()
-                   if (view := arena.place(n, dtype, shape)) is not None}
+        targets = {
+            n: view
+            for n, (dtype, shape) in shapes.items()
+            if (view := arena.place(n, dtype, shape)) is not None
+        }
         if not targets:
             return run(feed)
         binding = sess.io_binding()
@@ -220,8 +235,7 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
         for name in out_names:
             if name in targets:
                 view = targets[name]
-                binding.bind_output(name, "cpu", 0, view.dtype, list(view.shape),
-                                    view.ctypes.data)
+                binding.bind_output(name, "cpu", 0, view.dtype, list(view.shape), view.ctypes.data)
             else:
                 binding.bind_output(name, "cpu")
         try:
@@ -234,8 +248,10 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
             trusted[0] = False
             return results
         values = binding.get_outputs()
-        return {n: targets[n] if n in targets else np.asarray(v.numpy())
-                for n, v in zip(out_names, values, strict=True)}
+        return {
+            n: targets[n] if n in targets else np.asarray(v.numpy())
+            for n, v in zip(out_names, values, strict=True)
+        }
 
     return Loaded(Format.ONNX, inputs, outputs, run, run_into=run_into)
 
@@ -245,13 +261,13 @@ Declared = tuple[list[tuple[str, list[Any]]], list[tuple[str, str, list[Any]]]]
 
 def _declared_shapes(sess: Any) -> Declared:
     ins = [(a.name, list(a.shape or [])) for a in sess.get_inputs()]
-    outs = [(a.name, _ORT_TYPES.get(a.type, ""), list(a.shape or []))
-            for a in sess.get_outputs()]
+    outs = [(a.name, _ORT_TYPES.get(a.type, ""), list(a.shape or [])) for a in sess.get_outputs()]
     return ins, outs
 
 
-def _output_shapes(declared: Declared, feed: dict[str, np.ndarray]
-                   ) -> dict[str, tuple[str, tuple[int, ...]]]:
+def _output_shapes(
+    declared: Declared, feed: dict[str, np.ndarray]
+) -> dict[str, tuple[str, tuple[int, ...]]]:
     """The outputs whose shape the model's declaration fixes for this feed: every dimension a
     number, or a symbol that names an input's dimension ("n" in x[n, 256] -> y[n, 256]).
     onnxruntime checks the shape it computes against the one bound, so a declaration that
@@ -266,8 +282,10 @@ def _output_shapes(declared: Declared, feed: dict[str, np.ndarray]
                     symbols.setdefault(dim, int(size))
     found: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name, dtype, shape in outs:
-        sizes = [d if isinstance(d, int) and d >= 0 else symbols.get(d) if isinstance(d, str)
-                 else None for d in shape]
+        sizes = [
+            d if isinstance(d, int) and d >= 0 else symbols.get(d) if isinstance(d, str) else None
+            for d in shape
+        ]
         if dtype and shape and all(s is not None for s in sizes):
             found[name] = (dtype, tuple(int(s) for s in sizes if s is not None))
     return found
@@ -275,20 +293,25 @@ def _output_shapes(declared: Declared, feed: dict[str, np.ndarray]
 
 # --- torch ----------------------------------------------------------------------------------
 
+
 def _torch() -> Any:
     import torch
 
     return torch
 
 
-def _module_runner(module: Any, inputs: list[Spec]) -> Callable[
-        [dict[str, np.ndarray]], dict[str, np.ndarray]]:
+def _module_runner(
+    module: Any, inputs: list[Spec]
+) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     torch = _torch()
     names = [s.name for s in inputs]
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.array(feed[n])) for n in names] if names else [
-            torch.from_numpy(np.array(v)) for v in feed.values()]
+        args = (
+            [torch.from_numpy(np.array(feed[n])) for n in names]
+            if names
+            else [torch.from_numpy(np.array(v)) for v in feed.values()]
+        )
         with torch.no_grad():
             out = module(*args)
         return _flatten_outputs(out)
@@ -370,8 +393,10 @@ def _from_state(fmt: Format, state: Any, architecture: Path | None) -> Loaded:
         inputs = _forward_inputs(module)
         return Loaded(fmt, inputs, [], _module_runner(module, inputs))
     if tensors:
-        note = (f"{len(tensors)} weight tensors and no architecture: describe-only "
-                "(pass an architecture file that defines build_model() to run inference)")
+        note = (
+            f"{len(tensors)} weight tensors and no architecture: describe-only "
+            "(pass an architecture file that defines build_model() to run inference)"
+        )
     else:
         note = f"a {type(state).__name__}, not a module: load-only"
     return Loaded(fmt, [], [], None, note=note)
@@ -418,8 +443,7 @@ def _load_pickle(path: Path, architecture: Path | None, threads: int) -> Loaded:
     torch = sys.modules.get("torch")  # only when the pickle itself imported torch
     if torch is not None and isinstance(obj, (torch.nn.Module, dict)):
         return _from_state(Format.PICKLE, obj, architecture)
-    return Loaded(Format.PICKLE, [], [], None,
-                  note=f"a pickled {type(obj).__name__}: load-only")
+    return Loaded(Format.PICKLE, [], [], None, note=f"a pickled {type(obj).__name__}: load-only")
 
 
 _LOADERS: dict[Format, Callable[[Path, Path | None, int], Loaded]] = {

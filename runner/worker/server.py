@@ -36,9 +36,13 @@ class WorkerService(pb_grpc.WorkerServicer):
         self._lock = threading.Lock()
 
     def Health(self, request: Any, context: Any) -> Any:
-        return pb.HealthReply(status="ok", worker_version=WORKER_VERSION,
-                              python_version=platform.python_version(),
-                              uid=os.getuid(), pid=os.getpid())
+        return pb.HealthReply(
+            status="ok",
+            worker_version=WORKER_VERSION,
+            python_version=platform.python_version(),
+            uid=os.getuid(),
+            pid=os.getpid(),
+        )
 
     def Prepare(self, request: Any, context: Any) -> Any:
         start = time.perf_counter()
@@ -64,17 +68,23 @@ class WorkerService(pb_grpc.WorkerServicer):
             except LoadError as e:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             except Exception as e:  # anything the model's own code raised while loading
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"loading raised {type(e).__name__}: {e}")
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"loading raised {type(e).__name__}: {e}"
+                )
             loaded = self._loaded
             assert loaded is not None
-            return pb.LoadReply(format=loaded.format.value, can_infer=loaded.can_infer,
-                                note=loaded.note, load_seconds=time.perf_counter() - start)
+            return pb.LoadReply(
+                format=loaded.format.value,
+                can_infer=loaded.can_infer,
+                note=loaded.note,
+                load_seconds=time.perf_counter() - start,
+            )
 
     def Describe(self, request: Any, context: Any) -> Any:
         loaded = self._require(context)
-        reply = pb.DescribeReply(format=loaded.format.value, can_infer=loaded.can_infer,
-                                 note=loaded.note)
+        reply = pb.DescribeReply(
+            format=loaded.format.value, can_infer=loaded.can_infer, note=loaded.note
+        )
         _specs(loaded.inputs, reply.inputs)
         _specs(loaded.outputs, reply.outputs)
         return reply
@@ -83,9 +93,10 @@ class WorkerService(pb_grpc.WorkerServicer):
         try:
             return self.infer(request)
         except dataplane.CallError as e:
-            code = {frames.STATUS_BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
-                    frames.STATUS_MODEL_RAISED: grpc.StatusCode.ABORTED}.get(
-                        e.status, grpc.StatusCode.INTERNAL)
+            code = {
+                frames.STATUS_BAD_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+                frames.STATUS_MODEL_RAISED: grpc.StatusCode.ABORTED,
+            }.get(e.status, grpc.StatusCode.INTERNAL)
             context.abort(code, str(e))
 
     def infer(self, request: Any, shm: dataplane.SharedMemory | None = None) -> Any:
@@ -94,22 +105,26 @@ class WorkerService(pb_grpc.WorkerServicer):
         if loaded is None:
             raise dataplane.CallError(frames.STATUS_BAD_INPUT, "no model is loaded")
         if loaded.run is None:
-            raise dataplane.CallError(frames.STATUS_BAD_INPUT,
-                                      f"this model cannot run inference: {loaded.note}")
+            raise dataplane.CallError(
+                frames.STATUS_BAD_INPUT, f"this model cannot run inference: {loaded.note}"
+            )
         try:
             feed = dataplane.decode_inputs(request, shm)
             tensors.check_inputs(loaded.inputs, feed)
         except (tensors.TensorError, tensors.InputError) as e:
             raise dataplane.CallError(frames.STATUS_BAD_INPUT, str(e)) from e
-        arena = dataplane.OutputArena(shm, request.output_offset, request.output_length,
-                                      SHM_THRESHOLD)
+        arena = dataplane.OutputArena(
+            shm, request.output_offset, request.output_length, SHM_THRESHOLD
+        )
         start = time.perf_counter()
         try:
-            outputs = (loaded.run_into(feed, arena) if loaded.run_into is not None
-                       else loaded.run(feed))
+            outputs = (
+                loaded.run_into(feed, arena) if loaded.run_into is not None else loaded.run(feed)
+            )
         except Exception as e:  # the model's own failure, not the caller's
-            raise dataplane.CallError(frames.STATUS_MODEL_RAISED,
-                                      f"the model raised {type(e).__name__}: {e}") from e
+            raise dataplane.CallError(
+                frames.STATUS_MODEL_RAISED, f"the model raised {type(e).__name__}: {e}"
+            ) from e
         reply = pb.InferReply(infer_seconds=time.perf_counter() - start)
         try:
             arena.encode(outputs, reply)
@@ -128,8 +143,13 @@ class WorkerService(pb_grpc.WorkerServicer):
         return self._loaded
 
 
-def serve(socket_path: str, threads: int, max_message_bytes: int,
-          audit_log: str | None = None, data_socket: str | None = None) -> None:
+def serve(
+    socket_path: str,
+    threads: int,
+    max_message_bytes: int,
+    audit_log: str | None = None,
+    data_socket: str | None = None,
+) -> None:
     done = threading.Event()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
@@ -141,15 +161,17 @@ def serve(socket_path: str, threads: int, max_message_bytes: int,
     audit.install(audit_log)
     service = WorkerService(threads, done)
     pb_grpc.add_WorkerServicer_to_server(  # type: ignore[no-untyped-call]
-        service, server)
+        service, server
+    )
     if data_socket:
         dataplane.serve(data_socket, service.infer, max_message_bytes)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
     server.add_insecure_port(f"unix:{socket_path}")
     server.start()
-    print(f"airlock worker {WORKER_VERSION} listening on {socket_path}", file=sys.stderr,
-          flush=True)
+    print(
+        f"airlock worker {WORKER_VERSION} listening on {socket_path}", file=sys.stderr, flush=True
+    )
     done.wait()
     server.stop(grace=0.5).wait()
     sys.stdout.flush()

@@ -44,24 +44,29 @@ def _in_process(paths: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def test_batch_throughput(tmp_path: Path, record: Callable[[str, dict[str, object]], None]
-                          ) -> None:
+def test_batch_throughput(tmp_path: Path, record: Callable[[str, dict[str, object]], None]) -> None:
     paths = _build(tmp_path / "models")
     baseline = _in_process(paths)
-    figures: dict[str, object] = {"models": len(paths),
-                                  "in_process_per_min": len(paths) / baseline * 60}
+    figures: dict[str, object] = {
+        "models": len(paths),
+        "in_process_per_min": len(paths) / baseline * 60,
+    }
     print(f"\n{len(paths)} small models (ONNX and pickles), load-only")
     print(f"{'mode':<14} {'seconds':>8} {'models/min':>11} {'vs in-process':>14}")
     print(f"{'in-process':<14} {baseline:>8.3f} {len(paths) / baseline * 60:>11.0f} {'1.0x':>14}")
     for jobs in (1, 2):
         start = time.perf_counter()
-        results = list(batch.evaluate([tmp_path / "models"], jobs=jobs,
-                                      policy=runner.Policy(memory_bytes=1 << 30)))
+        results = list(
+            batch.evaluate(
+                [tmp_path / "models"], jobs=jobs, policy=runner.Policy(memory_bytes=1 << 30)
+            )
+        )
         took = time.perf_counter() - start
         assert len(results) == len(paths)
         assert all(r.verdict is runner.Verdict.CLEAN for r in results), results
         per_min = len(paths) / took * 60
         figures[f"jobs{jobs}_per_min"] = per_min
-        print(f"{'--jobs ' + str(jobs):<14} {took:>8.3f} {per_min:>11.1f} "
-              f"{took / baseline:>13.0f}x")
+        print(
+            f"{'--jobs ' + str(jobs):<14} {took:>8.3f} {per_min:>11.1f} {took / baseline:>13.0f}x"
+        )
     record("batch", figures)

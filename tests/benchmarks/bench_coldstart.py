@@ -20,8 +20,22 @@ REPEATS = {"runc": 5, "runsc": 3}
 
 def _floor(tag: str, runtime: str) -> float:
     start = time.perf_counter()
-    subprocess.run(["docker", "run", "--rm", "--network", "none", "--runtime", runtime,
-                    "--entrypoint", "true", tag], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--runtime",
+            runtime,
+            "--entrypoint",
+            "true",
+            tag,
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
@@ -51,13 +65,17 @@ def _open(path: Path, runtime: str) -> tuple[float, float]:
 def test_cold_start(tmp_path: Path, record: Callable[[str, dict[str, object]], None]) -> None:
     tag, _ = _image.require_current()
     x = models.sample_input()
-    paths = {"onnx": models.onnx_model(tmp_path, x).path,
-             "torchscript": models.torchscript_model(tmp_path, x).path}
+    paths = {
+        "onnx": models.onnx_model(tmp_path, x).path,
+        "torchscript": models.torchscript_model(tmp_path, x).path,
+    }
     for kind, p in paths.items():
         _in_process_load(kind, p)  # warm the libraries once
     figures: dict[str, object] = {}
-    print(f"\n{'runtime':<7} {'model':<12} {'floor s':>8} {'in-proc load':>12} {'ready s':>8} "
-          f"{'first inf s':>11} {'ratio':>7}")
+    print(
+        f"\n{'runtime':<7} {'model':<12} {'floor s':>8} {'in-proc load':>12} {'ready s':>8} "
+        f"{'first inf s':>11} {'ratio':>7}"
+    )
     for runtime, n in REPEATS.items():
         floor = statistics.median(_floor(tag, runtime) for _ in range(n))
         for kind, path in paths.items():
@@ -66,12 +84,17 @@ def test_cold_start(tmp_path: Path, record: Callable[[str, dict[str, object]], N
             ready = statistics.median(r for r, _ in runs)
             first = statistics.median(f for _, f in runs)
             ratio = first / (floor + load)
-            figures[f"{runtime}_{kind}"] = {"floor_s": floor, "in_process_load_s": load,
-                                            "open_to_ready_s": ready,
-                                            "open_to_first_inference_s": first,
-                                            "ratio_vs_floor_plus_load": ratio}
-            print(f"{runtime:<7} {kind:<12} {floor:>8.3f} {load:>12.3f} {ready:>8.3f} "
-                  f"{first:>11.3f} {ratio:>6.2f}x")
+            figures[f"{runtime}_{kind}"] = {
+                "floor_s": floor,
+                "in_process_load_s": load,
+                "open_to_ready_s": ready,
+                "open_to_first_inference_s": first,
+                "ratio_vs_floor_plus_load": ratio,
+            }
+            print(
+                f"{runtime:<7} {kind:<12} {floor:>8.3f} {load:>12.3f} {ready:>8.3f} "
+                f"{first:>11.3f} {ratio:>6.2f}x"
+            )
     with runner.SandboxPool(size=1) as pool:
         claims = []
         for _ in range(REPEATS["runc"]):
@@ -86,8 +109,12 @@ def test_cold_start(tmp_path: Path, record: Callable[[str, dict[str, object]], N
         first = statistics.median(claims)
         floor = figures["runc_onnx"]["floor_s"]  # type: ignore[index]
         load = figures["runc_onnx"]["in_process_load_s"]  # type: ignore[index]
-        figures["runc_onnx_pool"] = {"open_to_first_inference_s": first,
-                                     "ratio_vs_floor_plus_load": first / (floor + load)}
-        print(f"{'runc':<7} {'onnx (pool)':<12} {floor:>8.3f} {load:>12.3f} {'-':>8} "
-              f"{first:>11.3f} {first / (floor + load):>6.2f}x")
+        figures["runc_onnx_pool"] = {
+            "open_to_first_inference_s": first,
+            "ratio_vs_floor_plus_load": first / (floor + load),
+        }
+        print(
+            f"{'runc':<7} {'onnx (pool)':<12} {floor:>8.3f} {load:>12.3f} {'-':>8} "
+            f"{first:>11.3f} {first / (floor + load):>6.2f}x"
+        )
     record("coldstart", figures)

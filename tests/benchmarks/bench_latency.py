@@ -32,9 +32,11 @@ def _model(kind: str, path: Path) -> Path:
     else:
         w1 = numpy_helper.from_array(rng.standard_normal((WIDTH, WIDTH)).astype(np.float32), "w1")
         w2 = numpy_helper.from_array(rng.standard_normal((WIDTH, WIDTH)).astype(np.float32), "w2")
-        nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
-                 helper.make_node("Relu", ["h"], ["r"]),
-                 helper.make_node("MatMul", ["r", "w2"], ["y"])]
+        nodes = [
+            helper.make_node("MatMul", ["x", "w1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("MatMul", ["r", "w2"], ["y"]),
+        ]
         inits = [w1, w2]
     graph = helper.make_graph(nodes, kind, [x], [y], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -65,15 +67,16 @@ def test_latency(tmp_path: Path, record: Callable[[str, dict[str, object]], None
     import onnxruntime as ort
 
     figures: dict[str, object] = {}
-    print(f"\n{'model':<6} {'input':<5} {'call':<9} {'in-process p50/p99 ms':>22} "
-          f"{'sandbox p50/p99 ms':>19} {'overhead p50 ms':>16} {'ratio p50':>9}")
+    print(
+        f"\n{'model':<6} {'input':<5} {'call':<9} {'in-process p50/p99 ms':>22} "
+        f"{'sandbox p50/p99 ms':>19} {'overhead p50 ms':>16} {'ratio p50':>9}"
+    )
     for kind in ("mlp", "relu"):
         path = _model(kind, tmp_path / f"{kind}.onnx")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        policy = runner.Policy(memory_bytes=2 << 30, max_reply_bytes=128 << 20,
-                               shm_bytes=512 << 20)
+        policy = runner.Policy(memory_bytes=2 << 30, max_reply_bytes=128 << 20, shm_bytes=512 << 20)
         with runner.Sandbox(path, policy) as sb:
             for label, nbytes in SIZES.items():
                 rows = max(1, nbytes // (4 * WIDTH))
@@ -91,10 +94,16 @@ def test_latency(tmp_path: Path, record: Callable[[str, dict[str, object]], None
                     bp50, bp99 = _pct(boxed, 0.5), _pct(boxed, 0.99)
                     key = f"{kind}_{label}" + ("" if how == "default" else "_zero_copy")
                     figures[key] = {
-                        "in_process_p50_ms": lp50, "in_process_p99_ms": lp99,
-                        "sandbox_p50_ms": bp50, "sandbox_p99_ms": bp99,
-                        "overhead_p50_ms": bp50 - lp50, "ratio_p50": bp50 / lp50,
-                        "calls": len(boxed)}
-                    print(f"{kind:<6} {label:<5} {how:<9} {lp50:>10.3f} /{lp99:>9.3f} "
-                          f"{bp50:>8.3f} /{bp99:>9.3f} {bp50 - lp50:>16.3f} {bp50 / lp50:>8.2f}x")
+                        "in_process_p50_ms": lp50,
+                        "in_process_p99_ms": lp99,
+                        "sandbox_p50_ms": bp50,
+                        "sandbox_p99_ms": bp99,
+                        "overhead_p50_ms": bp50 - lp50,
+                        "ratio_p50": bp50 / lp50,
+                        "calls": len(boxed),
+                    }
+                    print(
+                        f"{kind:<6} {label:<5} {how:<9} {lp50:>10.3f} /{lp99:>9.3f} "
+                        f"{bp50:>8.3f} /{bp99:>9.3f} {bp50 - lp50:>16.3f} {bp50 / lp50:>8.2f}x"
+                    )
     record("latency", figures)

@@ -40,26 +40,38 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def test_preflight_on_a_1gib_checkpoint(tmp_path: Path,
-                                        record: Callable[[str, dict[str, object]], None]
-                                        ) -> None:
+def test_preflight_on_a_1gib_checkpoint(
+    tmp_path: Path, record: Callable[[str, dict[str, object]], None]
+) -> None:
     path = _checkpoint(tmp_path / "big.pt")
     _sha256(path)  # warm the page cache, as a second read would find it
     base = statistics.median(_sha256(path) for _ in range(REPEATS))
-    static = statistics.median(_timed(lambda: preflight.bounded(path))
-                               for _ in range(REPEATS))
-    whole = statistics.median(_timed(lambda: runner.Sandbox(path).preflight_report())
-                              for _ in range(REPEATS))
+    static = statistics.median(_timed(lambda: preflight.bounded(path)) for _ in range(REPEATS))
+    whole = statistics.median(
+        _timed(lambda: runner.Sandbox(path).preflight_report()) for _ in range(REPEATS)
+    )
     result = preflight.bounded(path)
     assert not result.aborted and result.format == "torch" and not result.tamper
     size_mib = path.stat().st_size / (1 << 20)
-    print(f"\npre-flight of a {size_mib:.0f} MiB torch checkpoint, median of {REPEATS} "
-          f"(seconds; bound {result.bounds})")
+    print(
+        f"\npre-flight of a {size_mib:.0f} MiB torch checkpoint, median of {REPEATS} "
+        f"(seconds; bound {result.bounds})"
+    )
     print(f"{'what':<40} {'s':>7} {'x sha256':>9}")
-    for name, t in (("sha256 of the file, in-process", base),
-                    ("static read (bounded child)", static),
-                    ("whole pre-flight (manifest + static)", whole)):
+    for name, t in (
+        ("sha256 of the file, in-process", base),
+        ("static read (bounded child)", static),
+        ("whole pre-flight (manifest + static)", whole),
+    ):
         print(f"{name:<40} {t:>7.2f} {t / base:>8.2f}x")
-    record("preflight", {"size_bytes": path.stat().st_size, "sha256_s": base,
-                         "static_s": static, "preflight_s": whole,
-                         "static_ratio": static / base, "preflight_ratio": whole / base})
+    record(
+        "preflight",
+        {
+            "size_bytes": path.stat().st_size,
+            "sha256_s": base,
+            "static_s": static,
+            "preflight_s": whole,
+            "static_ratio": static / base,
+            "preflight_ratio": whole / base,
+        },
+    )

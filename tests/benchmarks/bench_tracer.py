@@ -19,8 +19,11 @@ REPEATS = 5
 
 
 def _load_and_infer(path: Path, trace: bool) -> float:
-    x = (np.random.default_rng(0).standard_normal((256, WIDTH)).astype(np.float32)
-         if path.suffix == ".onnx" else models.sample_input(8))
+    x = (
+        np.random.default_rng(0).standard_normal((256, WIDTH)).astype(np.float32)
+        if path.suffix == ".onnx"
+        else models.sample_input(8)
+    )
     start = time.perf_counter()
     with runner.Sandbox(path, runner.Policy(trace=trace)) as sb:
         t0 = time.perf_counter()
@@ -32,10 +35,11 @@ def _load_and_infer(path: Path, trace: bool) -> float:
     return phases["load"] + work
 
 
-def test_tracer_overhead(tmp_path: Path, record: Callable[[str, dict[str, object]], None]
-                         ) -> None:
-    built = {"onnx mlp": _model("mlp", tmp_path / "mlp.onnx"),
-             "torchscript": models.torchscript_model(tmp_path, models.sample_input()).path}
+def test_tracer_overhead(tmp_path: Path, record: Callable[[str, dict[str, object]], None]) -> None:
+    built = {
+        "onnx mlp": _model("mlp", tmp_path / "mlp.onnx"),
+        "torchscript": models.torchscript_model(tmp_path, models.sample_input()).path,
+    }
     figures: dict[str, object] = {}
     print(f"\nload + {CALLS} inferences, median of {REPEATS} (seconds)")
     print(f"{'model':<12} {'untraced':>9} {'traced':>9} {'overhead':>9}")

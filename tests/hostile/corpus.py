@@ -46,6 +46,7 @@ def _w(d: Path, name: str, data: bytes) -> Path:
 
 # --- pickle gadgets beyond os.system -----------------------------------------------------------
 
+
 def builtins_exec(d: Path, marker: str) -> Path:
     # builtins.exec of a code string that runs a shell command.
     code = f"import os; os.system({_shell(marker)!r})"
@@ -96,8 +97,9 @@ def cprofile_gadget(d: Path, marker: str) -> Path:
 
 def multiprocessing_spawn(d: Path, marker: str) -> Path:
     # multiprocessing.util.spawnv_passfds: fork+exec hidden in a helper module.
-    a = Asm().call("multiprocessing.util", "spawnv_passfds", b"/bin/sh",
-                   ["sh", "-c", _shell(marker)], ())
+    a = Asm().call(
+        "multiprocessing.util", "spawnv_passfds", b"/bin/sh", ["sh", "-c", _shell(marker)], ()
+    )
     return _w(d, "mp.pkl", a.stop())
 
 
@@ -139,6 +141,7 @@ def broken_after_payload(d: Path, marker: str) -> Path:
 
 # --- torch zips ------------------------------------------------------------------------------
 
+
 def _benign_torch_zip() -> bytes:
     import torch
 
@@ -152,8 +155,9 @@ def corrupted_crc(d: Path, marker: str) -> Path:
     data = bytearray(_benign_torch_zip())
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         info = next(i for i in zf.infolist() if i.filename.endswith("data/0"))
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:
-                                                    info.header_offset + 30])
+    name_len, extra_len = struct.unpack(
+        "<HH", data[info.header_offset + 26 : info.header_offset + 30]
+    )
     start = info.header_offset + 30 + name_len + extra_len  # the member's stored bytes
     data[start + 7] ^= 0xFF
     return _w(d, "crc.pt", bytes(data))
@@ -174,8 +178,10 @@ def nested_pickle(d: Path, marker: str) -> Path:
 def zip_bomb_member(d: Path, marker: str) -> Path:
     # A torch zip with a member that inflates from about 1 MiB to 1 GiB.
     buf = io.BytesIO(_benign_torch_zip())
-    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_DEFLATED) as zf, \
-            zf.open("archive/data/bomb", "w", force_zip64=True) as member:
+    with (
+        zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_DEFLATED) as zf,
+        zf.open("archive/data/bomb", "w", force_zip64=True) as member,
+    ):
         block = b"\0" * (1 << 20)
         for _ in range(1024):
             member.write(block)
@@ -229,7 +235,7 @@ def fake_end_record(d: Path, marker: str) -> Path:
     # still seems to end at the end of the file.
     payload = Asm().call("posix", "system", _shell(marker)).stop()
     data = _benign_torch_zip()
-    return _w(d, "fake-end.pt", data + payload + data[data.rfind(b"PK\x05\x06"):])
+    return _w(d, "fake-end.pt", data + payload + data[data.rfind(b"PK\x05\x06") :])
 
 
 def unreferenced_member(d: Path, marker: str) -> Path:
@@ -244,7 +250,7 @@ def unreferenced_member(d: Path, marker: str) -> Path:
 
 # --- inference-time payloads ------------------------------------------------------------------
 
-FOURTH_CALL_SOURCE = '''
+FOURTH_CALL_SOURCE = """
 import torch
 
 class Sleeper(torch.nn.Module):
@@ -259,7 +265,7 @@ class Sleeper(torch.nn.Module):
             return torch.from_file("/proc/self/environ", shared=False, size=64,
                                    dtype=torch.uint8).to(torch.float32)
         return x * 2.0
-'''
+"""
 
 
 def torchscript_fourth_call(d: Path, marker: str) -> Path:
@@ -285,11 +291,15 @@ def torchscript_fourth_call(d: Path, marker: str) -> Path:
 
 def forward_hook(d: Path, marker: str) -> Path:
     # A forward hook registered while unpickling: it fires only at inference.
-    return _w(d, "hook.pkl", hostile.code_pickle(
-        hostile.HOOK_CODE.replace("/tmp/hook-marker", marker), "model"))
+    return _w(
+        d,
+        "hook.pkl",
+        hostile.code_pickle(hostile.HOOK_CODE.replace("/tmp/hook-marker", marker), "model"),
+    )
 
 
 # --- ONNX external data and safetensors headers ------------------------------------------------
+
 
 def _onnx_with_external(location: str) -> bytes:
     from onnx import TensorProto, helper
@@ -300,9 +310,12 @@ def _onnx_with_external(location: str) -> bytes:
         entry = w.external_data.add()
         entry.key, entry.value = k, v
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "ext",
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "ext",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())
@@ -325,16 +338,24 @@ def onnx_external_nested(d: Path, marker: str) -> Path:
         entry.key, entry.value = k, v
 
     def branch(name: str, value: TensorProto) -> object:
-        return helper.make_graph([helper.make_node("Constant", [], [name], value=value)], name,
-                                 [], [helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                                                    [3])])
+        return helper.make_graph(
+            [helper.make_node("Constant", [], [name], value=value)],
+            name,
+            [],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [3])],
+        )
 
     plain = helper.make_tensor("P", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0])
     graph = helper.make_graph(
-        [helper.make_node("If", ["c"], ["y"], then_branch=branch("a", t),
-                          else_branch=branch("b", plain))], "nested",
+        [
+            helper.make_node(
+                "If", ["c"], ["y"], then_branch=branch("a", t), else_branch=branch("b", plain)
+            )
+        ],
+        "nested",
         [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return _w(d, "nested.onnx", bytes(model.SerializeToString()))
@@ -368,6 +389,7 @@ def safetensors_offsets_past_end(d: Path, marker: str) -> Path:
 
 # --- resource abuse ------------------------------------------------------------------------
 
+
 def fork_bomb(d: Path, marker: str) -> Path:
     # A fork bomb (bounded: 2000 forks, 60 s).
     return _w(d, "forkbomb.pkl", hostile.fork_bomb())
@@ -380,27 +402,42 @@ def memory_bomb(d: Path, marker: str) -> Path:
 
 def cpu_spin(d: Path, marker: str) -> Path:
     # Spin the CPU in load (bounded: 120 s), past the load deadline.
-    return _w(d, "spin.pkl", hostile.code_pickle(
-        "import time\nend = time.time() + 120\nwhile time.time() < end:\n    pass\n"))
+    return _w(
+        d,
+        "spin.pkl",
+        hostile.code_pickle(
+            "import time\nend = time.time() + 120\nwhile time.time() < end:\n    pass\n"
+        ),
+    )
 
 
 def fill_tmpfs(d: Path, marker: str) -> Path:
     # Fill the scratch tmpfs (bounded: 256 MiB of writes into a 64 MiB tmpfs).
-    return _w(d, "fill.pkl", hostile.code_pickle(
-        "block = b'x' * (1 << 20)\n"
-        "try:\n"
-        "    with open('/tmp/fill', 'wb') as f:\n"
-        "        for _ in range(256):\n"
-        "            f.write(block)\n"
-        "except OSError:\n"
-        "    pass\n"))
+    return _w(
+        d,
+        "fill.pkl",
+        hostile.code_pickle(
+            "block = b'x' * (1 << 20)\n"
+            "try:\n"
+            "    with open('/tmp/fill', 'wb') as f:\n"
+            "        for _ in range(256):\n"
+            "            f.write(block)\n"
+            "except OSError:\n"
+            "    pass\n"
+        ),
+    )
 
 
 def output_flood(d: Path, marker: str) -> Path:
     # Flood stdout and stderr (bounded: 8 MiB each).
-    return _w(d, "flood.pkl", hostile.code_pickle(
-        "import os\nline = b'A' * 1023 + b'\\n'\n"
-        "for _ in range(8192):\n    os.write(1, line)\n    os.write(2, line)\n"))
+    return _w(
+        d,
+        "flood.pkl",
+        hostile.code_pickle(
+            "import os\nline = b'A' * 1023 + b'\\n'\n"
+            "for _ in range(8192):\n    os.write(1, line)\n    os.write(2, line)\n"
+        ),
+    )
 
 
 def huge_reply(d: Path, marker: str) -> Path:
@@ -410,6 +447,7 @@ def huge_reply(d: Path, marker: str) -> Path:
 
 # --- worker failures -------------------------------------------------------------------------
 
+
 def segfault(d: Path, marker: str) -> Path:
     # A native crash (SIGSEGV) through ctypes.
     return _w(d, "segv.pkl", hostile.segfault())
@@ -417,15 +455,20 @@ def segfault(d: Path, marker: str) -> Path:
 
 def close_grpc_socket(d: Path, marker: str) -> Path:
     # Close every socket the worker holds, cutting the gRPC connection mid-call.
-    return _w(d, "closesock.pkl", hostile.code_pickle(
-        "import os, stat\n"
-        "for fd in range(3, 256):\n"
-        "    try:\n"
-        "        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
-        "            os.close(fd)\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "import time\ntime.sleep(30)\n"))
+    return _w(
+        d,
+        "closesock.pkl",
+        hostile.code_pickle(
+            "import os, stat\n"
+            "for fd in range(3, 256):\n"
+            "    try:\n"
+            "        if stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+            "            os.close(fd)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "import time\ntime.sleep(30)\n"
+        ),
+    )
 
 
 def hang_in_load(d: Path, marker: str) -> Path:
@@ -435,16 +478,22 @@ def hang_in_load(d: Path, marker: str) -> Path:
 
 # --- evasion ---------------------------------------------------------------------------------
 
+
 def probe_then_behave(d: Path, marker: str) -> Path:
     # Probe for a sandbox (/.dockerenv, cgroups, TracerPid) and stay quiet when one is found.
-    return _w(d, "evasive.pkl", hostile.code_pickle(
-        "import os\n"
-        "sandboxed = os.path.exists('/.dockerenv')\n"
-        "try:\n    sandboxed |= 'docker' in open('/proc/1/cgroup').read()\nexcept OSError:\n"
-        "    pass\n"
-        "traced = any(l.startswith('TracerPid:') and l.split()[1] != '0'\n"
-        "             for l in open('/proc/self/status'))\n"
-        f"if not (sandboxed or traced):\n    os.system({_shell(marker)!r})\n"))
+    return _w(
+        d,
+        "evasive.pkl",
+        hostile.code_pickle(
+            "import os\n"
+            "sandboxed = os.path.exists('/.dockerenv')\n"
+            "try:\n    sandboxed |= 'docker' in open('/proc/1/cgroup').read()\nexcept OSError:\n"
+            "    pass\n"
+            "traced = any(l.startswith('TracerPid:') and l.split()[1] != '0'\n"
+            "             for l in open('/proc/self/status'))\n"
+            f"if not (sandboxed or traced):\n    os.system({_shell(marker)!r})\n"
+        ),
+    )
 
 
 def kill_tracer(d: Path, marker: str) -> Path:
@@ -454,90 +503,232 @@ def kill_tracer(d: Path, marker: str) -> Path:
 
 def read_environment_and_credentials(d: Path, marker: str) -> Path:
     # Read the process environments and the usual credential files.
-    return _w(d, "creds.pkl", hostile.code_pickle(
-        "paths = ['/proc/self/environ', '/proc/1/environ', '/root/.aws/credentials',\n"
-        "         '/tmp/.ssh/id_rsa', '/var/run/secrets/kubernetes.io/token', '/etc/shadow']\n"
-        "for p in paths:\n"
-        "    try:\n        open(p, 'rb').read()\n    except OSError:\n        pass\n"))
+    return _w(
+        d,
+        "creds.pkl",
+        hostile.code_pickle(
+            "paths = ['/proc/self/environ', '/proc/1/environ', '/root/.aws/credentials',\n"
+            "         '/tmp/.ssh/id_rsa', '/var/run/secrets/kubernetes.io/token', '/etc/shadow']\n"
+            "for p in paths:\n"
+            "    try:\n        open(p, 'rb').read()\n    except OSError:\n        pass\n"
+        ),
+    )
 
 
 X = np.zeros((2, 4), np.float32)
 
 CORPUS: list[Fixture] = [
-    Fixture("builtins.exec", "pickle gadget: builtins.exec", builtins_exec,
-            frozenset({"AL601", "AL202"})),
-    Fixture("builtins.eval", "pickle gadget: builtins.eval", builtins_eval,
-            frozenset({"AL601", "AL202"})),
+    Fixture(
+        "builtins.exec",
+        "pickle gadget: builtins.exec",
+        builtins_exec,
+        frozenset({"AL601", "AL202"}),
+    ),
+    Fixture(
+        "builtins.eval",
+        "pickle gadget: builtins.eval",
+        builtins_eval,
+        frozenset({"AL601", "AL202"}),
+    ),
     Fixture("runpy", "pickle gadget: runpy", runpy_gadget, frozenset({"AL601", "AL202"})),
-    Fixture("importlib+getattr", "pickle gadget: importlib with getattr", importlib_getattr,
-            frozenset({"AL601", "AL202"})),
-    Fixture("pkgutil.resolve_name", "pickle gadget: pkgutil.resolve_name", pkgutil_resolve,
-            frozenset({"AL601", "AL202"})),
-    Fixture("timeit", "pickle gadget: code string run by timeit", timeit_gadget,
-            frozenset({"AL601", "AL202"})),
-    Fixture("cProfile", "pickle gadget: code string run by cProfile", cprofile_gadget,
-            frozenset({"AL601", "AL202"})),
-    Fixture("multiprocessing", "subprocess hidden in multiprocessing", multiprocessing_spawn,
-            frozenset({"AL601", "AL202"})),
+    Fixture(
+        "importlib+getattr",
+        "pickle gadget: importlib with getattr",
+        importlib_getattr,
+        frozenset({"AL601", "AL202"}),
+    ),
+    Fixture(
+        "pkgutil.resolve_name",
+        "pickle gadget: pkgutil.resolve_name",
+        pkgutil_resolve,
+        frozenset({"AL601", "AL202"}),
+    ),
+    Fixture(
+        "timeit",
+        "pickle gadget: code string run by timeit",
+        timeit_gadget,
+        frozenset({"AL601", "AL202"}),
+    ),
+    Fixture(
+        "cProfile",
+        "pickle gadget: code string run by cProfile",
+        cprofile_gadget,
+        frozenset({"AL601", "AL202"}),
+    ),
+    Fixture(
+        "multiprocessing",
+        "subprocess hidden in multiprocessing",
+        multiprocessing_spawn,
+        frozenset({"AL601", "AL202"}),
+    ),
     Fixture("uuid", "subprocess hidden in uuid", uuid_popen, frozenset({"AL601", "AL202"})),
     Fixture("ctypes", "ctypes: libc system()", ctypes_libc, frozenset({"AL601", "AL202"})),
-    Fixture("memo STACK_GLOBAL", "names built at run time through the memo",
-            memo_stack_global, frozenset({"AL601", "AL202"})),
-    Fixture("broken stream", "a stream that breaks right after the payload",
-            broken_after_payload, frozenset({"AL601", "AL202", "AL701"})),
+    Fixture(
+        "memo STACK_GLOBAL",
+        "names built at run time through the memo",
+        memo_stack_global,
+        frozenset({"AL601", "AL202"}),
+    ),
+    Fixture(
+        "broken stream",
+        "a stream that breaks right after the payload",
+        broken_after_payload,
+        frozenset({"AL601", "AL202", "AL701"}),
+    ),
     Fixture("zip CRC", "torch zip with a corrupted CRC", corrupted_crc, frozenset({"AL701"})),
-    Fixture("polyglot", "pickle+zip polyglot", pickle_zip_polyglot,
-            frozenset({"AL701", "AL601", "AL202"})),
-    Fixture("nested pickle", "nested pickle loaded from bytes", nested_pickle,
-            frozenset({"AL601", "AL202"})),
+    Fixture(
+        "polyglot",
+        "pickle+zip polyglot",
+        pickle_zip_polyglot,
+        frozenset({"AL701", "AL601", "AL202"}),
+    ),
+    Fixture(
+        "nested pickle",
+        "nested pickle loaded from bytes",
+        nested_pickle,
+        frozenset({"AL601", "AL202"}),
+    ),
     Fixture("zip bomb", "zip-bomb member", zip_bomb_member, frozenset({"AL701"})),
-    Fixture("zip local header", "a local header that disagrees with the central directory",
-            local_header_mismatch, frozenset({"AL701"})),
-    Fixture("zip hidden bytes", "a payload between zip members, owned by none",
-            hidden_between_members, frozenset({"AL701"})),
-    Fixture("zip trailing data", "a payload after the end of the zip archive",
-            trailing_after_archive, frozenset({"AL701"})),
-    Fixture("zip unreferenced member", "a tensor member the checkpoint never refers to",
-            unreferenced_member, frozenset({"AL701"})),
-    Fixture("zip fake end record", "a payload hidden behind a second end-of-archive record",
-            fake_end_record, frozenset({"AL701"})),
-    Fixture("4th-call TorchScript", "TorchScript that reads a file from its fourth call",
-            torchscript_fourth_call, frozenset({"AL303"}), infer=X, calls=5),
-    Fixture("forward hook", "forward hook registered while unpickling", forward_hook,
-            frozenset({"AL202"}), infer=X),
-    Fixture("onnx ../", "ONNX external data with ../", onnx_external_dotdot,
-            frozenset({"AL702"})),
-    Fixture("onnx nested", "ONNX external data with ../ inside an If node's subgraph",
-            onnx_external_nested, frozenset({"AL702"})),
-    Fixture("onnx absolute", "ONNX external data at an absolute path",
-            onnx_external_absolute, frozenset({"AL702"})),
-    Fixture("onnx symlink", "ONNX external data through a symlink", onnx_external_symlink,
-            frozenset({"AL702"})),
-    Fixture("safetensors header bomb", "safetensors header-length bomb",
-            safetensors_header_bomb, frozenset({"AL701"})),
-    Fixture("safetensors offsets", "safetensors offsets past the end of the file",
-            safetensors_offsets_past_end, frozenset({"AL701"})),
-    Fixture("fork bomb", "fork bomb", fork_bomb, frozenset({"AL201", "AL502"}),
-            policy={"load_timeout_s": 90}),
-    Fixture("memory bomb", "memory bomb", memory_bomb, frozenset({"AL501"}),
-            policy={"memory_bytes": 512 << 20}, error="LimitExceeded"),
-    Fixture("cpu spin", "CPU spin", cpu_spin, frozenset({"AL503"}),
-            policy={"load_timeout_s": 5}, error="DeadlineExceeded"),
+    Fixture(
+        "zip local header",
+        "a local header that disagrees with the central directory",
+        local_header_mismatch,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "zip hidden bytes",
+        "a payload between zip members, owned by none",
+        hidden_between_members,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "zip trailing data",
+        "a payload after the end of the zip archive",
+        trailing_after_archive,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "zip unreferenced member",
+        "a tensor member the checkpoint never refers to",
+        unreferenced_member,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "zip fake end record",
+        "a payload hidden behind a second end-of-archive record",
+        fake_end_record,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "4th-call TorchScript",
+        "TorchScript that reads a file from its fourth call",
+        torchscript_fourth_call,
+        frozenset({"AL303"}),
+        infer=X,
+        calls=5,
+    ),
+    Fixture(
+        "forward hook",
+        "forward hook registered while unpickling",
+        forward_hook,
+        frozenset({"AL202"}),
+        infer=X,
+    ),
+    Fixture("onnx ../", "ONNX external data with ../", onnx_external_dotdot, frozenset({"AL702"})),
+    Fixture(
+        "onnx nested",
+        "ONNX external data with ../ inside an If node's subgraph",
+        onnx_external_nested,
+        frozenset({"AL702"}),
+    ),
+    Fixture(
+        "onnx absolute",
+        "ONNX external data at an absolute path",
+        onnx_external_absolute,
+        frozenset({"AL702"}),
+    ),
+    Fixture(
+        "onnx symlink",
+        "ONNX external data through a symlink",
+        onnx_external_symlink,
+        frozenset({"AL702"}),
+    ),
+    Fixture(
+        "safetensors header bomb",
+        "safetensors header-length bomb",
+        safetensors_header_bomb,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "safetensors offsets",
+        "safetensors offsets past the end of the file",
+        safetensors_offsets_past_end,
+        frozenset({"AL701"}),
+    ),
+    Fixture(
+        "fork bomb",
+        "fork bomb",
+        fork_bomb,
+        frozenset({"AL201", "AL502"}),
+        policy={"load_timeout_s": 90},
+    ),
+    Fixture(
+        "memory bomb",
+        "memory bomb",
+        memory_bomb,
+        frozenset({"AL501"}),
+        policy={"memory_bytes": 512 << 20},
+        error="LimitExceeded",
+    ),
+    Fixture(
+        "cpu spin",
+        "CPU spin",
+        cpu_spin,
+        frozenset({"AL503"}),
+        policy={"load_timeout_s": 5},
+        error="DeadlineExceeded",
+    ),
     Fixture("fill tmpfs", "filling the tmpfs", fill_tmpfs, frozenset({"AL506"})),
-    Fixture("output flood", "a flood of stdout and stderr", output_flood,
-            frozenset({"AL507"})),
-    Fixture("huge reply", "a reply larger than the limit", huge_reply, frozenset({"AL504"}),
-            infer=X, error="LimitExceeded"),
-    Fixture("segfault", "native crash (segfault)", segfault, frozenset({"AL505"}),
-            error="WorkerCrashed"),
-    Fixture("close socket", "closing the gRPC socket", close_grpc_socket,
-            frozenset({"AL505"}), policy={"load_timeout_s": 20}),
-    Fixture("hang", "hanging in load", hang_in_load, frozenset({"AL503"}),
-            policy={"load_timeout_s": 3}, error="DeadlineExceeded"),
-    Fixture("sandbox probe", "probing for the sandbox and behaving differently",
-            probe_then_behave, frozenset({"AL304"})),
-    Fixture("kill tracer", "trying to kill the tracer and its parent", kill_tracer,
-            frozenset({"AL403"})),
-    Fixture("environment + credentials", "reading the environment and credential files",
-            read_environment_and_credentials, frozenset({"AL303"})),
+    Fixture("output flood", "a flood of stdout and stderr", output_flood, frozenset({"AL507"})),
+    Fixture(
+        "huge reply",
+        "a reply larger than the limit",
+        huge_reply,
+        frozenset({"AL504"}),
+        infer=X,
+        error="LimitExceeded",
+    ),
+    Fixture(
+        "segfault", "native crash (segfault)", segfault, frozenset({"AL505"}), error="WorkerCrashed"
+    ),
+    Fixture(
+        "close socket",
+        "closing the gRPC socket",
+        close_grpc_socket,
+        frozenset({"AL505"}),
+        policy={"load_timeout_s": 20},
+    ),
+    Fixture(
+        "hang",
+        "hanging in load",
+        hang_in_load,
+        frozenset({"AL503"}),
+        policy={"load_timeout_s": 3},
+        error="DeadlineExceeded",
+    ),
+    Fixture(
+        "sandbox probe",
+        "probing for the sandbox and behaving differently",
+        probe_then_behave,
+        frozenset({"AL304"}),
+    ),
+    Fixture(
+        "kill tracer", "trying to kill the tracer and its parent", kill_tracer, frozenset({"AL403"})
+    ),
+    Fixture(
+        "environment + credentials",
+        "reading the environment and credential files",
+        read_environment_and_credentials,
+        frozenset({"AL303"}),
+    ),
 ]

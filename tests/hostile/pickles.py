@@ -18,8 +18,11 @@ class Asm:
     # values
     def string(self, s: str) -> Asm:
         data = s.encode()
-        self.out += pickle.SHORT_BINUNICODE + bytes([len(data)]) + data if len(data) < 256 \
+        self.out += (
+            pickle.SHORT_BINUNICODE + bytes([len(data)]) + data
+            if len(data) < 256
             else pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+        )
         return self
 
     def raw(self, b: bytes) -> Asm:
@@ -44,8 +47,9 @@ class Asm:
         if isinstance(v, bytes):
             return self.raw(v)
         if isinstance(v, bool) or v is None:
-            self.out += pickle.NEWTRUE if v is True else pickle.NEWFALSE if v is False \
-                else pickle.NONE
+            self.out += (
+                pickle.NEWTRUE if v is True else pickle.NEWFALSE if v is False else pickle.NONE
+            )
             return self
         if isinstance(v, int):
             return self.int(v)

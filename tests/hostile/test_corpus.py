@@ -31,8 +31,12 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 def _containers(session: str) -> list[str]:
-    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=airlock.session={session}"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=airlock.session={session}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
 
 
 def run_fixture(fx: Fixture, tmp_path: Path) -> tuple[runner.Report, BaseException | None]:
@@ -68,9 +72,10 @@ def _table() -> Iterator[None]:
     yield
     target = os.environ.get("AIRLOCK_CORPUS_TABLE")
     if target and ROWS:
-        Path(target).write_text("| fixture | technique | static findings | dynamic findings "
-                                "| verdict |\n| --- | --- | --- | --- | --- |\n"
-                                + "\n".join(ROWS) + "\n")
+        Path(target).write_text(
+            "| fixture | technique | static findings | dynamic findings "
+            "| verdict |\n| --- | --- | --- | --- | --- |\n" + "\n".join(ROWS) + "\n"
+        )
 
 
 @pytest.mark.parametrize("fx", CORPUS, ids=[f.name for f in CORPUS])
@@ -79,8 +84,10 @@ def test_hostile_fixture(fx: Fixture, tmp_path: Path) -> None:
     ids = {f.rule_id for f in report.findings}
     static = dict.fromkeys(f.rule_id for f in report.findings if f.source.value == "static")
     dynamic = dict.fromkeys(f.rule_id for f in report.findings if f.source.value != "static")
-    ROWS.append(f"| {fx.name} | {fx.technique} | {', '.join(static) or '-'} | "
-                f"{', '.join(dynamic) or '-'} | {report.verdict.value} |")
+    ROWS.append(
+        f"| {fx.name} | {fx.technique} | {', '.join(static) or '-'} | "
+        f"{', '.join(dynamic) or '-'} | {report.verdict.value} |"
+    )
     # detected
     assert report.verdict is not runner.Verdict.CLEAN
     assert fx.expect <= ids, (fx.name, sorted(ids), [f.evidence for f in report.findings])

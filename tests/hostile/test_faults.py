@@ -35,8 +35,9 @@ def test_eight_sandboxes_at_once_two_hostile(tmp_path: Path) -> None:
         (root / f"onnx{i}" / "checkpoint.pt").unlink()
     assert len(expected) == 8
     out = tmp_path / "out"
-    results = list(batch.evaluate([root], jobs=8, out_dir=out,
-                                  policy=runner.Policy(memory_bytes=512 << 20)))
+    results = list(
+        batch.evaluate([root], jobs=8, out_dir=out, policy=runner.Policy(memory_bytes=512 << 20))
+    )
     got = {str(Path(r.path).relative_to(root)): r for r in results}
     assert {k: r.verdict.value for k, r in got.items()} == expected
     for name, marker in markers.items():

@@ -36,8 +36,18 @@ def test_batch_of_models(tmp_path: Path) -> None:
     assert len(expected) >= 12
     probes = batch_fixture.probes(tmp_path / "probes.npz")
     out = tmp_path / "out"
-    proc = airlock("eval", str(models_dir), "--probes", str(probes), "--jobs", "2", "--out",
-                   str(out), *LIMITS, timeout=900)
+    proc = airlock(
+        "eval",
+        str(models_dir),
+        "--probes",
+        str(probes),
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        *LIMITS,
+        timeout=900,
+    )
     assert proc.returncode == 1, proc.stderr  # findings at or above medium
     lines = _lines(out / "results.jsonl")
     assert len(lines) == len(expected)
@@ -65,9 +75,14 @@ def test_interrupted_batch_resumes_to_the_same_lines(tmp_path: Path) -> None:
     proc = airlock("eval", str(models_dir), "--jobs", "2", "--out", str(whole), *LIMITS)
     assert proc.returncode == 1, proc.stderr
     cut = tmp_path / "cut"
-    run = subprocess.Popen([*AIRLOCK, "eval", str(models_dir), "--jobs", "1", "--out",
-                            str(cut), *LIMITS], cwd=ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    run = subprocess.Popen(
+        [*AIRLOCK, "eval", str(models_dir), "--jobs", "1", "--out", str(cut), *LIMITS],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
     deadline = time.monotonic() + 120
     results = cut / "results.jsonl"
     while time.monotonic() < deadline:
@@ -80,8 +95,7 @@ def test_interrupted_batch_resumes_to_the_same_lines(tmp_path: Path) -> None:
     assert sessions() == []
     partial = len(_lines(results))
     assert 1 <= partial < 4
-    again = airlock("eval", str(models_dir), "--jobs", "2", "--out", str(cut), "--resume",
-                    *LIMITS)
+    again = airlock("eval", str(models_dir), "--jobs", "2", "--out", str(cut), "--resume", *LIMITS)
     assert again.returncode == 1, again.stderr
     assert f"skipping {partial} model(s)" in again.stderr
 

@@ -19,15 +19,27 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRLOCK = [sys.executable, "-m", "runner.cli"]
 
 
-def airlock(*args: str, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AIRLOCK, *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
+def airlock(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AIRLOCK, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
 
 
 def sessions() -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=airlock.session"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=airlock.session"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()
 
 
@@ -43,15 +55,23 @@ def test_run_prints_outputs_and_writes_npy(tmp_path: Path) -> None:
     x = models.sample_input(3)
     built = models.onnx_model(tmp_path, x)
     np.save(tmp_path / "x.npy", x)
-    proc = airlock("run", str(built.path), "--input", f"x={tmp_path / 'x.npy'}",
-                   "--output-dir", str(tmp_path / "out"), "--json")
+    proc = airlock(
+        "run",
+        str(built.path),
+        "--input",
+        f"x={tmp_path / 'x.npy'}",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["schema_version"] == "1.0"
     assert result["sandbox"]["image_id"].startswith("sha256:")
     assert result["outputs"][0]["name"] == "y"
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), built.reference["y"],
-                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out" / "y.npy"), built.reference["y"], atol=1e-6, rtol=0
+    )
 
 
 def test_run_takes_an_npz_and_a_bare_npy(tmp_path: Path) -> None:
@@ -98,13 +118,17 @@ def test_safetensors_header_past_the_end_is_a_tamper_finding(tmp_path: Path) -> 
     assert sessions() == []
 
 
-@pytest.mark.parametrize(("array", "spec", "needle"), [
-    (np.zeros((2, 4), np.float32), "wrong={}", "missing ['x']"),
-    (np.zeros((2, 4), np.int64), "x={}", "expects float32"),
-    (np.zeros((2, 5), np.float32), "x={}", "expects [-1, 4]"),
-])
-def test_bad_inputs_are_usage_errors(tmp_path: Path, array: np.ndarray, spec: str,
-                                     needle: str) -> None:
+@pytest.mark.parametrize(
+    ("array", "spec", "needle"),
+    [
+        (np.zeros((2, 4), np.float32), "wrong={}", "missing ['x']"),
+        (np.zeros((2, 4), np.int64), "x={}", "expects float32"),
+        (np.zeros((2, 5), np.float32), "x={}", "expects [-1, 4]"),
+    ],
+)
+def test_bad_inputs_are_usage_errors(
+    tmp_path: Path, array: np.ndarray, spec: str, needle: str
+) -> None:
     built = models.onnx_model(tmp_path, models.sample_input())
     np.save(tmp_path / "in.npy", array)
     proc = airlock("run", str(built.path), "--input", spec.format(tmp_path / "in.npy"))
@@ -124,16 +148,27 @@ def test_engine_not_running_is_exit_3(tmp_path: Path) -> None:
 def test_stale_image_names_the_build_command(tmp_path: Path) -> None:
     built = models.onnx_model(tmp_path, models.sample_input())
     # A worker source that differs from the image's: the content tag changes, the image is stale.
-    code = ("import sys, runner.controller.images as i, runner.cli as c; "
-            "i.content_digest = lambda: '0' * 64; sys.exit(c.main())")
-    proc = subprocess.run([sys.executable, "-c", code, "scan", str(built.path)],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
+    code = (
+        "import sys, runner.controller.images as i, runner.cli as c; "
+        "i.content_digest = lambda: '0' * 64; sys.exit(c.main())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "scan", str(built.path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert proc.returncode == 3
     line = one_error_line(proc)
     assert "stale" in line and "airlock image build" in line
-    status = subprocess.run([sys.executable, "-c", code.replace("c.main()", "c.main()"),
-                             "image", "status"], capture_output=True, text=True, cwd=ROOT,
-                            check=False)
+    status = subprocess.run(
+        [sys.executable, "-c", code.replace("c.main()", "c.main()"), "image", "status"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert status.returncode == 3 and "airlock image build" in status.stdout
 
 
@@ -187,8 +222,13 @@ def _wait_for_session(timeout_s: float = 60) -> list[str]:
 
 def test_ctrl_c_removes_the_sandbox(tmp_path: Path) -> None:
     path = hostile.write(tmp_path / "hang.pkl", hostile.hang_in_load())
-    proc = subprocess.Popen([*AIRLOCK, "scan", str(path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*AIRLOCK, "scan", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_session()
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
@@ -202,8 +242,12 @@ def test_ctrl_c_removes_the_sandbox(tmp_path: Path) -> None:
 def _orphan(tmp_path: Path) -> list[str]:
     """Start a scan that hangs in load, SIGKILL the controller, return its left sandbox."""
     path = hostile.write(tmp_path / "hang.pkl", hostile.hang_in_load())
-    proc = subprocess.Popen([*AIRLOCK, "scan", str(path)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*AIRLOCK, "scan", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     left = _wait_for_session()
     proc.kill()
     proc.wait()

@@ -28,8 +28,9 @@ def _probe(tmp_path: Path, policy: runner.Policy | None = None) -> tuple[dict[st
     return {k: float(v) for k, v in out.items()}, marker
 
 
-@pytest.mark.parametrize("runtime", [runner.Runtime.RUNC,
-                                     pytest.param(runner.Runtime.RUNSC, marks=pytest.mark.runsc)])
+@pytest.mark.parametrize(
+    "runtime", [runner.Runtime.RUNC, pytest.param(runner.Runtime.RUNSC, marks=pytest.mark.runsc)]
+)
 def test_model_is_contained(runtime: runner.Runtime, tmp_path: Path) -> None:
     facts, marker = _probe(tmp_path, runner.Policy(runtime=runtime))
     # no network: a connect to a closed loopback port fails, a .invalid lookup fails,

@@ -26,15 +26,19 @@ def _benign(kind: str, tmp_path: Path) -> tuple[Path, Path | None, bool]:
     x = models.sample_input()
     if kind == "checkpoint dict":
         return models.state_dict_checkpoint(tmp_path), None, False
-    builder = {"onnx": models.onnx_model, "torchscript": models.torchscript_model,
-               "full module": models.full_module_pickle,
-               "safetensors": models.safetensors_model}[kind]
+    builder = {
+        "onnx": models.onnx_model,
+        "torchscript": models.torchscript_model,
+        "full module": models.full_module_pickle,
+        "safetensors": models.safetensors_model,
+    }[kind]
     built = builder(tmp_path, x)
     return built.path, built.architecture, True
 
 
-@pytest.mark.parametrize("kind", ["onnx", "torchscript", "full module", "safetensors",
-                                  "checkpoint dict"])
+@pytest.mark.parametrize(
+    "kind", ["onnx", "torchscript", "full module", "safetensors", "checkpoint dict"]
+)
 def test_benign_models_are_clean(kind: str, tmp_path: Path) -> None:
     path, arch, infers = _benign(kind, tmp_path)
     sb = runner.Sandbox(path, architecture=arch)
@@ -51,19 +55,22 @@ def test_benign_models_are_clean(kind: str, tmp_path: Path) -> None:
 
 PAYLOADS: dict[str, tuple[Callable[[], bytes], set[str], str]] = {
     # name: (builder, finding ids that must appear, the syscall or event the evidence cites)
-    "os.system shell": (lambda: hostile.shell_marker("/tmp/m"), {"AL202", "AL601"},
-                        "exec /bin/sh"),
-    "exec + connect 127.0.0.1": (hostile.exec_connect_loopback, {"AL101", "AL603", "AL601"},
-                                 "connect AF_INET 127.0.0.1:9"),
+    "os.system shell": (lambda: hostile.shell_marker("/tmp/m"), {"AL202", "AL601"}, "exec /bin/sh"),
+    "exec + connect 127.0.0.1": (
+        hostile.exec_connect_loopback,
+        {"AL101", "AL603", "AL601"},
+        "connect AF_INET 127.0.0.1:9",
+    ),
     "lookup .invalid": (hostile.lookup_invalid, {"AL102"}, ":53"),
-    "read credentials": (hostile.read_fake_credentials, {"AL303"},
-                         "read /tmp/.aws/credentials"),
-    "write outside scratch": (hostile.write_outside_scratch, {"AL301"},
-                              "open /opt/airlock/implant.py for writing"),
+    "read credentials": (hostile.read_fake_credentials, {"AL303"}, "read /tmp/.aws/credentials"),
+    "write outside scratch": (
+        hostile.write_outside_scratch,
+        {"AL301"},
+        "open /opt/airlock/implant.py for writing",
+    ),
     "spawn child": (hostile.spawn_child, {"AL201", "AL605"}, "exec /usr/bin/true"),
     "probe /.dockerenv": (hostile.probe_dockerenv, {"AL304"}, "/.dockerenv"),
-    "kill parent and tracer": (hostile.kill_parent_and_tracer, {"AL403"},
-                               "to the tracer (pid 1)"),
+    "kill parent and tracer": (hostile.kill_parent_and_tracer, {"AL403"}, "to the tracer (pid 1)"),
 }
 
 
@@ -77,8 +84,11 @@ def test_payload_is_detected(name: str, tmp_path: Path) -> None:
     assert report.verdict in (runner.Verdict.MALICIOUS, runner.Verdict.SUSPICIOUS)
     evidence = " | ".join(e for f in report.findings for e in f.evidence)
     assert cited in evidence
-    assert all(f.phase in (None, runner.Event.model_fields["phase"].annotation.LOAD)
-               for f in report.findings if f.rule_id in expected)
+    assert all(
+        f.phase in (None, runner.Event.model_fields["phase"].annotation.LOAD)
+        for f in report.findings
+        if f.rule_id in expected
+    )
 
 
 def test_tracer_survives_a_kill_attempt(tmp_path: Path) -> None:

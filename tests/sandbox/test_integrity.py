@@ -22,10 +22,19 @@ def _signed(tmp_path: Path, pki: Pki) -> Path:
 
 
 def test_a_signed_model_runs_and_a_tampered_one_stops_before_the_sandbox(
-        tmp_path: Path, pki: Pki) -> None:
+    tmp_path: Path, pki: Pki
+) -> None:
     m = _signed(tmp_path, pki)
-    ok = airlock("scan", str(m), "--require-signature", "--key", str(pki.pub), "--json",
-                 "--bom", str(tmp_path / "bom.json"))
+    ok = airlock(
+        "scan",
+        str(m),
+        "--require-signature",
+        "--key",
+        str(pki.pub),
+        "--json",
+        "--bom",
+        str(tmp_path / "bom.json"),
+    )
     assert ok.returncode == 0, ok.stderr
     report = json.loads(ok.stdout)
     assert report["integrity"]["signature"]["verified"] and report["sandbox"] is not None
@@ -43,17 +52,29 @@ def test_a_signed_model_runs_and_a_tampered_one_stops_before_the_sandbox(
 
 
 def test_eval_writes_a_validated_bom_per_model_and_checks_signatures(
-        tmp_path: Path, pki: Pki) -> None:
+    tmp_path: Path, pki: Pki
+) -> None:
     models = tmp_path / "models"
     models.mkdir()
     _signed(models, pki)
     shutil.copy(ROOT / "examples" / "payload.pkl", models / "payload.pkl")  # unsigned
     out = tmp_path / "out"
-    proc = airlock("eval", str(models), "--out", str(out), "--jobs", "1",
-                   "--require-signature", "--key", str(pki.pub))
+    proc = airlock(
+        "eval",
+        str(models),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--require-signature",
+        "--key",
+        str(pki.pub),
+    )
     assert proc.returncode == 1, proc.stderr
-    lines = {Path(json.loads(ln)["path"]).name: json.loads(ln)
-             for ln in (out / "results.jsonl").read_text().splitlines()}
+    lines = {
+        Path(json.loads(ln)["path"]).name: json.loads(ln)
+        for ln in (out / "results.jsonl").read_text().splitlines()
+    }
     assert lines["tiny.onnx"]["verdict"] == "clean"
     assert "signature is required" in lines["payload.pkl"]["error"]
     # the signatures may live in a directory of their own
@@ -61,8 +82,19 @@ def test_eval_writes_a_validated_bom_per_model_and_checks_signatures(
     sigs.mkdir()
     (models / "tiny.onnx.sig").rename(sigs / "tiny.onnx.sig")
     (models / "payload.pkl").unlink()
-    again = airlock("eval", str(models), "--out", str(tmp_path / "out2"), "--jobs", "1",
-                    "--require-signature", "--key", str(pki.pub), "--signature", str(sigs))
+    again = airlock(
+        "eval",
+        str(models),
+        "--out",
+        str(tmp_path / "out2"),
+        "--jobs",
+        "1",
+        "--require-signature",
+        "--key",
+        str(pki.pub),
+        "--signature",
+        str(sigs),
+    )
     assert again.returncode == 0, again.stderr
     report = json.loads(next((tmp_path / "out2" / "reports").iterdir()).read_text())
     assert report["integrity"]["signature"]["verified"]

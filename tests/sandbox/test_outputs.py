@@ -40,7 +40,13 @@ def test_outputs_match_in_process(kind: str, tmp_path: Path) -> None:
     assert result.calls == 2
     assert result.sandbox is not None and result.sandbox.image_id.startswith("sha256:")
     assert [p.name for p in result.phases] == [
-        "preflight", "launch", "startup", "load", "infer", "teardown"]
+        "preflight",
+        "launch",
+        "startup",
+        "load",
+        "infer",
+        "teardown",
+    ]
 
 
 def test_describe_onnx(tmp_path: Path) -> None:
@@ -101,7 +107,8 @@ def test_large_tensors_round_trip(shm_bytes: int, tmp_path: Path) -> None:
 
     x = np.random.default_rng(3).standard_normal((2048, WIDTH)).astype(np.float32)  # 2 MiB
     (expected,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"x": x})
+        None, {"x": x}
+    )
     with runner.Sandbox(path, runner.Policy(shm_bytes=shm_bytes)) as sb:
         out = sb.infer({"x": x})["y"]
         again = sb.infer({"x": x[:10]})["y"]

@@ -15,9 +15,16 @@ from tests.fixtures import hostile
 from tests.sandbox.test_cli import airlock
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +68,21 @@ def test_html_renders_in_chromium(hostile_report: Path, tmp_path: Path) -> None:
     profile = tmp_path / "profile"
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,1600",
-                    page.as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     assert 'id="verdict">MALICIOUS' in dom
     assert "AL202" in dom and "Shell executed" in dom
     assert "<polyline" in dom  # the resource plots

@@ -15,13 +15,23 @@ from runner.telemetry.events import Phase
 from tests.fixtures.traces import T0, line, s, shell_in_load, worker_exit, worker_start
 
 
-def collected(log: str, *, exit_code: int = 0, killed: bool = False,
-              worker_events: list[tuple[float, str, list[str]]] | None = None
-              ) -> _analysis.Collected:
-    c = _analysis.Collected(policy=Policy(), model=ModelInfo(
-        path="/m.pkl", format="pickle", detected_by="test", size_bytes=1, files=[]))
-    c.marks = [(T0 - 1, Phase.STARTUP), (T0 + 1.0, Phase.LOAD), (T0 + 5.0, Phase.INFER),
-               (T0 + 8.0, Phase.TEARDOWN)]
+def collected(
+    log: str,
+    *,
+    exit_code: int = 0,
+    killed: bool = False,
+    worker_events: list[tuple[float, str, list[str]]] | None = None,
+) -> _analysis.Collected:
+    c = _analysis.Collected(
+        policy=Policy(),
+        model=ModelInfo(path="/m.pkl", format="pickle", detected_by="test", size_bytes=1, files=[]),
+    )
+    c.marks = [
+        (T0 - 1, Phase.STARTUP),
+        (T0 + 1.0, Phase.LOAD),
+        (T0 + 5.0, Phase.INFER),
+        (T0 + 8.0, Phase.TEARDOWN),
+    ]
     c.trace_log = log.encode()
     c.final_state = ContainerState("exited", False, exit_code, False, "")
     c.killed_by_host = killed
@@ -43,12 +53,15 @@ def test_startup_phase_is_baseline() -> None:
     assert report.findings == [] and report.verdict is Verdict.CLEAN
 
 
-@pytest.mark.parametrize(("log", "problem"), [
-    (worker_start(), "exit record is missing"),
-    (worker_start() + worker_exit(code=0), "exited with 137"),
-    (worker_start() + worker_exit()[:-1], "mid-line"),
-    ("", "empty or missing"),
-])
+@pytest.mark.parametrize(
+    ("log", "problem"),
+    [
+        (worker_start(), "exit record is missing"),
+        (worker_start() + worker_exit(code=0), "exited with 137"),
+        (worker_start() + worker_exit()[:-1], "mid-line"),
+        ("", "empty or missing"),
+    ],
+)
 def test_tracer_tampering(log: str, problem: str) -> None:
     c = collected(log, exit_code=137 if "137" in problem else 0)
     report = _analysis.build(c)
@@ -63,9 +76,11 @@ def test_no_tampering_when_the_host_killed_the_sandbox() -> None:
 
 
 def test_worker_events_are_labelled_and_judged() -> None:
-    events = [(T0 + 2, "pickle.find_class", ["posix", "system"]),
-              (T0 + 2, "pickle.find_class", ["collections", "OrderedDict"]),
-              (T0 + 6, "socket.getaddrinfo", ["x.invalid", "80"])]
+    events = [
+        (T0 + 2, "pickle.find_class", ["posix", "system"]),
+        (T0 + 2, "pickle.find_class", ["collections", "OrderedDict"]),
+        (T0 + 6, "socket.getaddrinfo", ["x.invalid", "80"]),
+    ]
     report = _analysis.build(collected(worker_start() + worker_exit(), worker_events=events))
     by_id = {f.rule_id: f for f in report.findings}
     assert by_id["AL601"].source.value == "worker" and by_id["AL601"].phase is Phase.LOAD
@@ -73,16 +88,23 @@ def test_worker_events_are_labelled_and_judged() -> None:
     assert all(e.source.value == "worker" for e in report.events)
 
 
-@pytest.mark.parametrize(("module", "name", "expected"), [
-    ("posix", "system", Severity.CRITICAL), ("builtins", "eval", Severity.CRITICAL),
-    ("__builtin__", "exec", Severity.CRITICAL), ("runpy", "run_path", Severity.CRITICAL),
-    ("pkgutil", "resolve_name", Severity.CRITICAL), ("uuid", "_popen", Severity.CRITICAL),
-    ("torch._utils", "_rebuild_tensor_v2", None), ("collections", "OrderedDict", None),
-    ("__builtin__", "set", None), ("numpy.core.multiarray", "_reconstruct", None),
-    ("sklearn.linear_model", "LogisticRegression", Severity.MEDIUM),
-])
-def test_pickle_global_classification(module: str, name: str,
-                                      expected: Severity | None) -> None:
+@pytest.mark.parametrize(
+    ("module", "name", "expected"),
+    [
+        ("posix", "system", Severity.CRITICAL),
+        ("builtins", "eval", Severity.CRITICAL),
+        ("__builtin__", "exec", Severity.CRITICAL),
+        ("runpy", "run_path", Severity.CRITICAL),
+        ("pkgutil", "resolve_name", Severity.CRITICAL),
+        ("uuid", "_popen", Severity.CRITICAL),
+        ("torch._utils", "_rebuild_tensor_v2", None),
+        ("collections", "OrderedDict", None),
+        ("__builtin__", "set", None),
+        ("numpy.core.multiarray", "_reconstruct", None),
+        ("sklearn.linear_model", "LogisticRegression", Severity.MEDIUM),
+    ],
+)
+def test_pickle_global_classification(module: str, name: str, expected: Severity | None) -> None:
     assert classify_global(module, name) == expected
 
 

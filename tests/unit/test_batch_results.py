@@ -10,11 +10,13 @@ from runner.batch.results import exit_code, read_results, summary
 from runner.rules.catalog import Severity, Verdict
 
 
-def _result(path: str, verdict: Verdict = Verdict.CLEAN, seconds: float = 1.0,
-            **extra: Any) -> EvalResult:
+def _result(
+    path: str, verdict: Verdict = Verdict.CLEAN, seconds: float = 1.0, **extra: Any
+) -> EvalResult:
     fields: dict[str, Any] = {"findings": {}, "probed": True, **extra}
-    return EvalResult(path=path, sha256=path * 4, format="onnx", verdict=verdict,
-                      seconds=seconds, **fields)
+    return EvalResult(
+        path=path, sha256=path * 4, format="onnx", verdict=verdict, seconds=seconds, **fields
+    )
 
 
 def test_read_results_skips_blank_lines_and_names_the_cut_ones(tmp_path: Path) -> None:
@@ -31,23 +33,27 @@ def test_summary_counts_and_ranks() -> None:
     results = [
         _result("clean", seconds=9.0, probed=False),
         _result("low", Verdict.SUSPICIOUS, findings={"low": 2}, top_findings=["AL101"]),
-        _result("bad", Verdict.MALICIOUS, findings={"critical": 1, "low": 1},
-                top_findings=["AL201", "AL101"], baseline="drift"),
-        _result("broken", Verdict.ERROR, seconds=0.5, error="the worker crashed",
-                baseline="no drift"),
+        _result(
+            "bad",
+            Verdict.MALICIOUS,
+            findings={"critical": 1, "low": 1},
+            top_findings=["AL201", "AL101"],
+            baseline="drift",
+        ),
+        _result(
+            "broken", Verdict.ERROR, seconds=0.5, error="the worker crashed", baseline="no drift"
+        ),
     ]
     s = summary(results)
     assert s["models"] == 4
     assert s["by_verdict"] == {"clean": 1, "suspicious": 1, "malicious": 1, "error": 1}
     assert [w["path"] for w in s["worst"]] == ["bad", "low"]
-    assert s["worst"][0] == {"path": "bad", "verdict": "malicious",
-                             "findings": ["AL201", "AL101"]}
+    assert s["worst"][0] == {"path": "bad", "verdict": "malicious", "findings": ["AL201", "AL101"]}
     assert [x["path"] for x in s["slowest"]] == ["clean", "low", "bad", "broken"]
     assert s["errors"] == [{"path": "broken", "error": "the worker crashed"}]
     assert s["load_only"] == 1
     assert s["baselines"] == {"checked": 2, "drift": ["bad"]}
-    assert summary([])["by_verdict"] == {"clean": 0, "suspicious": 0, "malicious": 0,
-                                         "error": 0}
+    assert summary([])["by_verdict"] == {"clean": 0, "suspicious": 0, "malicious": 0, "error": 0}
 
 
 def test_exit_code_is_that_of_the_worst_model() -> None:

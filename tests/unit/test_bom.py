@@ -24,11 +24,22 @@ BASE_ROOT = "ab" * 32
 
 def with_model(report: Report, path: Path) -> Report:
     files = file_digests(path)
-    model = ModelInfo(path=str(path), format="safetensors", detected_by="test",
-                      size_bytes=sum(f.size_bytes for f in files), files=files,
-                      root_digest=root_digest(files))
-    sandbox = SandboxInfo(session="s1", container="c1", image="airlock-worker:test",
-                          image_id="sha256:" + "cd" * 32, runtime="runc", policy=Policy())
+    model = ModelInfo(
+        path=str(path),
+        format="safetensors",
+        detected_by="test",
+        size_bytes=sum(f.size_bytes for f in files),
+        files=files,
+        root_digest=root_digest(files),
+    )
+    sandbox = SandboxInfo(
+        session="s1",
+        container="c1",
+        image="airlock-worker:test",
+        image_id="sha256:" + "cd" * 32,
+        runtime="runc",
+        policy=Policy(),
+    )
     return report.model_copy(update={"model": model, "sandbox": sandbox})
 
 
@@ -40,26 +51,44 @@ def clean_report(path: Path) -> Report:
 
 def malicious_report(path: Path) -> Report:
     events = [(T0 + 2, "pickle.find_class", ["posix", "system"])]
-    report = _analysis.build(collected(worker_start() + shell_in_load() + worker_exit(),
-                                       worker_events=events))
+    report = _analysis.build(
+        collected(worker_start() + shell_in_load() + worker_exit(), worker_events=events)
+    )
     assert report.verdict is Verdict.MALICIOUS
     return with_model(report, path)
 
 
 def provenance(path: Path, base_root: str | None = BASE_ROOT) -> ProvenanceInfo:
-    (path / "airlock-provenance.json").write_text(json.dumps({
-        "source_uri": "https://github.com/acme/tiny-model.git", "revision": "v1.2",
-        "digest": "0" * 64, "license": "apache-2.0",
-        "base_model": {"name": "acme/base-7b", "uri": "https://huggingface.co/acme/base-7b",
-                       "digest": "sha256:" + BASE_ROOT},
-        "datasets": [
-            {"name": "acme/corpus", "source": "https://example.org/corpus",
-             "collection": "web crawl", "filtering": "dedup, toxicity filter",
-             "date_frozen": "2024-05-01", "license": "CC-BY-4.0"},
-            {"name": "internal-chats", "source": "not a URI, a description",
-             "license": "proprietary <script>"},
-        ],
-    }))
+    (path / "airlock-provenance.json").write_text(
+        json.dumps(
+            {
+                "source_uri": "https://github.com/acme/tiny-model.git",
+                "revision": "v1.2",
+                "digest": "0" * 64,
+                "license": "apache-2.0",
+                "base_model": {
+                    "name": "acme/base-7b",
+                    "uri": "https://huggingface.co/acme/base-7b",
+                    "digest": "sha256:" + BASE_ROOT,
+                },
+                "datasets": [
+                    {
+                        "name": "acme/corpus",
+                        "source": "https://example.org/corpus",
+                        "collection": "web crawl",
+                        "filtering": "dedup, toxicity filter",
+                        "date_frozen": "2024-05-01",
+                        "license": "CC-BY-4.0",
+                    },
+                    {
+                        "name": "internal-chats",
+                        "source": "not a URI, a description",
+                        "license": "proprietary <script>",
+                    },
+                ],
+            }
+        )
+    )
     files = file_digests(path)
     info = provenance_for(path, root_digest(files), base_root, files=files)
     assert info is not None
@@ -107,7 +136,8 @@ def test_malicious_report_with_provenance_bom_validates(tmp_path: Path) -> None:
     assert model["version"] == "v1.2"
     assert model["licenses"] == [{"license": {"id": "Apache-2.0"}}]
     assert model["externalReferences"] == [
-        {"type": "vcs", "url": "https://github.com/acme/tiny-model.git"}]
+        {"type": "vcs", "url": "https://github.com/acme/tiny-model.git"}
+    ]
     p = props(model)
     assert p["airlock:verdict"] == "malicious"
     assert p["airlock:findings"] == str(len(report.findings))
@@ -187,12 +217,18 @@ def test_broken_bom_fails_validation(tmp_path: Path) -> None:
 
 def test_hostile_provenance_values_still_give_a_valid_bom(tmp_path: Path) -> None:
     path = model_dir(tmp_path)
-    (path / "airlock-provenance.json").write_text(json.dumps({
-        "source_uri": "git@github.com:acme/x.git\n", "revision": "\x1b[31m v1 \x00",
-        "digest": "sha512:zz", "license": "MIT OR Apache-2.0",
-        "base_model": {"name": "", "uri": "https://bad.example/%zz#a#b", "digest": "nope"},
-        "datasets": [{"name": ""}, {"source": "ftp://x y"}, {"license": " "}],
-    }))
+    (path / "airlock-provenance.json").write_text(
+        json.dumps(
+            {
+                "source_uri": "git@github.com:acme/x.git\n",
+                "revision": "\x1b[31m v1 \x00",
+                "digest": "sha512:zz",
+                "license": "MIT OR Apache-2.0",
+                "base_model": {"name": "", "uri": "https://bad.example/%zz#a#b", "digest": "nope"},
+                "datasets": [{"name": ""}, {"source": "ftp://x y"}, {"license": " "}],
+            }
+        )
+    )
     info = provenance_for(path, "")
     assert info is not None and not info.notes
     text = bom_for(clean_report(path), info, {"airlock:diff:note": "line\nbreak"})

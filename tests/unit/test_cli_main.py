@@ -11,8 +11,9 @@ import pytest
 from runner.cli import main
 from runner.errors import EXIT_INTERNAL, UsageError
 
-INTERNAL = ("airlock: internal error: RuntimeError: disk on fire | twice "
-            "(run with -v for the traceback)")
+INTERNAL = (
+    "airlock: internal error: RuntimeError: disk on fire | twice (run with -v for the traceback)"
+)
 
 
 def _lines(text: str) -> list[str]:
@@ -22,6 +23,7 @@ def _lines(text: str) -> list[str]:
 @pytest.fixture
 def broken_report_reader(monkeypatch: pytest.MonkeyPatch) -> None:
     """`airlock report show` fails with a bug, not an Airlock error."""
+
     def read(path: Path) -> None:
         raise RuntimeError("disk on fire\ntwice")
 
@@ -29,8 +31,7 @@ def broken_report_reader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("broken_report_reader")
-def test_an_unexpected_exception_is_one_line_and_exit_4(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unexpected_exception_is_one_line_and_exit_4(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "show", "r.json"]) == EXIT_INTERNAL == 4
     printed = capsys.readouterr()
     assert _lines(printed.err) == [INTERNAL]
@@ -46,8 +47,7 @@ def test_verbose_adds_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert _lines(err)[-1] == "airlock: internal error: RuntimeError: disk on fire | twice"
 
 
-def test_usage_errors_exit_2_with_the_parsers_message(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2_with_the_parsers_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan", "--bogus"]) == 2
     assert "No such option: --bogus" in capsys.readouterr().err
     assert main(["run", "m.onnx", "--memory", "lots", "--input", "x.npy"]) == 2
@@ -55,17 +55,20 @@ def test_usage_errors_exit_2_with_the_parsers_message(
 
 
 def test_an_airlock_error_is_one_line_with_its_exit_code(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["report", "show", str(tmp_path / "none.json")]) == 2
     printed = capsys.readouterr()
-    assert _lines(printed.err) == [f"airlock: error: {tmp_path / 'none.json'}: no such report; "
-                                   "pass a report written by --report"]
+    assert _lines(printed.err) == [
+        f"airlock: error: {tmp_path / 'none.json'}: no such report; "
+        "pass a report written by --report"
+    ]
     assert "Traceback" not in printed.err
 
 
 def test_an_error_after_the_report_is_printed_once_after_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AIRLOCK_TRUST_POLICY", str(tmp_path / "no-trust.toml"))
     model = tmp_path / "m.pkl"
     model.write_bytes(pickle.dumps({"a": 1}))
@@ -75,11 +78,13 @@ def test_an_error_after_the_report_is_printed_once_after_it(
         assert "AL812" in printed.out  # the report was shown
         assert _lines(printed.err) == [
             "airlock: error: a signature is required and it is missing; nothing was run; "
-            "sign the model or drop --require-signature"]
+            "sign the model or drop --require-signature"
+        ]
 
 
-def test_ctrl_c_is_exit_130(monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_ctrl_c_is_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def read(path: Path) -> None:
         raise KeyboardInterrupt
 
@@ -88,8 +93,9 @@ def test_ctrl_c_is_exit_130(monkeypatch: pytest.MonkeyPatch,
     assert _lines(capsys.readouterr().err) == ["airlock: interrupted; the sandbox was removed"]
 
 
-def test_the_package_log_level_follows_verbose(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_package_log_level_follows_verbose(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     levels: list[int] = []
 
     def read(path: Path) -> None:
@@ -112,7 +118,8 @@ def test_the_package_log_level_follows_verbose(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_swallowed_engine_error_is_seen_with_verbose(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import requests.exceptions
 
     from runner.controller import engine

@@ -34,14 +34,21 @@ def _reshaping_onnx(path: Path) -> Path:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["r"]),
-         helper.make_node("Reshape", ["r", "s"], ["y"]),
-         helper.make_node("ReduceSum", ["x"], ["t"], keepdims=0)],
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Reshape", ["r", "s"], ["y"]),
+            helper.make_node("ReduceSum", ["x"], ["t"], keepdims=0),
+        ],
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64]),
-         helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64]),
-         helper.make_tensor_value_info("t", TensorProto.FLOAT, [])])
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64]),
+            helper.make_tensor_value_info("s", TensorProto.INT64, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64]),
+            helper.make_tensor_value_info("t", TensorProto.FLOAT, []),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())
@@ -63,8 +70,9 @@ class _Counting(dataplane.OutputArena):
         self.placed = 0
 
 
-def _call(loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray, s: list[int]
-          ) -> tuple[pb.InferReply, dict[str, np.ndarray], int]:
+def _call(
+    loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray, s: list[int]
+) -> tuple[pb.InferReply, dict[str, np.ndarray], int]:
     request = pb.InferRequest()
     end = frames.put_tensor(shm.map, 0, "x", x, request.inputs.add())
     dataplane.tensors.encode("s", np.array(s, np.int64), request.inputs.add())
@@ -77,8 +85,9 @@ def _call(loaded: loaders.Loaded, shm: dataplane.SharedMemory, x: np.ndarray, s:
     for t in reply.outputs:
         if t.in_shm:
             meta = pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape))
-            out[t.name] = np.array(dataplane.tensors.decode_buffer(
-                meta, shm.view(t.shm_offset, t.shm_length))[1])
+            out[t.name] = np.array(
+                dataplane.tensors.decode_buffer(meta, shm.view(t.shm_offset, t.shm_length))[1]
+            )
         else:
             out[t.name] = dataplane.tensors.decode(t)[1]
     return reply, out, arena.placed
@@ -93,8 +102,9 @@ def shm() -> dataplane.SharedMemory:
         os.close(fd)
 
 
-def test_outputs_written_in_place_match_a_plain_run(tmp_path: Path,
-                                                    shm: dataplane.SharedMemory) -> None:
+def test_outputs_written_in_place_match_a_plain_run(
+    tmp_path: Path, shm: dataplane.SharedMemory
+) -> None:
     loaded = loaders._load_onnx(_reshaping_onnx(tmp_path / "m.onnx"), None, 1)
     assert loaded.run is not None
     x = np.random.default_rng(0).standard_normal((2048, 64)).astype(np.float32)  # 512 KiB
@@ -121,12 +131,21 @@ def test_outputs_written_in_place_match_a_plain_run(tmp_path: Path,
 
 
 def test_output_shapes_come_from_the_declaration_and_the_feed() -> None:
-    declared = ([("x", ["n", 64]), ("m", [])],
-                [("y", "float32", ["n", 64]), ("z", "int64", ["k"]), ("w", "float32", [3, 2]),
-                 ("v", "", ["n"]), ("u", "float32", [])])
+    declared = (
+        [("x", ["n", 64]), ("m", [])],
+        [
+            ("y", "float32", ["n", 64]),
+            ("z", "int64", ["k"]),
+            ("w", "float32", [3, 2]),
+            ("v", "", ["n"]),
+            ("u", "float32", []),
+        ],
+    )
     feed = {"x": np.zeros((5, 64), np.float32)}
     assert loaders._output_shapes(declared, feed) == {
-        "y": ("float32", (5, 64)), "w": ("float32", (3, 2))}
+        "y": ("float32", (5, 64)),
+        "w": ("float32", (3, 2)),
+    }
 
 
 def test_the_arena_stays_in_its_window(shm: dataplane.SharedMemory) -> None:
@@ -139,8 +158,9 @@ def test_the_arena_stays_in_its_window(shm: dataplane.SharedMemory) -> None:
     b = arena.place("b", "uint8", (THRESHOLD,))
     assert b is not None
     base = np.frombuffer(shm.map, np.uint8)
-    offsets = [v.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-               for v in (a, b)]
+    offsets = [
+        v.__array_interface__["data"][0] - base.__array_interface__["data"][0] for v in (a, b)
+    ]
     assert offsets[0] >= 1000 and offsets[0] % frames.ALIGN == 0
     assert offsets[1] >= offsets[0] + a.nbytes
     arena.rewind()
@@ -162,6 +182,7 @@ def test_the_memory_cannot_be_shrunk_or_grown() -> None:
 
 # --- the host's side ------------------------------------------------------------------------
 
+
 class _Worker:
     """Answers each call with handle(request, shm) on a Unix socket, as the worker does."""
 
@@ -169,8 +190,7 @@ class _Worker:
         self.requests: list[pb.InferRequest] = []
         self.socket = tmp_path / "data.sock"
 
-        def answer(request: pb.InferRequest, shm: dataplane.SharedMemory | None
-                   ) -> pb.InferReply:
+        def answer(request: pb.InferRequest, shm: dataplane.SharedMemory | None) -> pb.InferReply:
             self.requests.append(request)
             return handle(request, shm)  # type: ignore[operator]
 
@@ -246,8 +266,7 @@ def test_outputs_outside_the_window_are_refused(tmp_path: Path, copy: bool) -> N
         plane.infer({"x": np.ones(1 << 16, np.float32)}, timeout_s=5, copy=copy)
 
 
-def test_overlapping_views_are_refused_and_a_late_release_frees_nothing(tmp_path: Path
-                                                                        ) -> None:
+def test_overlapping_views_are_refused_and_a_late_release_frees_nothing(tmp_path: Path) -> None:
     def overlapping(request: pb.InferRequest, shm: object) -> pb.InferReply:
         reply = pb.InferReply()
         for name, offset in (("a", 0), ("b", 2048)):
@@ -287,8 +306,9 @@ def test_a_garbled_reply_is_a_bad_reply(tmp_path: Path) -> None:
         plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5)
 
 
-def test_an_interrupted_call_closes_the_connection(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_call_closes_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plane = _Worker(tmp_path, _doubling).plane()
 
     def interrupted(n: int) -> bytes:
@@ -350,6 +370,7 @@ def test_no_view_is_made_before_every_output_checks_out(tmp_path: Path) -> None:
     before = plane.regions.largest_gap()
     with pytest.raises(BadReply, match="outside") as caught:
         plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5, copy=False)
+
     def reachable(v: object) -> list[object]:  # a value, and what it holds one level down
         if isinstance(v, dict):
             return [v, *v.values()]

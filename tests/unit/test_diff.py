@@ -66,8 +66,7 @@ def test_the_effect_gate_stops_a_small_significant_change() -> None:
     _, rows = diff.compare(_probs(top), _probs(cand), cats, None, None, "pooled")
     a = next(r for r in rows if r.category == "a")
     assert a.p_adjusted is not None and a.p_adjusted < 1e-6 and not a.flagged
-    _, rows = diff.compare(_probs(top), _probs(cand), cats, None, None, "pooled",
-                           min_effect=0.05)
+    _, rows = diff.compare(_probs(top), _probs(cand), cats, None, None, "pooled", min_effect=0.05)
     assert next(r for r in rows if r.category == "a").flagged
 
 
@@ -100,22 +99,21 @@ def test_mcnemar_is_exact_and_symmetric() -> None:
     right = np.array([True] * 10)
     wrong = np.array([False] * 10)
     assert diff.mcnemar_exact(right, right) == 1.0
-    assert diff.mcnemar_exact(right, wrong) == pytest.approx(2 * 0.5 ** 10)
+    assert diff.mcnemar_exact(right, wrong) == pytest.approx(2 * 0.5**10)
     assert diff.mcnemar_exact(wrong, right) == diff.mcnemar_exact(right, wrong)
 
 
 def test_outputs_of_another_shape_are_refused() -> None:
     with pytest.raises(UsageError, match="shape"):
-        diff.compare(np.zeros((3, 2)), np.zeros((3, 4)), np.array(["a"] * 3), None, None,
-                     "pooled")
+        diff.compare(np.zeros((3, 2)), np.zeros((3, 4)), np.array(["a"] * 3), None, None, "pooled")
 
 
 # --- probe sets ------------------------------------------------------------------------------
 
+
 def test_probe_sets_split_inputs_categories_and_labels(tmp_path: Path) -> None:
     f = tmp_path / "p.npz"
-    np.savez(f, x=np.zeros((4, 2), np.float32), category=np.array(list("aabb")),
-             label=np.arange(4))
+    np.savez(f, x=np.zeros((4, 2), np.float32), category=np.array(list("aabb")), label=np.arange(4))
     ps = probes.load(f)
     assert list(ps.inputs) == ["x"] and ps.rows == 4 and ps.category_names() == ["a", "b"]
     assert ps.labels is not None and ps.digest == probes.load(f).digest
@@ -124,12 +122,15 @@ def test_probe_sets_split_inputs_categories_and_labels(tmp_path: Path) -> None:
     assert other.digest != ps.digest and other.category_names() == ["all"]
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"category": np.array(["a"])}, "no input arrays"),
-    ({"x": np.zeros((3, 2)), "y": np.zeros((2, 2))}, "first dimension"),
-    ({"x": np.zeros((3, 2)), "category": np.array(["a", "b"])}, "one label per row"),
-    ({"x": np.zeros((3, 2)), "label": np.zeros((3, 2))}, "one value per row"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"category": np.array(["a"])}, "no input arrays"),
+        ({"x": np.zeros((3, 2)), "y": np.zeros((2, 2))}, "first dimension"),
+        ({"x": np.zeros((3, 2)), "category": np.array(["a", "b"])}, "one label per row"),
+        ({"x": np.zeros((3, 2)), "label": np.zeros((3, 2))}, "one value per row"),
+    ],
+)
 def test_bad_probe_sets_are_usage_errors(arrays: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         probes.from_arrays(arrays)
@@ -147,8 +148,7 @@ class _Sig:
 
 
 @pytest.mark.parametrize("shape, calls", [([-1, 2], 1), ([1, 2], 6), ([3, 2], 2)])
-def test_probes_are_fed_in_as_few_calls_as_the_shapes_allow(shape: list[int],
-                                                            calls: int) -> None:
+def test_probes_are_fed_in_as_few_calls_as_the_shapes_allow(shape: list[int], calls: int) -> None:
     ps = probes.from_arrays({"x": np.arange(12, dtype=np.float32).reshape(6, 2)})
     seen: list[int] = []
 
@@ -165,28 +165,42 @@ def test_probes_are_fed_in_as_few_calls_as_the_shapes_allow(shape: list[int],
 
 # --- baselines -------------------------------------------------------------------------------
 
+
 def _report(root: str = "r1", image_id: str = "sha256:one") -> Report:
     r = hostile_report()
-    sandbox = SandboxInfo(session="s", container="c", image="i", image_id=image_id,
-                          runtime="runc", policy=Policy())
-    return r.model_copy(update={"findings": [], "sandbox": sandbox, "model": r.model.model_copy(
-        update={"root_digest": root})})
+    sandbox = SandboxInfo(
+        session="s", container="c", image="i", image_id=image_id, runtime="runc", policy=Policy()
+    )
+    return r.model_copy(
+        update={
+            "findings": [],
+            "sandbox": sandbox,
+            "model": r.model.model_copy(update={"root_digest": root}),
+        }
+    )
 
 
 def _stored(tmp_path: Path, outputs: np.ndarray, ps: probes.ProbeSet) -> baseline.Registry:
     reg = baseline.Registry(tmp_path / "b.sqlite3")
     report = _report()
     image_id, runtime = baseline._env(report)
-    entry = baseline.Entry(name="m", probes_digest=ps.digest, model_path="/m", model_root="r1",
-                           image_id=image_id, runtime=runtime, output="y", rows=ps.rows,
-                           recorded_at="2026-01-01T00:00:00Z",
-                           summary=baseline.summarise(outputs, ps))
+    entry = baseline.Entry(
+        name="m",
+        probes_digest=ps.digest,
+        model_path="/m",
+        model_root="r1",
+        image_id=image_id,
+        runtime=runtime,
+        output="y",
+        rows=ps.rows,
+        recorded_at="2026-01-01T00:00:00Z",
+        summary=baseline.summarise(outputs, ps),
+    )
     reg.store(entry, baseline._rows_of({"y": outputs}, "y"), ps.categories)
     return reg
 
 
-def test_a_baseline_round_trips_and_detects_any_change_on_the_same_image(
-        tmp_path: Path) -> None:
+def test_a_baseline_round_trips_and_detects_any_change_on_the_same_image(tmp_path: Path) -> None:
     cats, _top, out = _setup(10)
     ps = probes.from_arrays({"x": np.zeros((len(cats), 1), np.float32), "category": cats})
     reg = _stored(tmp_path, out, ps)
@@ -199,16 +213,14 @@ def test_a_baseline_round_trips_and_detects_any_change_on_the_same_image(
     assert not same.findings and not same.baseline.model_changed
     nudged = out.copy()
     nudged[0, 0] += 1e-6  # any difference counts when the image and runtime are the same
-    moved = baseline.compare(entry, reg.rows(entry), {"y": nudged}, _report("r2"), ps,
-                             reg.path)
+    moved = baseline.compare(entry, reg.rows(entry), {"y": nudged}, _report("r2"), ps, reg.path)
     assert moved.baseline is not None and moved.baseline.drift
     assert moved.baseline.rows_changed == 1 and moved.baseline.model_changed
     assert [f.rule_id for f in moved.findings] == ["AL802"]
     assert moved.verdict.value == "suspicious"
 
 
-def test_on_another_image_small_differences_are_tolerated_but_flips_are_not(
-        tmp_path: Path) -> None:
+def test_on_another_image_small_differences_are_tolerated_but_flips_are_not(tmp_path: Path) -> None:
     cats, top, out = _setup(20)
     ps = probes.from_arrays({"x": np.zeros((len(cats), 1), np.float32), "category": cats})
     reg = _stored(tmp_path, out, ps)
@@ -227,7 +239,8 @@ def test_on_another_image_small_differences_are_tolerated_but_flips_are_not(
 def test_a_missing_or_damaged_registry_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no baseline registry"):
         baseline.Registry(tmp_path / "none.sqlite3").rows(
-            baseline.Entry("m", "d", "", "", "", "", "y", 0, "", {}))
+            baseline.Entry("m", "d", "", "", "", "", "y", 0, "", {})
+        )
     bad = tmp_path / "bad.sqlite3"
     bad.write_bytes(b"not a database" * 100)
     with pytest.raises(UsageError, match=r"bad\.sqlite3"):

@@ -50,11 +50,14 @@ def test_legacy_torch_stream(tmp_path: Path) -> None:
     assert detect(p).format is Format.TORCH
 
 
-@pytest.mark.parametrize(("data", "needle"), [
-    (b"", "empty"),
-    (b"hello world, not a model", "not a recognised model"),
-    (struct.pack("<Q", 10**12) + b'{"x": 1}', "header length"),
-])
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"", "empty"),
+        (b"hello world, not a model", "not a recognised model"),
+        (struct.pack("<Q", 10**12) + b'{"x": 1}', "header length"),
+    ],
+)
 def test_rejects(tmp_path: Path, data: bytes, needle: str) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(data)
@@ -90,8 +93,9 @@ def test_manifest_root_digest_and_anomalies(tmp_path: Path) -> None:
     built = models.safetensors_model(tmp_path, models.sample_input())
     (tmp_path / "config.json").write_text("{}")
     digests = file_digests(tmp_path)
-    expected = hashlib.sha256(b"".join(bytes.fromhex(d.sha256) for d in
-                                       sorted(digests, key=lambda d: d.path))).hexdigest()
+    expected = hashlib.sha256(
+        b"".join(bytes.fromhex(d.sha256) for d in sorted(digests, key=lambda d: d.path))
+    ).hexdigest()
     assert root_digest(digests) == expected
     single = file_digests(built.path)
     assert root_digest(single) == hashlib.sha256(bytes.fromhex(single[0].sha256)).hexdigest()

@@ -23,7 +23,8 @@ def test_proto_code_is_fresh(tmp_path: Path) -> None:
     committed = ROOT / "runner" / "worker" / "shared" / "_proto"
     for name in ("worker_pb2.py", "worker_pb2.pyi", "worker_pb2_grpc.py"):
         assert (tmp_path / name).read_text() == (committed / name).read_text(), (
-            f"{name} is stale: run 'make proto'")
+            f"{name} is stale: run 'make proto'"
+        )
 
 
 def test_seccomp_profiles_are_fresh_and_deny_io_uring() -> None:
@@ -32,8 +33,12 @@ def test_seccomp_profiles_are_fresh_and_deny_io_uring() -> None:
         text = (ROOT / "sandbox_images" / "seccomp" / name).read_text()
         assert text == gen.render(traced), f"{name} is stale: run 'make seccomp'"
         profile = json.loads(text)
-        allowed = {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW"
-                   for n in rule["names"]}
+        allowed = {
+            n
+            for rule in profile["syscalls"]
+            if rule["action"] == "SCMP_ACT_ALLOW"
+            for n in rule["names"]
+        }
         assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
         assert not {"io_uring_setup", "io_uring_enter", "io_uring_register"} & allowed
         assert ("mount" in allowed) is traced  # only the tracer may see (and refuse) it

@@ -80,7 +80,8 @@ def test_the_host_imports_only_the_workers_shared_pieces() -> None:
             continue
         for name in _imports(path):
             if name.startswith("runner.worker") and not (
-                    name == "runner.worker.shared" or name.startswith("runner.worker.shared.")):
+                name == "runner.worker.shared" or name.startswith("runner.worker.shared.")
+            ):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert bad == []
 
@@ -89,8 +90,9 @@ def test_the_allow_lists_see_real_imports() -> None:
     """The checks above read what they should: a worker module and a host module that are known
     to import the shared pieces are seen doing so."""
     assert "runner.worker.shared" in _imports(PACKAGE / "worker" / "server.py")
-    assert any(n.startswith("runner.worker.shared")
-               for n in _imports(PACKAGE / "channel" / "client.py"))
+    assert any(
+        n.startswith("runner.worker.shared") for n in _imports(PACKAGE / "channel" / "client.py")
+    )
 
 
 @pytest.mark.parametrize("path", _sources(PACKAGE), ids=lambda p: str(p.relative_to(ROOT)))
@@ -107,8 +109,9 @@ def test_long_functions_say_why() -> None:
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
             assert node.end_lineno is not None
-            body = lines[node.lineno - 1:node.end_lineno]
+            body = lines[node.lineno - 1 : node.end_lineno]
             if len(body) > MAX_FUNCTION_LINES and not any(LONG_REASON in b for b in body):
-                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
-                            f"({len(body)} lines)")
+                long.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({len(body)} lines)"
+                )
     assert long == []

@@ -14,8 +14,7 @@ def _pairs(data: bytes) -> list[tuple[str, str]]:
 
 
 def test_global_and_stack_global() -> None:
-    assert _pairs(Asm().call("posix", "system", "id", stack=False).stop()) == [
-        ("posix", "system")]
+    assert _pairs(Asm().call("posix", "system", "id", stack=False).stop()) == [("posix", "system")]
     assert _pairs(Asm().call("builtins", "eval", "1").stop()) == [("builtins", "eval")]
 
 

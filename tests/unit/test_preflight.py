@@ -76,8 +76,12 @@ def test_gadget_imports_are_listed_by_the_report(tmp_path: Path) -> None:
 
 def test_benign_models_of_every_format_give_nothing_above_info(tmp_path: Path) -> None:
     x = models.sample_input()
-    builders = (models.onnx_model, models.torchscript_model, models.full_module_pickle,
-                models.safetensors_model)
+    builders = (
+        models.onnx_model,
+        models.torchscript_model,
+        models.full_module_pickle,
+        models.safetensors_model,
+    )
     for b in builders:
         (tmp_path / b.__name__).mkdir()
     paths = [b(tmp_path / b.__name__, x).path for b in builders]
@@ -103,8 +107,7 @@ def test_the_read_is_bounded_in_time_and_memory(tmp_path: Path) -> None:
     assert [(i.module, i.name) for i in result.imports] == [("os", "system")]
     # an argument just under the skipping size is read: with almost no memory left, it fails
     small = tmp_path / "small.pkl"
-    small.write_bytes(b"\x80\x04\x8e" + (1 << 20).to_bytes(8, "little") + b"\0" * (1 << 20)
-                      + b".")
+    small.write_bytes(b"\x80\x04\x8e" + (1 << 20).to_bytes(8, "little") + b"\0" * (1 << 20) + b".")
     result = preflight.bounded(small, memory_bytes=16 << 20)
     assert "memory bound" in result.aborted and result.format == "pickle"
     slow = preflight.bounded(BY_NAME["zip bomb"].build(tmp_path, "/tmp/never"), timeout_s=0.01)
@@ -121,13 +124,19 @@ def test_an_aborted_read_is_a_finding(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_the_child_prints_json(tmp_path: Path) -> None:
     path = BY_NAME["polyglot"].build(tmp_path, "/tmp/never")
-    proc = subprocess.run([sys.executable, "-m", "runner.static.preflight", str(path)],
-                          capture_output=True, text=True, check=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.static.preflight", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     data = json.loads(proc.stdout)
     assert data["format"] == "pickle" and data["tamper"][0]["check"] == "polyglot"
 
 
 # --- signatures and provenance, before anything starts -------------------------------------
+
 
 @pytest.fixture
 def signed(tmp_path: Path, pki: Pki) -> tuple[Path, SigningOptions]:
@@ -140,7 +149,8 @@ def signed(tmp_path: Path, pki: Pki) -> tuple[Path, SigningOptions]:
 
 
 def test_a_signature_beside_the_model_is_found_and_verified(
-        signed: tuple[Path, SigningOptions]) -> None:
+    signed: tuple[Path, SigningOptions],
+) -> None:
     m, opts = signed
     report = Sandbox(m, signing=opts).preflight_report()
     assert report.integrity is not None and report.integrity.signature is not None
@@ -149,7 +159,8 @@ def test_a_signature_beside_the_model_is_found_and_verified(
 
 
 def test_a_required_signature_that_fails_stops_with_a_finding(
-        signed: tuple[Path, SigningOptions]) -> None:
+    signed: tuple[Path, SigningOptions],
+) -> None:
     m, opts = signed
     m.write_bytes(m.read_bytes() + b"\0")
     report = Sandbox(m, signing=opts).preflight_report()
@@ -163,9 +174,15 @@ def test_a_required_signature_that_fails_stops_with_a_finding(
 
 def test_declared_provenance_is_checked(tmp_path: Path) -> None:
     m = models.onnx_model(tmp_path, models.sample_input()).path
-    m.with_name(m.name + ".provenance.json").write_text(json.dumps(
-        {"source_uri": "https://example.invalid/m", "digest": "0" * 64,
-         "base_model": {"name": "base", "digest": "1" * 64}}))
+    m.with_name(m.name + ".provenance.json").write_text(
+        json.dumps(
+            {
+                "source_uri": "https://example.invalid/m",
+                "digest": "0" * 64,
+                "base_model": {"name": "base", "digest": "1" * 64},
+            }
+        )
+    )
     report = Sandbox(m).preflight_report()
     assert report.integrity is not None and report.integrity.provenance is not None
     status = {c.field: c.status for c in report.integrity.provenance.claims}
@@ -193,13 +210,16 @@ def test_torch_variants_read_right(tmp_path: Path) -> None:
     for name in ("traced.pt", "scripted.pt", "lite.ptl", "legacy.pt"):
         result = preflight.bounded(tmp_path / name)
         assert result.tamper == [] and not result.aborted, (name, result.tamper)
-    torch.save({"w": torch.zeros(2), "x": _Gadget()}, tmp_path / "evil.pt",
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"w": torch.zeros(2), "x": _Gadget()},
+        tmp_path / "evil.pt",
+        _use_new_zipfile_serialization=False,
+    )
     result = preflight.bounded(tmp_path / "evil.pt")
     assert ("posix", "system") in [(i.module, i.name) for i in result.imports]
     torch.save(m.state_dict(), tmp_path / "sd.pt")
     data = (tmp_path / "sd.pt").read_bytes()
-    end = data[data.rfind(b"PK\x05\x06"):]
+    end = data[data.rfind(b"PK\x05\x06") :]
     (tmp_path / "fake.pt").write_bytes(data + b"\0" * 1000 + end)
     result = preflight.bounded(tmp_path / "fake.pt")
     assert "zip-hidden-data" in {t.check for t in result.tamper}

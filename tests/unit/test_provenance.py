@@ -47,13 +47,25 @@ def write_prov(path: Path, **doc: object) -> None:
 
 def full_doc(digest: str, base_digest: str = "sha256:" + BASE_ROOT) -> dict[str, object]:
     return {
-        "source_uri": "https://huggingface.co/acme/tiny", "revision": "abc123",
-        "digest": digest, "license": "apache-2.0",
-        "base_model": {"name": "acme/base", "uri": "https://huggingface.co/acme/base",
-                       "digest": base_digest},
-        "datasets": [{"name": "acme/corpus", "source": "https://example.org/corpus",
-                      "collection": "crawl", "filtering": "dedup", "date_frozen": "2024-05-01",
-                      "license": "cc-by-4.0"}],
+        "source_uri": "https://huggingface.co/acme/tiny",
+        "revision": "abc123",
+        "digest": digest,
+        "license": "apache-2.0",
+        "base_model": {
+            "name": "acme/base",
+            "uri": "https://huggingface.co/acme/base",
+            "digest": base_digest,
+        },
+        "datasets": [
+            {
+                "name": "acme/corpus",
+                "source": "https://example.org/corpus",
+                "collection": "crawl",
+                "filtering": "dedup",
+                "date_frozen": "2024-05-01",
+                "license": "cc-by-4.0",
+            }
+        ],
     }
 
 
@@ -130,8 +142,9 @@ def test_file_model_with_its_own_provenance_file(tmp_path: Path) -> None:
     m = tmp_path / "tiny.safetensors"
     m.write_bytes(b"weights")
     (d,) = file_digests(m)
-    write_prov(tmp_path / "tiny.safetensors.provenance.json", digest=d.sha256,
-               base_model="acme/base")
+    write_prov(
+        tmp_path / "tiny.safetensors.provenance.json", digest=d.sha256, base_model="acme/base"
+    )
     write_prov(tmp_path / "provenance.json", digest="0" * 64)  # not read: the file's own wins
     info = provenance_for(m, root_digest([d]))
     assert info is not None and info.source == "tiny.safetensors.provenance.json"
@@ -158,14 +171,17 @@ def test_model_card_front_matter(tmp_path: Path) -> None:
         "- name: tiny\n"
         "  results:\n"
         "  - task: {type: text-generation}\n"
-        "---\n\n# Tiny\n\nA model card with a digest: 0000 that is not read.\n")
+        "---\n\n# Tiny\n\nA model card with a digest: 0000 that is not read.\n"
+    )
     info = provenance_for(d, root_digest(file_digests(d)))
     assert info is not None and info.source == "README.md"
     claims = by_field(info)
     assert claims["license"].value == "acme-community"
     assert claims["base_model.name"].value == "acme/base-7b"
-    assert [c.value for f, c in claims.items() if f.startswith("datasets")] == \
-        ["acme/corpus", "acme/extra"]
+    assert [c.value for f, c in claims.items() if f.startswith("datasets")] == [
+        "acme/corpus",
+        "acme/extra",
+    ]
     assert "digest" not in claims
     assert all(c.status == "claimed" for c in info.claims)
     assert any("only base_model, license and datasets" in n for n in info.notes)
@@ -190,17 +206,21 @@ def test_no_provenance(tmp_path: Path) -> None:
     assert provenance_for(d, "") is None
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (b'{"digest": "abc",', "not valid JSON (line 1"),
-    (b"[1, 2]", "not a JSON object"),
-    (b"\xff\xfe\x00garbage", "not UTF-8"),
-    (b'{"digest": 42}', "does not fit the provenance schema: digest"),
-    (b'{"datasets": [{"name": ["x"]}]}', "datasets.0.name"),
-    (b'{"license": "' + b"x" * 5000 + b'"}', "at most 4096 characters"),
-    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
-])
-def test_malformed_file_is_a_note_not_an_exception(tmp_path: Path, content: bytes,
-                                                    problem: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"digest": "abc",', "not valid JSON (line 1"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b'{"digest": 42}', "does not fit the provenance schema: digest"),
+        (b'{"datasets": [{"name": ["x"]}]}', "datasets.0.name"),
+        (b'{"license": "' + b"x" * 5000 + b'"}', "at most 4096 characters"),
+        (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+    ],
+)
+def test_malformed_file_is_a_note_not_an_exception(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
     d = model_dir(tmp_path)
     (d / "airlock-provenance.json").write_bytes(content)
     info = provenance_for(d, "ab" * 32)
@@ -214,8 +234,13 @@ def test_malformed_file_is_a_note_not_an_exception(tmp_path: Path, content: byte
 
 def test_unknown_keys_are_noted(tmp_path: Path) -> None:
     d = model_dir(tmp_path)
-    write_prov(d / "airlock-provenance.json", revision="r1", signed_by="mallory",
-               base_model={"name": "b", "weights": "x"}, datasets=["plain-name", {"size": 3}])
+    write_prov(
+        d / "airlock-provenance.json",
+        revision="r1",
+        signed_by="mallory",
+        base_model={"name": "b", "weights": "x"},
+        datasets=["plain-name", {"size": 3}],
+    )
     info = provenance_for(d, "")
     assert info is not None
     assert by_field(info)["revision"].value == "r1"

@@ -22,8 +22,12 @@ def test_every_airlock_command_in_the_readme_exists() -> None:
     commands = _cli_commands()
     assert {("run",), ("scan",), ("eval",), ("image", "build"), ("report", "html")} <= commands
     for cmd in sorted(commands):
-        proc = subprocess.run([sys.executable, "-m", "runner.cli", *cmd, "--help"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner.cli", *cmd, "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, f"README mentions 'airlock {' '.join(cmd)}': {proc.stderr}"
 
 
@@ -42,6 +46,11 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_exit_codes_match_the_readme() -> None:
     from runner import errors
 
-    for code in (errors.EXIT_OK, errors.EXIT_FINDINGS, errors.EXIT_USAGE, errors.EXIT_ERROR,
-                 errors.EXIT_INTERNAL):
+    for code in (
+        errors.EXIT_OK,
+        errors.EXIT_FINDINGS,
+        errors.EXIT_USAGE,
+        errors.EXIT_ERROR,
+        errors.EXIT_INTERNAL,
+    ):
         assert f"| {code} |" in README

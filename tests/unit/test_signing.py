@@ -47,6 +47,7 @@ def _check(model: Path, sig: Path, trust: TrustPolicy) -> SignatureCheck:
 
 # --- round trips ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("make", [_file_model, _dir_model], ids=["file", "directory"])
 def test_key_round_trip(tmp_path: Path, pki: Pki, make: Callable[[Path], Path]) -> None:
     model, sig = make(tmp_path), tmp_path / "model.sig"
@@ -88,8 +89,9 @@ def test_path_order_is_by_components(tmp_path: Path, pki: Pki) -> None:
     check = _check(m, sig, TrustPolicy.for_key(pki.pub))
     assert check.verified, check.reason
     assert check.subject_digest == _manifest(m)
-    by_string = hashlib.sha256(b"".join(bytes.fromhex(d.sha256) for d in sorted(
-        file_digests(m), key=lambda d: d.path))).hexdigest()
+    by_string = hashlib.sha256(
+        b"".join(bytes.fromhex(d.sha256) for d in sorted(file_digests(m), key=lambda d: d.path))
+    ).hexdigest()
     assert check.subject_digest != by_string
 
 
@@ -107,8 +109,11 @@ def test_git_content_is_signed(tmp_path: Path, pki: Pki) -> None:
 def test_encrypted_key(tmp_path: Path, pki: Pki) -> None:
     key = ser.load_pem_private_key(pki.key.read_bytes(), None)
     enc = tmp_path / "enc.pem"
-    enc.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8,
-                                      ser.BestAvailableEncryption(b"s3cret")))
+    enc.write_bytes(
+        key.private_bytes(
+            ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.BestAvailableEncryption(b"s3cret")
+        )
+    )
     model, sig = _file_model(tmp_path), tmp_path / "m.sig"
     with pytest.raises(UsageError, match="password"):
         sign(model, sig, private_key=enc)
@@ -120,8 +125,13 @@ def test_encrypted_key(tmp_path: Path, pki: Pki) -> None:
 
 def test_certificate_round_trip(tmp_path: Path, pki: Pki) -> None:
     model, sig = _dir_model(tmp_path), tmp_path / "model.sig"
-    info = sign(model, sig, private_key=pki.leaf_key, signing_certificate=pki.leaf,
-                certificate_chain=[pki.ca])
+    info = sign(
+        model,
+        sig,
+        private_key=pki.leaf_key,
+        signing_certificate=pki.leaf,
+        certificate_chain=[pki.ca],
+    )
     assert info.method == "certificate" and info.signer == EMAIL
     check = _check(model, sig, TrustPolicy.for_certificates([pki.ca], EMAIL))
     assert check.verified, check.reason
@@ -132,6 +142,7 @@ def test_certificate_round_trip(tmp_path: Path, pki: Pki) -> None:
 
 
 # --- tampering ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def signed_dir(tmp_path: Path, pki: Pki) -> tuple[Path, Path]:
@@ -178,8 +189,9 @@ def test_removed_file(signed_dir: tuple[Path, Path], pki: Pki) -> None:
 
 def test_wrong_key(signed_dir: tuple[Path, Path], pki: Pki) -> None:
     model, sig = signed_dir
-    check = _fails(model, sig, TrustPolicy.for_key(pki.other_pub),
-                   "key the trust policy does not list")
+    check = _fails(
+        model, sig, TrustPolicy.for_key(pki.other_pub), "key the trust policy does not list"
+    )
     assert check.method == "key"
 
 
@@ -201,8 +213,9 @@ def test_special_file_added(signed_dir: tuple[Path, Path], pki: Pki) -> None:
     _fails(model, sig, TrustPolicy.for_key(pki.pub), "model contains a special file: sub/pipe")
 
 
-def test_bundle_without_key_hint_tries_each_key(signed_dir: tuple[Path, Path], pki: Pki,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_bundle_without_key_hint_tries_each_key(
+    signed_dir: tuple[Path, Path], pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Older bundles do not name their key: every listed key is tried, and model_signing's
     warning (printed on stdout) does not reach our stdout."""
     import json
@@ -243,28 +256,42 @@ def test_fingerprint_not_allowed(signed_dir: tuple[Path, Path], pki: Pki) -> Non
     trust = TrustPolicy(public_keys=(pki.pub,), fingerprints=("ab" * 32,))
     check = _fails(model, sig, trust, "not among the trust policy's fingerprints")
     assert check.signer == f"sha256:{pki.fingerprint}"
-    ok = TrustPolicy(public_keys=(pki.pub, pki.other_pub),
-                     fingerprints=(f"SHA256:{pki.fingerprint.upper()}",))
+    ok = TrustPolicy(
+        public_keys=(pki.pub, pki.other_pub), fingerprints=(f"SHA256:{pki.fingerprint.upper()}",)
+    )
     assert _check(model, sig, ok).verified
 
 
 def test_identity_not_allowed(tmp_path: Path, pki: Pki) -> None:
     model, sig = _dir_model(tmp_path), tmp_path / "m.sig"
-    sign(model, sig, private_key=pki.leaf_key, signing_certificate=pki.leaf,
-         certificate_chain=[pki.ca])
-    check = _fails(model, sig, TrustPolicy.for_certificates([pki.ca], "bob@example.com"),
-                   f"certificate identity {EMAIL} is not allowed")
+    sign(
+        model,
+        sig,
+        private_key=pki.leaf_key,
+        signing_certificate=pki.leaf,
+        certificate_chain=[pki.ca],
+    )
+    check = _fails(
+        model,
+        sig,
+        TrustPolicy.for_certificates([pki.ca], "bob@example.com"),
+        f"certificate identity {EMAIL} is not allowed",
+    )
     assert check.signer == EMAIL
 
 
 def test_untrusted_root(tmp_path: Path, pki: Pki) -> None:
     model, sig = _dir_model(tmp_path), tmp_path / "m.sig"
-    sign(model, sig, private_key=pki.leaf_key, signing_certificate=pki.leaf,
-         certificate_chain=[pki.ca])
+    sign(
+        model,
+        sig,
+        private_key=pki.leaf_key,
+        signing_certificate=pki.leaf,
+        certificate_chain=[pki.ca],
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     other_ca = tmp_path / "other-ca.pem"
-    other_ca.write_bytes(_cert("Other CA", key, None, key, ca=True).public_bytes(
-        ser.Encoding.PEM))
+    other_ca.write_bytes(_cert("Other CA", key, None, key, ca=True).public_bytes(ser.Encoding.PEM))
     _fails(model, sig, TrustPolicy.for_certificates([other_ca]), "does not chain")
 
 
@@ -296,6 +323,7 @@ def test_ignored_paths_in_upstream_signature(tmp_path: Path, pki: Pki) -> None:
 
 # --- caller mistakes ------------------------------------------------------------------------
 
+
 def test_usage_errors(tmp_path: Path, pki: Pki) -> None:
     model = _dir_model(tmp_path)
     trust = TrustPolicy.for_key(pki.pub)
@@ -311,8 +339,13 @@ def test_usage_errors(tmp_path: Path, pki: Pki) -> None:
     with pytest.raises(UsageError, match="not a P-256"):
         sign(model, tmp_path / "m.sig", private_key=k1)
     with pytest.raises(UsageError, match="is not the certificate of"):
-        sign(model, tmp_path / "m.sig", private_key=pki.key, signing_certificate=pki.leaf,
-             certificate_chain=[pki.ca])
+        sign(
+            model,
+            tmp_path / "m.sig",
+            private_key=pki.key,
+            signing_certificate=pki.leaf,
+            certificate_chain=[pki.ca],
+        )
     (model / "link").symlink_to("config.json")
     with pytest.raises(UsageError, match="model contains a symlink: link"):
         sign(model, tmp_path / "m.sig", private_key=pki.key)
@@ -324,13 +357,16 @@ def test_usage_errors(tmp_path: Path, pki: Pki) -> None:
 
 # --- trust policy files ---------------------------------------------------------------------
 
+
 def test_policy_load(tmp_path: Path, pki: Pki) -> None:
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "pub.pem").write_bytes(pki.pub.read_bytes())
     (tmp_path / "ca.pem").write_bytes(pki.ca.read_bytes())
     f = tmp_path / "trust.toml"
-    f.write_text(f'public_keys = ["keys/pub.pem"]\nfingerprints = ["sha256:{pki.fingerprint}"]\n'
-                 f'certificate_roots = ["ca.pem"]\nidentities = ["{EMAIL}"]\n')
+    f.write_text(
+        f'public_keys = ["keys/pub.pem"]\nfingerprints = ["sha256:{pki.fingerprint}"]\n'
+        f'certificate_roots = ["ca.pem"]\nidentities = ["{EMAIL}"]\n'
+    )
     policy = TrustPolicy.load(f)
     assert policy.public_keys == (tmp_path / "keys" / "pub.pem",)
     assert policy.fingerprints == (pki.fingerprint,)
@@ -341,14 +377,17 @@ def test_policy_load(tmp_path: Path, pki: Pki) -> None:
     assert _check(model, sig, policy).verified
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('public_keys = ["pub.pem"]\ntrusted_keys = ["x"]\n', "unknown key 'trusted_keys'"),
-    ('public_keys = ["missing.pem"]\n', r"public key file .*missing\.pem not found"),
-    ('public_keys = "pub.pem"\n', "public_keys"),
-    ('public_keys = ["pub.pem"]\nfingerprints = ["xyz"]\n', "fingerprints"),
-    ("public_keys = [\n", "not valid TOML"),
-    ("", "trusts nothing"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('public_keys = ["pub.pem"]\ntrusted_keys = ["x"]\n', "unknown key 'trusted_keys'"),
+        ('public_keys = ["missing.pem"]\n', r"public key file .*missing\.pem not found"),
+        ('public_keys = "pub.pem"\n', "public_keys"),
+        ('public_keys = ["pub.pem"]\nfingerprints = ["xyz"]\n', "fingerprints"),
+        ("public_keys = [\n", "not valid TOML"),
+        ("", "trusts nothing"),
+    ],
+)
 def test_policy_load_errors(tmp_path: Path, pki: Pki, text: str, message: str) -> None:
     (tmp_path / "pub.pem").write_bytes(pki.pub.read_bytes())
     f = tmp_path / "trust.toml"
@@ -367,6 +406,7 @@ def test_default_policy_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 # --- command line ---------------------------------------------------------------------------
 
+
 def test_cli_sign_and_verify(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
@@ -380,8 +420,9 @@ def test_cli_sign_and_verify(tmp_path: Path, pki: Pki, monkeypatch: pytest.Monke
     r = cli.invoke(app, ["verify", str(model), "--signature", str(sig), "--key", str(pki.pub)])
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("verified: signed by sha256:")
-    r = cli.invoke(app, ["verify", str(model), "--signature", str(sig), "--key", str(pki.pub),
-                         "--json"])
+    r = cli.invoke(
+        app, ["verify", str(model), "--signature", str(sig), "--key", str(pki.pub), "--json"]
+    )
     assert r.exit_code == 0 and json.loads(r.stdout)["verified"] is True
     policy = tmp_path / "trust.toml"
     policy.write_text(f'public_keys = ["{pki.pub}"]\n')
@@ -401,38 +442,81 @@ def test_cli_certificate(tmp_path: Path, pki: Pki) -> None:
 
     model, sig = _file_model(tmp_path), tmp_path / "model.sig"
     cli = CliRunner()
-    r = cli.invoke(app, ["sign", str(model), "--signature", str(sig), "--key",
-                         str(pki.leaf_key), "--cert", str(pki.leaf), "--chain", str(pki.ca)])
+    r = cli.invoke(
+        app,
+        [
+            "sign",
+            str(model),
+            "--signature",
+            str(sig),
+            "--key",
+            str(pki.leaf_key),
+            "--cert",
+            str(pki.leaf),
+            "--chain",
+            str(pki.ca),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = cli.invoke(app, ["verify", str(model), "--signature", str(sig), "--chain", str(pki.ca),
-                         "--identity", EMAIL])
+    r = cli.invoke(
+        app,
+        [
+            "verify",
+            str(model),
+            "--signature",
+            str(sig),
+            "--chain",
+            str(pki.ca),
+            "--identity",
+            EMAIL,
+        ],
+    )
     assert r.exit_code == 0 and f"signed by {EMAIL}" in r.stdout, r.output
-    r = cli.invoke(app, ["verify", str(model), "--signature", str(sig), "--chain", str(pki.ca),
-                         "--identity", "mallory@example.com"])
+    r = cli.invoke(
+        app,
+        [
+            "verify",
+            str(model),
+            "--signature",
+            str(sig),
+            "--chain",
+            str(pki.ca),
+            "--identity",
+            "mallory@example.com",
+        ],
+    )
     assert r.exit_code == 1 and r.stdout.startswith("not verified: certificate identity")
 
 
-def test_cli_usage_errors_exit_2(tmp_path: Path, pki: Pki,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_usage_errors_exit_2(
+    tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
     from runner.cli import main
     from runner.cli.app import app
 
     model = _file_model(tmp_path)
-    args = ["verify", str(model), "--signature", str(tmp_path / "missing.sig"),
-            "--key", str(pki.pub)]
+    args = [
+        "verify",
+        str(model),
+        "--signature",
+        str(tmp_path / "missing.sig"),
+        "--key",
+        str(pki.pub),
+    ]
     r = CliRunner().invoke(app, args)
     assert isinstance(r.exception, UsageError) and r.exception.exit_code == 2
     # through the real entry point, which prints the one line and returns the exit code
     assert main(args) == 2
     printed = capsys.readouterr()
-    assert printed.err.startswith("airlock: error: signature file") and \
-        printed.err.count("\n") == 1
+    assert printed.err.startswith("airlock: error: signature file") and printed.err.count("\n") == 1
     assert printed.out == ""
     sig = tmp_path / "some.sig"
     sig.write_text("{}")
-    for bad in (["--key", str(pki.pub), "--chain", str(pki.ca)],
-                ["--identity", EMAIL, "--key", str(pki.pub)],
-                ["--key", str(pki.pub), "--trust-policy", str(tmp_path / "t.toml")]):
+    for bad in (
+        ["--key", str(pki.pub), "--chain", str(pki.ca)],
+        ["--identity", EMAIL, "--key", str(pki.pub)],
+        ["--key", str(pki.pub), "--trust-policy", str(tmp_path / "t.toml")],
+    ):
         r = CliRunner().invoke(app, ["verify", str(model), "--signature", str(sig), *bad])
         assert isinstance(r.exception, UsageError), r.output
 

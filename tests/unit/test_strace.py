@@ -20,12 +20,23 @@ def test_complete_and_resumed_calls_and_exit_records() -> None:
 
 
 def test_errors_injection_signals_and_kills() -> None:
-    log = (worker_start()
-           + line(10, 1.0, "mount(" + s("none") + ", " + s("/mnt") + ", " + s("tmpfs")
-                  + ", 0, NULL) = -1 EPERM (Operation not permitted) (INJECTED)")
-           + line(10, 1.1, "kill(1, SIGKILL) = -1 EPERM (Operation not permitted)")
-           + line(10, 1.2, "--- SIGRT_1 {si_signo=SIGRT_1, si_code=SI_TKILL, si_pid=10} ---")
-           + line(10, 1.3, "+++ killed by SIGSEGV (core dumped) +++"))
+    log = (
+        worker_start()
+        + line(
+            10,
+            1.0,
+            "mount("
+            + s("none")
+            + ", "
+            + s("/mnt")
+            + ", "
+            + s("tmpfs")
+            + ", 0, NULL) = -1 EPERM (Operation not permitted) (INJECTED)",
+        )
+        + line(10, 1.1, "kill(1, SIGKILL) = -1 EPERM (Operation not permitted)")
+        + line(10, 1.2, "--- SIGRT_1 {si_signo=SIGRT_1, si_code=SI_TKILL, si_pid=10} ---")
+        + line(10, 1.3, "+++ killed by SIGSEGV (core dumped) +++")
+    )
     trace = _strace.parse(log.encode())
     mount, kill = trace.calls[1], trace.calls[2]
     assert mount.injected and mount.errno == "EPERM" and mount.failed
@@ -35,7 +46,7 @@ def test_errors_injection_signals_and_kills() -> None:
 
 
 def test_escaped_and_truncated_strings_and_nested_args() -> None:
-    assert _strace.decode_string(s("a,b)\"x")) == 'a,b)"x'
+    assert _strace.decode_string(s('a,b)"x')) == 'a,b)"x'
     assert _strace.decode_string(s("abc") + "...") == "abc..."
     args = _strace.split_args('3, {sa_family=AF_INET, sin_port=htons(53)}, [1, 2], "\\x2c"')
     assert args == ("3", "{sa_family=AF_INET, sin_port=htons(53)}", "[1, 2]", '"\\x2c"')
@@ -53,9 +64,12 @@ def test_many_pids_interleaved() -> None:
 
 
 def test_garbage_cut_lines_and_orphan_resumes_are_counted_not_fatal() -> None:
-    log = (worker_start() + "this is not strace\n"
-           + line(11, 1.0, "<... read resumed>) = 1")
-           + line(10, 2.0, "openat(AT_FDCWD, " + s("/etc/shadow") + ", O_RDONLY <unfinished ..."))
+    log = (
+        worker_start()
+        + "this is not strace\n"
+        + line(11, 1.0, "<... read resumed>) = 1")
+        + line(10, 2.0, "openat(AT_FDCWD, " + s("/etc/shadow") + ", O_RDONLY <unfinished ...")
+    )
     trace = _strace.parse(log.encode()[:-5])
     assert trace.malformed >= 2
     assert trace.cut_mid_line

@@ -13,13 +13,38 @@ from runner.policy import Policy, Runtime
 
 
 def test_all_is_the_public_surface() -> None:
-    assert runner.__all__ == sorted([
-        "AirlockError", "BomError", "DeadlineExceeded", "EngineError", "EvalResult", "Event",
-        "Finding", "ImageError", "IntegrityError", "Observer", "evaluate",
-        "InputError", "LimitExceeded", "ModelInfo", "ModelLoadError", "Policy", "Report",
-        "Runtime", "Sandbox", "SandboxError", "SandboxPool", "SandboxInfo", "Severity", "Signature",
-        "TensorSummary", "UsageError", "Verdict", "WorkerCrashed",
-    ])
+    assert runner.__all__ == sorted(
+        [
+            "AirlockError",
+            "BomError",
+            "DeadlineExceeded",
+            "EngineError",
+            "EvalResult",
+            "Event",
+            "Finding",
+            "ImageError",
+            "IntegrityError",
+            "Observer",
+            "evaluate",
+            "InputError",
+            "LimitExceeded",
+            "ModelInfo",
+            "ModelLoadError",
+            "Policy",
+            "Report",
+            "Runtime",
+            "Sandbox",
+            "SandboxError",
+            "SandboxPool",
+            "SandboxInfo",
+            "Severity",
+            "Signature",
+            "TensorSummary",
+            "UsageError",
+            "Verdict",
+            "WorkerCrashed",
+        ]
+    )
     for name in runner.__all__:
         assert getattr(runner, name) is not None
     with pytest.raises(AttributeError):
@@ -29,8 +54,11 @@ def test_all_is_the_public_surface() -> None:
 def test_every_error_is_in_the_tree_and_exported() -> None:
     from runner import errors
 
-    classes = [v for k, v in vars(errors).items()
-               if isinstance(v, type) and issubclass(v, Exception) and not k.startswith("_")]
+    classes = [
+        v
+        for k, v in vars(errors).items()
+        if isinstance(v, type) and issubclass(v, Exception) and not k.startswith("_")
+    ]
     assert len(classes) > 10
     for cls in classes:
         assert cls.__module__ == "runner.errors"
@@ -76,10 +104,27 @@ def test_parse_bytes() -> None:
 
 
 def test_cli_usage_errors_exit_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "runner.cli", "scan", "--bogus"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "scan", "--bogus"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
-    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "m.onnx", "--memory",
-                           "lots", "--input", "x.npy"], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "run",
+            "m.onnx",
+            "--memory",
+            "lots",
+            "--input",
+            "x.npy",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and "not a size" in proc.stderr

@@ -9,14 +9,17 @@ from runner.worker.shared import tensors
 from runner.worker.shared._proto import worker_pb2 as pb
 
 
-@pytest.mark.parametrize("arr", [
-    np.arange(12, dtype=np.float32).reshape(3, 4),
-    np.array(3.5, dtype=np.float64),
-    np.zeros((0, 3), dtype=np.int64),
-    np.array([True, False]),
-    np.arange(6, dtype=np.uint8).reshape(2, 3)[:, ::2],  # not contiguous
-    np.arange(4, dtype=">i4"),  # big-endian input is sent little-endian
-])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.array(3.5, dtype=np.float64),
+        np.zeros((0, 3), dtype=np.int64),
+        np.array([True, False]),
+        np.arange(6, dtype=np.uint8).reshape(2, 3)[:, ::2],  # not contiguous
+        np.arange(4, dtype=">i4"),  # big-endian input is sent little-endian
+    ],
+)
 def test_round_trip(arr: np.ndarray) -> None:
     name, back = tensors.decode(tensors.encode("t", arr, pb.Tensor()))
     assert name == "t"
@@ -30,12 +33,15 @@ def test_object_arrays_are_not_sent() -> None:
         tensors.encode("t", np.array([object()]), pb.Tensor())
 
 
-@pytest.mark.parametrize(("dtype", "shape", "data", "needle"), [
-    ("object", [1], b"x" * 8, "unsupported dtype"),
-    ("float32", [2, 2], b"\0" * 12, "do not fit"),
-    ("float32", [-1], b"", "invalid shape"),
-    ("float32", [1] * 40, b"\0" * 4, "invalid shape"),
-])
+@pytest.mark.parametrize(
+    ("dtype", "shape", "data", "needle"),
+    [
+        ("object", [1], b"x" * 8, "unsupported dtype"),
+        ("float32", [2, 2], b"\0" * 12, "do not fit"),
+        ("float32", [-1], b"", "invalid shape"),
+        ("float32", [1] * 40, b"\0" * 4, "invalid shape"),
+    ],
+)
 def test_decode_rejects(dtype: str, shape: list[int], data: bytes, needle: str) -> None:
     msg = pb.Tensor(name="t", dtype=dtype, shape=shape, data=data)
     with pytest.raises(tensors.TensorError, match=needle):

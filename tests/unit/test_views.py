@@ -20,9 +20,12 @@ HOSTILE = "<script>alert(1)</script>"
 
 
 def hostile_report() -> Report:
-    log = (worker_start() + shell_in_load()
-           + line(10, 3.0, f"openat(AT_FDCWD, {s('/tmp/' + HOSTILE)}, O_WRONLY|O_CREAT) = 3")
-           + worker_exit())
+    log = (
+        worker_start()
+        + shell_in_load()
+        + line(10, 3.0, f"openat(AT_FDCWD, {s('/tmp/' + HOSTILE)}, O_WRONLY|O_CREAT) = 3")
+        + worker_exit()
+    )
     events = [(T0 + 2, "pickle.find_class", ["posix", HOSTILE])]
     return _analysis.build(collected(log, worker_events=events))
 
@@ -45,8 +48,7 @@ def test_json_report_matches_the_schema_file() -> None:
     schema = json.loads(committed)
     report = json.loads(render(hostile_report(), View.JSON))
     jsonschema.validate(report, schema)
-    for key in ("schema_version", "verdict", "findings", "model", "sandbox", "resources",
-                "events"):
+    for key in ("schema_version", "verdict", "findings", "model", "sandbox", "resources", "events"):
         assert key in report
     report["verdict"] = "fine"
     with pytest.raises(jsonschema.ValidationError):

@@ -68,8 +68,7 @@ def _fields(f: BinaryIO, start: int, end: int) -> list[tuple[int, int, int, int]
     return out
 
 
-def _messages(fields: list[tuple[int, int, int, int]], number: int
-              ) -> Iterator[tuple[int, int]]:
+def _messages(fields: list[tuple[int, int, int, int]], number: int) -> Iterator[tuple[int, int]]:
     for field_no, wire, length, offset in fields:
         if field_no == number and wire == 2:
             yield offset, offset + length
@@ -155,14 +154,20 @@ def escapes(path: Path) -> list[str]:
     for ext in external_data(path):
         loc = ext.location
         if not loc or os.path.isabs(loc) or ".." in Path(loc).parts:
-            problems.append(f"tensor {ext.tensor[:80]!r} keeps its external data at "
-                            f"{loc[:200]!r}, outside the model's directory")
+            problems.append(
+                f"tensor {ext.tensor[:80]!r} keeps its external data at "
+                f"{loc[:200]!r}, outside the model's directory"
+            )
             continue
         target = base / loc
         if target.is_symlink():  # even one that points inside could be swapped
-            problems.append(f"tensor {ext.tensor[:80]!r} reaches its external data "
-                            f"{loc[:200]!r} through a symlink")
+            problems.append(
+                f"tensor {ext.tensor[:80]!r} reaches its external data "
+                f"{loc[:200]!r} through a symlink"
+            )
         elif not target.resolve().is_relative_to(base):
-            problems.append(f"tensor {ext.tensor[:80]!r} keeps its external data at "
-                            f"{loc[:200]!r}, outside the model's directory")
+            problems.append(
+                f"tensor {ext.tensor[:80]!r} keeps its external data at "
+                f"{loc[:200]!r}, outside the model's directory"
+            )
     return problems

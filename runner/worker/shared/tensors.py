@@ -14,8 +14,20 @@ import numpy as np
 # dtypes that may cross the wire; object and void dtypes never do.
 ALLOWED_DTYPES = frozenset(
     {
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "complex64", "complex128",
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
     }
 )
 MAX_DIMS = 32
@@ -69,7 +81,8 @@ def check_inputs(specs: Sequence[Any], feed: dict[str, np.ndarray]) -> None:
             raise InputError(f"input {name!r} is {arr.dtype.name}; the model expects {spec.dtype}")
         if spec.shape:
             ok = len(spec.shape) == arr.ndim and all(
-                e in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True))
+                e in (-1, a) for e, a in zip(spec.shape, arr.shape, strict=True)
+            )
             if not ok:
                 raise InputError(
                     f"input {name!r} has shape {list(arr.shape)}; the model expects "
