@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.integrity.provenance import ProvenanceInfo
+from runner.integrity.provenance_claims import ProvenanceInfo
 from runner.integrity.trust import SignatureCheck
 from runner.policy import Policy
 from runner.rules import catalog as rules

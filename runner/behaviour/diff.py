@@ -26,7 +26,7 @@ import numpy as np
 
 from runner.behaviour import probes as _probes
 from runner.errors import AirlockError, SandboxError, UsageError
-from runner.integrity.provenance import provenance_for
+from runner.integrity.provenance_claims import provenance_for
 from runner.policy import Policy
 from runner.report import BehaviorDiff, CategoryDiff, ModelRef, Report
 from runner.rules.catalog import Finding, RuleName

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import IntegrityError, UsageError
-from runner.integrity.provenance import ProvenanceInfo, provenance_for
+from runner.integrity.provenance_claims import ProvenanceInfo, provenance_for
 from runner.integrity.trust import SignatureCheck
 from runner.report import (
     Integrity,

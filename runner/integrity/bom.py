@@ -41,7 +41,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from runner import __version__
 from runner.errors import BomError
-from runner.integrity.provenance import Claim, ProvenanceInfo
+from runner.integrity.provenance_claims import Claim, ProvenanceInfo
 from runner.report import Report
 from runner.rules.catalog import Severity
 from runner.static.manifest import parse_sha256

@@ -10,7 +10,7 @@ import pytest
 
 from runner import __version__
 from runner.integrity.bom import BomError, bom_for, validate_bom
-from runner.integrity.provenance import ProvenanceInfo, provenance_for
+from runner.integrity.provenance_claims import ProvenanceInfo, provenance_for
 from runner.policy import Policy
 from runner.report import ModelInfo, Report, SandboxInfo, file_digests, root_digest
 from runner.rules import analysis as _analysis

@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UsageError
-from runner.integrity.provenance import (
-    MAX_FILE_BYTES,
+from runner.integrity.provenance_claims import (
     Claim,
-    Provenance,
     ProvenanceInfo,
     check_claims,
-    front_matter,
     provenance_for,
+)
+from runner.integrity.provenance_sources import (
+    MAX_FILE_BYTES,
+    Provenance,
+    front_matter,
     read_provenance,
 )
 from runner.report import file_digests, root_digest

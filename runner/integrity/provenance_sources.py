@@ -1,11 +1,10 @@
-"""Provenance: what a model says about itself, recorded as claims; what can be checked is.
+"""Provenance sources: finding a model's declared metadata and reading it, as untrusted as the
+model, into a Provenance.
 
 A model may come with declared metadata: where it was published, its revision, the model it
 was fine-tuned from, the data it was trained on, its licence, and the digest of its files.
-Airlock cannot check most of that; it records each item as a *claim*, and checks the one
-thing it can: digests. The model's own digest claim is compared with the root digest Airlock
-computed (`verified` or `mismatch`); the base model's digest is compared with the base model's
-root digest when the caller knows it (a diff against the base model), else it stays `claimed`.
+This module reads it; runner.integrity.provenance_claims records each item as a claim and
+checks the digests.
 
 Sources, the first one found wins:
 
@@ -19,13 +18,10 @@ parser for the subset model cards use (`key: value`, `key:` followed by `- item`
 `[a, b]` flow lists); nested mappings such as `model-index` are skipped.
 
 The provenance file is as untrusted as the model: files are opened without following symlinks,
-must be regular files no larger than 1 MiB, and a file that cannot be read or parsed becomes a
-note in the ProvenanceInfo, never an exception (`provenance_for`). `read_provenance` is the
-strict form for a caller that wants to stop: it raises UsageError instead.
-
-A provenance file inside a model directory is part of the files the root digest covers, and a
-file cannot hold the digest of a directory that contains it; so its `digest` claim is checked
-against the root digest of the model's *other* files.
+must be regular files no larger than 1 MiB, and a file that cannot be read or parsed is
+reported as the error of its Loaded source, never as an exception (`load_provenance`, which
+`provenance_for` uses). `read_provenance` is the strict form for a caller that wants to stop:
+it raises UsageError instead.
 """
 
 from __future__ import annotations
@@ -35,34 +31,32 @@ import json
 import os
 import re
 import stat
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from runner.errors import UsageError, untrusted_text
-from runner.static.manifest import FileDigest, file_digests, parse_sha256, root_digest
 
 MAX_FILE_BYTES = 1 << 20
 MAX_TEXT = 4096
 MAX_DATASETS = 100
-MAX_NOTES = 20
 
 PROVENANCE_NAMES = ("airlock-provenance.json", "provenance.json")
 MODEL_CARD = "README.md"
 FILE_SUFFIX = ".provenance.json"
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
-ClaimStatus = Literal["claimed", "verified", "mismatch"]
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """The base of the provenance models: no unknown keys, immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class BaseModelRef(_Frozen):
+class BaseModelRef(Frozen):
     """The model this one was derived from (fine-tuned, quantised, merged...)."""
 
     name: Text = ""
@@ -72,7 +66,7 @@ class BaseModelRef(_Frozen):
     )
 
 
-class Dataset(_Frozen):
+class Dataset(Frozen):
     name: Text = ""
     source: Text = Field(
         default="", description="where the data came from (a URI or a description)"
@@ -83,7 +77,7 @@ class Dataset(_Frozen):
     license: Text = ""
 
 
-class Provenance(_Frozen):
+class Provenance(Frozen):
     """Declared metadata of a model, as read from its provenance file or model card."""
 
     source_uri: Text = ""
@@ -96,24 +90,6 @@ class Provenance(_Frozen):
     license: Text = ""
 
 
-class Claim(_Frozen):
-    field: str = Field(description="e.g. digest, base_model.digest, datasets[0].name")
-    value: str = Field(description="the claimed value, made printable, one line, bounded")
-    status: ClaimStatus
-    source: str = Field(description="the file the claim was read from")
-    note: str = ""
-
-
-class ProvenanceInfo(_Frozen):
-    source: str = Field(description="the file the provenance was read from")
-    claims: list[Claim]
-    provenance: Provenance
-    notes: list[str] = Field(
-        default_factory=list,
-        description="keys that were not read, files that were refused or could not be parsed",
-    )
-
-
 # --- finding and reading the source ----------------------------------------------------------
 
 
@@ -122,7 +98,10 @@ class _Refused(Exception):
 
 
 @dataclass
-class _Loaded:
+class Loaded:
+    """A provenance source that was found: its Provenance, or (None) the error why it was not
+    read or not understood; notes say what was skipped."""
+
     path: Path
     provenance: Provenance | None
     notes: list[str] = field(default_factory=list)
@@ -187,11 +166,13 @@ def _read_bounded(path: Path, whole: bool) -> bytes:
     return data
 
 
-def _load(model: Path) -> _Loaded | None:
+def load_provenance(model: Path) -> Loaded | None:
+    """The model's provenance source, read; None when it has none (a README without front
+    matter is none). Never raises on the file's content: a refusal is the Loaded's error."""
     path = find_provenance(model)
     if path is None:
         return None
-    loaded = _Loaded(path, None)
+    loaded = Loaded(path, None)
     later = [
         p.name
         for p in _candidates(model)[_candidates(model).index(path) + 1 :]
@@ -397,83 +378,13 @@ def _parse_model_card(data: bytes) -> tuple[Provenance | None, list[str]]:
     return prov, notes
 
 
-# --- claims ------------------------------------------------------------------------------------
-
-
-def _digest_claim(
-    name: str, claimed: str, actual: str | None, source: str, what: str, note: str = ""
-) -> Claim:
-    value = untrusted_text(claimed, MAX_TEXT)
-    digest = parse_sha256(claimed)
-    if digest is None:
-        return Claim(
-            field=name,
-            value=value,
-            status="claimed",
-            source=source,
-            note="not a sha256 digest (sha256:HEX or HEX); not checked",
-        )
-    if not actual:
-        return Claim(
-            field=name,
-            value=value,
-            status="claimed",
-            source=source,
-            note=f"the {what}'s root digest is not known; not checked",
-        )
-    ok = digest == actual.strip().lower().removeprefix("sha256:")
-    text = f"matches the {what}'s root digest" if ok else f"the {what}'s root digest is {actual}"
-    return Claim(
-        field=name,
-        value=value,
-        status="verified" if ok else "mismatch",
-        source=source,
-        note=f"{text}{'; ' + note if note else ''}",
-    )
-
-
-def check_claims(
-    prov: Provenance,
-    model_root: str,
-    base_root: str | None = None,
-    *,
-    source: str = "",
-    digest_note: str = "",
-) -> list[Claim]:
-    """Every non-empty field as a claim; the digests checked against the root digests given.
-    `source` names the file the claims came from."""
-
-    def claim(name: str, value: str) -> Claim:
-        return Claim(
-            field=name, value=untrusted_text(value, MAX_TEXT), status="claimed", source=source
-        )
-
-    out = [
-        claim(n, v) for n, v in (("source_uri", prov.source_uri), ("revision", prov.revision)) if v
-    ]
-    if prov.digest:
-        out.append(_digest_claim("digest", prov.digest, model_root, source, "model", digest_note))
-    if prov.license:
-        out.append(claim("license", prov.license))
-    if prov.base_model is not None:
-        b = prov.base_model
-        out += [claim(f"base_model.{n}", v) for n, v in (("name", b.name), ("uri", b.uri)) if v]
-        if b.digest:
-            out.append(
-                _digest_claim("base_model.digest", b.digest, base_root, source, "base model")
-            )
-    for i, d in enumerate(prov.datasets):
-        out += [claim(f"datasets[{i}].{n}", v) for n, v in d.model_dump().items() if v]
-    return out
-
-
-# --- the two entry points ----------------------------------------------------------------------
+# --- the strict entry point --------------------------------------------------------------------
 
 
 def read_provenance(model: Path) -> Provenance | None:
     """The model's declared provenance, or None when it has none. Raises UsageError when the
     provenance file is there but cannot be read or parsed."""
-    loaded = _load(model)
+    loaded = load_provenance(model)
     if loaded is None:
         return None
     if loaded.provenance is None:
@@ -482,50 +393,3 @@ def read_provenance(model: Path) -> Provenance | None:
             "fix or remove the file (see docs/provenance.md)",
         )
     return loaded.provenance
-
-
-def _inside(path: Path, model: Path) -> bool:
-    return model.is_dir() and path.parent == model
-
-
-def provenance_for(
-    model: Path,
-    model_root: str,
-    base_root: str | None = None,
-    *,
-    files: Sequence[FileDigest] | None = None,
-) -> ProvenanceInfo | None:
-    """Read and check the model's provenance. Never raises on the file's content: a file that
-    cannot be read or parsed gives a ProvenanceInfo with no claims and a note saying why.
-
-    `files` are the model's per-file digests (the report's model.files); they are used when a
-    provenance file inside a model directory claims a digest, to compute the root digest of
-    the other files without hashing the model again."""
-    loaded = _load(model)
-    if loaded is None:
-        return None
-    source = loaded.path.name
-    if loaded.provenance is None:
-        return ProvenanceInfo(
-            source=source,
-            claims=[],
-            provenance=Provenance(),
-            notes=[f"{source}: {loaded.error}; no claims were read"],
-        )
-    prov = loaded.provenance
-    root, digest_note = model_root, ""
-    if prov.digest and _inside(loaded.path, model) and parse_sha256(prov.digest):
-        digests = list(files) if files is not None else file_digests(model)
-        others = [d for d in digests if d.path != source]
-        root = root_digest(others)
-        digest_note = (
-            f"checked over the model's files other than {source}, which cannot hold its own digest"
-        )
-    elif prov.digest and model.is_file() and parse_sha256(prov.digest) != root:
-        # for a single file, its own sha256 (what sha256sum prints) is as good a claim
-        own = (list(files) if files is not None else file_digests(model))[0].sha256
-        if parse_sha256(prov.digest) == own:
-            root, digest_note = own, "checked as the file's own sha256"
-    claims = check_claims(prov, root, base_root, source=source, digest_note=digest_note)
-    notes = [f"{source}: {untrusted_text(n, 300)}" for n in loaded.notes[:MAX_NOTES]]
-    return ProvenanceInfo(source=source, claims=claims, provenance=prov, notes=notes)
