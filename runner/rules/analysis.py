@@ -143,9 +143,36 @@ def build(c: Collected) -> Report:
         telemetry.tracer_events(trace, clock, folder, "/airlock/run/worker.sock")
     telemetry.worker_events(c.worker_events, clock, folder)
     events = sorted(folder.events, key=lambda e: e.time)
-    st = c.final_state
-    oom = bool(st and st.oom_killed)
-    facts = evaluation.HostFacts(
+    findings = evaluation.evaluate(events, _host_facts(c, trace))
+    # a sandbox that never ran, or whose run is not over, has not been evaluated
+    could_not = c.error is not None or (c.final_state is None and not c.static_only)
+    return Report(
+        tool_version=__version__,
+        verdict=rules.verdict(findings, could_not),
+        findings=findings,
+        model=c.model,
+        sandbox=c.sandbox,
+        resources=_resources(c) if c.sandbox is not None else None,
+        events=events,
+        events_dropped=folder.dropped + c.worker_events_dropped,
+        tracer=_tracer_info(c, trace) if c.sandbox is not None else None,
+        phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
+        signature=c.signature,
+        calls=c.calls,
+        notes=_notes(c, trace, findings),
+        outputs=[TensorSummary.of(k, v) for k, v in _alive_outputs(c.last_outputs)],
+        error=error_info(c.error) if c.error else None,
+        integrity=c.integrity,
+    )
+
+
+def _oom(c: Collected) -> bool:
+    return bool(c.final_state and c.final_state.oom_killed)
+
+
+def _host_facts(c: Collected, trace: _strace.Trace | None) -> evaluation.HostFacts:
+    oom = _oom(c)
+    return evaluation.HostFacts(
         oom_killed=oom,
         pids_limit_hit=c.pids_limit_hits > 0,
         deadline=c.deadline,
@@ -158,7 +185,9 @@ def build(c: Collected) -> Report:
         static_imports=tuple(c.static_imports),
         **_integrity_facts(c.integrity),
     )
-    findings = evaluation.evaluate(events, facts)
+
+
+def _notes(c: Collected, trace: _strace.Trace | None, findings: list[rules.Finding]) -> list[str]:
     notes = list(c.notes) + ([] if c.static_only else _disagreements(findings))
     if trace is not None and trace.truncated:
         notes.append(
@@ -169,61 +198,45 @@ def build(c: Collected) -> Report:
         notes.append("static pre-flight only: the model was not loaded, nothing ran")
     elif c.final_state is None and c.error is None:
         notes.append("the sandbox did not run to the end: this report is incomplete")
-    # a sandbox that never ran, or whose run is not over, has not been evaluated
-    could_not = c.error is not None or (c.final_state is None and not c.static_only)
-    resources = None
-    if c.sandbox is not None:
-        per_phase = summarise(c.samples)
-        resources = Resources(
-            memory_limit_bytes=c.policy.memory_bytes,
-            memory_peak_bytes=c.memory_peak_bytes,
-            cpu_seconds=c.samples[-1].cpu_seconds if c.samples else None,
-            pids_limit=c.policy.effective_pids,
-            pids_max=max((s.pids for s in c.samples), default=None),
-            pids_limit_hit=c.pids_limit_hits > 0,
-            oom_killed=oom,
-            exit_code=st.exit_code if st else None,
-            killed_by_host=c.killed_by_host,
-            timed_out=c.deadline,
-            per_phase=per_phase,
-            timeline=c.samples,
-        )
-    tracer = None
-    if c.sandbox is not None:
-        record = trace.exits.get(trace.first_pid) if trace and trace.first_pid else None
-        tracer = TracerInfo(
-            enabled=c.policy.trace,
-            exit_code=st.exit_code if st else None,
-            worker_exit=(
-                ""
-                if record is None
-                else f"exited with {record.code}"
-                if record.code is not None
-                else f"killed by {record.signal}"
-            ),
-            log_bytes=len(c.trace_log or b""),
-            syscalls=len(trace.calls) if trace else 0,
-            malformed_lines=trace.malformed if trace else 0,
-            cut_mid_line=bool(trace and trace.cut_mid_line),
-            truncated=bool(trace and trace.truncated),
-        )
-    return Report(
-        tool_version=__version__,
-        verdict=rules.verdict(findings, could_not),
-        findings=findings,
-        model=c.model,
-        sandbox=c.sandbox,
-        resources=resources,
-        events=events,
-        events_dropped=folder.dropped + c.worker_events_dropped,
-        tracer=tracer,
-        phases=[Phase(name=k, seconds=round(v, 6)) for k, v in c.phases.items()],
-        signature=c.signature,
-        calls=c.calls,
-        notes=notes,
-        outputs=[TensorSummary.of(k, v) for k, v in _alive_outputs(c.last_outputs)],
-        error=error_info(c.error) if c.error else None,
-        integrity=c.integrity,
+    return notes
+
+
+def _resources(c: Collected) -> Resources:
+    st = c.final_state
+    return Resources(
+        memory_limit_bytes=c.policy.memory_bytes,
+        memory_peak_bytes=c.memory_peak_bytes,
+        cpu_seconds=c.samples[-1].cpu_seconds if c.samples else None,
+        pids_limit=c.policy.effective_pids,
+        pids_max=max((s.pids for s in c.samples), default=None),
+        pids_limit_hit=c.pids_limit_hits > 0,
+        oom_killed=_oom(c),
+        exit_code=st.exit_code if st else None,
+        killed_by_host=c.killed_by_host,
+        timed_out=c.deadline,
+        per_phase=summarise(c.samples),
+        timeline=c.samples,
+    )
+
+
+def _tracer_info(c: Collected, trace: _strace.Trace | None) -> TracerInfo:
+    st = c.final_state
+    record = trace.exits.get(trace.first_pid) if trace and trace.first_pid else None
+    if record is None:
+        worker_exit = ""
+    elif record.code is not None:
+        worker_exit = f"exited with {record.code}"
+    else:
+        worker_exit = f"killed by {record.signal}"
+    return TracerInfo(
+        enabled=c.policy.trace,
+        exit_code=st.exit_code if st else None,
+        worker_exit=worker_exit,
+        log_bytes=len(c.trace_log or b""),
+        syscalls=len(trace.calls) if trace else 0,
+        malformed_lines=trace.malformed if trace else 0,
+        cut_mid_line=bool(trace and trace.cut_mid_line),
+        truncated=bool(trace and trace.truncated),
     )
 
 

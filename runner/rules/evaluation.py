@@ -86,259 +86,242 @@ def evaluate(events: Iterable[Event], facts: HostFacts) -> list[Finding]:
     return ordered(c.found.values())
 
 
+_PROCESS_KINDS = (
+    "python.subprocess.Popen",
+    "python.os.exec",
+    "python.os.posix_spawn",
+    "python.os.fork",
+    "python.os.forkpty",
+    "python.pty.spawn",
+    "python.os.spawn",
+)
+_NETWORK_KINDS = (
+    "python.socket.connect",
+    "python.socket.sendto",
+    "python.socket.bind",
+    "python.socket.getaddrinfo",
+    "python.socket.gethostbyname",
+    "python.socket.gethostbyname_ex",
+    "python.socket.gethostbyaddr",
+    "python.http.client.connect",
+    "python.urllib.Request",
+)
+_INTROSPECTION_KINDS = (
+    "python.gc.get_objects",
+    "python.gc.get_referrers",
+    "python.gc.get_referents",
+    "python.sys._current_frames",
+)
+# Event kinds whose rule and message depend on the kind alone ({summary} is the event's).
+_BY_KIND: dict[str, tuple[RuleName, str]] = {
+    "process.fork": (RuleName.PROCESS_SPAWNED, "the model created a child process"),
+    "net.lookup": (RuleName.NAME_LOOKUP, "the model tried to resolve a name: {summary}"),
+    "net.bind": (RuleName.NETWORK_LISTEN, "the model tried to accept connections: {summary}"),
+    "net.listen": (RuleName.NETWORK_LISTEN, "the model tried to accept connections: {summary}"),
+    "file.sensitive_read": (RuleName.SENSITIVE_READ, "the model read a sensitive file: {summary}"),
+    "file.probe": (RuleName.SANDBOX_PROBE, "the model probed its environment: {summary}"),
+    "priv.setid": (RuleName.PRIVILEGE_ATTEMPT, "the model tried to change its identity: {summary}"),
+    "priv.escape": (RuleName.ESCAPE_ATTEMPT, "the model tried an escape syscall: {summary}"),
+    "signal.send": (
+        RuleName.SIGNAL_OTHER_PROCESS,
+        "the model signalled another process: {summary}",
+    ),
+    "python.exec": (RuleName.DYNAMIC_CODE, "the model ran dynamic code: {summary}"),
+    "python.compile": (RuleName.DYNAMIC_CODE, "the model ran dynamic code: {summary}"),
+    "python.ctypes.dlopen": (RuleName.NATIVE_CODE, "the model loaded a native library: {summary}"),
+    "python.os.system": (RuleName.SHELL_EXECUTED, "the model called os.system: {summary}"),
+    **{
+        k: (RuleName.PYTHON_PROCESS, "the model started a process: {summary}")
+        for k in _PROCESS_KINDS
+    },
+    **{
+        k: (RuleName.PYTHON_NETWORK, "the model used the network: {summary}")
+        for k in _NETWORK_KINDS
+    },
+    **{
+        k: (
+            RuleName.INTERPRETER_INTROSPECTION,
+            "the model walked the interpreter's objects: {summary}",
+        )
+        for k in _INTROSPECTION_KINDS
+    },
+}
+_SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh", "busybox", "csh", "fish"}
+
+
 def _event_rules(c: _Collector, e: Event) -> None:
-    k, d = e.kind, e.detail
+    judged = _judge(e)
+    if judged is None:
+        return
     cite = (
         f"[{e.source.value}] {e.summary}"
         + (f" = {e.result}" if e.result else "")
         + (f" (x{e.count})" if e.count > 1 else "")
     )
+    c.add(judged[0], e.phase, e.source, judged[1], [cite], e.count)
 
-    def add(name: RuleName, msg: str) -> None:
-        c.add(name, e.phase, e.source, msg, [cite], e.count)
 
+def _judge(e: Event) -> tuple[RuleName, str] | None:
+    """The rule an event falls under and the finding's message; None for an ordinary event."""
+    k, d = e.kind, e.detail
+    if k in _BY_KIND:
+        rule, template = _BY_KIND[k]
+        return rule, template.format(summary=e.summary)
     if k == "process.exec":
-        base = str(d.get("path", "")).rsplit("/", 1)[-1]
-        if base in {"sh", "bash", "dash", "zsh", "ash", "ksh", "busybox", "csh", "fish"}:
-            add(RuleName.SHELL_EXECUTED, f"a shell ran: {e.summary}")
-        else:
-            add(RuleName.PROCESS_SPAWNED, f"a program ran: {e.summary}")
-    elif k == "process.fork":
-        add(RuleName.PROCESS_SPAWNED, "the model created a child process")
-    elif k in ("net.connect", "net.sendto", "net.sendmmsg"):
-        if d.get("family") == "AF_UNIX":
-            if str(d.get("address", "")).endswith(("docker.sock", "containerd.sock")):
-                add(
-                    RuleName.SENSITIVE_READ,
-                    f"the model reached for a container engine socket: {e.summary}",
-                )
-            else:
-                add(RuleName.NETWORK_ATTEMPT, f"the model connected to a Unix socket: {e.summary}")
-        else:
-            add(RuleName.NETWORK_ATTEMPT, f"the model tried the network: {e.summary}")
-    elif k == "net.lookup":
-        add(RuleName.NAME_LOOKUP, f"the model tried to resolve a name: {e.summary}")
-    elif k in ("net.bind", "net.listen"):
-        add(RuleName.NETWORK_LISTEN, f"the model tried to accept connections: {e.summary}")
-    elif k == "net.socket":
-        if d.get("family") not in ("AF_INET", "AF_INET6"):
-            add(RuleName.RAW_SOCKET, f"the model opened an unusual socket: {e.summary}")
-    elif k in ("file.write", "file.modify"):
+        if str(d.get("path", "")).rsplit("/", 1)[-1] in _SHELLS:
+            return RuleName.SHELL_EXECUTED, f"a shell ran: {e.summary}"
+        return RuleName.PROCESS_SPAWNED, f"a program ran: {e.summary}"
+    if k in ("net.connect", "net.sendto", "net.sendmmsg"):
+        if d.get("family") != "AF_UNIX":
+            return RuleName.NETWORK_ATTEMPT, f"the model tried the network: {e.summary}"
+        if str(d.get("address", "")).endswith(("docker.sock", "containerd.sock")):
+            return (
+                RuleName.SENSITIVE_READ,
+                f"the model reached for a container engine socket: {e.summary}",
+            )
+        return RuleName.NETWORK_ATTEMPT, f"the model connected to a Unix socket: {e.summary}"
+    if k == "net.socket" and d.get("family") not in ("AF_INET", "AF_INET6"):
+        return RuleName.RAW_SOCKET, f"the model opened an unusual socket: {e.summary}"
+    if k in ("file.write", "file.modify"):
         raw = d.get("paths") or d.get("path") or ""
         paths = [str(p) for p in raw] if isinstance(raw, list) else [str(raw)]
-        if all(_in_scratch(str(p)) for p in paths):
-            add(RuleName.WRITE_IN_SCRATCH, f"the model wrote in scratch: {e.summary}")
-        else:
-            add(
-                RuleName.WRITE_OUTSIDE_SCRATCH,
-                f"the model tried to write outside scratch: {e.summary}",
-            )
-    elif k == "file.sensitive_read":
-        add(RuleName.SENSITIVE_READ, f"the model read a sensitive file: {e.summary}")
-    elif k == "file.probe":
-        add(RuleName.SANDBOX_PROBE, f"the model probed its environment: {e.summary}")
-    elif k == "priv.setid":
-        add(RuleName.PRIVILEGE_ATTEMPT, f"the model tried to change its identity: {e.summary}")
-    elif k == "priv.escape":
-        add(RuleName.ESCAPE_ATTEMPT, f"the model tried an escape syscall: {e.summary}")
-    elif k == "signal.send":
-        add(RuleName.SIGNAL_OTHER_PROCESS, f"the model signalled another process: {e.summary}")
-    elif k == "python.pickle.find_class":
-        sev = classify_global(str(d.get("module", "")), str(d.get("name", "")))
-        if sev is Severity.CRITICAL:
-            add(
-                RuleName.DANGEROUS_PICKLE_IMPORT,
-                f"unpickling imported {d.get('module')}.{d.get('name')}",
-            )
-        elif sev is not None:
-            add(
-                RuleName.UNUSUAL_PICKLE_IMPORT,
-                f"unpickling imported {d.get('module')}.{d.get('name')}",
-            )
-    elif k in ("python.exec", "python.compile"):
-        add(RuleName.DYNAMIC_CODE, f"the model ran dynamic code: {e.summary}")
-    elif k == "python.ctypes.dlopen":
-        add(RuleName.NATIVE_CODE, f"the model loaded a native library: {e.summary}")
-    elif k == "python.os.system":
-        add(RuleName.SHELL_EXECUTED, f"the model called os.system: {e.summary}")
-    elif k in (
-        "python.subprocess.Popen",
-        "python.os.exec",
-        "python.os.posix_spawn",
-        "python.os.fork",
-        "python.os.forkpty",
-        "python.pty.spawn",
-        "python.os.spawn",
-    ):
-        add(RuleName.PYTHON_PROCESS, f"the model started a process: {e.summary}")
-    elif k in (
-        "python.socket.connect",
-        "python.socket.sendto",
-        "python.socket.bind",
-        "python.socket.getaddrinfo",
-        "python.socket.gethostbyname",
-        "python.socket.gethostbyname_ex",
-        "python.socket.gethostbyaddr",
-        "python.http.client.connect",
-        "python.urllib.Request",
-    ):
-        add(RuleName.PYTHON_NETWORK, f"the model used the network: {e.summary}")
-    elif k in (
-        "python.gc.get_objects",
-        "python.gc.get_referrers",
-        "python.gc.get_referents",
-        "python.sys._current_frames",
-    ):
-        add(
-            RuleName.INTERPRETER_INTROSPECTION,
-            f"the model walked the interpreter's objects: {e.summary}",
+        if all(_in_scratch(p) for p in paths):
+            return RuleName.WRITE_IN_SCRATCH, f"the model wrote in scratch: {e.summary}"
+        return (
+            RuleName.WRITE_OUTSIDE_SCRATCH,
+            f"the model tried to write outside scratch: {e.summary}",
         )
+    if k == "python.pickle.find_class":
+        sev = classify_global(str(d.get("module", "")), str(d.get("name", "")))
+        what = f"unpickling imported {d.get('module')}.{d.get('name')}"
+        if sev is Severity.CRITICAL:
+            return RuleName.DANGEROUS_PICKLE_IMPORT, what
+        if sev is not None:
+            return RuleName.UNUSUAL_PICKLE_IMPORT, what
+    return None
+
+
+Judged = tuple[RuleName, str, list[str]]
 
 
 def _host_rules(c: _Collector, f: HostFacts) -> None:
-    h = Source.HOST
-    if f.oom_killed:
-        c.add(
+    for rule, message, evidence in _limit_findings(f):
+        c.add(rule, None, Source.HOST, message, evidence)
+    for rule, message, evidence in _static_findings(f):
+        c.add(rule, None, Source.STATIC, message, evidence)
+
+
+def _limit_findings(f: HostFacts) -> list[Judged]:
+    """What the host saw of the sandbox itself: limits hit, deadlines, a crash, the tracer."""
+    checks: list[tuple[object, RuleName, str, list[str]]] = [
+        (
+            f.oom_killed,
             RuleName.MEMORY_LIMIT,
-            None,
-            h,
             "the sandbox was killed for exceeding its memory limit",
             ["Docker: State.OOMKilled = true"],
-        )
-    if f.pids_limit_hit:
-        c.add(
+        ),
+        (
+            f.pids_limit_hit,
             RuleName.PIDS_LIMIT,
-            None,
-            h,
             "the model hit the process limit",
             ["cgroup: pids.events max > 0, or the runsc sandbox died of it"],
-        )
-    if f.deadline:
-        c.add(
+        ),
+        (
+            f.deadline,
             RuleName.DEADLINE,
-            None,
-            h,
             f"the {f.deadline} deadline passed; the sandbox was killed",
             [f"host: {f.deadline} deadline exceeded"],
-        )
-    if f.reply_too_large:
-        c.add(
+        ),
+        (
+            f.reply_too_large,
             RuleName.REPLY_TOO_LARGE,
-            None,
-            h,
             "the worker's reply exceeded the size limit",
             ["gRPC: reply above max_reply_bytes refused"],
-        )
-    if f.worker_crashed:
-        c.add(
+        ),
+        (
+            f.worker_crashed,
             RuleName.WORKER_CRASHED,
-            None,
-            h,
             f"the worker died: {f.worker_crashed}",
             [f"Docker: {f.worker_crashed}"],
-        )
-    if f.tracer_problems:
-        c.add(
+        ),
+        (
+            f.tracer_problems,
             RuleName.TRACER_TAMPERING,
-            None,
-            h,
             "the trace is incomplete or the tracer was disturbed",
             list(f.tracer_problems),
-        )
-    if f.scratch_full:
-        c.add(
+        ),
+        (
+            f.scratch_full,
             RuleName.SCRATCH_FULL,
-            None,
-            h,
             "the model filled its scratch space",
             ["statvfs: /tmp at 95% or more of its size"],
-        )
-    if f.output_flood:
-        c.add(
+        ),
+        (
+            f.output_flood,
             RuleName.OUTPUT_FLOOD,
-            None,
-            h,
             "the model flooded stdout/stderr",
             ["the engine's json-file log rotated past 1 MiB"],
-        )
-    h = Source.STATIC
-    for module, name, where in f.static_imports:
-        cite = [f"static: the pickle{where} imports {module}.{name}"]
-        if module == "?" or name == "?":
-            c.add(
-                RuleName.STATIC_HIDDEN_IMPORT,
-                None,
-                h,
-                "the pickle assembles an import name at run time",
-                cite,
-            )
-            continue
-        sev = classify_global(module, name)
-        if sev is Severity.CRITICAL:
-            c.add(
-                RuleName.STATIC_DANGEROUS_IMPORT,
-                None,
-                h,
-                f"the pickle would import {module}.{name}",
-                cite,
-            )
-        elif sev is not None:
-            c.add(
-                RuleName.STATIC_UNUSUAL_IMPORT,
-                None,
-                h,
-                f"the pickle would import {module}.{name}",
-                cite,
-            )
+        ),
+    ]
+    return [(rule, message, evidence) for hit, rule, message, evidence in checks if hit]
+
+
+def _static_findings(f: HostFacts) -> list[Judged]:
+    """What the host read in the files' bytes, and the signature and provenance checks."""
+    found = [_static_import(module, name, where) for module, name, where in f.static_imports]
+    out = [j for j in found if j is not None]
     if f.static_aborted:
-        c.add(
-            RuleName.STATIC_CHECK_ABORTED,
-            None,
-            h,
-            f"the static pre-flight did not finish: {f.static_aborted}",
-            [f"static: {f.static_aborted}"],
+        out.append(
+            (
+                RuleName.STATIC_CHECK_ABORTED,
+                f"the static pre-flight did not finish: {f.static_aborted}",
+                [f"static: {f.static_aborted}"],
+            )
         )
     if f.signature_failure:
-        c.add(
-            RuleName.SIGNATURE_INVALID,
-            None,
-            h,
-            f"the signature does not verify: {f.signature_failure}",
-            [f"static: {f.signature_failure}"],
+        out.append(
+            (
+                RuleName.SIGNATURE_INVALID,
+                f"the signature does not verify: {f.signature_failure}",
+                [f"static: {f.signature_failure}"],
+            )
         )
     if f.signature_missing:
-        c.add(
-            RuleName.SIGNATURE_MISSING,
-            None,
-            h,
-            "a signature is required and the model has none",
-            ["static: no signature given or found next to the model"],
+        out.append(
+            (
+                RuleName.SIGNATURE_MISSING,
+                "a signature is required and the model has none",
+                ["static: no signature given or found next to the model"],
+            )
         )
-    for m in f.provenance_mismatches:
-        c.add(
-            RuleName.PROVENANCE_MISMATCH,
-            None,
-            h,
-            f"declared provenance does not match: {m}",
-            [f"static: {m}"],
-        )
+    out += [
+        (RuleName.PROVENANCE_MISMATCH, f"declared provenance does not match: {m}", [f"static: {m}"])
+        for m in f.provenance_mismatches
+    ]
     for check, evidence in f.tamper:
         if check in PATH_ESCAPES:
-            c.add(
-                RuleName.PATH_ESCAPE,
-                None,
-                h,
-                f"the model reaches outside its directory ({check})",
-                [f"static: {evidence}"],
-            )
+            message = f"the model reaches outside its directory ({check})"
+            out.append((RuleName.PATH_ESCAPE, message, [f"static: {evidence}"]))
         else:
-            c.add(
-                RuleName.TAMPERED_FILE,
-                None,
-                h,
-                f"the file shows signs of tampering ({check})",
-                [f"static: {evidence}"],
-            )
+            message = f"the file shows signs of tampering ({check})"
+            out.append((RuleName.TAMPERED_FILE, message, [f"static: {evidence}"]))
+    return out
+
+
+def _static_import(module: str, name: str, where: str) -> Judged | None:
+    cite = [f"static: the pickle{where} imports {module}.{name}"]
+    if module == "?" or name == "?":
+        return (
+            RuleName.STATIC_HIDDEN_IMPORT,
+            "the pickle assembles an import name at run time",
+            cite,
+        )
+    sev = classify_global(module, name)
+    if sev is Severity.CRITICAL:
+        return RuleName.STATIC_DANGEROUS_IMPORT, f"the pickle would import {module}.{name}", cite
+    if sev is not None:
+        return RuleName.STATIC_UNUSUAL_IMPORT, f"the pickle would import {module}.{name}", cite
+    return None
 
 
 def finding(

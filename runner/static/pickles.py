@@ -117,9 +117,7 @@ class Walk:
 def _walk(stream: Walkable, size: int, member: str) -> Walk:
     """One pickle, opcode by opcode, as the unpickler reads it; at most MAX_OPS opcodes."""
     w = Walk(imports=[])
-    found = w.imports
-    stack: list[object] = []
-    memo: dict[int, object] = {}
+    machine = _Machine(member)
     try:
         for n, (op, arg, at) in enumerate(ops(stream)):
             if n <= 1 and w.first is None and op.name != "PROTO":
@@ -127,92 +125,13 @@ def _walk(stream: Walkable, size: int, member: str) -> Walk:
             pos = at or 0
             if n > MAX_OPS:
                 break
-            name = op.name
-            if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
+            if op.name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
                 w.error = f"a frame at offset {pos} runs past the end of the file"
                 break
-            if len(found) >= MAX_IMPORTS:
-                found = []  # keep walking to the STOP; record no more
-            if name in (
-                "SHORT_BINUNICODE",
-                "BINUNICODE",
-                "BINUNICODE8",
-                "UNICODE",
-                "SHORT_BINSTRING",
-                "BINSTRING",
-                "STRING",
-            ):
-                stack.append(arg if isinstance(arg, str) else UNKNOWN)
-            elif name == "GLOBAL" and isinstance(arg, str):
-                module, _, attr = arg.partition(" ")
-                found.append(Import(_name(module), _name(attr), member, pos))
-                stack.append(UNKNOWN)
-            elif name == "STACK_GLOBAL":
-                top = stack.pop() if stack else UNKNOWN
-                below = stack.pop() if stack else UNKNOWN
-                found.append(Import(_name(below), _name(top), member, pos))
-                stack.append(UNKNOWN)
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1] if stack else UNKNOWN
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
-                memo[arg] = stack[-1] if stack else UNKNOWN
-            elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
-                stack.append(memo.get(arg, UNKNOWN))
-            elif name == "MARK":
-                stack.append(_MARK)
-            elif name == "POP":
-                if stack:
-                    stack.pop()
-            elif name == "POP_MARK":
-                _pop_to_mark(stack)
-            elif name == "DUP":
-                stack.append(stack[-1] if stack else UNKNOWN)
-            elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "OBJ", "INST"):
-                _pop_to_mark(stack)
-                stack.append(UNKNOWN)
-                if name == "INST" and isinstance(arg, str):
-                    module, _, attr = arg.partition(" ")
-                    found.append(Import(_name(module), _name(attr), member, pos))
-            elif name in (
-                "EMPTY_TUPLE",
-                "EMPTY_LIST",
-                "EMPTY_DICT",
-                "EMPTY_SET",
-                "NONE",
-                "NEWTRUE",
-                "NEWFALSE",
-                "PERSID",
-                "BINPERSID",
-                "EXT1",
-                "EXT2",
-                "EXT4",
-            ):
-                if name == "BINPERSID" and stack:
-                    stack.pop()
-                stack.append(UNKNOWN)
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                for _ in range(int(name[-1])):
-                    if stack:
-                        stack.pop()
-                stack.append(UNKNOWN)
-            elif name in ("REDUCE", "NEWOBJ", "BUILD", "APPEND", "SETITEM"):
-                pops = {"REDUCE": 2, "NEWOBJ": 2, "BUILD": 2, "APPEND": 2, "SETITEM": 3}[name]
-                for _ in range(pops):
-                    if stack:
-                        stack.pop()
-                stack.append(UNKNOWN)
-            elif name == "NEWOBJ_EX":
-                for _ in range(3):
-                    if stack:
-                        stack.pop()
-                stack.append(UNKNOWN)
-            elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
-                _pop_to_mark(stack)
-            elif name == "STOP":
+            if op.name == "STOP":
                 w.end = stream.tell()
                 break
-            elif op.stack_after and not op.stack_before:
-                stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
+            machine.step(op, arg, pos)
     except (
         ValueError,
         EOFError,
@@ -224,7 +143,93 @@ def _walk(stream: Walkable, size: int, member: str) -> Walk:
     ) as e:
         # a broken stream: what was read so far is what the unpickler would reach
         w.error = str(e)
+    w.imports = machine.imports
     return w
+
+
+_STRINGS = frozenset(
+    (
+        *("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"),
+        *("SHORT_BINSTRING", "BINSTRING", "STRING"),
+    )
+)
+# Opcodes that pop a fixed number of items and push one value the walk does not follow.
+_POP_THEN_PUSH = {
+    **dict.fromkeys(("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "NONE"), 0),
+    **dict.fromkeys(("NEWTRUE", "NEWFALSE", "PERSID", "EXT1", "EXT2", "EXT4"), 0),
+    "BINPERSID": 1,
+    "TUPLE1": 1,
+    "TUPLE2": 2,
+    "TUPLE3": 3,
+    **dict.fromkeys(("REDUCE", "NEWOBJ", "BUILD", "APPEND"), 2),
+    "SETITEM": 3,
+    "NEWOBJ_EX": 3,
+}
+_MARKED_PUSH = frozenset(("TUPLE", "LIST", "DICT", "FROZENSET", "OBJ", "INST"))
+_MARKED = frozenset(("APPENDS", "SETITEMS", "ADDITEMS"))
+
+
+class _Machine:
+    """The symbolic stack and memo of one pickle: strings are followed, all else is UNKNOWN."""
+
+    def __init__(self, member: str) -> None:
+        self.member = member
+        self.imports: list[Import] = []
+        self.stack: list[object] = []
+        self.memo: dict[int, object] = {}
+        self.capped = False  # MAX_IMPORTS were recorded; the walk goes on to the STOP
+
+    def _pop(self, n: int = 1) -> object:
+        top: object = UNKNOWN
+        for _ in range(n):
+            top = self.stack.pop() if self.stack else UNKNOWN
+        return top
+
+    def _top(self) -> object:
+        return self.stack[-1] if self.stack else UNKNOWN
+
+    def _found(self, module: object, name: object, pos: int) -> None:
+        if len(self.imports) >= MAX_IMPORTS:
+            self.capped = True  # keep walking to the STOP; record no more
+            return
+        self.imports.append(Import(_name(module), _name(name), self.member, pos))
+
+    def step(self, op: pickletools.OpcodeInfo, arg: Any, pos: int) -> None:
+        name, stack = op.name, self.stack
+        if name in _STRINGS:
+            stack.append(arg if isinstance(arg, str) else UNKNOWN)
+        elif name in ("GLOBAL", "INST") and isinstance(arg, str):
+            module, _, attr = arg.partition(" ")
+            if name == "INST":
+                _pop_to_mark(stack)
+            self._found(module, attr, pos)
+            stack.append(UNKNOWN)
+        elif name == "STACK_GLOBAL":
+            top = self._pop()
+            self._found(self._pop(), top, pos)
+            stack.append(UNKNOWN)
+        elif name == "MEMOIZE":
+            self.memo[len(self.memo)] = self._top()
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
+            self.memo[arg] = self._top()
+        elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
+            stack.append(self.memo.get(arg, UNKNOWN))
+        elif name == "MARK":
+            stack.append(_MARK)
+        elif name == "POP":
+            self._pop()
+        elif name in ("POP_MARK", *_MARKED):
+            _pop_to_mark(stack)
+        elif name == "DUP":
+            stack.append(self._top())
+        elif name in _MARKED_PUSH:
+            _pop_to_mark(stack)
+            stack.append(UNKNOWN)
+        elif name in _POP_THEN_PUSH:
+            self._pop(_POP_THEN_PUSH[name])
+            stack.append(UNKNOWN)
+        elif op.stack_after and not op.stack_before:
+            stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
 
 
 @dataclass

@@ -242,6 +242,31 @@ def _resolve(call: _strace.Syscall, idx: int, own: int, dirs: dict[tuple[int, st
     return f"{base.rstrip('/')}/{path}" if base else f"<fd {dirfd}>/{path}"
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One syscall with what is known of its process, ready to become an event."""
+
+    call: _strace.Syscall
+    phase: Phase
+    own: int  # the calling process (thread group)
+    tgid: dict[int, int]
+    dirs: dict[tuple[int, str], str]
+    worker_socket: str
+
+    def ev(self, kind: str, summary: str, **detail: DetailValue) -> Event:
+        c = self.call
+        return Event(
+            time=c.time,
+            phase=self.phase,
+            source=Source.TRACER,
+            kind=kind,
+            summary=summary,
+            pid=c.pid,
+            result=_result(c),
+            detail={"syscall": c.name, **detail},
+        )
+
+
 def _event_for(
     call: _strace.Syscall,
     phase: Phase,
@@ -250,104 +275,105 @@ def _event_for(
     dirs: dict[tuple[int, str], str],
     worker_socket: str,
 ) -> Event | None:
-    name, args = call.name, call.args
+    c = _Call(call, phase, own, tgid, dirs, worker_socket)
+    name = call.name
+    if name in ("execve", "execveat", "clone", "clone3", "fork", "vfork"):
+        return _process_event(c)
+    if name in ("socket", "connect", "bind", "sendto", "sendmmsg", "listen"):
+        return _net_event(c)
+    if name in ("open", "openat", "openat2", "creat"):
+        return _open_event(c)
+    if name in _FILE_MODIFY:
+        return _modify_event(c)
+    if name in _SETID:
+        return c.ev("priv.setid", f"{name}({', '.join(call.args)})")
+    if name in _SIGNALS:
+        return _signal_event(c)
+    if name in _REFUSED_SET:
+        return c.ev("priv.escape", f"{name}({', '.join(_str(a) for a in call.args[:3])})")
+    return None
 
-    def ev(kind: str, summary: str, **detail: DetailValue) -> Event:
-        return Event(
-            time=call.time,
-            phase=phase,
-            source=Source.TRACER,
-            kind=kind,
-            summary=summary,
-            pid=call.pid,
-            result=_result(call),
-            detail={"syscall": name, **detail},
-        )
 
+def _process_event(c: _Call) -> Event | None:
+    name, args = c.call.name, c.call.args
     if name in ("execve", "execveat"):
         idx = 1 if name == "execveat" else 0
         path = _str(args[idx]) if len(args) > idx else "?"
         argv = _array(args[idx + 1]) if len(args) > idx + 1 else []
-        return ev(
-            "process.exec", f"exec {path} {' '.join(argv[1:])}".strip()[:300], path=path, argv=argv
-        )
-    if name in ("clone", "clone3", "fork", "vfork"):
-        if "CLONE_THREAD" in " ".join(args):
-            return None
-        return ev("process.fork", f"{name} -> child {call.result}", child=call.result)
+        summary = f"exec {path} {' '.join(argv[1:])}".strip()[:300]
+        return c.ev("process.exec", summary, path=path, argv=argv)
+    if "CLONE_THREAD" in " ".join(args):
+        return None
+    return c.ev("process.fork", f"{name} -> child {c.call.result}", child=c.call.result)
+
+
+def _net_event(c: _Call) -> Event | None:
+    name, args = c.call.name, c.call.args
+    if name == "listen":
+        return c.ev("net.listen", f"listen(fd {args[0] if args else '?'})")
     if name == "socket":
         family = args[0] if args else "?"
         if family == "AF_UNIX":
             return None
-        return ev(
-            "net.socket",
-            f"socket({', '.join(args[:2])})",
-            family=family,
-            type=args[1] if len(args) > 1 else "?",
-        )
-    if name in ("connect", "bind", "sendto", "sendmmsg"):
-        token = (
-            args[4] if name == "sendto" and len(args) > 4 else (args[1] if len(args) > 1 else "")
-        )
-        addr = parse_sockaddr(token)
-        family = str(addr.get("family"))
-        where = f"{addr.get('address', '?')}" + (f":{addr['port']}" if "port" in addr else "")
-        if family == "AF_UNIX":
-            # the worker's own gRPC socket, and glibc asking nscd (absent here) for passwd,
-            # group or hosts entries, are baseline
-            if addr.get("address") in (worker_socket, "/var/run/nscd/socket"):
-                return None
-            return ev(f"net.{name}", f"{name} unix {where}", **addr)
-        if family == "?" and name != "connect":
+        kind = args[1] if len(args) > 1 else "?"
+        return c.ev("net.socket", f"socket({', '.join(args[:2])})", family=family, type=kind)
+    token = args[4] if name == "sendto" and len(args) > 4 else (args[1] if len(args) > 1 else "")
+    addr = parse_sockaddr(token)
+    family = str(addr.get("family"))
+    where = f"{addr.get('address', '?')}" + (f":{addr['port']}" if "port" in addr else "")
+    if family == "AF_UNIX":
+        # the worker's own gRPC socket, and glibc asking nscd (absent here) for passwd,
+        # group or hosts entries, are baseline
+        if addr.get("address") in (c.worker_socket, "/var/run/nscd/socket"):
             return None
-        kind = "net.lookup" if addr.get("port") == 53 else f"net.{name}"
-        return ev(kind, f"{name} {family} {where}", **addr)
-    if name == "listen":
-        return ev("net.listen", f"listen(fd {args[0] if args else '?'})")
-    if name in ("open", "openat", "openat2", "creat"):
-        idx = 1 if name in ("openat", "openat2") else 0
-        if len(args) <= idx:
-            return None
-        path = _resolve(call, idx, own, dirs)
-        flags = args[idx + 1] if len(args) > idx + 1 else ""
-        writing = name == "creat" or any(f in flags for f in _WRITE_FLAGS)
-        if writing:
-            return ev("file.write", f"open {path} for writing", path=path, flags=flags)
-        if _BASELINE_READS.match(path):
-            return None
-        if is_sensitive(path):
-            return ev("file.sensitive_read", f"read {path}", path=path)
-        if is_probe(path):
-            return ev("file.probe", f"read {path}", path=path)
+        return c.ev(f"net.{name}", f"{name} unix {where}", **addr)
+    if family == "?" and name != "connect":
         return None
-    if name in _FILE_MODIFY:
-        paths = [
-            _resolve(call, i, own, dirs)
-            if i > 0 and name.endswith(("at", "at2"))
-            else _abs(_str(args[i]))
-            for i in _FILE_MODIFY[name]
-            if i < len(args)
-        ]
-        if paths == [worker_socket]:
-            return None  # the gRPC server removing its own socket
-        return ev(
-            "file.modify",
-            f"{name} {' -> '.join(paths)}",
-            path=paths[0] if paths else "",
-            paths=paths,
-        )
-    if name in _SETID:
-        return ev("priv.setid", f"{name}({', '.join(args)})")
-    if name in _SIGNALS:
-        target = _signal_target(name, args)
-        if target is None or tgid.get(target, target) == own:
-            return None
-        who = "the tracer (pid 1)" if target == 1 else f"pid {target}"
-        sig = args[-1] if args else "?"
-        return ev("signal.send", f"{name} {sig} to {who}", target=target, signal=sig)
-    if call.name in _REFUSED_SET:
-        return ev("priv.escape", f"{name}({', '.join(_str(a) for a in args[:3])})")
+    kind = "net.lookup" if addr.get("port") == 53 else f"net.{name}"
+    return c.ev(kind, f"{name} {family} {where}", **addr)
+
+
+def _open_event(c: _Call) -> Event | None:
+    name, args = c.call.name, c.call.args
+    idx = 1 if name in ("openat", "openat2") else 0
+    if len(args) <= idx:
+        return None
+    path = _resolve(c.call, idx, c.own, c.dirs)
+    flags = args[idx + 1] if len(args) > idx + 1 else ""
+    if name == "creat" or any(f in flags for f in _WRITE_FLAGS):
+        return c.ev("file.write", f"open {path} for writing", path=path, flags=flags)
+    if _BASELINE_READS.match(path):
+        return None
+    if is_sensitive(path):
+        return c.ev("file.sensitive_read", f"read {path}", path=path)
+    if is_probe(path):
+        return c.ev("file.probe", f"read {path}", path=path)
     return None
+
+
+def _modify_event(c: _Call) -> Event | None:
+    name, args = c.call.name, c.call.args
+    paths = [
+        _resolve(c.call, i, c.own, c.dirs)
+        if i > 0 and name.endswith(("at", "at2"))
+        else _abs(_str(args[i]))
+        for i in _FILE_MODIFY[name]
+        if i < len(args)
+    ]
+    if paths == [c.worker_socket]:
+        return None  # the gRPC server removing its own socket
+    summary = f"{name} {' -> '.join(paths)}"
+    return c.ev("file.modify", summary, path=paths[0] if paths else "", paths=paths)
+
+
+def _signal_event(c: _Call) -> Event | None:
+    name, args = c.call.name, c.call.args
+    target = _signal_target(name, args)
+    if target is None or c.tgid.get(target, target) == c.own:
+        return None
+    who = "the tracer (pid 1)" if target == 1 else f"pid {target}"
+    sig = args[-1] if args else "?"
+    return c.ev("signal.send", f"{name} {sig} to {who}", target=target, signal=sig)
 
 
 def _signal_target(name: str, args: tuple[str, ...]) -> int | None:

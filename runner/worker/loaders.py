@@ -207,53 +207,61 @@ def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
 
     inputs = [spec(a) for a in sess.get_inputs()]
     outputs = [spec(a) for a in sess.get_outputs()]
-    out_names = [o.name for o in outputs]
+    runner = _OnnxRunner(sess, [o.name for o in outputs])
+    return Loaded(Format.ONNX, inputs, outputs, runner.run, run_into=runner.run_into)
 
-    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = sess.run(out_names, feed)
-        return {n: np.asarray(r) for n, r in zip(out_names, results, strict=True)}
 
-    declared = _declared_shapes(sess)
-    quiet = ort.RunOptions()
-    quiet.log_severity_level = 4  # a declaration that does not hold is handled, not logged
-    trusted = [True]  # until a declared output shape turns out wrong
+class _OnnxRunner:
+    """Runs an ONNX session plainly, or with its outputs bound in place in the output window
+    while the model's declared output shapes hold."""
 
-    def run_into(feed: dict[str, np.ndarray], arena: Arena) -> dict[str, np.ndarray]:
-        if not trusted[0]:
-            return run(feed)
-        shapes = _output_shapes(declared, feed)
+    def __init__(self, sess: Any, out_names: list[str]) -> None:
+        import onnxruntime as ort
+
+        self.sess, self.out_names = sess, out_names
+        self.declared = _declared_shapes(sess)
+        self.quiet = ort.RunOptions()
+        self.quiet.log_severity_level = 4  # a declaration that does not hold is handled
+        self.trusted = True  # until a declared output shape turns out wrong
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.sess.run(self.out_names, feed)
+        return {n: np.asarray(r) for n, r in zip(self.out_names, results, strict=True)}
+
+    def run_into(self, feed: dict[str, np.ndarray], arena: Arena) -> dict[str, np.ndarray]:
+        if not self.trusted:
+            return self.run(feed)
+        shapes = _output_shapes(self.declared, feed)
         targets = {
             n: view
             for n, (dtype, shape) in shapes.items()
             if (view := arena.place(n, dtype, shape)) is not None
         }
         if not targets:
-            return run(feed)
-        binding = sess.io_binding()
+            return self.run(feed)
+        binding = self.sess.io_binding()
         for name, arr in feed.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(arr))
-        for name in out_names:
+        for name in self.out_names:
             if name in targets:
                 view = targets[name]
                 binding.bind_output(name, "cpu", 0, view.dtype, list(view.shape), view.ctypes.data)
             else:
                 binding.bind_output(name, "cpu")
         try:
-            sess.run_with_iobinding(binding, quiet)
+            self.sess.run_with_iobinding(binding, self.quiet)
         except Exception:
             # Either the model fails on this input (the plain run raises the same), or a
             # declared shape did not hold: then stop binding outputs for this model.
             arena.rewind()
-            results = run(feed)
-            trusted[0] = False
+            results = self.run(feed)
+            self.trusted = False
             return results
         values = binding.get_outputs()
         return {
             n: targets[n] if n in targets else np.asarray(v.numpy())
-            for n, v in zip(out_names, values, strict=True)
+            for n, v in zip(self.out_names, values, strict=True)
         }
-
-    return Loaded(Format.ONNX, inputs, outputs, run, run_into=run_into)
 
 
 Declared = tuple[list[tuple[str, list[Any]]], list[tuple[str, str, list[Any]]]]
