@@ -95,6 +95,49 @@ def test_the_allow_lists_see_real_imports() -> None:
     )
 
 
+def _module_level_imports(path: Path, known: set[str]) -> set[str]:
+    """The Airlock modules a module imports when it is imported (function-level imports and
+    TYPE_CHECKING blocks excluded), as module names."""
+    me = _module(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            for a in node.names:
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m in known and m != me}
+
+
+def test_modules_import_each_other_without_cycles() -> None:
+    paths = {_module(p): p for p in _sources(PACKAGE)}
+    graph = {m: _module_level_imports(p, set(paths)) for m, p in paths.items()}
+    assert graph["runner.controller.sandbox"]  # the graph is read, not empty
+    for base in ("runner.errors", "runner.policy"):
+        assert graph[base] == set(), f"{base} imports {graph[base]}"
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join([*path[path.index(n) :], n]))
+            elif n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
 @pytest.mark.parametrize("path", _sources(PACKAGE), ids=lambda p: str(p.relative_to(ROOT)))
 def test_modules_stay_small(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= MAX_MODULE_LINES
