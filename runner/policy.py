@@ -19,6 +19,15 @@ class Runtime(StrEnum):
     RUNSC = "runsc"
 
 
+class Deadline(StrEnum):
+    """Which of the policy's time limits passed."""
+
+    STARTUP = "startup"  # startup_timeout_s
+    LOAD = "load"  # load_timeout_s
+    CALL = "call"  # call_timeout_s, per inference call
+    WALL = "wall"  # wall_timeout_s, the whole life of the sandbox
+
+
 class Policy(BaseModel):
     """Limits for one sandbox. Units are in the names."""
 

@@ -17,7 +17,7 @@ from runner.controller import engine
 from runner.controller.failures import diagnose
 from runner.controller.launch import DATA_SOCKET_NAME, SOCKET_NAME, Running
 from runner.errors import DeadlineExceeded
-from runner.policy import Policy
+from runner.policy import Deadline, Policy
 
 POLL_S = 0.02
 
@@ -39,12 +39,12 @@ def wait_for_worker(run_dir: Path, policy: Policy, run: Running) -> WorkerClient
             if st is None or not st.running:
                 raise diagnose("the worker exited during startup", policy, run)
             if time.monotonic() > deadline:
-                run.collected.deadline = "startup"
+                run.collected.deadline = Deadline.STARTUP
                 raise DeadlineExceeded(
                     f"the worker did not answer within startup_timeout_s="
                     f"{policy.startup_timeout_s}",
                     "raise the startup timeout, or check 'airlock doctor'",
-                    deadline="startup",
+                    deadline=Deadline.STARTUP,
                 )
             time.sleep(POLL_S)
     except BaseException:

@@ -27,7 +27,7 @@ from runner.errors import (
     WorkerCrashed,
     untrusted_text,
 )
-from runner.policy import Policy
+from runner.policy import Deadline, Policy
 
 
 def translate(e: RpcFailure, call: str, policy: Policy, run: Running) -> AirlockError:
@@ -39,13 +39,13 @@ def translate(e: RpcFailure, call: str, policy: Policy, run: Running) -> Airlock
         run.kill()
         if run.wall_expired.is_set():
             return wall_error(policy, run)
-        c.deadline = call if call == "load" else "call"
+        c.deadline = Deadline.LOAD if call == "load" else Deadline.CALL
         limit = policy.load_timeout_s if call == "load" else policy.call_timeout_s
         name = "load_timeout_s" if call == "load" else "call_timeout_s"
         return DeadlineExceeded(
             f"the {call} call ran past {name}={limit}; the sandbox was killed",
             f"raise --{call if call == 'load' else 'call'}-timeout if the model is just slow",
-            deadline=call,
+            deadline=c.deadline,
         )
     if isinstance(e, ReplyTooLarge):
         c.reply_too_large = True
@@ -76,11 +76,11 @@ def _rejected(e: WorkerRejected, call: str) -> AirlockError:
 
 
 def wall_error(policy: Policy, run: Running) -> DeadlineExceeded:
-    run.collected.deadline = "wall"
+    run.collected.deadline = Deadline.WALL
     return DeadlineExceeded(
         f"the sandbox ran past wall_timeout_s={policy.wall_timeout_s}",
         "raise the wall-time limit",
-        deadline="wall",
+        deadline=Deadline.WALL,
     )
 
 

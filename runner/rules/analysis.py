@@ -12,7 +12,7 @@ from typing import Any
 from runner import __version__
 from runner.controller.engine import ContainerState
 from runner.errors import AirlockError, untrusted_text
-from runner.policy import Policy
+from runner.policy import Deadline, Policy
 from runner.report import (
     ErrorInfo,
     Integrity,
@@ -55,7 +55,7 @@ class Collected:
     final_state: ContainerState | None = None
     killed_by_host: bool = False
     shutdown_requested: bool = False
-    deadline: str = ""
+    deadline: Deadline | None = None
     reply_too_large: bool = False
     worker_crash: str = ""
     tamper: list[_static.Tamper] = field(default_factory=list)
@@ -213,7 +213,7 @@ def _resources(c: Collected) -> Resources:
         oom_killed=_oom(c),
         exit_code=st.exit_code if st else None,
         killed_by_host=c.killed_by_host,
-        timed_out=c.deadline,
+        timed_out=c.deadline.value if c.deadline else "",
         per_phase=summarise(c.samples),
         timeline=c.samples,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runner.policy import Deadline
 from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
 from runner.rules.pickle_globals import classify_global
 from runner.telemetry.events import SCRATCH_PREFIXES, Event, Phase, Source
@@ -21,7 +22,7 @@ class HostFacts:
 
     oom_killed: bool = False
     pids_limit_hit: bool = False
-    deadline: str = ""  # "load", "call", "wall", "startup" or ""
+    deadline: Deadline | None = None
     reply_too_large: bool = False
     worker_crashed: str = ""  # description, when the worker died unasked
     tracer_problems: tuple[str, ...] = ()
