@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from runner.policy import Deadline
 from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
 from runner.rules.pickle_globals import classify_global
+from runner.static.tamper import TamperKind
 from runner.telemetry.events import SCRATCH_PREFIXES, Event, Phase, Source
 
 
@@ -26,7 +27,7 @@ class HostFacts:
     reply_too_large: bool = False
     worker_crashed: str = ""  # description, when the worker died unasked
     tracer_problems: tuple[str, ...] = ()
-    tamper: tuple[tuple[str, str], ...] = ()  # (check, evidence) from the static checks
+    tamper: tuple[tuple[TamperKind, str], ...] = ()  # (check, evidence) from the static checks
     scratch_full: bool = False
     output_flood: bool = False
     static_imports: tuple[tuple[str, str, str], ...] = ()  # (module, name, where)
@@ -36,7 +37,7 @@ class HostFacts:
     provenance_mismatches: tuple[str, ...] = ()
 
 
-PATH_ESCAPES = {"onnx-external-data", "symlink-escape"}
+PATH_ESCAPES = {TamperKind.ONNX_EXTERNAL_DATA, TamperKind.SYMLINK_ESCAPE}
 
 
 def _in_scratch(path: str) -> bool:

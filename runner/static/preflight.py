@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.static.pickles import Import, imports_in_file
-from runner.static.tamper import Tamper, check, check_model
+from runner.static.tamper import Tamper, TamperKind, check, check_model
 from runner.worker.shared.formats import Format, FormatError, detect
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ def _decode(out: bytes, bounds: str) -> StaticResult:
         format=d["format"],
         reason=d["reason"],
         primary=d["primary"],
-        tamper=[Tamper(**t) for t in d["tamper"]],
+        tamper=[Tamper(TamperKind(t["check"]), t["evidence"]) for t in d["tamper"]],
         imports=[Import(**i) for i in d["imports"]],
         format_error=d["format_error"],
         seconds=d["seconds"],

@@ -13,6 +13,7 @@ import os
 import struct
 import zipfile
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,9 +26,28 @@ TAIL_SCAN_BYTES = 64 << 20
 MAX_MEMBER_SCAN_BYTES = 256 << 20
 
 
+class TamperKind(StrEnum):
+    """What a sign of tampering is about; the rules tell path escapes from the rest."""
+
+    ONNX_EXTERNAL_DATA = "onnx-external-data"
+    PICKLE_TRAILING_DATA = "pickle-trailing-data"
+    PICKLE_TRUNCATED = "pickle-truncated"
+    POLYGLOT = "polyglot"
+    SAFETENSORS_HEADER = "safetensors-header"
+    SAFETENSORS_OFFSETS = "safetensors-offsets"
+    SYMLINK_ESCAPE = "symlink-escape"
+    UNREADABLE = "unreadable"
+    ZIP_BOMB = "zip-bomb"
+    ZIP_CRC = "zip-crc"
+    ZIP_HEADER = "zip-header"
+    ZIP_HIDDEN_DATA = "zip-hidden-data"
+    ZIP_TRAILING_DATA = "zip-trailing-data"
+    ZIP_UNREFERENCED = "zip-unreferenced"
+
+
 @dataclass(frozen=True)
 class Tamper:
-    check: str
+    check: TamperKind
     evidence: str
 
 
@@ -65,14 +85,14 @@ def check(path: Path, fmt: Format | None) -> list[Tamper]:
         elif not found and _has_zip_directory(path, size):
             found.append(
                 Tamper(
-                    "polyglot",
+                    TamperKind.POLYGLOT,
                     "the file does not start as a zip archive but "
                     "carries a zip central directory (a pickle+zip polyglot)",
                 )
             )
         return found
     except OSError as e:
-        return [Tamper("unreadable", f"the file could not be read: {e.strerror}")]
+        return [Tamper(TamperKind.UNREADABLE, f"the file could not be read: {e.strerror}")]
 
 
 def _safetensors(path: Path, size: int) -> list[Tamper]:
@@ -81,19 +101,19 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
         if n > size - 8:
             return [
                 Tamper(
-                    "safetensors-header",
+                    TamperKind.SAFETENSORS_HEADER,
                     f"header length {n} runs past the end of the file ({size} bytes)",
                 )
             ]
         if n > MAX_HEADER_BYTES:
-            return [Tamper("safetensors-header", f"header length {n} exceeds 100 MiB")]
+            return [Tamper(TamperKind.SAFETENSORS_HEADER, f"header length {n} exceeds 100 MiB")]
         try:
             header = json.loads(f.read(n))
         except (ValueError, UnicodeDecodeError):
-            return [Tamper("safetensors-header", "the header is not valid JSON")]
+            return [Tamper(TamperKind.SAFETENSORS_HEADER, "the header is not valid JSON")]
     data_len = size - 8 - n
     if not isinstance(header, dict):
-        return [Tamper("safetensors-header", "the header is not a JSON object")]
+        return [Tamper(TamperKind.SAFETENSORS_HEADER, "the header is not a JSON object")]
     for name, info in header.items():
         if name == "__metadata__" or not isinstance(info, dict):
             continue
@@ -103,11 +123,15 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
             or len(offsets) != 2
             or not all(isinstance(o, int) for o in offsets)
         ):
-            return [Tamper("safetensors-offsets", f"tensor {name[:80]!r} has malformed offsets")]
+            return [
+                Tamper(
+                    TamperKind.SAFETENSORS_OFFSETS, f"tensor {name[:80]!r} has malformed offsets"
+                )
+            ]
         if offsets[1] > data_len or offsets[0] > offsets[1] or offsets[0] < 0:
             return [
                 Tamper(
-                    "safetensors-offsets",
+                    TamperKind.SAFETENSORS_OFFSETS,
                     f"tensor {name[:80]!r} spans bytes "
                     f"{offsets[0]}..{offsets[1]}, past the {data_len} bytes of data",
                 )
@@ -120,7 +144,11 @@ def _pickle(path: Path, size: int) -> list[Tamper]:
     with path.open("rb") as f:
         walk = walk_pickle_file(f, size)
         if walk.error:
-            return [Tamper("pickle-truncated", f"the pickle stream breaks off: {walk.error}"[:200])]
+            return [
+                Tamper(
+                    TamperKind.PICKLE_TRUNCATED, f"the pickle stream breaks off: {walk.error}"[:200]
+                )
+            ]
         if walk.end is None or walk.legacy:
             return []  # cut short by the opcode limit, or storage bytes by design
         end = walk.end
@@ -132,7 +160,7 @@ def _pickle(path: Path, size: int) -> list[Tamper]:
     what = "a zip archive (a pickle+zip polyglot)" if polyglot else f"{trailing} bytes"
     return [
         Tamper(
-            "polyglot" if polyglot else "pickle-trailing-data",
+            TamperKind.POLYGLOT if polyglot else TamperKind.PICKLE_TRAILING_DATA,
             f"{what} after the pickle's STOP opcode at offset {end - 1}",
         )
     ]
@@ -158,7 +186,7 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
                 if first > 0 or not head.startswith(b"PK"):
                     found.append(
                         Tamper(
-                            "polyglot",
+                            TamperKind.POLYGLOT,
                             f"{first} bytes of other data precede the "
                             "zip archive (a pickle+zip polyglot)",
                         )
@@ -172,7 +200,7 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
             for b in bombs[:3]:
                 found.append(
                     Tamper(
-                        "zip-bomb",
+                        TamperKind.ZIP_BOMB,
                         f"member {b.filename[:120]!r} inflates "
                         f"{b.compress_size} bytes to {b.file_size}",
                     )
@@ -182,14 +210,16 @@ def _zip(path: Path, size: int, head: bytes) -> list[Tamper]:
             with path.open("rb") as f:
                 found += _zip_layout(f, size, infos)
             found += _unreferenced(zf, infos)
-            if any(t.check == "zip-header" for t in found):
+            if any(t.check is TamperKind.ZIP_HEADER for t in found):
                 return found  # testzip would blame the CRC for a header mismatch
             bad = zf.testzip()
             if bad is not None:
-                found.append(Tamper("zip-crc", f"member {bad[:120]!r} fails its CRC check"))
+                found.append(
+                    Tamper(TamperKind.ZIP_CRC, f"member {bad[:120]!r} fails its CRC check")
+                )
     except zipfile.BadZipFile as e:
         if "CRC" in str(e):
-            found.append(Tamper("zip-crc", str(e)[:200]))
+            found.append(Tamper(TamperKind.ZIP_CRC, str(e)[:200]))
         # other damage (a truncated download, say) is a broken file, not a sign of tampering
     except (OSError, ValueError, NotImplementedError, EOFError):
         pass
@@ -211,7 +241,7 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
         if len(raw) < _LOCAL.size or raw[:4] != b"PK\x03\x04":
             found.append(
                 Tamper(
-                    "zip-header",
+                    TamperKind.ZIP_HEADER,
                     f"member {i.filename[:120]!r}: no local header at offset {i.header_offset}",
                 )
             )
@@ -221,7 +251,7 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
         if name != i.orig_filename:
             found.append(
                 Tamper(
-                    "zip-header",
+                    TamperKind.ZIP_HEADER,
                     f"the local header names {name[:80]!r}, the "
                     f"central directory {i.orig_filename[:80]!r}",
                 )
@@ -231,7 +261,7 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
         ):
             found.append(
                 Tamper(
-                    "zip-header",
+                    TamperKind.ZIP_HEADER,
                     f"member {i.filename[:120]!r}: the local header "
                     "and the central directory disagree (method, CRC or size)",
                 )
@@ -252,7 +282,7 @@ def _zip_layout(f: BinaryIO, size: int, infos: list[zipfile.ZipInfo]) -> list[Ta
         if hidden:
             found.append(
                 Tamper(
-                    "zip-hidden-data",
+                    TamperKind.ZIP_HIDDEN_DATA,
                     f"{hidden} bytes between the zip's members belong to none of them",
                 )
             )
@@ -271,16 +301,16 @@ def _zip_end(path: Path, size: int) -> list[Tamper]:
     if size > end_of_archive:
         found.append(
             Tamper(
-                "zip-trailing-data",
+                TamperKind.ZIP_TRAILING_DATA,
                 f"{size - end_of_archive} bytes after the end of the zip archive",
             )
         )
     if comment > 1024:
-        found.append(Tamper("zip-trailing-data", f"a {comment}-byte archive comment"))
+        found.append(Tamper(TamperKind.ZIP_TRAILING_DATA, f"a {comment}-byte archive comment"))
     if record_at != cd_end:
         found.append(
             Tamper(
-                "zip-hidden-data",
+                TamperKind.ZIP_HIDDEN_DATA,
                 f"{abs(record_at - cd_end)} bytes between the central directory and its end record",
             )
         )
@@ -358,7 +388,7 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
         if rel.startswith("data/") and rel[5:] not in keys and not i.is_dir():
             found.append(
                 Tamper(
-                    "zip-unreferenced",
+                    TamperKind.ZIP_UNREFERENCED,
                     f"member {i.filename[:120]!r} is never referenced by the checkpoint's pickle",
                 )
             )
@@ -368,7 +398,7 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
         ):
             found.append(
                 Tamper(
-                    "zip-unreferenced",
+                    TamperKind.ZIP_UNREFERENCED,
                     f"member {i.filename[:120]!r} is not part of a torch checkpoint's layout",
                 )
             )
@@ -387,7 +417,7 @@ def _symlinks(root: Path) -> list[Tamper]:
             if os.path.isabs(target) or not resolved.is_relative_to(base):
                 found.append(
                     Tamper(
-                        "symlink-escape",
+                        TamperKind.SYMLINK_ESCAPE,
                         f"{p.relative_to(root)} is a symlink to "
                         f"{target[:200]!r}, outside the model's directory",
                     )
@@ -401,6 +431,6 @@ def _symlinks(root: Path) -> list[Tamper]:
 def _onnx_external(path: Path) -> list[Tamper]:
     """External data that leaves the model's directory, found as the worker finds it."""
     try:
-        return [Tamper("onnx-external-data", p) for p in onnx_data.escapes(path)][:10]
+        return [Tamper(TamperKind.ONNX_EXTERNAL_DATA, p) for p in onnx_data.escapes(path)][:10]
     except (OSError, ValueError):
         return []
