@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psutil
@@ -32,6 +32,9 @@ from runner.report import Report, file_digests, root_digest
 from runner.rules.catalog import Severity, Verdict
 from runner.static import preflight
 from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
+
+if TYPE_CHECKING:
+    from runner.controller.sandbox import Sandbox
 
 CONFIG_NAMES = {
     "config.json",
@@ -191,22 +194,19 @@ def _severity_counts(report: Report) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-def evaluate_one(
-    path: Path,
-    policy: Policy,
-    probes: ProbeSet | None,
-    out_dir: Path | None,
-    running: _Running | None = None,
-    sha256: str | None = None,
-    baselines: Any = None,
-    signing: Any = None,
-) -> EvalResult:
-    from runner.behaviour import baseline as _baseline
-    from runner.controller.sandbox import Sandbox
-    from runner.integrity.bom import checked_bom
+@dataclass(frozen=True)
+class _Run:
+    """What the sandbox gave: the probes' outputs, why they were not fed, or what stopped it."""
 
-    start = time.monotonic()
-    sb = Sandbox(path, policy, signing=signing)
+    outputs: dict[str, np.ndarray] | None = None
+    probed: bool = False
+    note: str = ""
+    error: str | None = None
+
+
+def _run(sb: Sandbox, probes: ProbeSet | None, running: _Running | None) -> _Run:
+    """Load the model in its sandbox and feed it the probes when they fit its signature. While
+    it runs, the sandbox is listed in `running`, so that a cancelled batch can kill it."""
     if running is not None:
         with running.lock:
             running.sandboxes[id(sb)] = sb
@@ -228,51 +228,105 @@ def evaluate_one(
         if running is not None:
             with running.lock:
                 running.sandboxes.pop(id(sb), None)
-    report = sb.report()
-    # the sandbox's pre-flight hashed the model already; hash again only if it did not get
-    # that far
+    return _Run(outputs, probed, note, error)
+
+
+def _model_sha(path: Path, report: Report, sha256: str | None) -> str:
+    """The digest given, else the pre-flight's, else (it did not get that far) hashed now."""
     m = report.model
-    sha = sha256 or (
+    return sha256 or (
         digest(path) if not m.files else m.files[0].sha256 if path.is_file() else m.root_digest
     )
-    checked = None
-    if baselines is not None and probes is not None and outputs is not None:
-        entry = baselines.find(
-            probes.digest, root=report.model.root_digest, name=_baseline.default_name(path)
+
+
+def _check_baseline(
+    path: Path,
+    report: Report,
+    probes: ProbeSet | None,
+    outputs: dict[str, np.ndarray] | None,
+    baselines: Any,
+) -> tuple[Report, str | None]:
+    """The report checked against the model's baseline for these probes, when it has one, and
+    'drift' or 'no drift' (None when it was not checked)."""
+    from runner.behaviour import baseline as _baseline
+
+    if baselines is None or probes is None or outputs is None:
+        return report, None
+    entry = baselines.find(
+        probes.digest, root=report.model.root_digest, name=_baseline.default_name(path)
+    )
+    if entry is None:
+        return report, None
+    try:
+        checked = _baseline.compare(
+            entry, baselines.rows(entry), outputs, report, probes, baselines.path
         )
-        if entry is not None:
-            try:
-                report = _baseline.compare(
-                    entry, baselines.rows(entry), outputs, report, probes, baselines.path
-                )
-                assert report.baseline is not None
-                checked = "drift" if report.baseline.drift else "no drift"
-            except (AirlockError, ValueError) as e:
-                report = report.amended(notes=[f"baseline not checked: {e}"])
+    except (AirlockError, ValueError) as e:
+        return report.amended(notes=[f"baseline not checked: {e}"]), None
+    assert checked.baseline is not None
+    return checked, "drift" if checked.baseline.drift else "no drift"
+
+
+def _verdict(report: Report, error: str | None) -> tuple[Verdict, str | None]:
+    """The model's verdict, and its error (one is given to every verdict of error)."""
     if error is not None and report.sandbox is None and report.error is None:
         verdict = Verdict.ERROR  # a usage problem with this one file: no sandbox ran
     else:
         verdict = report.verdict
     if verdict is Verdict.ERROR and error is None:
         error = report.error.message if report.error else "could not be evaluated"
-    report_name = bom_name = None
-    if out_dir is not None and (report.sandbox is not None or report.integrity is not None):
-        stem = f"{_safe(path.name)}-{sha[:12]}"
-        written = []
-        makers: tuple[tuple[str, Callable[[], str]], ...] = (
-            (f"reports/{stem}.json", lambda: report.model_dump_json(indent=2) + "\n"),
-            (f"boms/{stem}.cdx.json", lambda: checked_bom(report)),
-        )
-        for name, make in makers:
-            try:  # one model's unwritable report is its own error, never the batch's
-                target = out_dir / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(make())
-                written.append(name)
-            except (AirlockError, OSError, ValueError) as e:
-                error = error or f"could not write {name}: {e}"
-        report_name = next((n for n in written if n.startswith("reports/")), None)
-        bom_name = next((n for n in written if n.startswith("boms/")), None)
+    return verdict, error
+
+
+def _write(
+    out_dir: Path | None, path: Path, sha: str, report: Report
+) -> tuple[str | None, str | None, str | None]:
+    """Write the report and the ML-BOM under `out_dir` (when something ran). Returns the
+    names written (the report's, the BOM's) and the first error in writing them."""
+    from runner.integrity.bom import checked_bom
+
+    if out_dir is None or (report.sandbox is None and report.integrity is None):
+        return None, None, None
+    stem = f"{_safe(path.name)}-{sha[:12]}"
+    written: list[str] = []
+    error: str | None = None
+    makers: tuple[tuple[str, Callable[[], str]], ...] = (
+        (f"reports/{stem}.json", lambda: report.model_dump_json(indent=2) + "\n"),
+        (f"boms/{stem}.cdx.json", lambda: checked_bom(report)),
+    )
+    for name, make in makers:
+        try:  # one model's unwritable report is its own error, never the batch's
+            target = out_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(make())
+            written.append(name)
+        except (AirlockError, OSError, ValueError) as e:
+            error = error or f"could not write {name}: {e}"
+    report_name = next((n for n in written if n.startswith("reports/")), None)
+    bom_name = next((n for n in written if n.startswith("boms/")), None)
+    return report_name, bom_name, error
+
+
+def evaluate_one(
+    path: Path,
+    policy: Policy,
+    probes: ProbeSet | None,
+    out_dir: Path | None,
+    running: _Running | None = None,
+    sha256: str | None = None,
+    baselines: Any = None,
+    signing: Any = None,
+) -> EvalResult:
+    from runner.controller.sandbox import Sandbox
+
+    start = time.monotonic()
+    sb = Sandbox(path, policy, signing=signing)
+    run = _run(sb, probes, running)
+    report = sb.report()
+    sha = _model_sha(path, report, sha256)
+    report, checked = _check_baseline(path, report, probes, run.outputs, baselines)
+    verdict, error = _verdict(report, run.error)
+    report_name, bom_name, write_error = _write(out_dir, path, sha, report)
     phases = {p.name: p.seconds for p in report.phases}
     return EvalResult(
         path=str(path),
@@ -281,12 +335,12 @@ def evaluate_one(
         verdict=verdict,
         findings=_severity_counts(report),
         top_findings=list(dict.fromkeys(f.rule_id for f in report.findings))[:5],
-        probed=probed,
-        probe_note=note,
+        probed=run.probed,
+        probe_note=run.note,
         seconds=round(time.monotonic() - start, 3),
         load_seconds=phases.get("load"),
         infer_seconds=phases.get("infer"),
-        error=error,
+        error=error or write_error,
         report=report_name,
         bom=bom_name,
         baseline=checked,
@@ -327,53 +381,43 @@ class Observer:
     def model_finished(self, result: EvalResult) -> None: ...
 
 
-def evaluate(
-    paths: Sequence[str | Path],
-    *,
-    probes: str | Path | dict[str, np.ndarray] | None = None,
-    jobs: int | None = None,
-    policy: Policy | None = None,
-    out_dir: str | Path | None = None,
-    skip_sha256: Iterable[str] = (),
-    observer: Observer | None = None,
-    baselines: str | Path | Any | None = None,
-    signing: Any = None,
-) -> Iterator[EvalResult]:
-    """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
-    complete. With `baselines` (a registry or its path), a model that has a baseline for
-    these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
-    down before it propagates."""
+def _probe_set(probes: str | Path | dict[str, np.ndarray] | None) -> ProbeSet | None:
+    """The probes, from arrays or a probes file; None for none (or no arrays)."""
+    if isinstance(probes, dict):
+        return from_arrays(probes) if probes else None
+    return load_probe_file(probes) if probes is not None else None
+
+
+def _registry(baselines: str | Path | Any | None, probes: ProbeSet | None) -> Any:
+    """The baseline registry to check against (given, or opened at a path), or None."""
     from runner.behaviour.baseline import Registry
 
-    policy = policy or Policy()
-    jobs = jobs or default_jobs(policy)
-    check_jobs(jobs, policy)
-    probe_set: ProbeSet | None = None
-    if isinstance(probes, dict):
-        probe_set = from_arrays(probes) if probes else None
-    elif probes is not None:
-        probe_set = load_probe_file(probes)
-    registry = None
-    if baselines is not None:
-        if probe_set is None:
-            raise UsageError(
-                "checking baselines needs the probes they were recorded with", "pass --probes"
-            )
-        registry = baselines if isinstance(baselines, Registry) else Registry(baselines)
-    models = expand(paths)
-    out = Path(out_dir) if out_dir is not None else None
-    skip = set(skip_sha256)
-    todo: list[tuple[Path, str]] = []
-    for m in models:
-        # hashed here only to skip what a resumed batch has done; else the pre-flight does it
-        sha = digest(m) if skip and m.exists() else ""
-        if sha and sha in skip:
-            continue
-        todo.append((m, sha))
-    obs = observer or Observer()
-    obs.started(len(todo), len(models) - len(todo))
-    running = _Running()
-    _docker.client()  # fail fast, once, when the engine is not reachable
+    if baselines is None:
+        return None
+    if probes is None:
+        raise UsageError(
+            "checking baselines needs the probes they were recorded with", "pass --probes"
+        )
+    return baselines if isinstance(baselines, Registry) else Registry(baselines)
+
+
+def _to_do(models: list[Path], skip: set[str]) -> list[tuple[Path, str]]:
+    """The models not skipped, each with its digest when it was hashed here, else ''."""
+    # hashed here only to skip what a resumed batch has done; else the pre-flight does it
+    shas = [digest(m) if skip and m.exists() else "" for m in models]
+    return [(m, sha) for m, sha in zip(models, shas, strict=True) if not (sha and sha in skip)]
+
+
+def _in_parallel(
+    todo: list[tuple[Path, str]],
+    work: Callable[[Path, str], EvalResult],
+    jobs: int,
+    obs: Observer,
+    running: _Running,
+) -> Iterator[EvalResult]:
+    """`work` on each model, `jobs` at a time, in order; results are yielded as they complete.
+    Anything raised meanwhile (KeyboardInterrupt, the iterator closed) cancels the rest and
+    kills the running sandboxes before it propagates."""
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="airlock-eval")
     pending: dict[Future[EvalResult], Path] = {}
     preflight.keep_spare()
@@ -383,19 +427,7 @@ def evaluate(
         if queue and not running.cancelled.is_set():
             path, sha = queue.pop()
             obs.model_started(path)
-            pending[
-                pool.submit(
-                    evaluate_one,
-                    path,
-                    policy,
-                    probe_set,
-                    out,
-                    running,
-                    sha or None,
-                    registry,
-                    signing,
-                )
-            ] = path
+            pending[pool.submit(work, path, sha)] = path
 
     try:
         for _ in range(jobs):
@@ -414,6 +446,41 @@ def evaluate(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         preflight.keep_spare(False)
+
+
+def evaluate(
+    paths: Sequence[str | Path],
+    *,
+    probes: str | Path | dict[str, np.ndarray] | None = None,
+    jobs: int | None = None,
+    policy: Policy | None = None,
+    out_dir: str | Path | None = None,
+    skip_sha256: Iterable[str] = (),
+    observer: Observer | None = None,
+    baselines: str | Path | Any | None = None,
+    signing: Any = None,
+) -> Iterator[EvalResult]:
+    """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
+    complete. With `baselines` (a registry or its path), a model that has a baseline for
+    these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
+    down before it propagates."""
+    policy = policy or Policy()
+    jobs = jobs or default_jobs(policy)
+    check_jobs(jobs, policy)
+    probe_set = _probe_set(probes)
+    registry = _registry(baselines, probe_set)
+    models = expand(paths)
+    out = Path(out_dir) if out_dir is not None else None
+    todo = _to_do(models, set(skip_sha256))
+    obs = observer or Observer()
+    obs.started(len(todo), len(models) - len(todo))
+    running = _Running()
+    _docker.client()  # fail fast, once, when the engine is not reachable
+
+    def work(path: Path, sha: str) -> EvalResult:
+        return evaluate_one(path, policy, probe_set, out, running, sha or None, registry, signing)
+
+    yield from _in_parallel(todo, work, jobs, obs, running)
 
 
 def _cancel(running: _Running, pending: dict[Future[EvalResult], Path]) -> None:

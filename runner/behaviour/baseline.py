@@ -30,7 +30,7 @@ from runner.behaviour.diff import MIN_EFFECT, ModelRun, adjust, pick_output, run
 from runner.errors import SandboxError, UsageError
 from runner.policy import Policy
 from runner.report import BaselineCheck, CategoryDrift, Report
-from runner.rules.catalog import RuleName
+from runner.rules.catalog import Finding, RuleName
 from runner.rules.evaluation import finding
 
 TOLERANCE = 1e-4
@@ -300,6 +300,131 @@ def record(
     return run.report, entry
 
 
+def _rows_now(
+    entry: Entry, recorded: Rows, outputs: dict[str, np.ndarray], ps: _probes.ProbeSet
+) -> Rows:
+    """This run's rows of the output the baseline recorded, once the run and the probes are
+    seen to match the baseline."""
+    if entry.output not in outputs:
+        raise UsageError(
+            f"the model has no output {entry.output!r}, which the baseline recorded",
+            f"its outputs are {sorted(outputs)}",
+        )
+    now = _rows_of(outputs, entry.output)
+    if len(recorded.digests) != ps.rows:
+        raise UsageError(
+            f"baseline {entry.name!r} has {len(recorded.digests)} rows; the probes have {ps.rows}",
+            "record the baseline again",
+        )
+    return now
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """Per probe row, how this run differs from the recorded one."""
+
+    changed: np.ndarray  # bool: the row's outputs changed (beyond tolerance, elsewhere)
+    dist: np.ndarray  # the largest absolute difference (inf when it cannot be measured)
+    flips: np.ndarray  # bool: the top-1 prediction changed
+    classifier: bool  # every row has a top-1 prediction
+
+
+def _changes(now: Rows, recorded: Rows, same_env: bool, tolerance: float) -> _Changes:
+    exact = np.array([a != b for a, b in zip(now.digests, recorded.digests, strict=True)])
+    dist = np.array(
+        [
+            max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+            if a is not None and b is not None and len(a) == len(b)
+            else np.inf
+            for a, b in zip(now.rounded, recorded.rounded, strict=True)
+        ]
+    )
+    flips = np.array(
+        [
+            a is not None and b is not None and a != b
+            for a, b in zip(now.top1, recorded.top1, strict=True)
+        ]
+    )
+    return _Changes(
+        changed=exact if same_env else dist > tolerance,
+        dist=dist,
+        flips=flips,
+        classifier=all(t is not None for t in now.top1),
+    )
+
+
+def _per_category(ps: _probes.ProbeSet, ch: _Changes) -> list[dict[str, Any]]:
+    """Per probe category: its rows, how many changed and by how much, and for a classifier
+    its top-1 flips with their p-value against the noise rate."""
+    from scipy.stats import binomtest
+
+    cats: list[dict[str, Any]] = []
+    for cat in ps.category_names():
+        m = ps.categories == cat
+        n = int(m.sum())
+        d: dict[str, Any] = {
+            "category": cat,
+            "rows": n,
+            "changed": int(ch.changed[m].sum()),
+            "max_abs_diff": float(ch.dist[m].max()) if n else 0.0,
+        }
+        if ch.classifier:
+            k = int(ch.flips[m].sum())
+            d.update(
+                flips=k,
+                flip_rate=k / n if n else 0.0,
+                p=float(binomtest(k, n, NOISE_RATE, alternative="greater").pvalue) if n else 1.0,
+            )
+        cats.append(d)
+    return cats
+
+
+def _flags(
+    cats: list[dict[str, Any]], same_env: bool, classifier: bool, alpha: float, min_effect: float
+) -> list[bool]:
+    """Which categories drifted: any change on the same image and runtime (or for a model that
+    is no classifier); elsewhere, top-1 flips significantly and substantially above noise."""
+    if same_env or not classifier:
+        return [bool(d["changed"]) for d in cats]
+    return [
+        q < alpha and float(d["flip_rate"]) >= min_effect
+        for d, q in zip(cats, adjust([float(d["p"]) for d in cats]), strict=True)
+    ]
+
+
+def _notes(entry: Entry, report: Report, same_env: bool, tolerance: float) -> list[str]:
+    notes = []
+    if report.model.root_digest != entry.model_root:
+        notes.append(
+            f"the model's files changed since baseline {entry.name!r} was recorded "
+            f"(root digest {entry.model_root[:12]} then, "
+            f"{report.model.root_digest[:12]} now)"
+        )
+    if not same_env:
+        notes.append(
+            "the baseline was recorded on another image or runtime: outputs are "
+            f"compared within {tolerance}, and flips against a {NOISE_RATE:.0%} "
+            "noise rate"
+        )
+    return notes
+
+
+def _drift_finding(entry: Entry, check: BaselineCheck) -> Finding:
+    flagged = sorted(
+        (c for c in check.categories if c.flagged), key=lambda c: (-(c.flip_rate or 0), -c.changed)
+    )
+    return finding(
+        RuleName.BASELINE_DRIFT,
+        f"outputs differ from baseline {entry.name!r} (recorded {entry.recorded_at}): "
+        f"{check.rows_changed} of {check.rows} probe rows changed",
+        [
+            f"baseline: category {c.category!r}: {c.changed}/{c.rows} rows changed"
+            + (f", {c.flips} top-1 flips" if c.flips is not None else "")
+            for c in flagged[:5]
+        ],
+    )
+
+
 def compare(
     entry: Entry,
     recorded: Rows,
@@ -312,65 +437,15 @@ def compare(
     min_effect: float = MIN_EFFECT,
 ) -> Report:
     """The report with a baseline section, and a drift finding when the outputs moved."""
-    from scipy.stats import binomtest
-
-    if entry.output not in outputs:
-        raise UsageError(
-            f"the model has no output {entry.output!r}, which the baseline recorded",
-            f"its outputs are {sorted(outputs)}",
-        )
-    now = _rows_of(outputs, entry.output)
-    if len(recorded.digests) != ps.rows:
-        raise UsageError(
-            f"baseline {entry.name!r} has {len(recorded.digests)} rows; the probes have {ps.rows}",
-            "record the baseline again",
-        )
+    now = _rows_now(entry, recorded, outputs, ps)
     same_env = _env(report) == (entry.image_id, entry.runtime)
-    exact = np.array([a != b for a, b in zip(now.digests, recorded.digests, strict=True)])
-    dist = np.array(
-        [
-            max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
-            if a is not None and b is not None and len(a) == len(b)
-            else np.inf
-            for a, b in zip(now.rounded, recorded.rounded, strict=True)
-        ]
-    )
-    changed = exact if same_env else dist > tolerance
-    flips = np.array(
-        [
-            a is not None and b is not None and a != b
-            for a, b in zip(now.top1, recorded.top1, strict=True)
-        ]
-    )
-    classifier = all(t is not None for t in now.top1)
-    cats: list[dict[str, object]] = []
-    for cat in ps.category_names():
-        m = ps.categories == cat
-        n = int(m.sum())
-        d: dict[str, object] = {
-            "category": cat,
-            "rows": n,
-            "changed": int(changed[m].sum()),
-            "max_abs_diff": float(dist[m].max()) if n else 0.0,
-        }
-        if classifier:
-            k = int(flips[m].sum())
-            d.update(
-                flips=k,
-                flip_rate=k / n if n else 0.0,
-                p=float(binomtest(k, n, NOISE_RATE, alternative="greater").pvalue) if n else 1.0,
-            )
-        cats.append(d)
-    if same_env:
-        for d in cats:
-            d["flagged"] = bool(d["changed"])
-    elif classifier:
-        for d, q in zip(cats, adjust([float(d["p"]) for d in cats]), strict=True):  # type: ignore[arg-type]
-            d["flagged"] = q < alpha and float(d["flip_rate"]) >= min_effect  # type: ignore[arg-type]
-    else:
-        for d in cats:
-            d["flagged"] = bool(d["changed"])
-    drift_cats = [CategoryDrift(**{k: v for k, v in d.items() if k != "p"}) for d in cats]
+    ch = _changes(now, recorded, same_env, tolerance)
+    cats = _per_category(ps, ch)
+    flags = _flags(cats, same_env, ch.classifier, alpha, min_effect)
+    drift_cats = [
+        CategoryDrift(**{k: v for k, v in d.items() if k != "p"}, flagged=f)
+        for d, f in zip(cats, flags, strict=True)
+    ]
     drift = any(c.flagged for c in drift_cats)
     check = BaselineCheck(
         registry=str(registry),
@@ -382,42 +457,13 @@ def compare(
         same_environment=same_env,
         model_changed=report.model.root_digest != entry.model_root,
         rows=ps.rows,
-        rows_changed=int(changed.sum()),
+        rows_changed=int(ch.changed.sum()),
         tolerance=tolerance,
         categories=drift_cats,
         drift=drift,
     )
-    notes = []
-    if check.model_changed:
-        notes.append(
-            f"the model's files changed since baseline {entry.name!r} was recorded "
-            f"(root digest {entry.model_root[:12]} then, "
-            f"{report.model.root_digest[:12]} now)"
-        )
-    if not same_env:
-        notes.append(
-            "the baseline was recorded on another image or runtime: outputs are "
-            f"compared within {tolerance}, and flips against a {NOISE_RATE:.0%} "
-            "noise rate"
-        )
-    findings = []
-    if drift:
-        flagged = sorted(
-            (c for c in drift_cats if c.flagged), key=lambda c: (-(c.flip_rate or 0), -c.changed)
-        )
-        findings.append(
-            finding(
-                RuleName.BASELINE_DRIFT,
-                f"outputs differ from baseline {entry.name!r} (recorded {entry.recorded_at}): "
-                f"{check.rows_changed} of {ps.rows} probe rows changed",
-                [
-                    f"baseline: category {c.category!r}: {c.changed}/{c.rows} rows changed"
-                    + (f", {c.flips} top-1 flips" if c.flips is not None else "")
-                    for c in flagged[:5]
-                ],
-            )
-        )
-    return report.amended(findings, notes, baseline=check)
+    findings = [_drift_finding(entry, check)] if drift else []
+    return report.amended(findings, _notes(entry, report, same_env, tolerance), baseline=check)
 
 
 def check(

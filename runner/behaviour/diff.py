@@ -128,6 +128,60 @@ def adjust(pvalues: list[float]) -> list[float]:
 ControlKind = Literal["model", "rerun", "pooled"]
 
 
+def _control_flips(
+    m: np.ndarray, flipped: np.ndarray, ctrl_flipped: np.ndarray | None, kind: ControlKind
+) -> tuple[int, int]:
+    """The control's flips and rows for the category `m`: the other categories' when pooled,
+    else the control's own on these rows (none without a control)."""
+    if kind == "pooled":
+        return int(flipped[~m].sum()), int((~m).sum())
+    if ctrl_flipped is not None:
+        return int(ctrl_flipped[m].sum()), int(m.sum())
+    return 0, 0
+
+
+def _flip_stats(
+    m: np.ndarray,
+    flipped: np.ndarray,
+    cand_top: np.ndarray,
+    ctrl_flipped: np.ndarray | None,
+    kind: ControlKind,
+) -> dict[str, Any]:
+    """The category's top-1 flips, where they go, and the test against the control's."""
+    n = int(m.sum())
+    k = int(flipped[m].sum())
+    to = Counter(str(v) for v in cand_top[m][flipped[m]])
+    stats: dict[str, Any] = {"flips": k, "flip_rate": k / n, "flips_to": dict(to.most_common())}
+    k_ctrl, n_ctrl = _control_flips(m, flipped, ctrl_flipped, kind)
+    if n_ctrl:
+        stats.update(
+            control_flips=k_ctrl,
+            control_rows=n_ctrl,
+            control_rate=k_ctrl / n_ctrl,
+            p_value=flip_test(k, n, k_ctrl, n_ctrl),
+        )
+    return stats
+
+
+def _divergence_stats(pb: np.ndarray, pc: np.ndarray) -> dict[str, Any]:
+    """Mean Jensen-Shannon divergence and KL of the category's probabilities, with intervals."""
+    js, kl = divergences(pb, pc)
+    stats: dict[str, Any] = {}
+    stats["js_mean"], stats["js_low"], stats["js_high"] = mean_interval(js)
+    stats["kl_mean"], stats["kl_low"], stats["kl_high"] = mean_interval(kl)
+    return stats
+
+
+def _accuracy_stats(labels: np.ndarray, tb: np.ndarray, tc: np.ndarray) -> dict[str, Any]:
+    """The category's accuracy for the base and the candidate, and McNemar's test of the two."""
+    br, cr = tb == labels, tc == labels
+    return {
+        "base_accuracy": float(br.mean()),
+        "candidate_accuracy": float(cr.mean()),
+        "mcnemar_p": mcnemar_exact(br, cr),
+    }
+
+
 def compare(
     base: np.ndarray,
     cand: np.ndarray,
@@ -164,34 +218,11 @@ def compare(
             "max_abs_diff": float(diff[m].max()) if n else 0.0,
         }
         if flipped is not None and tc is not None:
-            k = int(flipped[m].sum())
-            to = Counter(str(v) for v in tc[m][flipped[m]])
-            row.update(flips=k, flip_rate=k / n, flips_to=dict(to.most_common()))
-            if control_kind == "pooled":
-                k_ctrl, n_ctrl = int(flipped[~m].sum()), int((~m).sum())
-            elif ctrl_flipped is not None:
-                k_ctrl, n_ctrl = int(ctrl_flipped[m].sum()), n
-            else:
-                k_ctrl, n_ctrl = 0, 0
-            if n_ctrl:
-                row.update(
-                    control_flips=k_ctrl,
-                    control_rows=n_ctrl,
-                    control_rate=k_ctrl / n_ctrl,
-                    p_value=flip_test(k, n, k_ctrl, n_ctrl),
-                )
+            row.update(_flip_stats(m, flipped, tc, ctrl_flipped, control_kind))
         if pb is not None and pc is not None and n:
-            js, kl = divergences(pb[m], pc[m])
-            row["js_mean"], row["js_low"], row["js_high"] = mean_interval(js)
-            row["kl_mean"], row["kl_low"], row["kl_high"] = mean_interval(kl)
+            row.update(_divergence_stats(pb[m], pc[m]))
         if labels is not None and tb is not None and tc is not None and n:
-            lab = labels[m]
-            br, cr = tb[m] == lab, tc[m] == lab
-            row.update(
-                base_accuracy=float(br.mean()),
-                candidate_accuracy=float(cr.mean()),
-                mcnemar_p=mcnemar_exact(br, cr),
-            )
+            row.update(_accuracy_stats(labels[m], tb[m], tc[m]))
         rows.append(row)
     tested = [r for r in rows if r.get("p_value") is not None]
     for r, q in zip(tested, adjust([r["p_value"] for r in tested]), strict=True):
@@ -254,6 +285,86 @@ class DiffOutcome:
     control: Report | None
 
 
+def _check_thresholds(alpha: float, min_effect: float) -> None:
+    if not 0 < alpha < 1:
+        raise UsageError(f"alpha {alpha}: must be between 0 and 1")
+    if not 0 <= min_effect <= 1:
+        raise UsageError(f"min-effect {min_effect}: must be between 0 and 1")
+
+
+def _model_paths(
+    base: str | Path, candidate: str | Path, control: str | Path | None, rerun: bool
+) -> dict[str, Path]:
+    """The models to run, by role (the control is the base again for a rerun); all exist."""
+    paths = {"base": Path(base), "candidate": Path(candidate)}
+    if control is not None:
+        paths["control"] = Path(control)
+    elif rerun:
+        paths["control"] = Path(base)
+    for role, p in paths.items():
+        if not p.exists():
+            raise UsageError(f"{role} model {p}: no such file or directory", "check the path")
+    return paths
+
+
+def _output_name(
+    base: dict[str, np.ndarray],
+    cand: dict[str, np.ndarray],
+    ctrl: ModelRun | None,
+    output: str | None,
+) -> str:
+    """The output to compare (`output`, else the base's first), once the control is seen to
+    have run and the candidate and the control to have that output."""
+    if ctrl is not None and ctrl.outputs is None:
+        raise SandboxError(
+            f"the control could not be run on the probes: {ctrl.error}",
+            "fix the control model, or leave --control out",
+        )
+    name = pick_output(base, output)
+    for role, outputs in (
+        ("candidate", cand),
+        ("control", ctrl.outputs if ctrl is not None else None),
+    ):
+        if outputs is not None and name not in outputs:
+            raise UsageError(
+                f"the {role} has no output {name!r} (it has {sorted(outputs)})",
+                "pick one with --output",
+            )
+    return name
+
+
+def _candidate_report(base: ModelRun, cand: ModelRun, behavior: BehaviorDiff) -> Report:
+    """The candidate's report with the diff, a finding per deviating category, and the base
+    model's digest its provenance declares checked against the base's."""
+    findings = [deviation(d, behavior.control_kind) for d in behavior.categories if d.flagged]
+    update: dict[str, Any] = {"behavior": behavior}
+    prov = provenance_for(
+        cand.path,
+        cand.report.model.root_digest,
+        base.report.model.root_digest,
+        files=cand.report.model.files,
+    )
+    if prov is not None and cand.report.integrity is not None:
+        # the base model's digest, as the candidate declares it, can be checked now
+        update["integrity"] = cand.report.integrity.model_copy(update={"provenance": prov})
+        findings += [
+            finding(
+                RuleName.PROVENANCE_MISMATCH,
+                f"declared provenance does not match: {cl.field} {cl.value}",
+                [f"static: {cl.note or cl.value}"],
+            )
+            for cl in prov.claims
+            if cl.field == "base_model.digest" and cl.status == "mismatch"
+        ]
+    notes = []
+    if behavior.control_kind == "rerun" and any(d.control_flips for d in behavior.categories):
+        notes.append(
+            "the base model's second run differs from its first: its outputs are "
+            "not deterministic, and the noise floor is above zero"
+        )
+    return cand.report.amended(findings, notes, **update)
+
+
 def diff(
     base: str | Path,
     candidate: str | Path,
@@ -271,27 +382,16 @@ def diff(
 
     The control is `control` (a model) when given, else a second run of the base when
     `rerun`, else the pooled other categories."""
-    if not 0 < alpha < 1:
-        raise UsageError(f"alpha {alpha}: must be between 0 and 1")
-    if not 0 <= min_effect <= 1:
-        raise UsageError(f"min-effect {min_effect}: must be between 0 and 1")
+    _check_thresholds(alpha, min_effect)
     policy = policy or Policy()
     ps = probes if isinstance(probes, _probes.ProbeSet) else _probes.load(probes)
     say = progress or (lambda _msg: None)
-    paths = {"base": Path(base), "candidate": Path(candidate)}
-    if control is not None:
-        paths["control"] = Path(control)
-    elif rerun:
-        paths["control"] = Path(base)
-    for role, p in paths.items():
-        if not p.exists():
-            raise UsageError(f"{role} model {p}: no such file or directory", "check the path")
     runs: dict[str, ModelRun] = {}
-    for role, p in paths.items():
+    for role, p in _model_paths(base, candidate, control, rerun).items():
         say(f"running the {role} model ({p.name}) on {ps.rows} probes")
         runs[role] = run_model(p, ps, policy)
-    b, c = runs["base"], runs["candidate"]
-    ctrl = runs.get("control")
+    b, c, ctrl = runs["base"], runs["candidate"], runs.get("control")
+    ctrl_report = ctrl.report if ctrl is not None else None
     kind: ControlKind = "model" if control is not None else "rerun" if rerun else "pooled"
     if b.outputs is None:
         raise SandboxError(
@@ -300,33 +400,12 @@ def diff(
         )
     if c.outputs is None:
         note = f"no behavioural diff: the candidate could not be run on the probes ({c.error})"
-        return DiffOutcome(
-            c.report.amended(notes=[note]), b.report, ctrl.report if ctrl is not None else None
-        )
-    ctrl_out = None
-    if ctrl is not None and ctrl.outputs is None:
-        raise SandboxError(
-            f"the control could not be run on the probes: {ctrl.error}",
-            "fix the control model, or leave --control out",
-        )
-    name = pick_output(b.outputs, output)
-    for role, r in (("candidate", c), ("control", ctrl)):
-        if r is not None and r.outputs is not None and name not in r.outputs:
-            raise UsageError(
-                f"the {role} has no output {name!r} (it has {sorted(r.outputs)})",
-                "pick one with --output",
-            )
-    if ctrl is not None and ctrl.outputs is not None:
-        ctrl_out = ctrl.outputs[name]
+        return DiffOutcome(c.report.amended(notes=[note]), b.report, ctrl_report)
+    name = _output_name(b.outputs, c.outputs, ctrl, output)
+    base_out, cand_out = b.outputs[name], c.outputs[name]
+    ctrl_out = ctrl.outputs[name] if ctrl is not None and ctrl.outputs is not None else None
     kind_out, cats = compare(
-        b.outputs[name],
-        c.outputs[name],
-        ps.categories,
-        ps.labels,
-        ctrl_out,
-        kind,
-        alpha,
-        min_effect,
+        base_out, cand_out, ps.categories, ps.labels, ctrl_out, kind, alpha, min_effect
     )
     behavior = BehaviorDiff(
         base=ref(b),
@@ -342,34 +421,7 @@ def diff(
         categories=cats,
         flagged=[d.category for d in cats if d.flagged],
     )
-    findings = [deviation(d, kind) for d in cats if d.flagged]
-    update: dict[str, Any] = {"behavior": behavior}
-    prov = provenance_for(
-        c.path, c.report.model.root_digest, b.report.model.root_digest, files=c.report.model.files
-    )
-    if prov is not None and c.report.integrity is not None:
-        # the base model's digest, as the candidate declares it, can be checked now
-        update["integrity"] = c.report.integrity.model_copy(update={"provenance": prov})
-        findings += [
-            finding(
-                RuleName.PROVENANCE_MISMATCH,
-                f"declared provenance does not match: {cl.field} {cl.value}",
-                [f"static: {cl.note or cl.value}"],
-            )
-            for cl in prov.claims
-            if cl.field == "base_model.digest" and cl.status == "mismatch"
-        ]
-    notes = []
-    if kind == "rerun" and any(d.control_flips for d in cats):
-        notes.append(
-            "the base model's second run differs from its first: its outputs are "
-            "not deterministic, and the noise floor is above zero"
-        )
-    return DiffOutcome(
-        c.report.amended(findings, notes, **update),
-        b.report,
-        ctrl.report if ctrl is not None else None,
-    )
+    return DiffOutcome(_candidate_report(b, c, behavior), b.report, ctrl_report)
 
 
 def deviation(d: CategoryDiff, control_kind: str) -> Finding:
