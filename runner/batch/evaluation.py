@@ -9,6 +9,7 @@ the batch goes on. Results are yielded as models finish.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,28 +23,21 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.batch.discovery import digest, expand
 from runner.behaviour.probes import ProbeSet, feed_for, from_arrays
 from runner.behaviour.probes import load as load_probe_file
 from runner.behaviour.probes import run as run_probes
 from runner.controller import engine as _docker
-from runner.errors import AirlockError, InputError, UsageError
+from runner.errors import AirlockError, InputError, UsageError, untrusted_text
 from runner.policy import Policy
-from runner.report import Report, file_digests, root_digest
+from runner.report import Report
 from runner.rules.catalog import Severity, Verdict
 from runner.static import preflight
-from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from runner.controller.sandbox import Sandbox
-
-CONFIG_NAMES = {
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "preprocessor_config.json",
-    "model_index.json",
-}
 
 
 class EvalResult(BaseModel):
@@ -75,109 +69,6 @@ class EvalResult(BaseModel):
 
 
 # --- which paths are models --------------------------------------------------------------------
-
-
-def _is_model_dir(d: Path) -> bool:
-    names = {p.name for p in d.iterdir()}
-    return bool(names & CONFIG_NAMES)
-
-
-MODEL_SUFFIXES = {
-    ".onnx",
-    ".pt",
-    ".pth",
-    ".bin",
-    ".ckpt",
-    ".safetensors",
-    ".pkl",
-    ".pickle",
-    ".joblib",
-    ".torchscript",
-    ".ptl",
-}
-
-
-def _is_model_file(p: Path) -> bool:
-    """A model by content, or a file that claims to be one (by magic bytes or name) but is
-    damaged: it is evaluated, and its result says why it failed."""
-    try:
-        detect(p)
-        return True
-    except FormatError:
-        pass
-    except OSError:
-        return False
-    try:
-        with p.open("rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
-    return head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES
-
-
-def _looks_like_list(p: Path) -> bool:
-    if p.suffix.lower() not in (".txt", ".lst", ".list", "") or p.stat().st_size > 1 << 20:
-        return False
-    try:
-        text = p.read_text()
-    except (UnicodeDecodeError, OSError):
-        return False
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    return bool(lines) and all("\0" not in ln for ln in lines)
-
-
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Models named by PATHs: files, directories (every model file or model directory inside,
-    recognised by content) and text files listing paths, one a line."""
-    found: list[Path] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        r = p.resolve()
-        if r not in seen:
-            seen.add(r)
-            found.append(p)
-
-    def walk(d: Path) -> None:
-        if _is_model_dir(d):
-            add(d)
-            return
-        for child in sorted(d.iterdir()):
-            if child.name.startswith(".") or child.is_symlink():
-                continue
-            if child.is_dir():
-                walk(child)
-            elif child.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(child):
-                add(child)
-
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if not p.exists():
-            raise UsageError(f"{p}: no such file or directory", "check the paths given to eval")
-        if p.is_dir():
-            walk(p)
-        elif _is_model_file(p):
-            add(p)
-        elif _looks_like_list(p):
-            base = p.parent
-            for line in p.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    target = Path(line).expanduser()
-                    for q in expand([target if target.is_absolute() else base / target]):
-                        add(q)
-        else:
-            add(p)  # not recognisable: its evaluation reports why
-    return found
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file; for a directory, its root digest (over the per-file digests)."""
-    digests = file_digests(path)
-    return digests[0].sha256 if path.is_file() else root_digest(digests)
-
-
-# --- one model ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -347,6 +238,20 @@ def evaluate_one(
     )
 
 
+def failed_result(path: Path, sha256: str, e: Exception) -> EvalResult:
+    """The result of a model whose evaluation raised something other than an AirlockError."""
+    return EvalResult(
+        path=str(path),
+        sha256=sha256,
+        format="unknown",
+        verdict=Verdict.ERROR,
+        findings={},
+        probed=False,
+        seconds=0.0,
+        error=f"internal error: {type(e).__name__}: {untrusted_text(str(e), 300)}",
+    )
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80] or "model"
 
@@ -478,7 +383,13 @@ def evaluate(
     _docker.client()  # fail fast, once, when the engine is not reachable
 
     def work(path: Path, sha: str) -> EvalResult:
-        return evaluate_one(path, policy, probe_set, out, running, sha or None, registry, signing)
+        try:
+            return evaluate_one(
+                path, policy, probe_set, out, running, sha or None, registry, signing
+            )
+        except Exception as e:  # a bug, or hostile data a parser did not survive: a value
+            log.debug("evaluating %s failed", path, exc_info=True)
+            return failed_result(path, sha, e)
 
     yield from _in_parallel(todo, work, jobs, obs, running)
 
@@ -492,6 +403,4 @@ def _cancel(running: _Running, pending: dict[Future[EvalResult], Path]) -> None:
     with running.lock:
         boxes = list(running.sandboxes.values())
     for sb in boxes:
-        container = getattr(sb, "_container", None)
-        if container:
-            _docker.kill(container)
+        sb.kill()

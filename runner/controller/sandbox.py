@@ -358,6 +358,12 @@ class Sandbox:
         self._c.last_outputs = outputs if copy else {k: weakref.ref(v) for k, v in outputs.items()}
         return outputs
 
+    def kill(self) -> None:
+        """Kill the container now, from any thread (Ctrl-C in a batch): the call in progress
+        fails, and the sandbox's own teardown still runs where it is used."""
+        if self._run is not None:
+            self._run.kill()
+
     def report(self) -> Report:
         """What this sandbox did, judged: complete once the sandbox is closed."""
         return analysis.build(self._c)

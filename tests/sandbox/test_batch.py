@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from runner.batch import evaluation as batch
+from runner.batch import discovery
 from tests.fixtures import batch as batch_fixture
 from tests.sandbox.test_cli import AIRLOCK, ROOT, airlock, sessions
 
@@ -23,11 +23,11 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 def test_expand_recognises_models_by_content(tmp_path: Path) -> None:
     expected = batch_fixture.build(tmp_path / "m", full=False)
-    found = batch.expand([tmp_path / "m"])
+    found = discovery.expand([tmp_path / "m"])
     assert sorted(p.name for p in found) == sorted(expected)
     listing = tmp_path / "list.txt"
     listing.write_text("m/tiny.onnx\n# a comment\nm/shell.pkl\n")
-    assert [p.name for p in batch.expand([listing])] == ["tiny.onnx", "shell.pkl"]
+    assert [p.name for p in discovery.expand([listing])] == ["tiny.onnx", "shell.pkl"]
 
 
 def test_batch_of_models(tmp_path: Path) -> None:
