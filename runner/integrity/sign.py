@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import UsageError, untrusted_text
 
 if TYPE_CHECKING:
-    pass
+    from cryptography.x509 import Certificate
 
 from runner.integrity.bundle import (
     hashing_config,
@@ -87,19 +87,14 @@ def _plain_key_file(key: Any) -> Iterator[Path]:
         os.close(fd)
 
 
-def sign(
+def _check_request(
     model: Path,
     signature: Path,
-    *,
-    private_key: Path,
-    password: str | None = None,
-    certificate_chain: list[Path] | None = None,
-    signing_certificate: Path | None = None,
-) -> SignatureInfo:
-    """Sign MODEL (a file or a directory) into SIGNATURE, with an elliptic-curve key or, when
-    `signing_certificate` is given, with that certificate (and its chain up to the root)."""
-    from model_signing import signing as ms_signing
-
+    certificate_chain: list[Path] | None,
+    signing_certificate: Path | None,
+) -> None:
+    """Refuse what cannot be signed, before any key is read: bad paths, a chain without a
+    signing certificate or a certificate without its chain, a model model_signing refuses."""
     require_paths(model, signature, signing=True)
     if certificate_chain and signing_certificate is None:
         raise UsageError(
@@ -118,61 +113,109 @@ def sign(
             f"cannot sign: {problem}",
             "replace symlinks by the files they point to; model_signing refuses them",
         )
-    key = _load_private_key(private_key, password)
-    chain = list(certificate_chain or [])
-    signer = "sha256:" + key_fingerprint(key.public_key())
-    if signing_certificate is not None:
-        from cryptography import x509
 
-        certs = load_certificates(signing_certificate)
-        if certs[0].public_key() != key.public_key():
-            raise UsageError(
-                f"{signing_certificate} is not the certificate of {private_key}",
-                "pass the certificate issued for this key",
-            )
-        for c in chain:
-            load_certificates(c)
-        usage_ok = False
-        with contextlib.suppress(x509.ExtensionNotFound):
-            usage_ok = (
-                certs[0].extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
-            )
-        with contextlib.suppress(x509.ExtensionNotFound):
-            usage_ok = (
-                usage_ok
-                or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING
-                in certs[0].extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            )
-        if not usage_ok:
-            raise UsageError(
-                f"{signing_certificate} may not sign (no digitalSignature key "
-                "usage, no codeSigning extended key usage)",
-                "issue a certificate for signing",
-            )
-        signer = describe_certificate(certs[0])
 
+def _may_sign(certificate: Certificate) -> bool:
+    """Whether the certificate allows signing: a digitalSignature key usage or a codeSigning
+    extended key usage."""
+    from cryptography import x509
+
+    usage_ok = False
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usage_ok = certificate.extensions.get_extension_for_class(
+            x509.KeyUsage
+        ).value.digital_signature
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usage_ok = (
+            usage_ok
+            or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING
+            in certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        )
+    return usage_ok
+
+
+def _certificate_signer(
+    signing_certificate: Path, chain: list[Path], key: Any, private_key: Path
+) -> str:
+    """The signer, as described by its certificate, once the certificate is KEY's, the chain
+    loads, and the certificate may sign."""
+    certs = load_certificates(signing_certificate)
+    if certs[0].public_key() != key.public_key():
+        raise UsageError(
+            f"{signing_certificate} is not the certificate of {private_key}",
+            "pass the certificate issued for this key",
+        )
+    for c in chain:
+        load_certificates(c)
+    if not _may_sign(certs[0]):
+        raise UsageError(
+            f"{signing_certificate} may not sign (no digitalSignature key "
+            "usage, no codeSigning extended key usage)",
+            "issue a certificate for signing",
+        )
+    return describe_certificate(certs[0])
+
+
+def _temporary_beside(signature: Path) -> Path:
+    """A new empty file (mode 0600) in SIGNATURE's directory, made if need be, to write the
+    signature into and rename."""
     try:
         signature.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".sig-", dir=signature.parent)
         os.close(fd)
     except OSError as e:
         raise UsageError(f"cannot write {signature}: {e.strerror}", "choose a writable path") from e
-    tmp = Path(tmp_name)
+    return Path(tmp_name)
+
+
+def _sign_into(
+    model: Path,
+    out: Path,
+    key_path: Path,
+    signing_certificate: Path | None,
+    chain: list[Path],
+) -> None:
+    """Let model_signing sign MODEL into OUT, with the key at KEY_PATH (unencrypted) and, when
+    given, the signing certificate and its chain."""
+    from model_signing import signing as ms_signing
+
+    config = ms_signing.Config().set_hashing_config(  # type: ignore[no-untyped-call]
+        hashing_config()
+    )
+    if signing_certificate is not None:
+        config.use_certificate_signer(
+            private_key=key_path,
+            signing_certificate=signing_certificate,
+            certificate_chain=chain,
+        )
+    else:
+        config.use_elliptic_key_signer(private_key=key_path)
+    config.sign(model, out)
+
+
+def sign(
+    model: Path,
+    signature: Path,
+    *,
+    private_key: Path,
+    password: str | None = None,
+    certificate_chain: list[Path] | None = None,
+    signing_certificate: Path | None = None,
+) -> SignatureInfo:
+    """Sign MODEL (a file or a directory) into SIGNATURE, with an elliptic-curve key or, when
+    `signing_certificate` is given, with that certificate (and its chain up to the root)."""
+    _check_request(model, signature, certificate_chain, signing_certificate)
+    key = _load_private_key(private_key, password)
+    chain = list(certificate_chain or [])
+    signer = "sha256:" + key_fingerprint(key.public_key())
+    if signing_certificate is not None:
+        signer = _certificate_signer(signing_certificate, chain, key, private_key)
+
+    tmp = _temporary_beside(signature)
     try:
         with contextlib.ExitStack() as stack:
             key_path = stack.enter_context(_plain_key_file(key)) if password else private_key
-            config = ms_signing.Config().set_hashing_config(  # type: ignore[no-untyped-call]
-                hashing_config()
-            )
-            if signing_certificate is not None:
-                config.use_certificate_signer(
-                    private_key=key_path,
-                    signing_certificate=signing_certificate,
-                    certificate_chain=chain,
-                )
-            else:
-                config.use_elliptic_key_signer(private_key=key_path)
-            config.sign(model, tmp)
+            _sign_into(model, tmp, key_path, signing_certificate, chain)
         data = tmp.read_bytes()
         tmp.chmod(0o644)  # a signature is public; mkstemp made it 0600
         tmp.replace(signature)

@@ -130,6 +130,92 @@ def _run_library(
     return failure
 
 
+def _manifest_digest(manifest_root: str) -> str:
+    """The caller's manifest root digest as 64 hex digits; UsageError when it is not one."""
+    try:
+        return hex64(manifest_root)
+    except ValueError as e:
+        raise UsageError(
+            f"manifest root digest {manifest_root!r} is not a sha256 digest",
+            "pass runner.report.root_digest(...)",
+        ) from e
+
+
+def _unsupported(model: Path, bundle: Bundle) -> str:
+    """Why Airlock will not verify BUNDLE over MODEL ('' when it will): a path model_signing
+    refuses, a serialization other than file-level sha256, a path left unsigned that exists."""
+    problem = model_problem(model)
+    if problem:
+        return problem
+    ser = bundle.serialization
+    if ser.get("method") != "files" or ser.get("hash_type") != "sha256":
+        return (
+            f"signature uses {ser.get('method')!r} serialization with "
+            f"{ser.get('hash_type')!r}; Airlock verifies file-level sha256 only"
+        )
+    ignored = ser.get("ignore_paths") or []
+    if not isinstance(ignored, list):
+        return "not a model-signing signature: ignore_paths is not a list"
+    if model.is_dir():
+        for p in ignored:
+            if (model / str(p)).exists() or (model / str(p)).is_symlink():
+                return f"the signature leaves {p} unsigned, and the model has it"
+    return ""
+
+
+Attempts = list[TrustedKey | None]  # the keys to verify with in turn; None: the roots
+
+
+def _key_attempts(bundle: Bundle, trust: TrustPolicy) -> tuple[str, Attempts, str]:
+    """For a bundle signed with a key: the signer when the bundle names a listed key, the
+    listed keys the policy allows, and why there are none ('' when there are)."""
+    if not trust.public_keys:
+        return "", [], "signed with a key, but the trust policy lists no public keys"
+    signer = ""
+    keys = trust.keys()
+    if bundle.key_hint:  # the bundle names its key: try only that one
+        keys = [k for k in keys if k.hint == bundle.key_hint]
+        if not keys:
+            return "", [], "signed by a key the trust policy does not list"
+        signer = "sha256:" + keys[0].fingerprint
+    allowed = [k for k in keys if not trust.fingerprints or k.fingerprint in trust.fingerprints]
+    if not allowed and not bundle.key_hint:
+        return signer, [], "no public key in the trust policy has an allowed fingerprint"
+    if not allowed:
+        return signer, [], f"signer key {signer} is not among the trust policy's fingerprints"
+    return signer, list(allowed), ""
+
+
+def _certificate_attempts(bundle: Bundle, trust: TrustPolicy) -> tuple[str, Attempts, str]:
+    """For a bundle signed with a certificate: the signer it names, the certificate roots as
+    the one attempt, and why the policy refuses it ('' when it does not)."""
+    assert bundle.certificate is not None
+    signer = describe_certificate(bundle.certificate)
+    if not trust.certificate_roots:
+        return (
+            signer,
+            [],
+            "signed with a certificate, but the trust policy lists no certificate roots",
+        )
+    if trust.identities and not set(certificate_identities(bundle.certificate)) & set(
+        trust.identities
+    ):
+        return signer, [], f"certificate identity {signer} is not allowed by the trust policy"
+    return signer, [None], ""
+
+
+def _not_the_manifest(bundle: Bundle, manifest: str) -> str:
+    """Why the signed files are not the manifest's ('' when they are)."""
+    ours = signed_root(bundle.resources)
+    if ours != bundle.subject_digest:
+        return "the signed subject digest does not match the signed file digests"
+    if ours != manifest:
+        return (
+            f"the signed files (root digest {ours}) are not the manifest's (root digest {manifest})"
+        )
+    return ""
+
+
 def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str) -> SignatureCheck:
     """Check SIGNATURE over MODEL against TRUST and our manifest's root digest.
 
@@ -139,13 +225,7 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
     """
     require_paths(model, signature, signing=False)
     trust.check()
-    try:
-        manifest = hex64(manifest_root)
-    except ValueError as e:
-        raise UsageError(
-            f"manifest root digest {manifest_root!r} is not a sha256 digest",
-            "pass runner.report.root_digest(...)",
-        ) from e
+    manifest = _manifest_digest(manifest_root)
     data = read_bounded(signature, "signature file", "pass the .sig file written by 'airlock sign'")
     method, signer, subject = "", "", ""
 
@@ -167,63 +247,17 @@ def verify(model: Path, signature: Path, trust: TrustPolicy, manifest_root: str)
     except Unreadable as e:
         return result(f"not a model-signing signature: {e}")
     method, subject = bundle.method, bundle.subject_digest
+    refused = _unsupported(model, bundle)
+    if refused:
+        return result(refused)
 
-    problem = model_problem(model)
-    if problem:
-        return result(problem)
-    ser = bundle.serialization
-    if ser.get("method") != "files" or ser.get("hash_type") != "sha256":
-        return result(
-            f"signature uses {ser.get('method')!r} serialization with "
-            f"{ser.get('hash_type')!r}; Airlock verifies file-level sha256 only"
-        )
-    ignored = ser.get("ignore_paths") or []
-    if not isinstance(ignored, list):
-        return result("not a model-signing signature: ignore_paths is not a list")
-    if model.is_dir():
-        for p in ignored:
-            if (model / str(p)).exists() or (model / str(p)).is_symlink():
-                return result(f"the signature leaves {p} unsigned, and the model has it")
-
-    if bundle.method == "key":
-        if not trust.public_keys:
-            return result("signed with a key, but the trust policy lists no public keys")
-        keys = trust.keys()
-        if bundle.key_hint:  # the bundle names its key: try only that one
-            keys = [k for k in keys if k.hint == bundle.key_hint]
-            if not keys:
-                return result("signed by a key the trust policy does not list")
-            signer = "sha256:" + keys[0].fingerprint
-        allowed = [k for k in keys if not trust.fingerprints or k.fingerprint in trust.fingerprints]
-        if not allowed and not bundle.key_hint:
-            return result("no public key in the trust policy has an allowed fingerprint")
-        if not allowed:
-            return result(f"signer key {signer} is not among the trust policy's fingerprints")
-        attempts: list[TrustedKey | None] = list(allowed)
-    else:
-        assert bundle.certificate is not None
-        signer = describe_certificate(bundle.certificate)
-        if not trust.certificate_roots:
-            return result(
-                "signed with a certificate, but the trust policy lists no certificate roots"
-            )
-        if trust.identities and not set(certificate_identities(bundle.certificate)) & set(
-            trust.identities
-        ):
-            return result(f"certificate identity {signer} is not allowed by the trust policy")
-        attempts = [None]
-
+    pick = _key_attempts if bundle.method == "key" else _certificate_attempts
+    signer, attempts, refused = pick(bundle, trust)
+    if refused:
+        return result(refused)
     failure = _run_library(model, data, bundle, attempts, list(trust.certificate_roots))
     if isinstance(failure, TrustedKey):
         signer = "sha256:" + failure.fingerprint
     elif failure:
         return result(failure)
-
-    ours = signed_root(bundle.resources)
-    if ours != subject:
-        return result("the signed subject digest does not match the signed file digests")
-    if ours != manifest:
-        return result(
-            f"the signed files (root digest {ours}) are not the manifest's (root digest {manifest})"
-        )
-    return result()
+    return result(_not_the_manifest(bundle, manifest))

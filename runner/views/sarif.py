@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from runner import __version__
 from runner.report import Report
@@ -26,8 +27,9 @@ _SCORE = {
 }
 
 
-def render_sarif(report: Report) -> str:
-    rules = [
+def _rules() -> list[dict[str, Any]]:
+    """Airlock's rules as SARIF reportingDescriptors, in catalogue order."""
+    return [
         {
             "id": r.id,
             "name": r.name,
@@ -42,11 +44,12 @@ def render_sarif(report: Report) -> str:
         }
         for r in RULES
     ]
+
+
+def _results(report: Report, uri: str) -> list[dict[str, Any]]:
+    """One SARIF result per finding, located at the model."""
     index = {r.id: i for i, r in enumerate(RULES)}
-    uri = (
-        Path(report.model.path).as_uri() if report.model.path.startswith("/") else report.model.path
-    )
-    results = [
+    return [
         {
             "ruleId": f.rule_id,
             "ruleIndex": index[f.rule_id],
@@ -62,6 +65,12 @@ def render_sarif(report: Report) -> str:
         }
         for f in report.findings
     ]
+
+
+def render_sarif(report: Report) -> str:
+    uri = (
+        Path(report.model.path).as_uri() if report.model.path.startswith("/") else report.model.path
+    )
     sarif = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -72,7 +81,7 @@ def render_sarif(report: Report) -> str:
                         "name": "Airlock",
                         "version": __version__,
                         "semanticVersion": __version__,
-                        "rules": rules,
+                        "rules": _rules(),
                     }
                 },
                 "artifacts": [
@@ -83,7 +92,7 @@ def render_sarif(report: Report) -> str:
                         else {},
                     }
                 ],
-                "results": results,
+                "results": _results(report, uri),
                 "properties": {
                     "verdict": report.verdict.value,
                     "schemaVersion": report.schema_version,

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from runner.report import BaselineCheck, BehaviorDiff, Report
+from runner.report import BaselineCheck, BehaviorDiff, Integrity, Report, TensorSpecInfo
 from runner.rules.catalog import Verdict
 
 _VERDICT_STYLE = {
@@ -31,67 +31,83 @@ def _mib(n: int | None) -> str:
     return "?" if n is None else f"{n / (1 << 20):.1f} MiB"
 
 
-def print_report(report: Report, console: Console) -> None:
+Row = tuple[str, Text]  # a label and its value, one line of the summary
+
+
+def _run_rows(report: Report) -> list[Row]:
+    """The verdict, the model, and how the run went: sandbox, phases, resources, tracer."""
     m = report.model
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row(
-        "verdict", Text(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict])
-    )
+    rows = [("verdict", Text(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict]))]
     digest = (m.root_digest or (m.files[0].sha256 if m.files else "?"))[:16] + "…"
-    head.add_row("model", Text(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})"))
+    rows.append(("model", Text(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})")))
     if report.sandbox:
         s = report.sandbox
-        head.add_row(
-            "sandbox",
-            Text(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), session {s.session}"),
+        rows.append(
+            (
+                "sandbox",
+                Text(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), session {s.session}"),
+            )
         )
-    head.add_row("phases", Text(" · ".join(f"{p.name} {p.seconds:.3f}s" for p in report.phases)))
+    rows.append(("phases", Text(" · ".join(f"{p.name} {p.seconds:.3f}s" for p in report.phases))))
     r = report.resources
     if r is not None:
-        head.add_row(
-            "resources",
-            Text(
-                f"memory peak {_mib(r.memory_peak_bytes)} of {_mib(r.memory_limit_bytes)}, "
-                f"cpu {r.cpu_seconds or 0:.2f}s, pids max {r.pids_max} of {r.pids_limit}, "
-                f"{len(r.timeline)} samples"
-            ),
+        rows.append(
+            (
+                "resources",
+                Text(
+                    f"memory peak {_mib(r.memory_peak_bytes)} of {_mib(r.memory_limit_bytes)}, "
+                    f"cpu {r.cpu_seconds or 0:.2f}s, pids max {r.pids_max} of {r.pids_limit}, "
+                    f"{len(r.timeline)} samples"
+                ),
+            )
         )
     if report.tracer is not None:
         tr = report.tracer
-        head.add_row(
-            "tracer",
-            Text(
-                f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
-                f"{tr.worker_exit or 'exit not recorded'}"
-            ),
+        rows.append(
+            (
+                "tracer",
+                Text(
+                    f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
+                    f"{tr.worker_exit or 'exit not recorded'}"
+                ),
+            )
         )
+    return rows
+
+
+def _specs(items: list[TensorSpecInfo]) -> str:
+    return ", ".join(f"{s.name} {s.dtype or '?'} {s.shape or '?'}" for s in items) or "-"
+
+
+def _tensor_rows(report: Report) -> list[Row]:
+    """The model's signature (inputs, outputs, whether it can infer) and the outputs seen."""
+    rows: list[Row] = []
     sig = report.signature
     if sig is not None:
-
-        def specs(items: list) -> str:  # type: ignore[type-arg]
-            return ", ".join(f"{s.name} {s.dtype or '?'} {s.shape or '?'}" for s in items) or "-"
-
-        head.add_row("inputs", Text(specs(sig.inputs)))
-        head.add_row("outputs", Text(specs(sig.outputs)))
+        rows += [("inputs", Text(_specs(sig.inputs))), ("outputs", Text(_specs(sig.outputs)))]
         if not sig.can_infer:
-            head.add_row("inference", Text(f"no: {sig.note}"))
+            rows.append(("inference", Text(f"no: {sig.note}")))
     for o in report.outputs:
-        head.add_row("output", Text(f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…"))
-    integ = report.integrity
-    if integ is not None:
-        st = integ.static
-        head.add_row(
+        rows.append(("output", Text(f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…")))
+    return rows
+
+
+def _integrity_rows(integ: Integrity) -> list[Row]:
+    """What was read statically, the signature check, and the provenance claims."""
+    st = integ.static
+    rows = [
+        (
             "static",
             Text(
                 f"read in {st.seconds:.3f}s (bounds {st.bounds}); {len(st.imports)} pickle "
                 f"import(s)" + (f"; DID NOT FINISH: {st.aborted}" if st.aborted else "")
             ),
         )
-        signed = integ.signature
-        if signed is not None:
-            head.add_row(
+    ]
+    signed = integ.signature
+    if signed is not None:
+        rows.append(
+            (
                 "signature",
                 Text(
                     f"verified ({signed.method}), signed by {signed.signer}"
@@ -100,11 +116,13 @@ def print_report(report: Report, console: Console) -> None:
                     style="green" if signed.verified else "bold red",
                 ),
             )
-        elif integ.signature_required:
-            head.add_row("signature", Text("required, and missing", style="bold red"))
-        prov = integ.provenance
-        if prov is not None:
-            head.add_row(
+        )
+    elif integ.signature_required:
+        rows.append(("signature", Text("required, and missing", style="bold red")))
+    prov = integ.provenance
+    if prov is not None:
+        rows.append(
+            (
                 "provenance",
                 Text(
                     f"{len(prov.claims)} claim(s) from {prov.source}: "
@@ -116,29 +134,40 @@ def print_report(report: Report, console: Console) -> None:
                     or f"{len(prov.claims)} claim(s) from {prov.source}"
                 ),
             )
-    for note in report.notes:
-        head.add_row("note", Text(note))
-    if report.error:
-        head.add_row("error", Text(f"{report.error.kind}: {report.error.message}"))
-    console.print(head)
-    if report.findings:
-        t = Table(
-            title=f"{len(report.findings)} finding(s)", title_justify="left", show_lines=False
         )
-        for col in ("severity", "rule", "title", "phase", "source", "evidence"):
-            t.add_column(col, overflow="fold")
-        for f in report.findings:
-            t.add_row(
-                Text(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
-                f.rule_id,
-                f.title,
-                f.phase.value if f.phase else "-",
-                f.source.value,
-                Text(f.evidence[0] if f.evidence else f.message),
-            )
-        console.print(t)
-    else:
-        console.print("no findings")
+    return rows
+
+
+def _findings_table(report: Report) -> Table:
+    t = Table(title=f"{len(report.findings)} finding(s)", title_justify="left", show_lines=False)
+    for col in ("severity", "rule", "title", "phase", "source", "evidence"):
+        t.add_column(col, overflow="fold")
+    for f in report.findings:
+        t.add_row(
+            Text(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
+            f.rule_id,
+            f.title,
+            f.phase.value if f.phase else "-",
+            f.source.value,
+            Text(f.evidence[0] if f.evidence else f.message),
+        )
+    return t
+
+
+def print_report(report: Report, console: Console) -> None:
+    rows = _run_rows(report) + _tensor_rows(report)
+    if report.integrity is not None:
+        rows += _integrity_rows(report.integrity)
+    rows += [("note", Text(note)) for note in report.notes]
+    if report.error:
+        rows.append(("error", Text(f"{report.error.kind}: {report.error.message}")))
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for label, value in rows:
+        head.add_row(label, value)
+    console.print(head)
+    console.print(_findings_table(report) if report.findings else "no findings")
     if report.behavior is not None:
         console.print(diff_table(report.behavior))
     if report.baseline is not None:
