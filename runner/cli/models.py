@@ -11,6 +11,7 @@ import typer
 
 from runner.cli import options as o
 from runner.cli.output import ErrorAfterReport, exit_code, out, show
+from runner.controller.exercise import SECONDS
 from runner.errors import EXIT_FINDINGS, AirlockError, IntegrityError, UsageError
 from runner.policy import Policy, Runtime
 from runner.rules.catalog import Severity
@@ -69,15 +70,31 @@ def _read_array_file(path: Path) -> dict[str, Any] | np.ndarray:
         ) from e
 
 
+ExerciseSeconds = Annotated[
+    float,
+    typer.Option(
+        "--exercise-seconds",
+        min=0.0,
+        max=600.0,
+        help="after loading, call the model with inputs built from its signature for up to "
+        "this long (0: load only)",
+    ),
+]
+
+
 def _open_and_infer(
-    sb: Sandbox, feed: dict[str, Any] | np.ndarray | None
+    sb: Sandbox, feed: dict[str, Any] | np.ndarray | None, exercise_s: float = 0.0
 ) -> tuple[dict[str, np.ndarray], AirlockError | None]:
-    """The outputs, and the error that stopped the run (its report still tells the rest)."""
+    """The outputs, and the error that stopped the run (its report still tells the rest).
+    With no inputs and exercise_s > 0, the model is exercised with inputs built from its
+    signature (scan)."""
     outputs: dict[str, np.ndarray] = {}
     try:
         with sb:
             if feed is not None:
                 outputs = sb.infer(feed)
+            elif exercise_s > 0:
+                sb.exercise(seconds=exercise_s)
     except UsageError:
         raise
     except AirlockError as e:
@@ -106,6 +123,7 @@ def run_model(
     fail_on: Severity,
     signing: SigningOptions | None = None,
     bom: Path | None = None,
+    exercise_s: float = 0.0,
 ) -> int:
     """Open MODEL in a sandbox (and infer on the inputs), show the report; the exit code.
     An error after which there is a report to show is raised once the report is shown."""
@@ -113,7 +131,7 @@ def run_model(
 
     feed = _load_inputs(inputs) if inputs else None
     sb = Sandbox(model, policy, architecture=arch, format=fmt, signing=signing)
-    outputs, failure = _open_and_infer(sb, feed)
+    outputs, failure = _open_and_infer(sb, feed, exercise_s)
     report = sb.report()
     if report.sandbox is None and failure is not None and not isinstance(failure, IntegrityError):
         raise failure  # nothing ran (engine or image problem): a plain error line
@@ -188,8 +206,10 @@ def scan(
     trust_policy: o.TrustPolicyOpt = None,
     key: o.TrustKey = None,
     bom: o.BomOut = None,
+    exercise_seconds: ExerciseSeconds = SECONDS,
 ) -> None:
-    """Load MODEL in a sandbox without running inference: what does loading it do?"""
+    """Load MODEL in a sandbox, then call it with inputs built from its declared signature for a
+    few seconds (none of yours): what do loading and calling it do?"""
     policy = o.policy(
         runtime,
         memory,
@@ -200,7 +220,20 @@ def scan(
     )
     signing = o.signing(signature, require_signature, trust_policy, key)
     raise typer.Exit(
-        run_model(model, policy, arch, format, None, None, json_, report, fail_on, signing, bom)
+        run_model(
+            model,
+            policy,
+            arch,
+            format,
+            None,
+            None,
+            json_,
+            report,
+            fail_on,
+            signing,
+            bom,
+            exercise_s=exercise_seconds,
+        )
     )
 
 

@@ -24,13 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from runner.channel.client import Description, RpcFailure, WorkerClient
+from runner.channel.client import Description, RpcFailure, WorkerClient, WorkerRejected
 from runner.channel.dataplane import DataPlane
-from runner.controller import connect, engine, images, launch, sessions, staging, teardown
+from runner.controller import (
+    connect,
+    engine,
+    images,
+    launch,
+    sessions,
+    staging,
+    teardown,
+)
 from runner.controller.admission import Admission, check_request
+from runner.controller.exercise import CALLS, SECONDS, plans
 from runner.controller.failures import translate
 from runner.controller.launch import Running
-from runner.errors import AirlockError, InputError, IntegrityError, UsageError
+from runner.errors import AirlockError, InputError, IntegrityError, SandboxError, UsageError
 from runner.policy import Policy
 from runner.report import ModelInfo, Report, SandboxInfo, Signature, TensorSpecInfo
 from runner.rules import analysis
@@ -334,7 +343,11 @@ class Sandbox:
             raise UsageError(
                 f"this model cannot run inference: {d.note}", "use scan (load only) or describe"
             )
-        feed = self._check_inputs(d, inputs)
+        return self._call(self._check_inputs(d, inputs), copy=copy, guessed=False)
+
+    def _call(
+        self, feed: dict[str, np.ndarray], *, copy: bool, guessed: bool
+    ) -> dict[str, np.ndarray]:
         assert self._client is not None
         if "infer" not in self._c.phases:
             self._mark(Phase.INFER)
@@ -347,7 +360,9 @@ class Sandbox:
         except RpcFailure as e:
             assert self._run is not None
             err = translate(e, "infer", self.policy, self._run)
-            if not isinstance(err, InputError):
+            # on inputs Airlock guessed, the model raising is no failure of the run
+            raised = guessed and isinstance(e, WorkerRejected) and e.code == "ABORTED"
+            if not isinstance(err, InputError) and not raised:
                 self._c.error = err
             raise err from e
         finally:
@@ -357,6 +372,36 @@ class Sandbox:
         # them (holding them here would keep their shared memory from being used again)
         self._c.last_outputs = outputs if copy else {k: weakref.ref(v) for k, v in outputs.items()}
         return outputs
+
+    def exercise(self, calls: int = CALLS, seconds: float = SECONDS) -> int:
+        """Call the model with inputs built from its declared signature (see
+        runner.controller.exercise), so code that waits for inference runs while it is watched.
+        Returns the number of calls the model answered; a note in the report says what was done."""
+        d = self._require_open()
+        if not d.can_infer or calls <= 0:
+            self._c.notes.append(f"not exercised: {d.note or 'no calls asked for'}")
+            return 0
+        answered = raised = 0
+        for plan in plans(_signature(d), calls, seconds):
+            start = time.monotonic()
+            for call in plan:
+                time.sleep(max(0.0, start + call.at_s - time.monotonic()))
+                try:
+                    self._call(self._check_inputs(d, call.inputs), copy=True, guessed=True)
+                    answered += 1
+                except InputError:
+                    break  # these inputs do not fit: the next guess, if any
+                except SandboxError as e:
+                    if self._c.error is e:
+                        raise  # the sandbox failed (a crash, a limit): the run ends here
+                    raised += 1
+            if answered:
+                break
+        self._c.notes.append(
+            f"exercised after loading: {answered} call(s) answered, {raised} raised, with inputs "
+            f"built from the declared signature over up to {seconds:g} s"
+        )
+        return answered
 
     def kill(self) -> None:
         """Kill the container now, from any thread (Ctrl-C in a batch): the call in progress
