@@ -11,12 +11,10 @@ host-only; type checkers read the real imports under TYPE_CHECKING (keep them in
 _EXPORTS: tests/unit/test_typing.py checks).
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on first use
+if _typing.TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on first use
     from runner.batch.evaluation import EvalResult as EvalResult
     from runner.batch.evaluation import Observer as Observer
     from runner.batch.evaluation import evaluate as evaluate
@@ -82,11 +80,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'runner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"runner.{module}"), name)
+    value = getattr(_importlib.import_module(f"runner.{module}"), name)
     globals()[name] = value
     return value
 

@@ -51,6 +51,24 @@ def test_all_is_the_public_surface() -> None:
         _ = runner.WorkerClient  # type: ignore[attr-defined]
 
 
+def test_all_matches_the_public_names_the_package_really_has() -> None:
+    """In a fresh interpreter, after every exported name is resolved: the public names in the
+    package's namespace (its subpackages aside) are exactly __all__, and each is defined in
+    Airlock's own code."""
+    code = (
+        "import types, runner\n"
+        "for n in runner.__all__: getattr(runner, n)\n"
+        "public = {n for n, v in vars(runner).items() if not n.startswith('_')\n"
+        "          and not isinstance(v, types.ModuleType)}\n"
+        "extra, missing = public - set(runner.__all__), set(runner.__all__) - public\n"
+        "assert not extra and not missing, (sorted(extra), sorted(missing))\n"
+        "foreign = [n for n in runner.__all__\n"
+        "           if not getattr(runner, n).__module__.startswith('runner.')]\n"
+        "assert not foreign, foreign\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_every_error_is_in_the_tree_and_exported() -> None:
     from runner import errors
 

@@ -16,7 +16,8 @@ def test_type_checkers_import_every_exported_name() -> None:
     block = next(
         n
         for n in tree.body
-        if isinstance(n, ast.If) and isinstance(n.test, ast.Name) and n.test.id == "TYPE_CHECKING"
+        if isinstance(n, ast.If)
+        and ast.unparse(n.test) in ("TYPE_CHECKING", "_typing.TYPE_CHECKING")
     )
     seen = {}
     for node in block.body:
