@@ -21,6 +21,7 @@ Text that came from inside the sandbox is sanitised before it is put in a messag
 
 from __future__ import annotations
 
+import unicodedata
 from typing import ClassVar
 
 EXIT_OK = 0
@@ -96,8 +97,72 @@ class DeadlineExceeded(SandboxError):
         self.deadline = deadline
 
 
+# Characters that reorder what a reader sees (bidi embeddings, overrides, isolates and marks).
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+MAX_MARKS = 2  # combining marks kept on one character ("zalgo" text spills over other lines)
+
+
+def _marks_cut(text: str) -> str:
+    """text with every run of combining marks cut to MAX_MARKS."""
+    out, run = [], 0
+    for c in text:
+        run = run + 1 if unicodedata.combining(c) else 0
+        if run <= MAX_MARKS:
+            out.append(c)
+    return "".join(out)
+
+
 def untrusted_text(text: str, limit: int = 300) -> str:
-    """Make worker-supplied text safe to show: printable, one line, bounded."""
-    cleaned = "".join(c if c.isprintable() else " " for c in text.replace("\n", " | "))
+    """Make text from the sandbox or the model's files safe to show: printable, one line,
+    bounded (in time too: only the first few times `limit` characters are read). Every character
+    that is not printable becomes a space: C0 and C1 controls (so ESC, and with it every ANSI,
+    CSI and OSC sequence, has no effect), DEL, carriage return, backspace, bidi embeddings,
+    overrides and isolates, zero-width and other format characters, line and paragraph
+    separators, surrogates, private use and unassigned code points; runs of combining marks
+    are cut to MAX_MARKS. A newline becomes ' | '."""
+    text = text if isinstance(text, str) else str(text)
+    limit = max(limit, 1)
+    read = 8 * limit + 64
+    cut = len(text) > read
+    text = text[:read].replace("\n", " | ")
+    cleaned = _marks_cut("".join(c if c.isprintable() else " " for c in text))
     cleaned = " ".join(cleaned.split())
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    if len(cleaned) > limit:
+        return cleaned[: limit - 1] + "…"
+    return cleaned + "…" if cut else cleaned
+
+
+def deceptive_chars(text: str) -> list[str]:
+    """The characters in text that steer a terminal or reorder what a reader sees (C0 and C1
+    controls, ESC included, DEL, bidi controls, line separators), each named once, in order of
+    first appearance: [] for ordinary text."""
+    found: dict[str, None] = {}
+    for c in text[:100_000]:
+        if c in BIDI_CONTROLS or c in "\u2028\u2029" or unicodedata.category(c) == "Cc":
+            found["ESC" if c == "\x1b" else f"U+{ord(c):04X}"] = None
+            if len(found) >= 8:
+                break
+    return list(found)
+
+
+def visible_text(text: str, limit: int = 4000) -> str:
+    """text with every character that is not printable written as an escape (\\x1b, \\u202e,
+    \\n), so a reader sees that it was there and no terminal or page acts on it; runs of combining
+    marks cut to MAX_MARKS; bounded."""
+    text = text if isinstance(text, str) else str(text)
+    cut = len(text) > limit
+    out = []
+    for c in text[:limit]:
+        if c.isprintable():
+            out.append(c)
+        elif c in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[c])
+        else:
+            n = ord(c)
+            out.append(
+                f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+            )
+    shown = _marks_cut("".join(out))
+    return shown + "…" if cut else shown

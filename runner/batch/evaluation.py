@@ -212,6 +212,23 @@ def evaluate_one(
 
     start = time.monotonic()
     sb = Sandbox(path, policy, signing=signing)
+    try:
+        return _evaluated(sb, path, probes, out_dir, running, sha256, baselines, start)
+    except Exception as e:  # a bug, or hostile data a parser did not survive: its report too
+        log.debug("evaluating %s failed", path, exc_info=True)
+        return failed_result(path, sha256 or "", e, out_dir, sb.report())
+
+
+def _evaluated(
+    sb: Sandbox,
+    path: Path,
+    probes: ProbeSet | None,
+    out_dir: Path | None,
+    running: _Running | None,
+    sha256: str | None,
+    baselines: Any,
+    start: float,
+) -> EvalResult:
     run = _run(sb, probes, running)
     report = sb.report()
     sha = _model_sha(path, report, sha256)
@@ -238,17 +255,42 @@ def evaluate_one(
     )
 
 
-def failed_result(path: Path, sha256: str, e: Exception) -> EvalResult:
-    """The result of a model whose evaluation raised something other than an AirlockError."""
+def failed_result(
+    path: Path,
+    sha256: str,
+    e: Exception,
+    out_dir: Path | None = None,
+    report: Report | None = None,
+) -> EvalResult:
+    """The result of a model whose evaluation raised something other than an AirlockError.
+    Its report is written under out_dir all the same: the sandbox's (verdict error at best),
+    or, when there is none, a minimal one that says why."""
+    from runner.controller import reporting
+
+    error = f"internal error: {type(e).__name__}: {untrusted_text(str(e), 300)}"
+    report = reporting.with_error(report, "InternalError", error, str(path))
+    report_name = None
+    if out_dir is not None:
+        try:  # a model whose report cannot be written still has its error line
+            sha = sha256 or (digest(path) if path.exists() else "")
+            report_name = f"reports/{_safe(path.name)}-{sha[:12]}.json"
+            target = out_dir / report_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(report.model_dump_json(indent=2) + "\n")
+        except Exception as write_error:
+            log.debug("writing the report of %s: %r", path, write_error)
+            report_name = None
     return EvalResult(
         path=str(path),
         sha256=sha256,
-        format="unknown",
-        verdict=Verdict.ERROR,
-        findings={},
+        format=report.model.format,
+        verdict=report.verdict,
+        findings=_severity_counts(report),
+        top_findings=list(dict.fromkeys(f.rule_id for f in report.findings))[:5],
         probed=False,
         seconds=0.0,
-        error=f"internal error: {type(e).__name__}: {untrusted_text(str(e), 300)}",
+        error=error,
+        report=report_name,
     )
 
 
@@ -389,7 +431,7 @@ def evaluate(
             )
         except Exception as e:  # a bug, or hostile data a parser did not survive: a value
             log.debug("evaluating %s failed", path, exc_info=True)
-            return failed_result(path, sha, e)
+            return failed_result(path, sha, e, out)
 
     yield from _in_parallel(todo, work, jobs, obs, running)
 

@@ -23,14 +23,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
-from runner.channel.client import (
+from runner.channel.replies import (
     BadReply,
     CallDeadline,
+    Faults,
     ReplyTooLarge,
     WorkerRejected,
     WorkerUnavailable,
+    checked_outputs,
+    decode_inline,
+    error_text,
+    parse,
 )
 from runner.errors import untrusted_text
 from runner.worker.shared import frames, tensors
@@ -151,6 +155,7 @@ class DataPlane:
         self._base = 0  # the mapping's address, to recognise the caller's shared arrays
         self._shared: dict[int, tuple[int, int]] = {}  # offset -> (length, token) of live
         self.regions = Regions(0)  # shared_array() arrays
+        self.faults = Faults()  # what the worker sent that did not hold
         if shm_bytes:
             self._memfd = _sealed_memory(shm_bytes)
             try:
@@ -309,16 +314,14 @@ class DataPlane:
             self.close()
             raise
         if status != frames.STATUS_OK:
-            text = untrusted_text(payload.decode("utf-8", "replace"))
-            raise WorkerRejected(text, _STATUS_CODES.get(status, "INTERNAL"))
-        try:
-            reply = pb.InferReply.FromString(payload)
-            total = len(payload) + sum(t.shm_length for t in reply.outputs if t.in_shm)
+            raise WorkerRejected(error_text(payload), _STATUS_CODES.get(status, "INTERNAL"))
+        with self.faults.reading("the data plane's reply"):
+            reply = parse(pb.InferReply, payload, self.faults, "Infer")
+            outputs = checked_outputs(reply, self.faults)
+            total = len(payload) + sum(t.shm_length for _, t in outputs if t.in_shm)
             if total > self._max_reply:
                 raise ReplyTooLarge(f"a reply of {total} bytes is larger than max")
-            return self._outputs(reply, window, copy)
-        except (tensors.TensorError, ValueError, DecodeError) as e:
-            raise BadReply(untrusted_text(str(e))) from e
+            return self._outputs(outputs, window, copy)
 
     def _recv(self, n: int) -> bytes:
         assert self._sock is not None
@@ -328,25 +331,23 @@ class DataPlane:
         return data
 
     def _outputs(
-        self, reply: pb.InferReply, window: tuple[int, int], copy: bool
+        self, outputs: list[tuple[str, pb.Tensor]], window: tuple[int, int], copy: bool
     ) -> dict[str, np.ndarray]:
         """Validate every output first (nothing is lent or copied until all pass), then
-        copy each shared one out, or lend it as a view."""
+        copy each shared one out, or lend it as a view. Keyed by the names as shown."""
         checked: list[tuple[str, np.ndarray | _Spec]] = []  # inline arrays, or where to look
         leased: list[tuple[int, int]] = []
         try:
-            for t in list(reply.outputs)[:1024]:
+            for shown, t in outputs:
                 if t.in_shm:
-                    checked.append(self._check_shared(t, window))
+                    checked.append((shown, self._check_shared(t, shown, window)))
                     if not copy:
                         token = self.regions.reserve(t.shm_offset, t.shm_length)
                         if token is None:
-                            raise BadReply(
-                                f"output {untrusted_text(t.name, 80)!r} overlaps another"
-                            )
+                            raise BadReply(f"output {shown!r} overlaps another")
                         leased.append((t.shm_offset, token))
                 else:
-                    checked.append(tensors.decode(t))
+                    checked.append((shown, decode_inline(t, shown)))
         except BaseException:
             for offset, token in leased:  # no view exists yet: give the ranges back
                 self.regions.free(offset, token)
@@ -354,15 +355,15 @@ class DataPlane:
         out: dict[str, np.ndarray] = {}
         tokens = iter(token for _, token in leased)
         for name, value in checked:
-            out[untrusted_text(name, 200)] = (
+            out[name] = (
                 value
                 if isinstance(value, np.ndarray)
                 else (self._copy_out(*value) if copy else self._lend(*value, next(tokens)))
             )
         return out
 
-    def _check_shared(self, t: pb.Tensor, window: tuple[int, int]) -> tuple[str, _Spec]:
-        """Its name and (offset, shape, little-endian dtype), once its range is inside the
+    def _check_shared(self, t: pb.Tensor, shown: str, window: tuple[int, int]) -> _Spec:
+        """Where it lies: (offset, shape, little-endian dtype), once its range is inside the
         window and its dtype, shape and length agree."""
         start, end = t.shm_offset, t.shm_offset + t.shm_length
         if (
@@ -371,21 +372,20 @@ class DataPlane:
             or end > window[0] + window[1]
             or t.shm_length > self._max_reply
         ):
-            raise BadReply(
-                f"output {untrusted_text(t.name, 80)!r} lies outside the output "
-                "window in shared memory"
-            )
+            raise BadReply(f"output {shown!r} lies outside the output window in shared memory")
         view = memoryview(self._shm)[start:end]
         checked = None
         try:
-            name, checked = tensors.decode_buffer(
+            _, checked = tensors.decode_buffer(
                 pb.Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape)), view
             )
             spec = (start, checked.shape, checked.dtype.newbyteorder("<"))
+        except (tensors.TensorError, ValueError) as e:
+            raise BadReply(f"output {shown!r}: {untrusted_text(str(e), 200)}") from e
         finally:
             del checked
             view.release()
-        return name, spec
+        return spec
 
     def _copy_out(self, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The host's own copy: the worker can change shared memory after replying."""

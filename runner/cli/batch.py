@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from runner.cli import options as o
-from runner.cli.output import err, note, out, write
+from runner.cli.output import err, note, out, shown, write
 from runner.errors import UsageError
 from runner.policy import Policy, Runtime
 
@@ -138,29 +139,27 @@ def _evaluate(
 
 
 def _print_summary(summary: Summary, results_path: Path) -> None:
+    """The summary: a table of verdicts, then the worst and slowest models. Every path came
+    from the models' directories (their names are the models' authors'): neutralised."""
     t = Table(
-        title=f"{summary['models']} model(s); results in {results_path}", title_justify="left"
+        title=Text(f"{summary['models']} model(s); results in {shown(results_path)}"),
+        title_justify="left",
     )
     t.add_column("verdict")
     t.add_column("models", justify="right")
     for verdict, n in summary["by_verdict"].items():
-        t.add_row(verdict, str(n))
+        t.add_row(Text(shown(verdict, 20)), Text(str(n)))
     out.print(t)
     for w in summary["worst"][:5]:
-        out.print(
-            f"worst: {w['verdict']:<10} {w['path']}  {', '.join(w['findings'])}",
-            markup=False,
-            highlight=False,
-        )
+        findings = ", ".join(shown(f, 20) for f in w["findings"])
+        out.print(f"worst: {shown(w['verdict'], 20):<10} {shown(w['path'])}  {findings}")
     for s in summary["slowest"][:3]:
-        out.print(f"slowest: {s['seconds']:.1f}s {s['path']}", markup=False, highlight=False)
+        out.print(f"slowest: {s['seconds']:.1f}s {shown(s['path'])}")
     b = summary["baselines"]
     if b["checked"]:
         out.print(
             f"baselines: {b['checked']} checked, {len(b['drift'])} drifted"
-            + "".join(f"\ndrift: {p}" for p in b["drift"]),
-            markup=False,
-            highlight=False,
+            + "".join(f"\ndrift: {shown(p)}" for p in b["drift"])
         )
 
 

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from runner.cli import options as o
-from runner.cli.output import exit_code, note, out, save_report, show, write, write_bom
+from runner.cli.output import exit_code, note, out, save_report, show, shown, write, write_bom
 from runner.errors import EXIT_FINDINGS, EXIT_OK
 from runner.policy import Runtime
 
@@ -206,13 +207,13 @@ def baseline_list(registry: o.RegistryOpt = None, json_: o.JsonOut = False) -> N
         )
         return
     t = Table(
-        title=f"{len(entries)} baseline(s) in {baseline.Registry(registry).path}",
+        title=Text(f"{len(entries)} baseline(s) in {shown(baseline.Registry(registry).path)}"),
         title_justify="left",
     )
     for col in ("name", "probes", "rows", "model", "runtime", "image", "recorded"):
         t.add_column(col)
-    for e in entries:
-        t.add_row(
+    for e in entries:  # the registry is a file on disk: its text is shown, never read as markup
+        cells = (
             e.name,
             e.probes_digest[:12],
             str(e.rows),
@@ -221,4 +222,5 @@ def baseline_list(registry: o.RegistryOpt = None, json_: o.JsonOut = False) -> N
             e.image_id[7:19],
             e.recorded_at,
         )
+        t.add_row(*(Text(shown(c, 200)) for c in cells))
     out.print(t)

@@ -10,14 +10,22 @@ import numpy as np
 import typer
 
 from runner.cli import options as o
-from runner.cli.output import ErrorAfterReport, exit_code, out, show
+from runner.cli.output import (
+    ErrorAfterReport,
+    exit_code,
+    out,
+    save_report_or_error,
+    show,
+    shown,
+)
 from runner.controller.exercise import SECONDS
-from runner.errors import EXIT_FINDINGS, AirlockError, IntegrityError, UsageError
+from runner.errors import EXIT_FINDINGS, EXIT_OK, AirlockError, IntegrityError, UsageError
 from runner.policy import Policy, Runtime
 from runner.rules.catalog import Severity
 
 if TYPE_CHECKING:
     from runner.controller.sandbox import Sandbox
+    from runner.report import Report
     from runner.static.preflight import SigningOptions
 
 Inputs = Annotated[
@@ -84,10 +92,10 @@ ExerciseSeconds = Annotated[
 
 def _open_and_infer(
     sb: Sandbox, feed: dict[str, Any] | np.ndarray | None, exercise_s: float = 0.0
-) -> tuple[dict[str, np.ndarray], AirlockError | None]:
-    """The outputs, and the error that stopped the run (its report still tells the rest).
-    With no inputs and exercise_s > 0, the model is exercised with inputs built from its
-    signature (scan)."""
+) -> tuple[dict[str, np.ndarray], BaseException | None]:
+    """The outputs, and what stopped the run, whatever it was (its report still tells the
+    rest, and is written before anything is raised). With no inputs and exercise_s > 0, the
+    model is exercised with inputs built from its signature (scan)."""
     outputs: dict[str, np.ndarray] = {}
     try:
         with sb:
@@ -95,20 +103,54 @@ def _open_and_infer(
                 outputs = sb.infer(feed)
             elif exercise_s > 0:
                 sb.exercise(seconds=exercise_s)
-    except UsageError:
-        raise
-    except AirlockError as e:
+    except BaseException as e:  # Ctrl-C and bugs too: raised once the report is written
         return outputs, e
     return outputs, None
 
 
-def _save_outputs(outputs: dict[str, np.ndarray], output_dir: Path | None) -> None:
+MAX_FILE_STEM = 100
+
+
+def output_files(names: list[str]) -> list[str]:
+    """A file name for each output, in order: its name's safe characters (the name came from
+    the model), bounded, and never the same twice."""
+    files: list[str] = []
+    for name in names:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:MAX_FILE_STEM].lstrip(".") or "output"
+        candidate, n = f"{stem}.npy", 1
+        while candidate in files:
+            n += 1
+            candidate = f"{stem}-{n}.npy"
+        files.append(candidate)
+    return files
+
+
+def _save_outputs(outputs: dict[str, np.ndarray], output_dir: Path | None) -> UsageError | None:
+    """Write one .npy per output; the error, if one could not be written."""
     if output_dir is None or not outputs:
-        return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, arr in outputs.items():
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "output"
-        np.save(output_dir / f"{safe}.npy", arr)
+        return None
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for file, arr in zip(output_files(list(outputs)), outputs.values(), strict=True):
+            np.save(output_dir / file, arr)
+    except OSError as e:
+        return UsageError(f"cannot write the outputs in {shown(output_dir)}: {e.strerror}")
+    return None
+
+
+def _print_outputs(outputs: dict[str, np.ndarray]) -> None:
+    with np.printoptions(precision=4, threshold=20, edgeitems=3):
+        for name, arr in outputs.items():  # the model's name: never a line, or a wrap, of its own
+            out.print(f"output {shown(name, 60)} =\n{arr}")
+
+
+def _failure_code(failure: BaseException, report: Report, fail_on: Severity) -> int:
+    if isinstance(failure, IntegrityError):
+        return failure.exit_code
+    code = exit_code(report, fail_on)
+    if isinstance(failure, UsageError) and code == EXIT_OK:
+        return failure.exit_code
+    return code
 
 
 def run_model(
@@ -126,25 +168,25 @@ def run_model(
     exercise_s: float = 0.0,
 ) -> int:
     """Open MODEL in a sandbox (and infer on the inputs), show the report; the exit code.
-    An error after which there is a report to show is raised once the report is shown."""
+    The report is written to report_path whatever happened (an error, a bug, Ctrl-C); an
+    error after which there is a report to show is raised once the report is shown."""
     from runner.controller.sandbox import Sandbox
 
     feed = _load_inputs(inputs) if inputs else None
     sb = Sandbox(model, policy, architecture=arch, format=fmt, signing=signing)
     outputs, failure = _open_and_infer(sb, feed, exercise_s)
-    report = sb.report()
+    report = sb.report()  # never raises
+    unwritten = save_report_or_error(report, report_path)
+    if failure is not None and not isinstance(failure, AirlockError):
+        raise failure  # Ctrl-C, or a bug: the report is written, the boundary says the rest
     if report.sandbox is None and failure is not None and not isinstance(failure, IntegrityError):
         raise failure  # nothing ran (engine or image problem): a plain error line
-    _save_outputs(outputs, output_dir)
-    show(report, as_json, report_path, bom)
+    show(report, as_json, None, bom)
     if not as_json:
-        with np.printoptions(precision=4, threshold=20, edgeitems=3):
-            for name, arr in outputs.items():
-                out.print(f"{name} =\n{arr}", markup=False, highlight=False)
-    if isinstance(failure, IntegrityError):
-        raise ErrorAfterReport(failure, failure.exit_code)
+        _print_outputs(outputs)
+    failure = failure or unwritten or _save_outputs(outputs, output_dir)
     if failure is not None:
-        raise ErrorAfterReport(failure, exit_code(report, fail_on))
+        raise ErrorAfterReport(failure, _failure_code(failure, report, fail_on))
     return exit_code(report, fail_on)
 
 

@@ -1,4 +1,5 @@
-"""Progress for batch evaluation, on stderr: a live bar on a terminal, plain lines otherwise."""
+"""Progress for batch evaluation, on stderr: a live bar on a terminal, plain lines otherwise.
+Model names and errors came from the models: neutralised, and never read as markup."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.progress import (
 )
 
 from runner.batch.evaluation import EvalResult, Observer
+from runner.cli.output import shown
 
 
 class ConsoleObserver(Observer):
@@ -47,7 +49,7 @@ class ConsoleObserver(Observer):
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 console=self.console,
                 transient=False,
             )
@@ -61,12 +63,12 @@ class ConsoleObserver(Observer):
         return f"running: {names}" if names else ""
 
     def model_started(self, path: Path) -> None:
-        self.current.append(path.name)
+        self.current.append(shown(path.name, 60))
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, description=self._describe())
 
     def model_finished(self, result: EvalResult) -> None:
-        name = Path(result.path).name
+        name = shown(Path(result.path).name, 60)
         if name in self.current:
             self.current.remove(name)
         self.done += 1
@@ -75,7 +77,7 @@ class ConsoleObserver(Observer):
             return
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        extra = f" ({result.error})" if result.error else ""
+        extra = f" ({shown(result.error, 600)})" if result.error else ""
         self.console.print(
             f"[{self.done}/{self.total}] {result.verdict.value:<10} {name} "
             f"{result.seconds:.1f}s, eta {eta:.0f}s{extra}",

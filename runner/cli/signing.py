@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from runner.cli import options as o
-from runner.cli.output import out
+from runner.cli.output import json_text, out, shown
 from runner.errors import EXIT_FINDINGS, EXIT_OK, UsageError
 
 SignatureOpt = Annotated[
@@ -88,10 +88,10 @@ def sign_cmd(
         signing_certificate=cert,
     )
     if json_:
-        sys.stdout.write(info.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(json_text(info))
     else:
         out.print(
-            f"signed: {info.files} file(s) of {model} by {info.signer} (root digest "
+            f"signed: {info.files} file(s) of {shown(model)} by {shown(info.signer)} (root digest "
             f"{info.root_digest}); signature in {signature}",
             markup=False,
             highlight=False,
@@ -117,13 +117,13 @@ def verify_cmd(
         raise UsageError(f"model {model} not found", "pass a model file or directory")
     check = verify(model, signature, trust, root_digest(file_digests(model)))
     if json_:
-        sys.stdout.write(check.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(json_text(check))
     elif check.verified:
         out.print(
-            f"verified: signed by {check.signer} (root digest {check.manifest_digest})",
+            f"verified: signed by {shown(check.signer)} (root digest {check.manifest_digest})",
             markup=False,
             highlight=False,
         )
     else:
-        out.print(f"not verified: {check.reason}", markup=False, highlight=False)
+        out.print(f"not verified: {shown(check.reason)}", markup=False, highlight=False)
     raise typer.Exit(EXIT_OK if check.verified else EXIT_FINDINGS)

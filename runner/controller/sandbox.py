@@ -26,11 +26,13 @@ import numpy as np
 
 from runner.channel.client import Description, RpcFailure, WorkerClient, WorkerRejected
 from runner.channel.dataplane import DataPlane
+from runner.channel.replies import FeedError, feed_for_call
 from runner.controller import (
     connect,
     engine,
     images,
     launch,
+    reporting,
     sessions,
     staging,
     teardown,
@@ -127,37 +129,44 @@ class Sandbox:
             raise
 
     def close(self) -> None:
-        """Stop the worker, collect what the host needs, remove the container and directories."""
+        """Stop the worker, collect what the host needs, remove the container and directories.
+        Every step runs whatever happened to the others (runner.controller.teardown.Steps);
+        what failed is in the report, whose verdict is then error at best."""
         if self._closed:
             return
         self._closed = True
-        self._finish_static()  # a failure before the static read was collected
-        self._mark(Phase.TEARDOWN)
+        steps = teardown.Steps()
         start = time.monotonic()
+        steps.run("finishing the static read", self._finish_static)
+        self._mark(Phase.TEARDOWN)
         run, dirs = self._run, self._dirs
         if run is not None:
-            run.stop_wall_timer()
-            run.sampler.sample_once()  # while the container is still there to be measured
+            steps.run("stopping the wall-time timer", run.stop_wall_timer)
+            # while the container is still there to be measured
+            steps.run("sampling the resources", run.sampler.sample_once)
         if self._data is not None:
-            self._data.close()
+            steps.run("closing the data plane", self._data.close)
+        if self._client is not None and run is not None:
+            steps.run("stopping the worker", self._shutdown, self._client, run)
+        if self._client is not None:
+            steps.run("closing the gRPC channel", self._client.close)
+        if run is not None:
+            teardown.finish_container(
+                run, dirs.run if dirs else None, dirs.trace if dirs else None, steps
+            )
+        root = dirs.root if dirs else sessions.tmp_base() / f"{sessions.DIR_PREFIX}{self.session}"
+        if dirs is not None or root.exists():  # made, even if making them did not finish
+            steps.run("removing the session's directories", sessions.remove_dirs, root)
+        self._c.phases["teardown"] = time.monotonic() - start
+        steps.settle(self._c)
+
+    def _shutdown(self, client: WorkerClient, run: Running) -> None:
+        self._c.shutdown_requested = True
         try:
-            if self._client is not None and run is not None:
-                self._c.shutdown_requested = True
-                try:
-                    self._client.shutdown(timeout_s=2.0)
-                except RpcFailure as e:  # it is killed below if it still runs
-                    log.debug("the worker did not take the shutdown call: %s", e)
-                engine.wait(run.container, timeout_s=5.0)
-        finally:
-            if self._client is not None:
-                self._client.close()
-            if run is not None:
-                teardown.finish_container(
-                    run, dirs.run if dirs else None, dirs.trace if dirs else None
-                )
-            if dirs is not None:
-                sessions.remove_dirs(dirs.root)
-            self._c.phases["teardown"] = time.monotonic() - start
+            client.shutdown(timeout_s=2.0)
+        except RpcFailure as e:  # it is killed in teardown if it still runs
+            log.debug("the worker did not take the shutdown call: %s", e)
+        engine.wait(run.container, timeout_s=5.0)
 
     # --- the steps -----------------------------------------------------------------------------
 
@@ -410,8 +419,10 @@ class Sandbox:
             self._run.kill()
 
     def report(self) -> Report:
-        """What this sandbox did, judged: complete once the sandbox is closed."""
-        return analysis.build(self._c)
+        """What this sandbox did, judged: complete once the sandbox is closed. Never raises:
+        when the report cannot be built, a minimal one with verdict error says why."""
+        faults = [x.faults for x in (self._client, self._data) if x is not None]
+        return reporting.build(self._c, faults)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -431,13 +442,11 @@ class Sandbox:
                     f"the model takes {len(d.inputs)} inputs {names}; a single array was given",
                     "pass a mapping of input name to array",
                 )
-            inputs = {d.inputs[0].name: inputs}
-        feed = {str(k): np.asarray(v) for k, v in inputs.items()}
+            inputs = {d.inputs[0].call_name: inputs}
         try:  # the same check the worker makes, made here first for a clear, local error
-            tensors.check_inputs(d.inputs, feed)
-        except tensors.InputError as e:
+            return feed_for_call(d.inputs, dict(inputs))
+        except FeedError as e:
             raise InputError(str(e), "see the model's inputs with 'airlock describe'") from e
-        return feed
 
 
 def _signature(d: Description) -> Signature:

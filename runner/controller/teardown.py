@@ -3,43 +3,114 @@
 Order matters: the resources are measured while the container is still there, a container
 still running is killed (and that is recorded), the tracer's log and the worker's audit log are
 read from the host's side of their mounts, and only then is the container removed.
+
+Every step runs whatever happened to the one before (Steps): a step that raises is recorded and
+the next runs, so a failed collection never keeps the container or the directories from being
+removed. What failed is said in the report, and the verdict is error at best.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from runner.controller import engine
 from runner.controller.launch import AUDIT_LOG_NAME, TRACE_LOG_NAME, Running
-from runner.rules.analysis import parse_audit_log
+from runner.errors import SandboxError, untrusted_text
+from runner.rules.analysis import Collected, parse_audit_log
 
 log = logging.getLogger(__name__)
 
 MAX_TRACE_BYTES = 256 << 20
 
 
-def finish_container(run: Running, run_dir: Path | None, trace_dir: Path | None) -> None:
-    """Kill what still runs, collect the evidence into run.collected, remove the container."""
+class Steps:
+    """Teardown's steps, each independent of the others. An exception in one is recorded and
+    the next runs; Ctrl-C (or SystemExit) is held until every step has run, then raised."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.interrupt: BaseException | None = None
+
+    def run(self, what: str, fn: Callable[..., Any], *args: Any) -> bool:
+        try:
+            fn(*args)
+            return True
+        except Exception as e:
+            log.debug("teardown: %s failed", what, exc_info=True)
+            self.failed.append(f"{what}: {type(e).__name__}: {untrusted_text(str(e), 200)}")
+        except BaseException as e:  # finish tearing down first
+            self.interrupt = self.interrupt or e
+        return False
+
+    def settle(self, c: Collected) -> None:
+        """Say what failed in the report (the run could not be fully evaluated: its verdict is
+        error at best), then raise a held interrupt."""
+        if self.failed:
+            c.notes.extend(f"teardown: {f}" for f in self.failed)
+            if c.error is None:
+                c.error = SandboxError(
+                    f"tearing the sandbox down failed: {'; '.join(self.failed)[:600]}",
+                    "the report lacks what those steps collect; see its notes",
+                )
+        if self.interrupt is not None:
+            raise self.interrupt
+
+
+def _stop(run: Running) -> None:
+    """Record the container's state, killing it first if it still runs."""
     c = run.collected
-    st = engine.state(run.container)
+    try:
+        st = engine.state(run.container)
+    except BaseException:
+        run.kill()  # the state is unknown: make sure it does not run on
+        raise
     if st is not None and st.running:
         run.kill()
         st = engine.wait(run.container, timeout_s=5.0)
     c.final_state = st
+
+
+def _resources(run: Running) -> None:
+    c = run.collected
     sampler = run.sampler
     sampler.stop()
     c.samples = list(sampler.samples)
     c.memory_peak_bytes = sampler.memory_peak_bytes
     c.pids_limit_hits = sampler.pids_limit_hits
     c.scratch_full = sampler.scratch_used_max >= 0.95
+    st = c.final_state
     c.output_flood = st is not None and engine.log_rotated(st)
+
+
+def _trace(c: Collected, trace_dir: Path) -> None:
+    try:
+        with (trace_dir / TRACE_LOG_NAME).open("rb") as f:
+            c.trace_log = f.read(MAX_TRACE_BYTES)
+    except OSError as e:  # no tracer log: the analysis says the trace is missing
+        log.debug("reading the tracer's log: %r", e)
+
+
+def _audit(c: Collected, run_dir: Path) -> None:
+    # the worker's self-reported events: hostile data
+    c.worker_events, c.worker_events_dropped = parse_audit_log(run_dir / AUDIT_LOG_NAME)
+
+
+def finish_container(
+    run: Running, run_dir: Path | None, trace_dir: Path | None, steps: Steps | None = None
+) -> Steps:
+    """Kill what still runs, collect the evidence into run.collected, remove the container:
+    each step whatever happened to the others. The steps, with what failed."""
+    steps = steps or Steps()
+    c = run.collected
+    steps.run("recording the container's state", _stop, run)
+    steps.run("collecting the resource samples", _resources, run)
     if trace_dir is not None:
-        try:
-            with (trace_dir / TRACE_LOG_NAME).open("rb") as f:
-                c.trace_log = f.read(MAX_TRACE_BYTES)
-        except OSError as e:  # no tracer log: the analysis says the trace is missing
-            log.debug("reading the tracer's log: %r", e)
-    if run_dir is not None:  # the worker's self-reported events: hostile data
-        c.worker_events, c.worker_events_dropped = parse_audit_log(run_dir / AUDIT_LOG_NAME)
-    engine.remove(run.container)
+        steps.run("reading the tracer's log", _trace, c, trace_dir)
+    if run_dir is not None:
+        steps.run("reading the worker's audit log", _audit, c, run_dir)
+    if not steps.run("removing the container", engine.remove, run.container):
+        steps.run("removing the container, again", engine.remove, run.container)
+    return steps

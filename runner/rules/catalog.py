@@ -74,6 +74,9 @@ class RuleName(StrEnum):
     SIGNATURE_INVALID = "signature-invalid"
     SIGNATURE_MISSING = "signature-missing"
     PROVENANCE_MISMATCH = "provenance-mismatch"
+    MALFORMED_REPLY = "malformed-reply"
+    DESCRIPTION_OUT_OF_BOUNDS = "description-out-of-bounds"
+    DECEPTIVE_NAME = "deceptive-name"
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,33 @@ RULES: tuple[Rule, ...] = (
         Severity.MEDIUM,
         "static: a digest in the model's provenance file or model card differs from the "
         "model's (or the base model's) root digest",
+    ),
+    Rule(
+        "AL911",
+        RuleName.MALFORMED_REPLY,
+        "Malformed reply from the worker",
+        Severity.MEDIUM,
+        "host: a gRPC or data-plane reply that did not parse or validate (bytes that are not "
+        "the message, sizes that lie, dtypes, ranks, counts or names out of bounds, outputs "
+        "outside the shared-memory window or named alike)",
+    ),
+    Rule(
+        "AL912",
+        RuleName.DESCRIPTION_OUT_OF_BOUNDS,
+        "Model description out of bounds",
+        Severity.MEDIUM,
+        "host: the worker described more than 1024 inputs or outputs, more than 32 "
+        "dimensions, negative sizes, names over 1024 characters or two tensors named alike "
+        "(the model is then not fed)",
+    ),
+    Rule(
+        "AL913",
+        RuleName.DECEPTIVE_NAME,
+        "Name made to deceive a reader",
+        Severity.MEDIUM,
+        "host: a tensor name the worker gave; static: a file name in the model or the "
+        "model's path; holding terminal control characters (ESC, C1 controls, DEL, carriage "
+        "return, backspace), line separators or bidi overrides (shown neutralised everywhere)",
     ),
 )
 BY_ID = {r.id: r for r in RULES}

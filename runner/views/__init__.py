@@ -1,10 +1,12 @@
 """Views of a report. The JSON report is the source of truth; each view is made from it alone.
 
-One interface, chosen by an enum that a test walks exhaustively.
+One interface, chosen by an enum that a test walks exhaustively. Each view neutralises every
+string of the report in one place (runner.views.neutral) before it reads a field.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -23,7 +25,9 @@ def render(report: Report, view: View, *, width: int = 100) -> str:
 
 
 def _json(report: Report, width: int) -> str:
-    return report.model_dump_json(indent=2) + "\n"
+    """The report as it is (the source of truth), every non-ASCII character escaped, so even
+    printed to a terminal no C1 control or bidi override in it acts."""
+    return json.dumps(json.loads(report.model_dump_json()), indent=2, ensure_ascii=True) + "\n"
 
 
 def _text(report: Report, width: int) -> str:

@@ -1,19 +1,22 @@
 """A self-contained HTML page for a report: findings, an event timeline, resource plots.
 
-Everything in a report may come from a hostile model, so the template autoescapes all of it.
+Everything in a report may come from a hostile model: every string is neutralised first
+(runner.views.neutral: no control character or bidi override reaches the page) and the template
+autoescapes all of it, whatever its name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from runner.report import Report
+from runner.views.neutral import neutralised
 
 _env = Environment(
     loader=PackageLoader("runner.views", "."),
-    autoescape=select_autoescape(["html", "j2"]),
+    autoescape=True,
     trim_blocks=True,
     lstrip_blocks=True,
 )
@@ -115,6 +118,7 @@ def _diff_bars(report: Report) -> list[Bar]:
 
 
 def render_html(report: Report) -> str:
+    report = neutralised(report)  # the one place this view makes the report's text safe
     t0 = report.events[0].time if report.events else 0.0
     if report.resources and report.resources.timeline:
         t0 = report.resources.timeline[0].time

@@ -1,4 +1,8 @@
-"""SARIF 2.1.0 for code-scanning tools: one run, Airlock's rules, one result per finding."""
+"""SARIF 2.1.0 for code-scanning tools: one run, Airlock's rules, one result per finding.
+
+Every string of the report is neutralised first (runner.views.neutral), and the JSON escapes
+every non-ASCII character, so no control character or bidi override reaches a reader.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from runner import __version__
 from runner.report import Report
 from runner.rules.catalog import RULES, Severity
+from runner.views.neutral import neutralised
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {
@@ -68,6 +73,7 @@ def _results(report: Report, uri: str) -> list[dict[str, Any]]:
 
 
 def render_sarif(report: Report) -> str:
+    report = neutralised(report)  # the one place this view makes the report's text safe
     uri = (
         Path(report.model.path).as_uri() if report.model.path.startswith("/") else report.model.path
     )
@@ -100,4 +106,4 @@ def render_sarif(report: Report) -> str:
             }
         ],
     }
-    return json.dumps(sarif, indent=2) + "\n"
+    return json.dumps(sarif, indent=2, ensure_ascii=True) + "\n"

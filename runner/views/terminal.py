@@ -1,4 +1,12 @@
-"""The terminal summary of a report (rich)."""
+"""The terminal summary of a report (rich).
+
+Every string in the report is neutralised first (runner.views.neutral: no control character,
+escape sequence or bidi override reaches the terminal), and every cell, row and title is a rich
+Text, never a string rich would read markup from (a name like "[green]CLEAN[/green]" is shown
+as written). Nothing from the model starts a line: every value is one physical line, cut with …
+at the terminal's width rather than wrapped, so each line begins with Airlock's own label or a
+table border.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from rich.text import Text
 
 from runner.report import BaselineCheck, BehaviorDiff, Integrity, Report, TensorSpecInfo
 from runner.rules.catalog import Verdict
+from runner.views.neutral import neutralised
 
 _VERDICT_STYLE = {
     Verdict.CLEAN: "bold green",
@@ -31,30 +40,36 @@ def _mib(n: int | None) -> str:
     return "?" if n is None else f"{n / (1 << 20):.1f} MiB"
 
 
+def _line(text: str, style: str = "") -> Text:
+    """One physical line, cut with … at the width, never wrapped: no text from the model can
+    begin a line of its own (the JSON and HTML views have it whole)."""
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
+
 Row = tuple[str, Text]  # a label and its value, one line of the summary
 
 
 def _run_rows(report: Report) -> list[Row]:
     """The verdict, the model, and how the run went: sandbox, phases, resources, tracer."""
     m = report.model
-    rows = [("verdict", Text(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict]))]
+    rows = [("verdict", _line(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict]))]
     digest = (m.root_digest or (m.files[0].sha256 if m.files else "?"))[:16] + "…"
-    rows.append(("model", Text(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})")))
+    rows.append(("model", _line(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})")))
     if report.sandbox:
         s = report.sandbox
         rows.append(
             (
                 "sandbox",
-                Text(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), session {s.session}"),
+                _line(f"{s.runtime}, image {s.image} ({s.image_id[:19]}), session {s.session}"),
             )
         )
-    rows.append(("phases", Text(" · ".join(f"{p.name} {p.seconds:.3f}s" for p in report.phases))))
+    rows.append(("phases", _line(" · ".join(f"{p.name} {p.seconds:.3f}s" for p in report.phases))))
     r = report.resources
     if r is not None:
         rows.append(
             (
                 "resources",
-                Text(
+                _line(
                     f"memory peak {_mib(r.memory_peak_bytes)} of {_mib(r.memory_limit_bytes)}, "
                     f"cpu {r.cpu_seconds or 0:.2f}s, pids max {r.pids_max} of {r.pids_limit}, "
                     f"{len(r.timeline)} samples"
@@ -66,7 +81,7 @@ def _run_rows(report: Report) -> list[Row]:
         rows.append(
             (
                 "tracer",
-                Text(
+                _line(
                     f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
                     f"{tr.worker_exit or 'exit not recorded'}"
                 ),
@@ -84,11 +99,11 @@ def _tensor_rows(report: Report) -> list[Row]:
     rows: list[Row] = []
     sig = report.signature
     if sig is not None:
-        rows += [("inputs", Text(_specs(sig.inputs))), ("outputs", Text(_specs(sig.outputs)))]
+        rows += [("inputs", _line(_specs(sig.inputs))), ("outputs", _line(_specs(sig.outputs)))]
         if not sig.can_infer:
-            rows.append(("inference", Text(f"no: {sig.note}")))
+            rows.append(("inference", _line(f"no: {sig.note}")))
     for o in report.outputs:
-        rows.append(("output", Text(f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…")))
+        rows.append(("output", _line(f"{o.name} {o.dtype} {o.shape} sha256 {o.sha256[:16]}…")))
     return rows
 
 
@@ -98,7 +113,7 @@ def _integrity_rows(integ: Integrity) -> list[Row]:
     rows = [
         (
             "static",
-            Text(
+            _line(
                 f"read in {st.seconds:.3f}s (bounds {st.bounds}); {len(st.imports)} pickle "
                 f"import(s)" + (f"; DID NOT FINISH: {st.aborted}" if st.aborted else "")
             ),
@@ -109,7 +124,7 @@ def _integrity_rows(integ: Integrity) -> list[Row]:
         rows.append(
             (
                 "signature",
-                Text(
+                _line(
                     f"verified ({signed.method}), signed by {signed.signer}"
                     if signed.verified
                     else f"NOT VERIFIED: {signed.reason}",
@@ -118,13 +133,13 @@ def _integrity_rows(integ: Integrity) -> list[Row]:
             )
         )
     elif integ.signature_required:
-        rows.append(("signature", Text("required, and missing", style="bold red")))
+        rows.append(("signature", _line("required, and missing", style="bold red")))
     prov = integ.provenance
     if prov is not None:
         rows.append(
             (
                 "provenance",
-                Text(
+                _line(
                     f"{len(prov.claims)} claim(s) from {prov.source}: "
                     + ", ".join(
                         f"{c.field} {c.status}"
@@ -139,35 +154,46 @@ def _integrity_rows(integ: Integrity) -> list[Row]:
 
 
 def _findings_table(report: Report) -> Table:
-    t = Table(title=f"{len(report.findings)} finding(s)", title_justify="left", show_lines=False)
-    for col in ("severity", "rule", "title", "phase", "source", "evidence"):
-        t.add_column(col, overflow="fold")
+    t = Table(
+        title=_line(f"{len(report.findings)} finding(s)"), title_justify="left", show_lines=False
+    )
+    # the short columns keep their width; title and evidence share what is left
+    for col, width, ratio in (
+        ("severity", 8, None),
+        ("rule", 5, None),
+        ("title", None, 1),
+        ("phase", 8, None),
+        ("source", 6, None),
+        ("evidence", None, 3),
+    ):
+        t.add_column(col, width=width, ratio=ratio)  # each cell is one line: _line
     for f in report.findings:
         t.add_row(
-            Text(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
-            f.rule_id,
-            f.title,
-            f.phase.value if f.phase else "-",
-            f.source.value,
-            Text(f.evidence[0] if f.evidence else f.message),
+            _line(f.severity.value, style=_SEVERITY_STYLE[f.severity.value]),
+            _line(f.rule_id),
+            Text(f.title),  # the catalogue's own title: it may wrap
+            _line(f.phase.value if f.phase else "-"),
+            _line(f.source.value),
+            _line(f.evidence[0] if f.evidence else f.message),
         )
     return t
 
 
 def print_report(report: Report, console: Console) -> None:
+    report = neutralised(report)  # the one place this view makes the report's text safe
     rows = _run_rows(report) + _tensor_rows(report)
     if report.integrity is not None:
         rows += _integrity_rows(report.integrity)
-    rows += [("note", Text(note)) for note in report.notes]
+    rows += [("note", _line(note)) for note in report.notes]
     if report.error:
-        rows.append(("error", Text(f"{report.error.kind}: {report.error.message}")))
+        rows.append(("error", _line(f"{report.error.kind}: {report.error.message}")))
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True, min_width=max(len(label) for label, _ in rows))
+    head.add_column(no_wrap=True, overflow="ellipsis")
     for label, value in rows:
         head.add_row(label, value)
     console.print(head)
-    console.print(_findings_table(report) if report.findings else "no findings")
+    console.print(_findings_table(report) if report.findings else _line("no findings"))
     if report.behavior is not None:
         console.print(diff_table(report.behavior))
     if report.baseline is not None:
@@ -183,22 +209,27 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
 
 
 def diff_table(d: BehaviorDiff) -> Table:
+    d = neutralised(d)
     control = {
         "model": f"control model {d.control.path if d.control else ''}",
         "rerun": "control: a second run of the base",
         "pooled": "control: the pooled other categories",
     }[d.control_kind]
     t = Table(
-        title=f"Behaviour against the base {d.base.path} (verdict {d.base.verdict}); "
-        f"{control}; output {d.output!r}, {d.rows} probes; flagged: "
-        f"{', '.join(d.flagged) or 'none'}",
+        title=_line(
+            f"Behaviour against the base {d.base.path} (verdict {d.base.verdict}); "
+            f"{control}; output {d.output!r}, {d.rows} probes; flagged: "
+            f"{', '.join(d.flagged) or 'none'}"
+        ),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
-        caption="to: the class most flips go to; ctrl: the control's flip rate; JSD: "
-        "mean Jensen-Shannon divergence (bits). Intervals, KL, max |Δ| and McNemar p "
-        "are in the JSON and HTML reports",
+        caption=_line(
+            "to: the class most flips go to; ctrl: the control's flip rate; JSD: "
+            "mean Jensen-Shannon divergence (bits). Intervals, KL, max |Δ| and McNemar p "
+            "are in the JSON and HTML reports"
+        ),
         caption_justify="left",
     )
     for col in ("category", "n", "flips", "to", "ctrl", "p (BH)", "JSD", "accuracy", "flag"):
@@ -209,25 +240,33 @@ def diff_table(d: BehaviorDiff) -> Table:
             "-" if c.base_accuracy is None else f"{c.base_accuracy:.0%}→{c.candidate_accuracy:.0%}"
         )
         t.add_row(
-            c.category,
-            str(c.rows),
-            "-" if c.flips is None else f"{c.flips} {_pct(c.flip_rate)}",
-            "-" if to is None else f"{to} ({c.flips_to[to]})",
-            _pct(c.control_rate),
-            _num(c.p_adjusted, ".2g"),
-            _num(c.js_mean, ".3f"),
-            acc,
-            Text("FLAGGED", style="bold red") if c.flagged else Text("-"),
+            *map(
+                _line,
+                (
+                    c.category,
+                    str(c.rows),
+                    "-" if c.flips is None else f"{c.flips} {_pct(c.flip_rate)}",
+                    "-" if to is None else f"{to} ({c.flips_to[to]})",
+                    _pct(c.control_rate),
+                    _num(c.p_adjusted, ".2g"),
+                    _num(c.js_mean, ".3f"),
+                    acc,
+                ),
+            ),
+            _line("FLAGGED", style="bold red") if c.flagged else _line("-"),
         )
     return t
 
 
 def baseline_table(b: BaselineCheck) -> Table:
+    b = neutralised(b)
     env = "same image and runtime" if b.same_environment else "another image or runtime"
     t = Table(
-        title=f"Baseline {b.name!r} recorded {b.recorded_at} ({env}): "
-        f"{'DRIFT' if b.drift else 'no drift'}, {b.rows_changed} of {b.rows} rows "
-        "changed",
+        title=_line(
+            f"Baseline {b.name!r} recorded {b.recorded_at} ({env}): "
+            f"{'DRIFT' if b.drift else 'no drift'}, {b.rows_changed} of {b.rows} rows "
+            "changed"
+        ),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -236,12 +275,12 @@ def baseline_table(b: BaselineCheck) -> Table:
         t.add_column(col)
     for c in b.categories:
         t.add_row(
-            c.category,
-            str(c.rows),
-            str(c.changed),
-            "-" if c.flips is None else f"{c.flips} ({_pct(c.flip_rate)})",
-            _num(c.max_abs_diff),
-            Text("DRIFT", style="bold red") if c.flagged else Text("-"),
+            _line(c.category),
+            _line(str(c.rows)),
+            _line(str(c.changed)),
+            _line("-" if c.flips is None else f"{c.flips} ({_pct(c.flip_rate)})"),
+            _line(_num(c.max_abs_diff)),
+            _line("DRIFT", style="bold red") if c.flagged else _line("-"),
         )
     return t
 
