@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.rules import catalog_tracer as _tracer
 from runner.telemetry.events import Phase, Source
 
 
@@ -39,16 +40,27 @@ class RuleName(StrEnum):
     NAME_LOOKUP = "name-lookup"
     NETWORK_LISTEN = "network-listen"
     RAW_SOCKET = "raw-socket"
+    UNSEEN_SOCKET_SEND = "unseen-socket-send"
+    LOCAL_IPC = "local-ipc"
+    AIRLOCK_SOCKET_REACHED = "airlock-socket-reached"
+    DESCRIPTOR_PASSED = "descriptor-passed"
     PROCESS_SPAWNED = "process-spawned"
     SHELL_EXECUTED = "shell-executed"
+    PROCESS_REACH = "process-reach"
+    PROCESS_HANDLE = "process-handle"
+    FILELESS_EXEC = "fileless-exec"
     WRITE_OUTSIDE_SCRATCH = "write-outside-scratch"
     WRITE_IN_SCRATCH = "write-in-scratch"
     SENSITIVE_READ = "sensitive-read"
     SANDBOX_PROBE = "sandbox-probe"
+    AIRLOCK_DIR_WRITE = "airlock-dir-write"
+    UNRESOLVED_PATH = "unresolved-path"
+    IN_MEMORY_FILE = "in-memory-file"
     PRIVILEGE_ATTEMPT = "privilege-attempt"
     ESCAPE_ATTEMPT = "escape-attempt"
     SIGNAL_OTHER_PROCESS = "signal-other-process"
     TRACER_TAMPERING = "tracer-tampering"
+    TRACER_EVASION = "tracer-evasion"
     MEMORY_LIMIT = "memory-limit"
     PIDS_LIMIT = "pids-limit"
     DEADLINE = "deadline"
@@ -88,13 +100,18 @@ class Rule:
     evidence: str  # what the finding cites
 
 
+def _rows(rows: tuple[_tracer.Row, ...]) -> tuple[Rule, ...]:
+    return tuple(Rule(i, RuleName[n], t, Severity[v], e) for i, n, t, v, e in rows)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "AL101",
         RuleName.NETWORK_ATTEMPT,
         "Network connection attempted",
         Severity.HIGH,
-        "tracer: connect/sendto to an IP address (any address, loopback included)",
+        "tracer: connect, or sendto/sendmsg/sendmmsg to an IP address or a named Unix socket "
+        "(given in the call or by the socket's connect; any address, loopback included)",
     ),
     Rule(
         "AL102",
@@ -115,8 +132,10 @@ RULES: tuple[Rule, ...] = (
         RuleName.RAW_SOCKET,
         "Unusual socket family",
         Severity.MEDIUM,
-        "tracer: socket() with AF_PACKET, AF_NETLINK or another non-IP, non-Unix family",
+        "tracer: socket() with AF_PACKET, AF_NETLINK or another non-IP, non-Unix family, "
+        "or data sent on one",
     ),
+    *_rows(_tracer.NETWORK),
     Rule(
         "AL201",
         RuleName.PROCESS_SPAWNED,
@@ -131,6 +150,7 @@ RULES: tuple[Rule, ...] = (
         Severity.CRITICAL,
         "tracer: execve of sh, bash, dash, ...; worker: os.system",
     ),
+    *_rows(_tracer.PROCESS),
     Rule(
         "AL301",
         RuleName.WRITE_OUTSIDE_SCRATCH,
@@ -162,6 +182,7 @@ RULES: tuple[Rule, ...] = (
         "tracer: reads of /.dockerenv, /proc/1/cgroup, mountinfo, /proc/*/status (TracerPid), "
         "DMI and hypervisor files",
     ),
+    *_rows(_tracer.FILES),
     Rule(
         "AL401",
         RuleName.PRIVILEGE_ATTEMPT,
@@ -182,7 +203,8 @@ RULES: tuple[Rule, ...] = (
         RuleName.SIGNAL_OTHER_PROCESS,
         "Signal sent to another process",
         Severity.CRITICAL,
-        "tracer: kill/tkill/tgkill aimed at the tracer or any process outside the worker",
+        "tracer: kill/tkill/tgkill/rt_sigqueueinfo/rt_tgsigqueueinfo/pidfd_send_signal aimed "
+        "at the tracer or any process outside the caller's own",
     ),
     Rule(
         "AL404",
@@ -192,6 +214,7 @@ RULES: tuple[Rule, ...] = (
         "host: the tracer exited non-zero or early, the worker's exit record is missing, or "
         "the log ends mid-line",
     ),
+    *_rows(_tracer.PRIVILEGE),
     Rule(
         "AL501",
         RuleName.MEMORY_LIMIT,

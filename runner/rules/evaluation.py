@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runner.policy import Deadline
+from runner.rules import syscall_rules
 from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
 from runner.rules.pickle_globals import classify_global
 from runner.static.tamper import TamperKind
-from runner.telemetry.events import SCRATCH_PREFIXES, Event, Phase, Source
+from runner.telemetry.events import Event, Phase, Source
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,6 @@ class HostFacts:
 
 
 PATH_ESCAPES = {TamperKind.ONNX_EXTERNAL_DATA, TamperKind.SYMLINK_ESCAPE}
-
-
-def _in_scratch(path: str) -> bool:
-    return path.startswith(SCRATCH_PREFIXES) or path in ("/tmp", "/dev/shm")
 
 
 class _Collector:
@@ -114,20 +111,9 @@ _INTROSPECTION_KINDS = (
     "python.gc.get_referents",
     "python.sys._current_frames",
 )
-# Event kinds whose rule and message depend on the kind alone ({summary} is the event's).
+# Worker event kinds whose rule and message depend on the kind alone ({summary} is the
+# event's). The tracer's kinds are judged in runner.rules.syscall_rules.
 _BY_KIND: dict[str, tuple[RuleName, str]] = {
-    "process.fork": (RuleName.PROCESS_SPAWNED, "the model created a child process"),
-    "net.lookup": (RuleName.NAME_LOOKUP, "the model tried to resolve a name: {summary}"),
-    "net.bind": (RuleName.NETWORK_LISTEN, "the model tried to accept connections: {summary}"),
-    "net.listen": (RuleName.NETWORK_LISTEN, "the model tried to accept connections: {summary}"),
-    "file.sensitive_read": (RuleName.SENSITIVE_READ, "the model read a sensitive file: {summary}"),
-    "file.probe": (RuleName.SANDBOX_PROBE, "the model probed its environment: {summary}"),
-    "priv.setid": (RuleName.PRIVILEGE_ATTEMPT, "the model tried to change its identity: {summary}"),
-    "priv.escape": (RuleName.ESCAPE_ATTEMPT, "the model tried an escape syscall: {summary}"),
-    "signal.send": (
-        RuleName.SIGNAL_OTHER_PROCESS,
-        "the model signalled another process: {summary}",
-    ),
     "python.exec": (RuleName.DYNAMIC_CODE, "the model ran dynamic code: {summary}"),
     "python.compile": (RuleName.DYNAMIC_CODE, "the model ran dynamic code: {summary}"),
     "python.ctypes.dlopen": (RuleName.NATIVE_CODE, "the model loaded a native library: {summary}"),
@@ -148,7 +134,6 @@ _BY_KIND: dict[str, tuple[RuleName, str]] = {
         for k in _INTROSPECTION_KINDS
     },
 }
-_SHELLS = {"sh", "bash", "dash", "zsh", "ash", "ksh", "busybox", "csh", "fish"}
 
 
 def _event_rules(c: _Collector, e: Event) -> None:
@@ -166,33 +151,11 @@ def _event_rules(c: _Collector, e: Event) -> None:
 def _judge(e: Event) -> tuple[RuleName, str] | None:
     """The rule an event falls under and the finding's message; None for an ordinary event."""
     k, d = e.kind, e.detail
+    if k in syscall_rules.KINDS:
+        return syscall_rules.judge(e)
     if k in _BY_KIND:
         rule, template = _BY_KIND[k]
         return rule, template.format(summary=e.summary)
-    if k == "process.exec":
-        if str(d.get("path", "")).rsplit("/", 1)[-1] in _SHELLS:
-            return RuleName.SHELL_EXECUTED, f"a shell ran: {e.summary}"
-        return RuleName.PROCESS_SPAWNED, f"a program ran: {e.summary}"
-    if k in ("net.connect", "net.sendto", "net.sendmmsg"):
-        if d.get("family") != "AF_UNIX":
-            return RuleName.NETWORK_ATTEMPT, f"the model tried the network: {e.summary}"
-        if str(d.get("address", "")).endswith(("docker.sock", "containerd.sock")):
-            return (
-                RuleName.SENSITIVE_READ,
-                f"the model reached for a container engine socket: {e.summary}",
-            )
-        return RuleName.NETWORK_ATTEMPT, f"the model connected to a Unix socket: {e.summary}"
-    if k == "net.socket" and d.get("family") not in ("AF_INET", "AF_INET6"):
-        return RuleName.RAW_SOCKET, f"the model opened an unusual socket: {e.summary}"
-    if k in ("file.write", "file.modify"):
-        raw = d.get("paths") or d.get("path") or ""
-        paths = [str(p) for p in raw] if isinstance(raw, list) else [str(raw)]
-        if all(_in_scratch(p) for p in paths):
-            return RuleName.WRITE_IN_SCRATCH, f"the model wrote in scratch: {e.summary}"
-        return (
-            RuleName.WRITE_OUTSIDE_SCRATCH,
-            f"the model tried to write outside scratch: {e.summary}",
-        )
     if k == "python.pickle.find_class":
         sev = classify_global(str(d.get("module", "")), str(d.get("name", "")))
         what = f"unpickling imported {d.get('module')}.{d.get('name')}"

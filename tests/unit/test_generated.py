@@ -28,7 +28,10 @@ def test_proto_code_is_fresh(tmp_path: Path) -> None:
 
 
 def test_seccomp_profiles_are_fresh_and_deny_io_uring() -> None:
+    from runner.telemetry.tracer import REFUSED
+
     gen = _load(ROOT / "sandbox_images" / "seccomp" / "generate.py")
+    io_uring = {"io_uring_setup", "io_uring_enter", "io_uring_register"}
     for traced, name in ((False, "airlock-strict.json"), (True, "airlock-traced.json")):
         text = (ROOT / "sandbox_images" / "seccomp" / name).read_text()
         assert text == gen.render(traced), f"{name} is stale: run 'make seccomp'"
@@ -40,8 +43,13 @@ def test_seccomp_profiles_are_fresh_and_deny_io_uring() -> None:
             for n in rule["names"]
         }
         assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
-        assert not {"io_uring_setup", "io_uring_enter", "io_uring_register"} & allowed
-        assert ("mount" in allowed) is traced  # only the tracer may see (and refuse) it
+        # only the tracer may see (and refuse) them: without it, the kernel never does
+        assert io_uring & allowed == (io_uring if traced else set())
+        assert ("mount" in allowed) is traced
+        assert ("pidfd_getfd" in allowed) is traced
+    # what the traced profile lets through beyond the allow-list, the tracer refuses: a call the
+    # profile denied with an errno would leave no record, one the tracer missed would run
+    assert set(gen.OBSERVED) == set(REFUSED.split(","))
 
 
 def test_examples_are_fresh(tmp_path: Path) -> None:

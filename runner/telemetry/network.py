@@ -1,0 +1,168 @@
+"""Syscalls on sockets: creation, connect, bind, listen, accept, and every send.
+
+A send is data leaving the model, whatever the socket: sendto with an address, and sendto,
+sendmsg or sendmmsg without one on a connected socket (the destination is the socket's connect,
+as the descriptor table remembers it). The worker's own sockets (the gRPC and data-plane sockets
+it binds under /airlock/run before the model loads, and the connections it accepts on them)
+carry its own traffic on every call: those sends are baseline. Any other socket is the model's;
+a send on a socket the tracer never saw made is reported as such.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runner.telemetry import paths
+from runner.telemetry.calls import NSCD_SOCKETS, Call, number, text
+from runner.telemetry.events import DetailValue, Event
+from runner.telemetry.procstate import Fd
+
+_SOCKADDR = re.compile(r"sa_family=(AF_[A-Z0-9]{1,16})")
+_STRUCT = re.compile(r"\{sa_family=[^{}]{0,1024}\}")
+_PORT = re.compile(r"sin6?_port=htons\((\d{1,5})\)")
+_INET_ADDR = re.compile(r'inet_addr\(("[^"]*")\)|inet_pton\(AF_INET6, ("[^"]*")')
+_SUN_PATH = re.compile(r'sun_path=(@?"[^"]*")')
+MAX_DESTINATIONS = 16
+
+
+def parse_sockaddr(token: str) -> dict[str, DetailValue]:
+    fam = _SOCKADDR.search(token)
+    out: dict[str, DetailValue] = {"family": fam.group(1) if fam else "?"}
+    port = _PORT.search(token)
+    if port:
+        out["port"] = int(port.group(1))
+    addr = _INET_ADDR.search(token)
+    if addr:
+        out["address"] = text(addr.group(1) or addr.group(2))
+    path = _SUN_PATH.search(token)
+    if path:
+        raw = path.group(1)
+        out["address"] = ("@" + text(raw[1:])) if raw.startswith("@") else text(raw)
+    return out
+
+
+def _address(c: Call, token: str) -> dict[str, DetailValue]:
+    """A sockaddr, a Unix socket's path resolved like any path (relative to the cwd)."""
+    out = parse_sockaddr(token)
+    raw = out.get("address")
+    if out["family"] == "AF_UNIX" and isinstance(raw, str) and raw and not raw.startswith("@"):
+        r = paths.normalise(raw, c.pid, c.state, c.state.cwd_of(c.pid), "cwd")
+        out["address"] = r.path
+        if r.path != raw:
+            out["raw"] = raw[:256]
+        if not r.known:
+            out["resolved"] = False
+    return out
+
+
+def _where(addr: dict[str, DetailValue]) -> str:
+    return f"{addr.get('address', '?')}" + (f":{addr['port']}" if "port" in addr else "")
+
+
+def _own(c: Call, addr: dict[str, DetailValue]) -> bool:
+    return addr.get("family") == "AF_UNIX" and addr.get("address") in c.state.own_paths
+
+
+def socket_event(c: Call) -> Event | None:
+    family, kind = c.arg(0)[:32], c.arg(1)[:64]
+    n = c.returned
+    if n is not None:
+        c.state.set_fd(c.pid, n, Fd("socket", family=family, cloexec="SOCK_CLOEXEC" in kind))
+    if family == "AF_UNIX":
+        return None
+    return c.ev("net.socket", f"socket({family}, {kind})", family=family, type=kind)
+
+
+def socketpair_call(c: Call) -> None:
+    family = c.arg(0)[:32]
+    ends = c.arg(3).strip().strip("[]").split(",")
+    for end in ends[:2] if c.ok else ():
+        n = number(end)
+        if n is not None:
+            entry = Fd("socket", family=family, pair=True, cloexec="SOCK_CLOEXEC" in c.arg(1))
+            c.state.set_fd(c.pid, n, entry)
+
+
+def accept_call(c: Call) -> None:
+    """A connection accepted: the worker's own if its listening socket is."""
+    n = c.returned
+    if n is None:
+        return
+    listener = c.fd(0)
+    entry = Fd("socket", family="?", cloexec="SOCK_CLOEXEC" in c.arg(3))
+    if listener is not None:
+        entry.family, entry.own, entry.local = listener.family, listener.own, listener.local
+    c.state.set_fd(c.pid, n, entry)
+
+
+def connect_event(c: Call) -> Event | None:
+    addr = _address(c, c.arg(1))
+    entry = c.fd(0)
+    n = c.fd_arg(0)
+    if (c.ok or c.call.errno == "EINPROGRESS") and n is not None:
+        if entry is None:
+            entry = Fd("socket", family=str(addr["family"]))
+            c.state.set_fd(c.pid, n, entry)
+        entry.peer = {k: v for k, v in addr.items() if isinstance(v, str | int)}
+    family = str(addr["family"])
+    if family == "AF_UNIX":
+        if addr.get("address") in NSCD_SOCKETS:
+            return None  # glibc asking nscd (absent here) for passwd, group or hosts entries
+        return c.ev("net.connect", f"connect unix {_where(addr)}", **addr, own=_own(c, addr))
+    kind = "net.lookup" if addr.get("port") == 53 else "net.connect"
+    return c.ev(kind, f"connect {family} {_where(addr)}", **addr)
+
+
+def bind_event(c: Call) -> Event | None:
+    addr = _address(c, c.arg(1))
+    entry = c.fd(0)
+    path = addr.get("address") if addr["family"] == "AF_UNIX" else None
+    if c.ok and entry is not None:
+        entry.local = str(addr.get("address", ""))
+    if isinstance(path, str) and path.startswith("/"):
+        if c.startup and c.ok and paths.is_under(path, c.state.own_dir) and entry is not None:
+            entry.own = True  # the worker's gRPC or data-plane socket, before the model loads
+            c.state.own_paths.add(path)
+        addr["path"] = path  # binding a Unix socket makes a file
+    return c.ev("net.bind", f"bind {addr['family']} {_where(addr)}", **addr)
+
+
+def listen_event(c: Call) -> Event:
+    return c.ev("net.listen", f"listen(fd {c.arg(0)[:12] or '?'})")
+
+
+def send_event(c: Call) -> Event | None:
+    """sendto, sendmsg, sendmmsg: to the call's address, or the socket's connect."""
+    token = c.arg(4) if c.name == "sendto" else c.arg(1)
+    found = [_address(c, m.group()) for m in _STRUCT.finditer(token[:65536])]
+    entry = c.fd(0)
+    passing = "SCM_RIGHTS" in token
+    if found:
+        dest, via = found[0], "call"
+    elif entry is not None and entry.peer:
+        dest, via = dict(entry.peer), "connect"
+    elif entry is not None:
+        dest, via = {"family": entry.family or "?"}, "socketpair" if entry.pair else "socket"
+    else:
+        dest, via = {"family": "?"}, "unseen"
+    own = any(_own(c, a) for a in found) or (via == "connect" and _own(c, dest))
+    if entry is not None and entry.own and not found:
+        if not passing:
+            return None  # the worker's own gRPC or data-plane traffic
+        own = True
+    if dest.get("family") == "AF_UNIX" and dest.get("address") in NSCD_SOCKETS:
+        return None
+    detail: dict[str, DetailValue] = {**dest, "via": via, "own": own, "passes_fds": passing}
+    if len(found) > 1:
+        detail["destinations"] = [_where(a) for a in found[:MAX_DESTINATIONS]]
+    what = f"{dest.get('family')} {_where(dest)}" if via != "unseen" else "an unseen socket"
+    summary = f"{c.name} fd {c.arg(0)[:12]} to {what} ({via})" + (
+        ", passing descriptors" if passing else ""
+    )
+    kind = "net.lookup" if dest.get("port") == 53 else f"net.{c.name}"
+    return c.ev(kind, summary, **detail)
+
+
+def ipc_event(c: Call) -> Event:
+    """msgsnd, mq_timedsend: data to another process through a kernel queue."""
+    return c.ev("net.ipc", f"{c.name} to queue {c.arg(0)[:12]}", family="ipc", via="queue")
