@@ -60,6 +60,8 @@ class WorkerRejected(RpcFailure):
 class BadReply(RpcFailure):
     """The worker's reply did not validate."""
 
+    recorded = False  # counted in a Faults already
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -102,7 +104,9 @@ class Faults:
     def bad(self, message: str) -> BadReply:
         """A BadReply to raise, recorded."""
         self.record(message)
-        return BadReply(message)
+        e = BadReply(message)
+        e.recorded = True
+        return e
 
     def problem(self, problems: list[str], message: str) -> None:
         self.description_count += 1
@@ -128,7 +132,9 @@ class Faults:
         try:
             yield
         except BadReply as e:
-            self.record(str(e))
+            if not e.recorded:
+                self.record(str(e))
+                e.recorded = True
             raise
         except RpcFailure:
             raise

@@ -387,3 +387,14 @@ def test_shared_memory_outputs_stay_in_their_window(
     check_outputs(outputs)
     for arr in outputs.values():
         assert arr.nbytes <= 1 << 20
+
+
+def test_each_malformed_reply_is_counted_once(frame_worker: _Frames) -> None:
+    plane = plane_for(frame_worker)
+    replies = [field(1, field(1, b"\xff\xfe")), field(1, pb.Tensor(name="y").SerializeToString())]
+    for data in replies:  # one that does not parse, one that does not validate
+        frame_worker.answer = lambda request, shm, data=data: (frame(0, data), False)
+        with pytest.raises(RpcFailure):
+            plane.infer({"x": np.ones(4, np.float32)}, timeout_s=5)
+    plane.close()
+    assert plane.faults.malformed_count == 2 and len(plane.faults.malformed) == 2
