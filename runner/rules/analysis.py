@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runner import __version__
 from runner.controller.engine import ContainerState
-from runner.errors import AirlockError, untrusted_text
+from runner.errors import AirlockError
 from runner.policy import Deadline, Policy
 from runner.report import (
     ErrorInfo,
@@ -25,9 +23,11 @@ from runner.report import (
     TracerInfo,
 )
 from runner.rules import catalog as rules
-from runner.rules import evaluation
+from runner.rules import evaluation, gaps
+from runner.rules.audit_log import MAX_AUDIT_BYTES, MAX_AUDIT_EVENTS, AuditEvents, parse_audit_log
 from runner.static import tamper as _static
 from runner.telemetry import events as telemetry
+from runner.telemetry import folding
 from runner.telemetry import strace as _strace
 from runner.telemetry.resources import Resources, Sample, summarise
 
@@ -47,6 +47,7 @@ class Collected:
     notes: list[str] = field(default_factory=list)
     error: AirlockError | None = None
     trace_log: bytes | None = None
+    trace_log_size: int | None = None  # the log's size on the host, when teardown records it
     worker_events: list[tuple[float, str, list[str]]] = field(default_factory=list)
     worker_events_dropped: int = 0
     samples: list[Sample] = field(default_factory=list)
@@ -66,38 +67,8 @@ class Collected:
     static_only: bool = False  # a pre-flight without a sandbox, by request
 
 
-MAX_AUDIT_BYTES = 8 << 20
-MAX_AUDIT_EVENTS = 20_000
-
-
-def parse_audit_log(path: Path) -> tuple[list[tuple[float, str, list[str]]], int]:
-    """The worker's audit events from its JSONL file: (events, lines that did not parse)."""
-    events: list[tuple[float, str, list[str]]] = []
-    bad = 0
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_AUDIT_BYTES)
-    except OSError:
-        return events, 0
-    for raw in data.splitlines():
-        try:
-            t, name, args = json.loads(raw)
-            if not (
-                isinstance(t, (int, float)) and isinstance(name, str) and isinstance(args, list)
-            ):
-                raise ValueError
-            events.append(
-                (
-                    float(t) if t == t else 0.0,
-                    untrusted_text(name, 64),
-                    [untrusted_text(str(a), 256) for a in args[:6]],
-                )
-            )
-        except (ValueError, TypeError, UnicodeDecodeError):
-            bad += 1
-        if len(events) >= MAX_AUDIT_EVENTS:
-            break
-    return events, bad
+__all__ = ["MAX_AUDIT_BYTES", "MAX_AUDIT_EVENTS", "Collected", "build", "parse_audit_log"]
+WORKER_SOCKET = "/airlock/run/worker.sock"  # runner.controller.launch.CONTAINER_SOCKET
 
 
 def _signal_number(name: str) -> int | None:
@@ -112,8 +83,8 @@ def _tracer_problems(c: Collected, trace: _strace.Trace | None) -> list[str]:
         return []
     if trace is None or not c.trace_log:
         return ["the tracer's log is empty or missing"]
-    if c.killed_by_host:
-        return []  # Airlock stopped the sandbox itself: a cut log, no exit record are expected
+    if c.killed_by_host or gaps.cut_at_read_cap(c):
+        return []  # a cut log, no exit record are expected: AL907 and AL905 say so
     problems = []
     if trace.cut_mid_line:
         problems.append("the tracer's log ends mid-line")
@@ -137,13 +108,21 @@ def _tracer_problems(c: Collected, trace: _strace.Trace | None) -> list[str]:
 
 def build(c: Collected) -> Report:
     clock = telemetry.PhaseClock(tuple(c.marks))
-    folder = telemetry.new_folder()
-    trace = _strace.parse(c.trace_log) if c.trace_log else None
+    folder = folding.new_folder(classify=gaps.fold_class)
+    unreadable: list[str] = []
+    trace = _parse_trace(c.trace_log, unreadable)
     if trace is not None:
-        telemetry.tracer_events(trace, clock, folder, "/airlock/run/worker.sock")
-    telemetry.worker_events(c.worker_events, clock, folder)
+        try:
+            telemetry.tracer_events(trace, clock, folder, WORKER_SOCKET)
+        except Exception as e:  # what was read before stands; the rest is reported lost
+            unreadable.append(f"the tracer's calls could not all be read: {type(e).__name__}")
+    bad = telemetry.worker_events(c.worker_events, clock, folder)
+    if bad:
+        unreadable.append(f"{bad} audit entr(y/ies) of another shape")
     events = sorted(folder.events, key=lambda e: e.time)
-    findings = evaluation.evaluate(events, _host_facts(c, trace))
+    audit = c.worker_events.read if isinstance(c.worker_events, AuditEvents) else None
+    found = gaps.Found(trace, events, folder, audit, tuple(unreadable))
+    findings = evaluation.evaluate(events, _host_facts(c, trace, gaps.gaps(c, found)))
     # a sandbox that never ran, or whose run is not over, has not been evaluated
     could_not = c.error is not None or (c.final_state is None and not c.static_only)
     return Report(
@@ -166,11 +145,23 @@ def build(c: Collected) -> Report:
     )
 
 
+def _parse_trace(log: bytes | None, unreadable: list[str]) -> _strace.Trace | None:
+    if not log:
+        return None
+    try:
+        return _strace.parse(log)
+    except Exception as e:  # the parser does not raise; if it ever does, the report stands
+        unreadable.append(f"the tracer's log could not be parsed: {type(e).__name__}")
+        return None
+
+
 def _oom(c: Collected) -> bool:
     return bool(c.final_state and c.final_state.oom_killed)
 
 
-def _host_facts(c: Collected, trace: _strace.Trace | None) -> evaluation.HostFacts:
+def _host_facts(
+    c: Collected, trace: _strace.Trace | None, found_gaps: tuple[evaluation.Gap, ...]
+) -> evaluation.HostFacts:
     oom = _oom(c)
     return evaluation.HostFacts(
         oom_killed=oom,
@@ -183,6 +174,7 @@ def _host_facts(c: Collected, trace: _strace.Trace | None) -> evaluation.HostFac
         scratch_full=c.scratch_full,
         output_flood=c.output_flood,
         static_imports=tuple(c.static_imports),
+        gaps=found_gaps,
         **_integrity_facts(c.integrity),
     )
 
@@ -191,8 +183,8 @@ def _notes(c: Collected, trace: _strace.Trace | None, findings: list[rules.Findi
     notes = list(c.notes) + ([] if c.static_only else _disagreements(findings))
     if trace is not None and trace.truncated:
         notes.append(
-            f"the tracer's log was longer than {_strace.MAX_LINES} lines; events "
-            "after that were not read"
+            f"the tracer's log held more than {_strace.MAX_LINES} calls; past that, the first "
+            f"{_strace.PAST_CAP_PER_NAME} of each syscall were kept, {trace.skipped} not"
         )
     if c.static_only:
         notes.append("static pre-flight only: the model was not loaded, nothing ran")

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.rules import catalog_evidence as _evidence
 from runner.rules import catalog_tracer as _tracer
 from runner.telemetry.events import Phase, Source
 
@@ -86,6 +87,14 @@ class RuleName(StrEnum):
     SIGNATURE_INVALID = "signature-invalid"
     SIGNATURE_MISSING = "signature-missing"
     PROVENANCE_MISMATCH = "provenance-mismatch"
+    SELF_REPORT_CONTRADICTED = "self-report-contradicted"
+    AUDIT_LOG_LOST = "audit-log-lost"
+    AUDIT_LOG_INCOMPLETE = "audit-log-incomplete"
+    AUDIT_LOG_TAMPERING = "audit-log-tampering"
+    TRACE_INCOMPLETE = "trace-incomplete"
+    EVENTS_FOLDED = "events-folded"
+    KILLED_TRACE_INCOMPLETE = "killed-trace-incomplete"
+    EVIDENCE_UNREADABLE = "evidence-unreadable"
     MALFORMED_REPLY = "malformed-reply"
     DESCRIPTION_OUT_OF_BOUNDS = "description-out-of-bounds"
     DECEPTIVE_NAME = "deceptive-name"
@@ -407,6 +416,7 @@ RULES: tuple[Rule, ...] = (
         "static: a digest in the model's provenance file or model card differs from the "
         "model's (or the base model's) root digest",
     ),
+    *_rows(_evidence.ROWS),
     Rule(
         "AL911",
         RuleName.MALFORMED_REPLY,

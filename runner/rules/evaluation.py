@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from runner.policy import Deadline
 from runner.rules import syscall_rules
@@ -16,6 +17,17 @@ from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
 from runner.rules.pickle_globals import classify_global
 from runner.static.tamper import TamperKind
 from runner.telemetry.events import Event, Phase, Source
+
+
+class Gap(NamedTuple):
+    """Evidence the host could not take whole, or that contradicts itself (AL901-AL908): each
+    keeps the verdict from clean, with its counts in the evidence."""
+
+    rule: RuleName
+    message: str
+    evidence: tuple[str, ...]
+    tally: int = 1  # how many records the gap concerns (the finding's event count)
+    source: Source = Source.HOST
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class HostFacts:
     signature_failure: str = ""  # why a signature did not verify
     signature_missing: bool = False  # required, and there was none
     provenance_mismatches: tuple[str, ...] = ()
+    gaps: tuple[Gap, ...] = ()  # evidence lost, cut, folded or contradicted (runner.rules.gaps)
 
 
 PATH_ESCAPES = {TamperKind.ONNX_EXTERNAL_DATA, TamperKind.SYMLINK_ESCAPE}
@@ -166,12 +179,20 @@ def _judge(e: Event) -> tuple[RuleName, str] | None:
     return None
 
 
+def rule_of(e: Event) -> RuleName | None:
+    """The rule an event falls under (None for an ordinary event): what folding keeps apart."""
+    judged = _judge(e)
+    return judged[0] if judged else None
+
+
 Judged = tuple[RuleName, str, list[str]]
 
 
 def _host_rules(c: _Collector, f: HostFacts) -> None:
     for rule, message, evidence in _limit_findings(f):
         c.add(rule, None, Source.HOST, message, evidence)
+    for g in f.gaps:
+        c.add(g.rule, None, g.source, g.message, g.evidence, g.tally)
     for rule, message, evidence in _static_findings(f):
         c.add(rule, None, Source.STATIC, message, evidence)
 

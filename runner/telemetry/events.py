@@ -8,6 +8,7 @@ accounting, the container's exit state, static checks of the file's bytes).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.telemetry import strace as _strace
+from runner.telemetry.folding import Folder
 
 
 class Phase(StrEnum):
@@ -70,39 +72,11 @@ class PhaseClock:
 SCRATCH_PREFIXES = ("/tmp/", "/dev/shm/")
 
 
-@dataclass
-class _Folder:
-    """Folds identical events (same kind, summary, phase) into one with a count."""
-
-    events: list[Event]
-    index: dict[tuple[str, str, Phase, str], int]
-    limit: int
-    dropped: int = 0
-
-    def add(self, event: Event) -> None:
-        key = (event.kind, event.summary, event.phase, event.result)
-        at = self.index.get(key)
-        if at is not None:
-            self.events[at] = self.events[at].model_copy(
-                update={"count": self.events[at].count + event.count}
-            )
-            return
-        if len(self.events) >= self.limit:
-            self.dropped += 1
-            return
-        self.index[key] = len(self.events)
-        self.events.append(event)
-
-
-def new_folder(limit: int = 5000) -> _Folder:
-    return _Folder([], {}, limit)
-
-
 # --- the tracer's log -------------------------------------------------------------------------
 
 
 def tracer_events(
-    trace: _strace.Trace, clock: PhaseClock, folder: _Folder, worker_socket: str
+    trace: _strace.Trace, clock: PhaseClock, folder: Folder, worker_socket: str
 ) -> None:
     """Turn syscalls into events (runner.telemetry.syscalls: each family's handler, paths
     normalised, descriptors and working directories tracked). Startup-phase calls are Airlock's
@@ -117,24 +91,40 @@ def tracer_events(
 
 
 def worker_events(
-    raw: Iterable[tuple[float, str, list[str]]], clock: PhaseClock, folder: _Folder
-) -> None:
-    for t, name, args in raw:
-        phase = clock.at(t)
-        summary = f"{name}({', '.join(args)[:200]})"
-        detail: dict[str, DetailValue] = {"event": name, "args": list(args)}
-        if name == "pickle.find_class" and len(args) >= 2:
-            detail.update(module=args[0], name=args[1])
-        folder.add(
-            Event(
-                time=t,
-                phase=phase,
-                source=Source.WORKER,
-                kind=f"python.{name}",
-                summary=summary,
-                detail=detail,
-            )
-        )
+    raw: Iterable[tuple[float, str, list[str]]], clock: PhaseClock, folder: Folder
+) -> int:
+    """The worker's events into the folder; entries of another shape (hostile, or built by
+    hand) are skipped and counted: the count is returned."""
+    bad = 0
+    for item in raw:
+        try:
+            event = _worker_event(item, clock)
+        except Exception:  # whatever the entry holds, the others are still read
+            bad += 1
+            continue
+        folder.add(event)
+    return bad
+
+
+def _worker_event(item: tuple[float, str, list[str]], clock: PhaseClock) -> Event:
+    t, name, raw_args = item
+    t = float(t)
+    if not math.isfinite(t):
+        t = 0.0
+    name = str(name)[:64]
+    args = [str(a)[:1100] for a in raw_args[:6]] if isinstance(raw_args, list | tuple) else []
+    summary = f"{name}({', '.join(args)[:200]})"
+    detail: dict[str, DetailValue] = {"event": name, "args": args}
+    if name == "pickle.find_class" and len(args) >= 2:
+        detail.update(module=args[0], name=args[1])
+    return Event(
+        time=t,
+        phase=clock.at(t),
+        source=Source.WORKER,
+        kind=f"python.{name}",
+        summary=summary,
+        detail=detail,
+    )
 
 
 def host_event(t: float, clock: PhaseClock, kind: str, summary: str, **detail: Any) -> Event:

@@ -3,9 +3,12 @@
 Self-reported: the model runs in this same process and could forge or hide events, so the host
 labels them as the worker's word and never relies on them alone. Each event is appended, as it
 happens, to a JSON-lines file in the host-mounted run directory, so events survive a worker that
-is killed mid-call; the file is bounded. Recording is switched on only
-around the model's own code (deserialization and inference), after the libraries a format needs
-have been imported, so library start-up does not read as model behaviour.
+is killed mid-call; the file is bounded. A line is `[time, event, [args], number]`, numbered
+from 0, and events the bound drops are counted in `airlock.audit.dropped` lines written in room
+kept for them, so the host can tell a log cut, rewritten or full from a quiet one. Recording is
+switched on only around the model's own code (deserialization and inference), after the
+libraries a format needs have been imported, so library start-up does not read as model
+behaviour.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from contextlib import contextmanager
 from typing import Any
 
 MAX_LOG_BYTES = 4 << 20
+RESERVED_BYTES = 16 << 10  # of MAX_LOG_BYTES, kept for the records of events not written
+DROPPED_EVENT = "airlock.audit.dropped"  # args: [the count of events not written so far]
 MAX_ARG_CHARS = 256
 
 # Events always worth recording while the model's code runs.
@@ -122,8 +127,10 @@ _LIBRARY_PREFIXES = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
 _log: Any = None
 _log_bytes = 0
 _dropped = 0
+_seq = 0  # each line's number: lines removed or rewritten leave a gap the host sees
 _recording = False
 _local = threading.local()
+_lock = threading.Lock()
 
 
 def _fmt(value: Any) -> str:
@@ -159,24 +166,77 @@ def _keep(event: str, args: tuple[Any, ...]) -> bool:
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
-    global _dropped, _log_bytes
     if not _recording or event not in WATCHED or getattr(_local, "busy", False):
         return
     _local.busy = True
     try:
         if not _keep(event, args):
             return
-        line = json.dumps([time.time(), event, [_fmt(a) for a in args[:6]]]) + "\n"
-        if _log is None or _log_bytes + len(line) > MAX_LOG_BYTES:
-            _dropped += 1
-            return
-        _log.write(line)
-        _log.flush()
-        _log_bytes += len(line)
+        _locked(_write, event, [_fmt(a) for a in args[:6]])
     except Exception:  # the hook must never break the model's code path
-        _dropped += 1
+        _locked(_note_drop)
     finally:
         _local.busy = False
+
+
+# --- writing the log: numbered lines, and the log's own losses in room kept for them ---------
+
+
+def _locked(fn: Any, *args: Any) -> None:
+    """fn under the writer's lock (threads share the log and its numbering); a lock held too
+    long counts as a drop rather than stall the model's code."""
+    global _dropped
+    if not _lock.acquire(timeout=1.0):
+        _dropped += 1
+        return
+    try:
+        fn(*args)
+    finally:
+        _lock.release()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()  # a child of fork() gets a lock no thread of its own holds
+
+
+os.register_at_fork(after_in_child=_new_lock)
+
+
+def _line(event: str, args: list[str]) -> str:
+    return json.dumps([time.time(), event, args, _seq]) + "\n"  # ASCII: chars are bytes
+
+
+def _emit(line: str) -> None:
+    global _log_bytes, _seq
+    _log.write(line)
+    _log.flush()
+    _log_bytes += len(line)
+    _seq += 1
+
+
+def _write(event: str, args: list[str]) -> None:
+    line = _line(event, args)
+    if _log is None or _log_bytes + len(line) > MAX_LOG_BYTES - RESERVED_BYTES:
+        _note_drop()
+        return
+    _emit(line)
+
+
+def _note_drop() -> None:
+    """One event not written: counted, and the count written at the 1st, 2nd, 4th, 8th, ...
+    drop in the room kept for it, so the host learns the log is incomplete and by how much
+    (at least the last count written, at most twice it)."""
+    global _dropped
+    _dropped += 1
+    if _log is None or _dropped & (_dropped - 1):
+        return
+    line = _line(DROPPED_EVENT, [str(_dropped)])
+    if _log_bytes + len(line) <= MAX_LOG_BYTES:
+        try:
+            _emit(line)
+        except Exception:  # nowhere left to say it: the host sees the numbering stop
+            return
 
 
 def install(log_path: str | None) -> None:
