@@ -97,10 +97,10 @@ class DeadlineExceeded(SandboxError):
         self.deadline = deadline
 
 
-# Characters that reorder what a reader sees (bidi embeddings, overrides, isolates and marks).
-BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+# Characters that reorder what a reader sees: bidi embeddings, overrides and isolates (the
+# "Trojan Source" set). The weaker marks (LRM, RLM, ALM), which right-to-left names use, are not
+# counted as deceptive; like every format character, they are still neutralised when shown.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_MARKS = 2  # combining marks kept on one character ("zalgo" text spills over other lines)
 
 

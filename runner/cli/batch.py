@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.cli import options as o
-from runner.cli.output import err, note, out, shown, write
+from runner.cli.output import err, json_line, note, out, shown, write
 from runner.errors import UsageError
 from runner.policy import Policy, Runtime
 
@@ -130,7 +130,7 @@ def _evaluate(
                 baselines=baselines,
                 signing=signing,
             ):
-                fh.write(result.model_dump_json() + "\n")
+                fh.write(json_line(result))
                 fh.flush()
                 new.append(result)
     finally:

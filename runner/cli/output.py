@@ -43,6 +43,14 @@ def json_text(model: BaseModel) -> str:
     return json.dumps(json.loads(model.model_dump_json()), indent=2, ensure_ascii=True) + "\n"
 
 
+def json_line(model: BaseModel) -> str:
+    """A model as one line of JSON, every non-ASCII character escaped (a results.jsonl line)."""
+    return (
+        json.dumps(json.loads(model.model_dump_json()), ensure_ascii=True, separators=(",", ":"))
+        + "\n"
+    )
+
+
 class SafeConsole(Console):
     """A console that prints every string it is given as plain text, line by line neutralised:
     markup and highlighting never apply to a string, and no control character reaches the

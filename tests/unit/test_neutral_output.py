@@ -338,3 +338,59 @@ def test_the_failed_result_writes_its_report(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "out" / result.report).read_text())
     assert written["verdict"] == "error" and "boom" in written["error"]["message"]
     assert "\x1b" not in result.report
+
+
+class _Stopped:
+    """A stand-in sandbox whose run stops with `error` (as Sandbox does, it still reports)."""
+
+    error: BaseException = KeyboardInterrupt()
+
+    def __init__(self, model: object, *args: object, **kwargs: object) -> None:
+        self.session = "0" * 12
+
+    def __enter__(self) -> _Stopped:
+        raise self.error
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def report(self) -> Report:
+        return reporting.with_error(hostile_report(Verdict.CLEAN), "Interrupted", "stopped")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(KeyboardInterrupt(), 130), (RuntimeError("a bug \x1b[2J"), 4), (MemoryError(), 4)],
+    ids=["ctrl-c", "bug", "memory"],
+)
+def test_the_command_line_writes_the_report_whatever_stopped_the_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: BaseException,
+    code: int,
+) -> None:
+    from runner.cli import main
+    from runner.controller import sandbox
+
+    monkeypatch.setattr(_Stopped, "error", error)
+    monkeypatch.setattr(sandbox, "Sandbox", _Stopped)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x08\x07")
+    report = tmp_path / "report.json"
+    assert main(["scan", str(model), "--report", str(report)]) == code
+    assert json.loads(report.read_text())["verdict"] == "error"
+    assert "\x1b" not in capsys.readouterr().err
+
+
+def test_results_lines_are_ascii() -> None:
+    from runner.batch.evaluation import EvalResult
+    from runner.cli.output import json_line
+
+    result = EvalResult(
+        path="/m/" + ALL, sha256="0", format="onnx", verdict=Verdict.CLEAN, findings={},
+        probed=False, seconds=1.0,
+    )  # fmt: skip
+    line = json_line(result)
+    assert line.isascii() and line.count("\n") == 1
+    assert EvalResult.model_validate_json(line) == result
