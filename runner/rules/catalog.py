@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.rules import catalog_evidence as _evidence
+from runner.rules import catalog_pickles as _pickles
 from runner.rules import catalog_tracer as _tracer
 from runner.telemetry.events import Phase, Source
 
@@ -79,6 +80,9 @@ class RuleName(StrEnum):
     STATIC_DANGEROUS_IMPORT = "static-dangerous-import"
     STATIC_HIDDEN_IMPORT = "static-hidden-import"
     STATIC_UNUSUAL_IMPORT = "static-unusual-import"
+    STATIC_EXTENSION_IMPORT = "static-extension-import"
+    STATIC_PICKLE_UNREAD = "static-pickle-unread"
+    STATIC_MALFORMED_IMPORT = "static-malformed-import"
     TAMPERED_FILE = "tampered-file"
     PATH_ESCAPE = "path-escape"
     STATIC_CHECK_ABORTED = "static-check-aborted"
@@ -273,21 +277,7 @@ RULES: tuple[Rule, ...] = (
         Severity.MEDIUM,
         "host: more than 1 MiB written to stdout/stderr (the engine's log rotated)",
     ),
-    Rule(
-        "AL601",
-        RuleName.DANGEROUS_PICKLE_IMPORT,
-        "Dangerous pickle import observed",
-        Severity.CRITICAL,
-        "worker: pickle.find_class of os, subprocess, builtins.eval/exec, "
-        "runpy, importlib, ctypes, ...",
-    ),
-    Rule(
-        "AL602",
-        RuleName.UNUSUAL_PICKLE_IMPORT,
-        "Unusual pickle import observed",
-        Severity.MEDIUM,
-        "worker: pickle.find_class of a module outside torch, numpy and collections",
-    ),
+    *_rows(_pickles.WORKER),
     Rule(
         "AL603",
         RuleName.DYNAMIC_CODE,
@@ -325,29 +315,7 @@ RULES: tuple[Rule, ...] = (
         "(common ways for model code to reach the worker's own sockets, files and shared "
         "memory; not every way: frames reached through a traceback raise no event)",
     ),
-    Rule(
-        "AL611",
-        RuleName.STATIC_DANGEROUS_IMPORT,
-        "Pickle would import something dangerous",
-        Severity.CRITICAL,
-        "static: a GLOBAL/STACK_GLOBAL in the pickle's opcodes naming "
-        "os, subprocess, builtins.eval/exec, runpy, ... (read, never unpickled)",
-    ),
-    Rule(
-        "AL612",
-        RuleName.STATIC_HIDDEN_IMPORT,
-        "Pickle builds an import name at run time",
-        Severity.HIGH,
-        "static: a STACK_GLOBAL whose module or name is not a literal "
-        "in the stream (computed by an earlier call)",
-    ),
-    Rule(
-        "AL613",
-        RuleName.STATIC_UNUSUAL_IMPORT,
-        "Pickle would import something unusual",
-        Severity.MEDIUM,
-        "static: a GLOBAL/STACK_GLOBAL outside torch, numpy and collections",
-    ),
+    *_rows(_pickles.STATIC),
     Rule(
         "AL701",
         RuleName.TAMPERED_FILE,

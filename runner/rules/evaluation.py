@@ -14,7 +14,7 @@ from typing import NamedTuple
 from runner.policy import Deadline
 from runner.rules import syscall_rules
 from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
-from runner.rules.pickle_globals import classify_global
+from runner.rules.pickle_globals import judge_global
 from runner.static.tamper import TamperKind
 from runner.telemetry.events import Event, Phase, Source
 
@@ -52,6 +52,20 @@ class HostFacts:
 
 
 PATH_ESCAPES = {TamperKind.ONNX_EXTERNAL_DATA, TamperKind.SYMLINK_ESCAPE}
+# What the static pickle read could not see: an import with no name, or a read cut short.
+PICKLE_UNSEEN = {
+    TamperKind.PICKLE_EXTENSION_CODE: (
+        RuleName.STATIC_EXTENSION_IMPORT,
+        "the pickle imports by copyreg extension code: the global is named nowhere in it",
+    ),
+    **dict.fromkeys(
+        (TamperKind.PICKLE_OPCODE_CAP, TamperKind.PICKLE_IMPORT_CAP, TamperKind.PICKLE_UNREAD),
+        (
+            RuleName.STATIC_PICKLE_UNREAD,
+            "the static read of the pickles did not reach their end: what follows was not checked",
+        ),
+    ),
+}
 
 
 class _Collector:
@@ -170,12 +184,19 @@ def _judge(e: Event) -> tuple[RuleName, str] | None:
         rule, template = _BY_KIND[k]
         return rule, template.format(summary=e.summary)
     if k == "python.pickle.find_class":
-        sev = classify_global(str(d.get("module", "")), str(d.get("name", "")))
-        what = f"unpickling imported {d.get('module')}.{d.get('name')}"
-        if sev is Severity.CRITICAL:
-            return RuleName.DANGEROUS_PICKLE_IMPORT, what
-        if sev is not None:
-            return RuleName.UNUSUAL_PICKLE_IMPORT, what
+        return _find_class(str(d.get("module", "")), str(d.get("name", "")))
+    return None
+
+
+def _find_class(module: str, name: str) -> tuple[RuleName, str] | None:
+    """The worker's pickle.find_class(module, name): for an EXT opcode too, what the
+    extension registry resolved to. Judged by the full dotted path, as the static read is."""
+    j = judge_global(module, name)
+    what = f"unpickling imported {j.path} ({j.why})"
+    if j.severity is Severity.CRITICAL:
+        return RuleName.DANGEROUS_PICKLE_IMPORT, what
+    if j.severity is not None:
+        return RuleName.UNUSUAL_PICKLE_IMPORT, what
     return None
 
 
@@ -285,7 +306,10 @@ def _static_findings(f: HostFacts) -> list[Judged]:
         for m in f.provenance_mismatches
     ]
     for check, evidence in f.tamper:
-        if check in PATH_ESCAPES:
+        if check in PICKLE_UNSEEN:
+            rule, message = PICKLE_UNSEEN[check]
+            out.append((rule, message, [f"static: {evidence}"]))
+        elif check in PATH_ESCAPES:
             message = f"the model reaches outside its directory ({check})"
             out.append((RuleName.PATH_ESCAPE, message, [f"static: {evidence}"]))
         else:
@@ -295,6 +319,8 @@ def _static_findings(f: HostFacts) -> list[Judged]:
 
 
 def _static_import(module: str, name: str, where: str) -> Judged | None:
+    """A global the static read found, judged by its full dotted path (module + every
+    attribute of the name: `torch._utils` + `os.system` is os.system)."""
     cite = [f"static: the pickle{where} imports {module}.{name}"]
     if module == "?" or name == "?":
         return (
@@ -302,11 +328,14 @@ def _static_import(module: str, name: str, where: str) -> Judged | None:
             "the pickle assembles an import name at run time",
             cite,
         )
-    sev = classify_global(module, name)
-    if sev is Severity.CRITICAL:
-        return RuleName.STATIC_DANGEROUS_IMPORT, f"the pickle would import {module}.{name}", cite
-    if sev is not None:
-        return RuleName.STATIC_UNUSUAL_IMPORT, f"the pickle would import {module}.{name}", cite
+    j = judge_global(module, name)
+    what = f"the pickle would import {j.path} ({j.why})"
+    if j.severity is Severity.CRITICAL:
+        return RuleName.STATIC_DANGEROUS_IMPORT, what, cite
+    if j.malformed:
+        return RuleName.STATIC_MALFORMED_IMPORT, what, cite
+    if j.severity is not None:
+        return RuleName.STATIC_UNUSUAL_IMPORT, what, cite
     return None
 
 

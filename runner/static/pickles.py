@@ -6,44 +6,54 @@ the walk, as it ends the real unpickler). A small symbolic stack follows strings
 stack and the memo, so STACK_GLOBAL's module and name are known when they were pushed as
 literals, even through MEMOIZE/PUT and GET; names computed at run time (by a REDUCE) are
 reported as dynamic, which is itself a sign of obfuscation.
+
+Nothing the walk cannot see is left unsaid: an import by copyreg extension code (EXT1/2/4, which
+names no global in the stream), the opcode bound (MAX_OPS, for all the pickles of one file
+together), the import bound (MAX_IMPORTS), a zip member not read and a stream that breaks off
+are notes (runner.static.tamper turns them into Tamper entries, the rules into findings). The
+bounds are counts, so the same file gets the same notes on an idle and on a loaded machine.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import pickletools
-import struct
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, cast
 
-MAX_BYTES = 512 << 20
-MAX_OPS = 5_000_000
+from runner.static.pickle_machine import Import, Machine
+
+MAX_BYTES = 512 << 20  # a zip member larger than this is not read (and a note says so)
+MAX_OPS = 2_000_000  # opcodes read of one file, all its pickles together
+MAX_IMPORTS = 10_000  # globals recorded of one file
+SKIP_ABOVE = 1 << 20  # opcode arguments larger than this are skipped, not read
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file
+TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys info, the object, the storage keys
+SHOWN = 5  # extension codes and members cited by name in a note
+
+__all__ = ["Import", "Issue", "Note", "imports_in_bytes", "read_file", "walk_pickle_file"]
+
+
+class Issue(StrEnum):
+    """What a walk could not read, or read and found hiding an import. The values are
+    runner.static.tamper.TamperKind values."""
+
+    EXTENSION = "pickle-extension-code"
+    OPCODE_CAP = "pickle-opcode-cap"
+    IMPORT_CAP = "pickle-import-cap"
+    UNREAD = "pickle-unread"
+    BROKEN = "pickle-truncated"
 
 
 @dataclass(frozen=True)
-class Import:
-    module: str  # "?" when computed at run time
-    name: str
-    member: str = ""  # the zip member holding the pickle, for torch checkpoints
-    offset: int = 0
-
-
-class _Unknown:
-    pass
-
-
-UNKNOWN = _Unknown()
-_MARK = object()
-
-
-SKIP_ABOVE = 1 << 20  # opcode arguments larger than this are skipped, not read
-MAX_NAME = 200  # characters kept of a module or attribute name
-MAX_IMPORTS = 10_000
-TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file
-TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys info, the object, the storage keys
+class Note:
+    issue: Issue
+    evidence: str
 
 
 class Skipped(bytes):
@@ -61,8 +71,10 @@ class Skipped(bytes):
 
 
 class Walkable:
-    """A view of a stream for pickletools.genops that seeks past large arguments (tensor
-    data in a pickle, or a blob put before a GLOBAL to exhaust a reader) and bounds lines."""
+    """A view of a stream for the opcode walk that seeks past large arguments (tensor data in
+    a pickle, or a blob put before a GLOBAL to exhaust a reader) and bounds lines: a line
+    longer than SKIP_ABOVE is read through to its newline in chunks and kept cut short, so the
+    walk goes on where the unpickler goes on."""
 
     def __init__(self, stream: IO[bytes], size: int) -> None:
         self.stream, self.size = stream, size
@@ -77,23 +89,123 @@ class Walkable:
         return self.stream.read(n)
 
     def readline(self) -> bytes:
-        return self.stream.readline(SKIP_ABOVE)
+        line = self.stream.readline(SKIP_ABOVE)
+        if len(line) < SKIP_ABOVE or line.endswith(b"\n"):
+            return line
+        while True:  # an over-long line: skip its rest, keep its start
+            rest = self.stream.readline(SKIP_ABOVE)
+            if not rest or rest.endswith(b"\n"):
+                return line + (b"\n" if rest.endswith(b"\n") else b"")
 
     def tell(self) -> int:
         return self.stream.tell()
 
 
-def ops(stream: Walkable) -> Iterator[tuple[pickletools.OpcodeInfo, Any, int | None]]:
-    """pickletools.genops over a Walkable (which reads like a binary file)."""
-    return pickletools.genops(cast(IO[bytes], stream))
+def _line(stream: Walkable) -> bytes:
+    data = stream.readline()
+    if not data.endswith(b"\n"):
+        raise ValueError("no newline found when trying to read a line argument")
+    return data[:-1]
 
 
-def _name(value: object) -> str:
-    """A module or attribute name as it may be shown: printable, bounded."""
-    if not isinstance(value, str):
-        return "?"
-    cleaned = "".join(c if c.isprintable() else "\ufffd" for c in value[:MAX_NAME])
-    return cleaned + ("…" if len(value) > MAX_NAME else "")
+def _name_pair(stream: Walkable) -> tuple[str, str]:
+    """GLOBAL's and INST's module and name, decoded as the unpickler decodes them (UTF-8,
+    nothing unescaped: pickletools would undo backslash escapes and refuse non-ASCII)."""
+    return _line(stream).decode("utf-8"), _line(stream).decode("utf-8")
+
+
+def _any_line(stream: Walkable) -> None:
+    _line(stream)  # a number or a persistent id: its value is not followed
+
+
+_READERS: dict[str, Callable[[Walkable], Any]] = {
+    "GLOBAL": _name_pair,
+    "INST": _name_pair,
+    **dict.fromkeys(("INT", "LONG", "FLOAT", "PERSID"), _any_line),
+}
+_Reader = Callable[[Walkable], Any] | None
+# each opcode byte: the opcode and how its argument is read
+_TABLE: dict[bytes, tuple[pickletools.OpcodeInfo, _Reader]] = {
+    op.code.encode("latin-1"): (
+        op,
+        _READERS.get(op.name) or (cast(_Reader, op.arg.reader) if op.arg is not None else None),
+    )
+    for op in pickletools.opcodes
+}
+
+
+def ops(stream: Walkable) -> Iterator[tuple[pickletools.OpcodeInfo, Any, int]]:
+    """The opcodes of one pickle as the unpickler reads them: pickletools' argument readers,
+    but for the line arguments the unpickler reads differently (names are UTF-8; numbers the
+    walk does not need are not parsed, so a form CPython accepts cannot stop the walk)."""
+    read, tell = stream.stream.read, stream.stream.tell  # an opcode is one byte: read directly
+    while True:
+        pos = tell()
+        code = read(1)
+        entry = _TABLE.get(code)
+        if entry is None:
+            if not code:
+                raise ValueError("pickle exhausted before seeing STOP")
+            raise ValueError(f"at position {pos}, opcode {code!r} unknown")
+        op, reader = entry
+        yield op, (reader(stream) if reader is not None else None), pos
+        if op.name == "STOP":
+            return
+
+
+@dataclass
+class Budget:
+    """What is left to read of one file: opcodes and recorded imports, shared by its pickles."""
+
+    ops: int = field(default_factory=lambda: MAX_OPS)
+    imports: int = field(default_factory=lambda: MAX_IMPORTS)
+    cut_at: int | None = None  # the offset where the opcode bound stopped a walk
+    cut_member: str = ""
+    dropped: int = 0  # globals met after the import bound, not recorded
+
+
+@dataclass
+class Walk:
+    imports: list[Import]
+    first: object = None  # the first value pushed: the legacy torch magic number tells those
+    end: int | None = None  # the offset just after the STOP, when it was reached
+    error: str = ""  # why the stream broke off, when it did
+    extensions: list[tuple[str, int, int]] = field(default_factory=list)  # (op, code, offset)
+    extension_count: int = 0  # all of them (`extensions` keeps the first few)
+
+
+def _walk(stream: Walkable, size: int, member: str, budget: Budget) -> Walk:
+    """One pickle, opcode by opcode, as the unpickler reads it, within the file's budget."""
+    w = Walk(imports=[])
+    machine = Machine(member, budget.imports)
+    step, n = machine.step, 0
+    try:
+        for op, arg, pos in ops(stream):
+            if budget.ops <= 0:
+                budget.cut_at, budget.cut_member = pos, member
+                break
+            budget.ops -= 1
+            name = op.name
+            if n < 2 and w.first is None and name != "PROTO":
+                w.first = arg
+            n += 1
+            if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
+                w.error = f"a frame at offset {pos} runs past the end of the file"
+                break
+            if name == "STOP":
+                w.end = stream.tell()
+                break
+            step(name, arg, pos)
+    except MemoryError:
+        raise  # the pre-flight's memory bound: its own finding
+    except Exception as e:  # any break in a hostile stream is a finding, never a crash
+        # a broken stream: what was read so far is what the unpickler would reach
+        w.error = f"{type(e).__name__}: {e}"[:300]
+    w.imports = machine.imports
+    w.extensions, w.extension_count = machine.extensions, machine.extension_count
+    budget.imports -= len(machine.imports)
+    budget.dropped += machine.dropped
+    return w
 
 
 def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
@@ -103,133 +215,7 @@ def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
 def imports_in_stream(stream: IO[bytes], size: int, member: str = "") -> list[Import]:
     """Walk one pickle's opcodes as they are read from `stream` (of `size` bytes), leaving it
     after the STOP. Memory is bounded: large arguments are skipped, names are cut short."""
-    return _walk(Walkable(stream, size), size, member).imports
-
-
-@dataclass
-class Walk:
-    imports: list[Import]
-    first: object = None  # the first value pushed: the legacy torch magic number tells those
-    end: int | None = None  # the offset just after the STOP, when it was reached
-    error: str = ""  # why the stream broke off, when it did
-
-
-def _walk(stream: Walkable, size: int, member: str) -> Walk:
-    """One pickle, opcode by opcode, as the unpickler reads it; at most MAX_OPS opcodes."""
-    w = Walk(imports=[])
-    machine = _Machine(member)
-    try:
-        for n, (op, arg, at) in enumerate(ops(stream)):
-            if n <= 1 and w.first is None and op.name != "PROTO":
-                w.first = arg
-            pos = at or 0
-            if n > MAX_OPS:
-                break
-            if op.name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
-                w.error = f"a frame at offset {pos} runs past the end of the file"
-                break
-            if op.name == "STOP":
-                w.end = stream.tell()
-                break
-            machine.step(op, arg, pos)
-    except (
-        ValueError,
-        EOFError,
-        IndexError,
-        KeyError,
-        UnicodeDecodeError,
-        OverflowError,
-        struct.error,
-    ) as e:
-        # a broken stream: what was read so far is what the unpickler would reach
-        w.error = str(e)
-    w.imports = machine.imports
-    return w
-
-
-_STRINGS = frozenset(
-    (
-        *("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"),
-        *("SHORT_BINSTRING", "BINSTRING", "STRING"),
-    )
-)
-# Opcodes that pop a fixed number of items and push one value the walk does not follow.
-_POP_THEN_PUSH = {
-    **dict.fromkeys(("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "NONE"), 0),
-    **dict.fromkeys(("NEWTRUE", "NEWFALSE", "PERSID", "EXT1", "EXT2", "EXT4"), 0),
-    "BINPERSID": 1,
-    "TUPLE1": 1,
-    "TUPLE2": 2,
-    "TUPLE3": 3,
-    **dict.fromkeys(("REDUCE", "NEWOBJ", "BUILD", "APPEND"), 2),
-    "SETITEM": 3,
-    "NEWOBJ_EX": 3,
-}
-_MARKED_PUSH = frozenset(("TUPLE", "LIST", "DICT", "FROZENSET", "OBJ", "INST"))
-_MARKED = frozenset(("APPENDS", "SETITEMS", "ADDITEMS"))
-
-
-class _Machine:
-    """The symbolic stack and memo of one pickle: strings are followed, all else is UNKNOWN."""
-
-    def __init__(self, member: str) -> None:
-        self.member = member
-        self.imports: list[Import] = []
-        self.stack: list[object] = []
-        self.memo: dict[int, object] = {}
-        self.capped = False  # MAX_IMPORTS were recorded; the walk goes on to the STOP
-
-    def _pop(self, n: int = 1) -> object:
-        top: object = UNKNOWN
-        for _ in range(n):
-            top = self.stack.pop() if self.stack else UNKNOWN
-        return top
-
-    def _top(self) -> object:
-        return self.stack[-1] if self.stack else UNKNOWN
-
-    def _found(self, module: object, name: object, pos: int) -> None:
-        if len(self.imports) >= MAX_IMPORTS:
-            self.capped = True  # keep walking to the STOP; record no more
-            return
-        self.imports.append(Import(_name(module), _name(name), self.member, pos))
-
-    def step(self, op: pickletools.OpcodeInfo, arg: Any, pos: int) -> None:
-        name, stack = op.name, self.stack
-        if name in _STRINGS:
-            stack.append(arg if isinstance(arg, str) else UNKNOWN)
-        elif name in ("GLOBAL", "INST") and isinstance(arg, str):
-            module, _, attr = arg.partition(" ")
-            if name == "INST":
-                _pop_to_mark(stack)
-            self._found(module, attr, pos)
-            stack.append(UNKNOWN)
-        elif name == "STACK_GLOBAL":
-            top = self._pop()
-            self._found(self._pop(), top, pos)
-            stack.append(UNKNOWN)
-        elif name == "MEMOIZE":
-            self.memo[len(self.memo)] = self._top()
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int):
-            self.memo[arg] = self._top()
-        elif name in ("GET", "BINGET", "LONG_BINGET") and isinstance(arg, int):
-            stack.append(self.memo.get(arg, UNKNOWN))
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name == "POP":
-            self._pop()
-        elif name in ("POP_MARK", *_MARKED):
-            _pop_to_mark(stack)
-        elif name == "DUP":
-            stack.append(self._top())
-        elif name in _MARKED_PUSH:
-            _pop_to_mark(stack)
-            stack.append(UNKNOWN)
-        elif name in _POP_THEN_PUSH:
-            self._pop(_POP_THEN_PUSH[name])
-            stack.append(UNKNOWN)
-        elif op.stack_after and not op.stack_before:
-            stack.append(UNKNOWN)  # any other push (numbers, bytes, ...)
+    return _walk(Walkable(stream, size), size, member, Budget()).imports
 
 
 @dataclass
@@ -238,49 +224,141 @@ class FileWalk:
     end: int | None  # where the pickles end; None when a walk stopped short of a STOP
     error: str  # why the stream broke off, when it did
     legacy: bool  # a legacy (pre-zip) torch.save file: its storage bytes follow by design
+    notes: list[Note] = field(default_factory=list)  # bounds reached, extension codes
 
 
 def walk_pickle_file(stream: IO[bytes], size: int) -> FileWalk:
     """A raw pickle file from its start: its pickle, or all five pickles of a legacy
-    torch.save file, with their imports and where they end."""
-    reader = Walkable(stream, size)
-    w = _walk(reader, size, "")
+    torch.save file, with their imports, where they end and what could not be read (a broken
+    stream is `error`, for runner.static.tamper to judge with the bytes that follow)."""
+    reader, budget = Walkable(stream, size), Budget()
+    w = _walk(reader, size, "", budget)
     legacy = w.first == TORCH_LEGACY_MAGIC
-    found = w.imports
+    found, extensions, count = w.imports, list(w.extensions), w.extension_count
     for i in range(1, TORCH_LEGACY_PICKLES if legacy else 1):
         if w.end is None or w.error:
             break
-        w = _walk(reader, size, f"legacy pickle {i + 1}")
-        found = found + w.imports
-    return FileWalk(found[:MAX_IMPORTS], w.end, w.error, legacy)
+        w = _walk(reader, size, f"legacy pickle {i + 1}", budget)
+        found, extensions = found + w.imports, extensions + w.extensions
+        count += w.extension_count
+    notes = _extension_notes("", extensions, count) + _budget_notes(budget, size)
+    return FileWalk(found, w.end, w.error, legacy, notes)
 
 
-def _pop_to_mark(stack: list[object]) -> None:
-    while stack:
-        if stack.pop() is _MARK:
-            return
+def _where(member: str) -> str:
+    return f" ({member})" if member else ""
+
+
+def _extension_notes(member: str, extensions: list[tuple[str, int, int]], count: int) -> list[Note]:
+    if not count:
+        return []
+    shown = ", ".join(f"{op} code {code} at offset {at}" for op, code, at in extensions[:SHOWN])
+    more = f" and {count - SHOWN} more" if count > SHOWN else ""
+    return [
+        Note(
+            Issue.EXTENSION,
+            f"the pickle{_where(member)} imports {count} global(s) by copyreg "
+            f"extension code, with no name in the stream: {shown}{more}",
+        )
+    ]
+
+
+def _budget_notes(budget: Budget, size: int) -> list[Note]:
+    notes = []
+    if budget.cut_at is not None:
+        notes.append(
+            Note(
+                Issue.OPCODE_CAP,
+                f"the read of the pickle{_where(budget.cut_member)} stopped at its bound of "
+                f"{MAX_OPS} opcodes, at offset {budget.cut_at} of {size} bytes: what follows "
+                "was not read",
+            )
+        )
+    if budget.dropped:
+        notes.append(
+            Note(
+                Issue.IMPORT_CAP,
+                f"the pickles import more than {MAX_IMPORTS} globals: {budget.dropped} after "
+                "the bound were not recorded",
+            )
+        )
+    return notes
+
+
+@dataclass
+class FileRead:
+    imports: list[Import]
+    notes: list[Note]
+
+
+_cache: dict[tuple[str, int, int, int, int], FileWalk] = {}
+
+
+def walk_path(path: Path) -> FileWalk:
+    """walk_pickle_file of a path, remembered for the file as it is now (size, mtime, inode):
+    the tamper check and the import list read a raw pickle once."""
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _cache:
+        with path.open("rb") as f:
+            walked = walk_pickle_file(f, st.st_size)
+        _cache.clear()  # one file at a time: the pre-flight reads one model
+        _cache[key] = walked
+    return _cache[key]
+
+
+def read_file(path: Path) -> FileRead:
+    """Imports of a pickle file, or of every pickle in a torch zip checkpoint, and notes of
+    what was not read. The file is streamed: a large checkpoint costs the size of its
+    pickles, not of its tensors."""
+    if not path.is_file():
+        return FileRead([], [])
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        return _read_zip(path)
+    if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
+        walked = walk_path(path)
+        return FileRead(walked.imports, walked.notes)
+    return FileRead([], [])
 
 
 def imports_in_file(path: Path) -> list[Import]:
-    """Imports of a pickle file, or of every pickle in a torch zip checkpoint. The file is
-    streamed: a large checkpoint costs the size of its pickles, not of its tensors."""
-    if not path.is_file():
-        return []
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(4)
-        if head == b"PK\x03\x04":
-            out: list[Import] = []
-            try:
-                with zipfile.ZipFile(f) as zf:
-                    for info in zf.infolist():
-                        if info.filename.endswith(".pkl") and info.file_size < MAX_BYTES:
-                            with zf.open(info) as member:
-                                out += imports_in_stream(member, info.file_size, info.filename)
-            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
-                return out
-            return out
-        if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle"):
-            f.seek(0)
-            return walk_pickle_file(f, size).imports
-    return []
+    return read_file(path).imports
+
+
+def _read_zip(path: Path) -> FileRead:
+    """Every .pkl member, within one budget; members too large, unreadable or left when the
+    budget ran out are named in a note."""
+    out: list[Import] = []
+    notes: list[Note] = []
+    budget, unread = Budget(), []
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".pkl"):
+                    continue
+                if info.file_size >= MAX_BYTES or budget.ops <= 0:
+                    unread.append(f"{info.filename[:120]!r} ({info.file_size} bytes)")
+                    continue
+                with zf.open(info) as member:
+                    reader = Walkable(member, info.file_size)
+                    w = _walk(reader, info.file_size, info.filename, budget)
+                out += w.imports
+                notes += _extension_notes(info.filename, w.extensions, w.extension_count)
+                if w.error:
+                    notes.append(_broken(info.filename, w.error))
+    except MemoryError:
+        raise
+    except Exception as e:  # a damaged archive is a note, never a crash
+        unread.append(f"the rest of the archive ({type(e).__name__}: {str(e)[:160]})")
+    if unread:
+        more = f" and {len(unread) - SHOWN} more" if len(unread) > SHOWN else ""
+        shown = ", ".join(unread[:SHOWN]) + more
+        notes.append(Note(Issue.UNREAD, f"pickles in the zip not read: {shown}"))
+    return FileRead(out, notes + _budget_notes(budget, size))
+
+
+def _broken(member: str, error: str) -> Note:
+    return Note(Issue.BROKEN, f"the pickle{_where(member)} breaks off: {error}"[:300])

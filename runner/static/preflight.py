@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
-from runner.static.pickles import Import, imports_in_file
-from runner.static.tamper import Tamper, TamperKind, check, check_model
+from runner.static.pickles import FileRead, Import, read_file
+from runner.static.tamper import Tamper, TamperKind, check, check_model, pickle_notes
 from runner.worker.shared.formats import Format, FormatError, detect
 
 if TYPE_CHECKING:
@@ -83,7 +83,10 @@ def examine(path: Path) -> StaticResult:
         fmt = Format(ident.format)
         tamper = check_model(path, ident.primary, fmt)
         target = ident.primary if fmt in (Format.PICKLE, Format.TORCH) else None
-    imports = imports_in_file(target)[:MAX_IMPORTS] if target is not None else []
+    read = read_file(target) if target is not None else FileRead([], [])
+    tamper += [t for t in pickle_notes(read.notes) if t not in tamper]  # raw: read once
+    imports, cut = kept_imports(read.imports)
+    tamper += cut
     return StaticResult(
         format=ident.format,
         reason=ident.reason,
@@ -93,6 +96,31 @@ def examine(path: Path) -> StaticResult:
         format_error=ident.error,
         seconds=time.monotonic() - start,
     )
+
+
+def kept_imports(imports: list[Import]) -> tuple[list[Import], list[Tamper]]:
+    """The imports the report lists: each (module, name, member) once, the worst first (so a
+    dangerous one is never the one cut), at most MAX_IMPORTS; past that, a Tamper entry says
+    how many were left out."""
+    seen: dict[tuple[str, str, str], Import] = {}
+    for i in imports:
+        seen.setdefault((i.module, i.name, i.member), i)
+    rank = {i: _rank(i) for i in seen.values()}
+    unique = sorted(seen.values(), key=lambda i: -rank[i])  # stable: the file's order in a rank
+    if len(unique) <= MAX_IMPORTS:
+        return unique, []
+    left = len(unique) - MAX_IMPORTS
+    evidence = f"{len(unique)} distinct imports: the {left} most ordinary are not listed"
+    return unique[:MAX_IMPORTS], [Tamper(TamperKind.PICKLE_IMPORT_CAP, evidence)]
+
+
+def _rank(i: Import) -> int:
+    from runner.rules.pickle_globals import classify_global  # the host's judgement of a name
+
+    if i.module == "?" or i.name == "?":
+        return 99
+    sev = classify_global(i.module, i.name)
+    return -1 if sev is None else sev.rank
 
 
 def time_bound(path: Path) -> float:

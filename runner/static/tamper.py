@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from runner.static.pickles import Walkable, ops, walk_pickle_file
+from runner.static.pickles import MAX_OPS, Note, Walkable, ops, walk_path
 from runner.worker.shared import onnx_data
 from runner.worker.shared.formats import Format
 
@@ -32,6 +32,11 @@ class TamperKind(StrEnum):
     ONNX_EXTERNAL_DATA = "onnx-external-data"
     PICKLE_TRAILING_DATA = "pickle-trailing-data"
     PICKLE_TRUNCATED = "pickle-truncated"
+    # what the pickle walk could not see (runner.static.pickles.Issue, the same values)
+    PICKLE_EXTENSION_CODE = "pickle-extension-code"
+    PICKLE_OPCODE_CAP = "pickle-opcode-cap"
+    PICKLE_IMPORT_CAP = "pickle-import-cap"
+    PICKLE_UNREAD = "pickle-unread"
     POLYGLOT = "polyglot"
     SAFETENSORS_HEADER = "safetensors-header"
     SAFETENSORS_OFFSETS = "safetensors-offsets"
@@ -139,30 +144,36 @@ def _safetensors(path: Path, size: int) -> list[Tamper]:
     return []
 
 
+def pickle_notes(notes: list[Note]) -> list[Tamper]:
+    """What the pickle walk could not see, as Tamper entries (the rules judge them)."""
+    return [Tamper(TamperKind(n.issue.value), n.evidence) for n in notes]
+
+
 def _pickle(path: Path, size: int) -> list[Tamper]:
-    """Bytes after the pickle's STOP. Opcodes are streamed and large arguments skipped."""
+    """Bytes after the pickle's STOP, and what the walk could not see (an extension code, a
+    bound reached). Opcodes are streamed and large arguments skipped."""
+    walk = walk_path(path)
+    found = pickle_notes(walk.notes)
+    if walk.error:
+        evidence = f"the pickle stream breaks off: {walk.error}"[:200]
+        return [*found, Tamper(TamperKind.PICKLE_TRUNCATED, evidence)]
+    if walk.end is None or walk.legacy:
+        return found  # cut short by the opcode bound (in the notes), or storage bytes by design
+    end = walk.end
+    trailing = size - end
+    if trailing <= 0:
+        return found
     with path.open("rb") as f:
-        walk = walk_pickle_file(f, size)
-        if walk.error:
-            return [
-                Tamper(
-                    TamperKind.PICKLE_TRUNCATED, f"the pickle stream breaks off: {walk.error}"[:200]
-                )
-            ]
-        if walk.end is None or walk.legacy:
-            return []  # cut short by the opcode limit, or storage bytes by design
-        end = walk.end
-        trailing = size - end
-        if trailing <= 0:
-            return []
+        f.seek(end)
         tail = f.read(min(trailing, TAIL_SCAN_BYTES))
     polyglot = b"PK\x03\x04" in tail or b"PK\x05\x06" in tail or _has_zip_directory(path, size)
     what = "a zip archive (a pickle+zip polyglot)" if polyglot else f"{trailing} bytes"
     return [
+        *found,
         Tamper(
             TamperKind.POLYGLOT if polyglot else TamperKind.PICKLE_TRAILING_DATA,
             f"{what} after the pickle's STOP opcode at offset {end - 1}",
-        )
+        ),
     ]
 
 
@@ -370,22 +381,11 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
     scripted = any(
         i.filename.startswith((prefix + "code/", prefix + "constants.pkl")) for i in infos
     )
-    keys: set[str] = set()
-    for i in infos:
-        if i.filename.endswith(".pkl") and i.file_size <= MAX_MEMBER_SCAN_BYTES:
-            try:
-                with zf.open(i) as member:
-                    for op, arg, _pos in ops(Walkable(member, i.file_size)):
-                        if isinstance(arg, str) and len(arg) < 64:
-                            keys.add(arg)
-                        if op.name == "STOP":
-                            break
-            except (ValueError, EOFError, struct.error, zipfile.BadZipFile, OSError):
-                continue
-    found: list[Tamper] = []
+    keys, cut = _pickle_keys(zf, infos)
+    found: list[Tamper] = [cut] if cut is not None else []
     for i in infos:
         rel = i.filename[len(prefix) :] if i.filename.startswith(prefix) else i.filename
-        if rel.startswith("data/") and rel[5:] not in keys and not i.is_dir():
+        if rel.startswith("data/") and cut is None and rel[5:] not in keys and not i.is_dir():
             found.append(
                 Tamper(
                     TamperKind.ZIP_UNREFERENCED,
@@ -405,6 +405,40 @@ def _unreferenced(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[Tam
         if len(found) >= 5:
             break
     return found
+
+
+def _pickle_keys(
+    zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
+) -> tuple[set[str], Tamper | None]:
+    """The short strings of the archive's pickles (its tensor keys among them), read within
+    MAX_OPS opcodes for all of them; past the bound, a Tamper entry says the members were not
+    checked against the keys. A member that does not read leaves its keys out (its tensors
+    then read as unreferenced)."""
+    keys: set[str] = set()
+    left = MAX_OPS
+    for i in infos:
+        if not i.filename.endswith(".pkl") or i.file_size > MAX_MEMBER_SCAN_BYTES:
+            continue
+        try:
+            with zf.open(i) as member:
+                for op, arg, _pos in ops(Walkable(member, i.file_size)):
+                    left -= 1
+                    if left < 0:
+                        return keys, Tamper(
+                            TamperKind.PICKLE_OPCODE_CAP,
+                            f"the tensor keys of the archive's pickles were read up to their "
+                            f"bound of {MAX_OPS} opcodes (in {i.filename[:120]!r}): members "
+                            "were not checked against them",
+                        )
+                    if isinstance(arg, str) and len(arg) < 64:
+                        keys.add(arg)
+                    if op.name == "STOP":
+                        break
+        except MemoryError:
+            raise
+        except Exception:  # noqa: S112 - a member that does not read: its keys are missing
+            continue
+    return keys, None
 
 
 def _symlinks(root: Path) -> list[Tamper]:

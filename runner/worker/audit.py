@@ -26,6 +26,7 @@ MAX_LOG_BYTES = 4 << 20
 RESERVED_BYTES = 16 << 10  # of MAX_LOG_BYTES, kept for the records of events not written
 DROPPED_EVENT = "airlock.audit.dropped"  # args: [the count of events not written so far]
 MAX_ARG_CHARS = 256
+MAX_NAME_CHARS = 1024  # of a pickle global's module or name (dotted paths are judged whole)
 
 # Events always worth recording while the model's code runs.
 WATCHED = frozenset(
@@ -147,6 +148,23 @@ def _fmt(value: Any) -> str:
     return text[:MAX_ARG_CHARS]
 
 
+def _args(event: str, args: tuple[Any, ...]) -> list[str]:
+    if event == "pickle.find_class":  # module and name: the host judges the whole path
+        return [_name_arg(a) for a in args[:2]]
+    return [_fmt(a) for a in args[:6]]
+
+
+def _name_arg(value: Any) -> str:
+    """A module or name find_class was given (by GLOBAL, STACK_GLOBAL or what an EXT code
+    resolved to in the extension registry): its text whole up to MAX_NAME_CHARS, a cut marked
+    with "…" so it cannot pass for a whole name. A str subclass is read as a plain str (its
+    own methods are the model's); anything else shows as its type."""
+    if not isinstance(value, str):
+        return _fmt(value)
+    text = str.__str__(value)
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + "…"
+
+
 def _library_code(filename: Any) -> bool:
     return isinstance(filename, str) and filename.startswith(_LIBRARY_PREFIXES)
 
@@ -172,7 +190,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     try:
         if not _keep(event, args):
             return
-        _locked(_write, event, [_fmt(a) for a in args[:6]])
+        _locked(_write, event, _args(event, args))
     except Exception:  # the hook must never break the model's code path
         _locked(_note_drop)
     finally:
