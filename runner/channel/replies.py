@@ -14,6 +14,7 @@ and keys outputs by.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ M = TypeVar("M")
 MAX_SPECS = 1024  # inputs, or outputs, a description may list
 MAX_OUTPUTS = 1024  # outputs a reply may carry
 MAX_NAME_CHARS = 1024  # a tensor name longer than this is refused
+MAX_ELEMENTS = 1 << 40  # a tensor declared larger than this (4 TiB of float32) has no model
 SHOWN_NAME_CHARS = 200  # a name as shown
 MAX_ERROR_BYTES = 4096  # of an error text, read
 MAX_KEPT = 10  # evidence kept per kind of fault
@@ -175,6 +177,9 @@ def _spec(s: Any, which: str, faults: Faults, problems: list[str]) -> TensorSpec
     if any(d < -1 for d in dims):
         faults.problem(problems, f"{which} {shown!r} has a negative size in {dims}")
         dims = [max(d, -1) for d in dims]
+    elements = math.prod(d for d in dims if d > 0)  # Python ints: no overflow
+    if elements > MAX_ELEMENTS:
+        faults.problem(problems, f"{which} {shown!r} declares {elements} elements")
     dtype = s.dtype if s.dtype in tensors.ALLOWED_DTYPES else ""
     return TensorSpec(shown, dtype, tuple(dims), raw if raw != shown else "")
 

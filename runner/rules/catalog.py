@@ -400,8 +400,8 @@ RULES: tuple[Rule, ...] = (
         "Model description out of bounds",
         Severity.MEDIUM,
         "host: the worker described more than 1024 inputs or outputs, more than 32 "
-        "dimensions, negative sizes, names over 1024 characters or two tensors named alike "
-        "(the model is then not fed)",
+        "dimensions, negative sizes, a tensor of more than 2^40 elements, names over 1024 "
+        "characters or two tensors named alike (the model is then not fed)",
     ),
     Rule(
         "AL913",

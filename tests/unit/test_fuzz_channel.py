@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 from runner.channel.client import WorkerClient
 from runner.channel.dataplane import DataPlane
 from runner.channel.replies import MAX_OUTPUTS, MAX_SPECS, RpcFailure
+from runner.controller.exercise import plans
 from runner.errors import deceptive_chars
+from runner.report import Signature, TensorSpecInfo
 from runner.worker import dataplane as worker_dataplane
 from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
@@ -80,10 +82,10 @@ NAMES = st.one_of(
     ),
 )
 DTYPES = st.sampled_from([*sorted(tensors.ALLOWED_DTYPES), "", "object", "V8", "<f4", "bfloat16"])
-DIMS = st.lists(
-    st.one_of(st.integers(-3, 8), st.sampled_from([-(2**63), 2**62, 2**63 - 1, 0, 1 << 32])),
-    max_size=40,
+_DIM = st.one_of(
+    st.integers(-3, 8), st.sampled_from([-(2**63), 2**62, 2**63 - 1, 0, 1 << 32, 1 << 21])
 )
+DIMS = st.one_of(st.lists(_DIM, max_size=6), st.lists(_DIM, min_size=30, max_size=40))
 
 
 def mutate(data: bytes, draw: Callable[..., Any]) -> bytes:
@@ -223,6 +225,17 @@ def test_describe_replies_never_escape(grpc_worker: _Grpc, data: bytes) -> None:
         assert len(s.shape) <= tensors.MAX_DIMS and all(d >= -1 for d in s.shape)
     if d.problems:
         assert not d.can_infer and grpc_worker.client.faults.description
+    elif d.can_infer:  # what the host builds from a description it accepts stays small
+        sig = Signature(
+            format="onnx",
+            inputs=[
+                TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in d.inputs
+            ],
+            outputs=[],
+            can_infer=True,
+        )
+        for plan in plans(sig, calls=2, seconds=0.0):
+            assert all(a.size <= 1 << 16 for call in plan for a in call.inputs.values())
     check_name(d.format)
 
 
@@ -248,6 +261,20 @@ def test_other_replies_never_escape(grpc_worker: _Grpc, data: bytes, method: str
     }
     with contextlib.suppress(RpcFailure):
         calls[method]()
+
+
+@pytest.mark.parametrize(
+    "shape", [[2**40, 2**40], [2**31] * 3, [2**62, 2**62, 4]], ids=["2^80", "2^93", "2^124"]
+)
+def test_a_description_of_impossible_sizes_is_out_of_bounds(
+    grpc_worker: _Grpc, shape: list[int]
+) -> None:
+    """Sizes whose product overflows 64 bits: the host never builds inputs from them."""
+    r = pb.DescribeReply(format="onnx", can_infer=True)
+    r.inputs.add(name="x", dtype="float32", shape=shape)
+    grpc_worker.reply = r.SerializeToString()
+    d = grpc_worker.client.describe(timeout_s=5)
+    assert not d.can_infer and any("elements" in p for p in d.problems)
 
 
 def test_a_malformed_reply_is_recorded(grpc_worker: _Grpc) -> None:
