@@ -88,16 +88,28 @@ def accept_call(c: Call) -> None:
     n = c.returned
     if n is None:
         return
-    listener = c.fd(0)
+    n_listener = c.fd_arg(0)
+    listener = c.state.socket_at(c.pid, n_listener) if n_listener is not None else None
     entry = Fd("socket", family="?", cloexec="SOCK_CLOEXEC" in c.arg(3))
     if listener is not None:
         entry.family, entry.own, entry.local = listener.family, listener.own, listener.local
     c.state.set_fd(c.pid, n, entry)
 
 
+def _socket(c: Call) -> Fd | None:
+    """The socket argument 0 names (see State.socket_at: a call that succeeded on it)."""
+    n = c.fd_arg(0)
+    if n is None:
+        return None
+    if c.ok or c.call.errno == "EINPROGRESS":
+        return c.state.socket_at(c.pid, n)
+    entry = c.fd(0)
+    return entry if entry is not None and entry.kind == "socket" else None
+
+
 def connect_event(c: Call) -> Event | None:
     addr = _address(c, c.arg(1))
-    entry = c.fd(0)
+    entry = _socket(c)
     n = c.fd_arg(0)
     if (c.ok or c.call.errno == "EINPROGRESS") and n is not None:
         if entry is None:
@@ -115,7 +127,7 @@ def connect_event(c: Call) -> Event | None:
 
 def bind_event(c: Call) -> Event | None:
     addr = _address(c, c.arg(1))
-    entry = c.fd(0)
+    entry = _socket(c)
     path = addr.get("address") if addr["family"] == "AF_UNIX" else None
     if c.ok and entry is not None:
         entry.local = str(addr.get("address", ""))
@@ -135,7 +147,7 @@ def send_event(c: Call) -> Event | None:
     """sendto, sendmsg, sendmmsg: to the call's address, or the socket's connect."""
     token = c.arg(4) if c.name == "sendto" else c.arg(1)
     found = [_address(c, m.group()) for m in _STRUCT.finditer(token[:65536])]
-    entry = c.fd(0)
+    entry = _socket(c)
     passing = "SCM_RIGHTS" in token
     if found:
         dest, via = found[0], "call"

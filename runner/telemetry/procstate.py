@@ -51,6 +51,7 @@ class Fd:
 @dataclass
 class _Table:
     fds: dict[int, Fd] = field(default_factory=dict)
+    sockets: dict[int, Fd] = field(default_factory=dict)  # the last socket each number named
 
 
 @dataclass
@@ -122,7 +123,8 @@ class State:
         self.parents[child] = self.groups.get(parent, parent)
 
     def _copy_table(self, table: _Table) -> _Table:
-        return _Table({n: copy.copy(e) for n, e in table.fds.items()})
+        fds = {n: copy.copy(e) for n, e in table.fds.items()}
+        return _Table(fds, {n: fds.get(n) or copy.copy(e) for n, e in table.sockets.items()})
 
     def exec(self, pid: int) -> None:
         """A successful exec: close-on-exec descriptors are gone."""
@@ -164,6 +166,21 @@ class State:
             self._problem("descriptors beyond the tracker's cap for one process")
             return
         table.fds[fd] = entry
+        if entry.kind == "socket":
+            table.sockets[fd] = entry
+
+    def socket_at(self, pid: int, fd: int) -> Fd | None:
+        """The socket descriptor `fd` names, for a call that succeeded on it as a socket.
+
+        Calls are read in start order; a blocking accept starts long before it returns its
+        descriptor, and files opened meanwhile may have had that number (and closed it, which
+        is not traced): a socket call that succeeded proves the number is a socket, the last
+        one the log gave that number."""
+        entry = self.fd(pid, fd)
+        if entry is not None and entry.kind == "socket":
+            return entry
+        table = self.tables.get(pid)
+        return table.sockets.get(fd) if table is not None else None
 
     def forget(self, pid: int, fd: int) -> None:
         table = self.tables.get(pid)

@@ -301,3 +301,24 @@ def test_startup_writes_and_teardown_socket_removal_are_baseline_but_not_in_load
     assert events(*worker(), at(8.5, f"unlink({s(SOCK)}) = 0")) == []
     assert "AL305" in rules(*worker(), at(2.0, f"unlink({s(SOCK)}) = 0"))
     assert "AL305" in rules(*worker(), at(2.0, f"bind(4, {unix('/airlock/run/x.sock')}, 20) = 0"))
+
+
+def test_a_blocking_accept_keeps_its_socket_when_files_reused_the_number_meanwhile() -> None:
+    # the data plane's accept starts in startup and returns at the first call; files opened in
+    # between had the number it returns (their close is not traced). Calls are read in start
+    # order: the send proves the number is a socket, the worker's.
+    log = [
+        *worker(),
+        at(0.7, "accept4(8,  <unfinished ...>"),
+        at(2.0, f"openat(AT_FDCWD, {s('/model/m.onnx')}, O_RDONLY|O_CLOEXEC) = 14", pid=12),
+        at(5.5, "<... accept4 resumed>{sa_family=AF_UNIX}, [110 => 2], SOCK_CLOEXEC) = 14"),
+        at(5.6, f"sendmsg(14, {msg()}, 0) = 46"),
+    ]
+    log.insert(1, at(0.05, "clone(child_stack=0x1, flags=CLONE_VM|CLONE_FILES|CLONE_THREAD) = 12"))
+    assert events(*log) == []
+    # a send that failed proves nothing: on a number last opened as a file, it is unseen
+    failed = [*worker(), at(2.0, f"openat(AT_FDCWD, {s('/tmp/f')}, O_RDONLY) = 11")]
+    failed.append(
+        at(2.1, f"sendmsg(11, {msg()}, 0) = -1 ENOTSOCK (Socket operation on non-socket)")
+    )
+    assert [e.detail["via"] for e in events(*failed) if e.kind == "net.sendmsg"] == ["unseen"]

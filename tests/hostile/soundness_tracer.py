@@ -1,0 +1,361 @@
+"""Hostile fixtures for the tracer's former blind spots: sends on every socket, signals and
+reaches into another process, io_uring, fileless exec, and paths spelled to look like scratch
+(or like nothing) that resolve into Airlock's own directories or outside scratch.
+
+Each is a pickle, built in code at test time: most run a short Python payload (the syscalls
+Python lacks are made through ctypes' `syscall()`), one is a bare chain of pickle calls with no
+code at all. Harmless outside the sandbox too: the network only to 127.0.0.1, signals are 0 (an
+existence check), the reaches into pid 1 read nothing and keep nothing, markers only under
+/tmp with a fresh name, every loop and wait bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.fixtures import hostile
+from tests.hostile.corpus import Fixture
+from tests.hostile.pickles import Asm
+
+LIBC = """
+import ctypes, os, socket, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sys_(n, *a):
+    return libc.syscall(ctypes.c_long(n), *[ctypes.c_long(x) if isinstance(x, int) else x
+                                            for x in a])
+"""
+
+SENDMSG_UDP = (
+    LIBC
+    + """
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendmsg([b"exfiltrated", b" bytes"], [], 0, ("127.0.0.1", 9))
+s.close()
+"""
+)
+
+# sendmmsg: two datagrams to two ports of 127.0.0.1 in one call (through libc; Python has none)
+SENDMMSG_UDP = (
+    LIBC
+    + """
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class sockaddr_in(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_ushort), ("port", ctypes.c_ushort),
+                ("addr", ctypes.c_uint32), ("zero", ctypes.c_char * 8)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint),
+                ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+data = ctypes.create_string_buffer(b"exfiltrated")
+iov = iovec(ctypes.cast(data, ctypes.c_void_p), 11)
+lo = int.from_bytes(socket.inet_aton("127.0.0.1"), "little")
+addrs = [sockaddr_in(socket.AF_INET, socket.htons(p), lo) for p in (9, 19)]
+msgs = (mmsghdr * 2)()
+for m, a in zip(msgs, addrs):
+    m.hdr.name = ctypes.cast(ctypes.pointer(a), ctypes.c_void_p)
+    m.hdr.namelen = 16
+    m.hdr.iov = ctypes.pointer(iov)
+    m.hdr.iovlen = 1
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+libc.sendmmsg(s.fileno(), msgs, 2, 0)
+s.close()
+"""
+)
+
+# a connected UDP socket: send() carries no address, the destination is the socket's connect
+SEND_CONNECTED_UDP = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("127.0.0.1", 9))
+for _ in range(3):
+    try:
+        s.send(b"exfiltrated")
+    except OSError:
+        pass
+s.close()
+"""
+
+# rt_sigqueueinfo(1, 0, info): signal 0 (an existence check) queued at the tracer
+SIGQUEUE_TRACER = (
+    LIBC
+    + """
+info = ctypes.create_string_buffer(128)
+info[8:12] = (-1).to_bytes(4, "little", signed=True)  # si_code = SI_QUEUE
+sys_(129, 1, 0, info)
+sys_(297, 1, 1, 0, info)  # rt_tgsigqueueinfo(1, 1, 0, info)
+"""
+)
+
+PIDFD_SIGNAL_TRACER = """
+import os, signal
+try:
+    fd = os.pidfd_open(1)
+    signal.pidfd_send_signal(fd, 0)
+    os.close(fd)
+except OSError:
+    pass
+"""
+
+PIDFD_GETFD_TRACER = (
+    LIBC
+    + """
+try:
+    fd = os.pidfd_open(1)
+    got = sys_(438, fd, 0, 0)  # pidfd_getfd(fd, 0, 0): the tracer's stdin
+    if got >= 0:
+        os.close(got)
+    os.close(fd)
+except OSError:
+    pass
+"""
+)
+
+PROCESS_VM_READV_TRACER = (
+    LIBC
+    + """
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+buf = ctypes.create_string_buffer(8)
+local = iovec(ctypes.cast(buf, ctypes.c_void_p), 8)
+remote = iovec(ctypes.c_void_p(0x400000), 8)
+sys_(310, 1, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)  # process_vm_readv
+"""
+)
+
+IO_URING = (
+    LIBC
+    + """
+params = ctypes.create_string_buffer(120)
+fd = sys_(425, 8, params)  # io_uring_setup(8, &params)
+if fd >= 0:
+    os.close(fd)
+sys_(427, -1, 0, None, 0)  # io_uring_register on no ring
+"""
+)
+
+# /bin/sh copied into a memfd, run from it: in a child, by execveat(fd, "", ..., AT_EMPTY_PATH)
+# or by execve("/proc/self/fd/N")
+MEMFD_EXEC = (
+    LIBC
+    + """
+MARKER = "__MARKER__"
+fd = os.memfd_create("__NAME__", 0)
+with open("/bin/sh", "rb") as f:
+    os.write(fd, f.read(8 << 20))
+argv = [b"sh", b"-c", ("echo pwned > " + MARKER).encode(), None]
+pid = os.fork()
+if pid == 0:
+    try:
+        if "__HOW__" == "execveat":
+            args = (ctypes.c_char_p * 4)(*argv)
+            env = (ctypes.c_char_p * 1)(None)
+            sys_(322, fd, b"", args, env, 0x1000)  # AT_EMPTY_PATH
+        else:
+            os.execv("/proc/self/fd/%d" % fd, ["sh", "-c", "echo pwned > " + MARKER])
+    finally:
+        os._exit(0)
+end = time.time() + 10
+while time.time() < end and os.waitpid(pid, os.WNOHANG) == (0, 0):
+    time.sleep(0.05)
+os.close(fd)
+"""
+)
+
+CHDIR_RELATIVE_WRITE = """
+import os
+os.chdir("/tmp")
+for name in ("../etc/airlock-probe", "../opt/airlock/probe"):
+    try:
+        open(name, "w").close()
+    except OSError:
+        pass
+os.chdir("/")
+"""
+
+DOTTED_RUN_WRITE = """
+import os
+try:
+    with open("/airlock/./run/../run/__NAME__", "w") as f:
+        f.write("the model was here")
+except OSError:
+    pass
+"""
+
+DIRFD_RUN_WRITE = """
+import os
+d = os.open("/airlock", os.O_RDONLY | os.O_DIRECTORY)
+d2 = os.dup(d)
+try:
+    os.close(os.open("run/__NAME__", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=d2))
+except OSError:
+    pass
+os.close(d)
+os.close(d2)
+"""
+
+TASK_CWD_WRITE = """
+import os, threading
+os.chdir("/airlock")
+tid = threading.get_native_id()
+try:
+    open("/proc/self/task/%d/cwd/run/__NAME__" % tid, "w").close()
+except OSError:
+    pass
+os.chdir("/")
+"""
+
+SYMLINK_RUN_WRITE = """
+import os
+link = "/tmp/__NAME__"
+os.symlink("/airlock/run", link)
+try:
+    open(link + "/__NAME__", "a").close()
+except OSError:
+    pass
+"""
+
+OWN_SOCKET = """
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect("/airlock/run/worker.sock")
+    s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
+except OSError:
+    pass
+s.close()
+"""
+
+PASS_FDS = """
+import os, socket
+a, b = socket.socketpair()
+d = os.open("/airlock/run", os.O_RDONLY | os.O_DIRECTORY)
+socket.send_fds(a, [b"x"], [d])
+msg, fds, _, _ = socket.recv_fds(b, 1, 1)
+for fd in fds + [d]:
+    os.close(fd)
+a.close()
+b.close()
+"""
+
+
+def _code(name: str, code: str, **subs: str) -> Callable[[Path, str], Path]:
+    def build(d: Path, marker: str) -> Path:
+        text = code.replace("__MARKER__", marker).replace("__NAME__", Path(marker).name)
+        for k, v in subs.items():
+            text = text.replace(f"__{k}__", v)
+        path = d / f"{name}.pkl"
+        path.write_bytes(hostile.code_pickle(text))
+        return path
+
+    return build
+
+
+def chdir_gadget(d: Path, marker: str) -> Path:
+    # No code at all: os.chdir('/airlock/run') then open('<name>', 'w'), chained pickle calls.
+    a = Asm().call("os", "chdir", "/airlock/run").pop()
+    a.call("builtins", "open", Path(marker).name, "w")
+    path = d / "chdir-gadget.pkl"
+    path.write_bytes(a.stop())
+    return path
+
+
+def _fx(name: str, technique: str, build: Callable[[Path, str], Path], *ids: str) -> Fixture:
+    return Fixture(name, technique, build, frozenset(ids))
+
+
+SENDS = [
+    _fx("sendmsg udp", "sendmsg to 127.0.0.1 UDP", _code("sendmsg", SENDMSG_UDP), "AL101"),
+    _fx("sendmmsg udp", "sendmmsg (libc) of two datagrams", _code("mmsg", SENDMMSG_UDP), "AL101"),
+    _fx(
+        "connected send",
+        "send() on a connected UDP socket",
+        _code("cudp", SEND_CONNECTED_UDP),
+        "AL101",
+    ),
+    _fx("own socket", "connect to the worker's gRPC socket", _code("own", OWN_SOCKET), "AL107"),
+    _fx("pass fds", "SCM_RIGHTS over a socketpair", _code("fds", PASS_FDS), "AL108"),
+]
+REACHES = [
+    _fx(
+        "rt_sigqueueinfo",
+        "rt_sigqueueinfo and rt_tgsigqueueinfo at the tracer (pid 1)",
+        _code("sigq", SIGQUEUE_TRACER),
+        "AL403",
+    ),
+    _fx(
+        "pidfd signal",
+        "pidfd_open + pidfd_send_signal at the tracer",
+        _code("pidfd", PIDFD_SIGNAL_TRACER),
+        "AL203",
+        "AL403",
+    ),
+    _fx(
+        "pidfd_getfd",
+        "pidfd_getfd of the tracer's fd 0",
+        _code("getfd", PIDFD_GETFD_TRACER),
+        "AL203",
+    ),
+    _fx(
+        "process_vm_readv",
+        "process_vm_readv of the tracer's memory",
+        _code("vm", PROCESS_VM_READV_TRACER),
+        "AL203",
+    ),
+    _fx("io_uring", "io_uring_setup and io_uring_register", _code("uring", IO_URING), "AL405"),
+]
+FILELESS = [
+    _fx(
+        "memfd execveat",
+        "/bin/sh copied into a memfd, run by execveat(AT_EMPTY_PATH)",
+        _code("memfd1", MEMFD_EXEC, HOW="execveat"),
+        "AL205",
+        "AL307",
+    ),
+    _fx(
+        "memfd /proc/self/fd",
+        "/bin/sh copied into a memfd, run by execve(/proc/self/fd/N)",
+        _code("memfd2", MEMFD_EXEC, HOW="execve"),
+        "AL205",
+        "AL307",
+    ),
+]
+PATHS = [
+    _fx(
+        "chdir relative write",
+        "chdir /tmp, then writes to ../etc and ../opt",
+        _code("chdir", CHDIR_RELATIVE_WRITE),
+        "AL301",
+    ),
+    _fx("chdir gadget", "pickle calls: os.chdir then open, no code", chdir_gadget, "AL305"),
+    _fx(
+        "dotted run path",
+        "a write to /airlock/./run/../run/x",
+        _code("dotted", DOTTED_RUN_WRITE),
+        "AL305",
+    ),
+    _fx(
+        "dirfd run write",
+        "a write relative to a dup'ed directory descriptor of /airlock",
+        _code("dirfd", DIRFD_RUN_WRITE),
+        "AL305",
+    ),
+    _fx(
+        "task cwd write",
+        "a write through /proc/self/task/TID/cwd",
+        _code("taskcwd", TASK_CWD_WRITE),
+        "AL305",
+    ),
+    _fx(
+        "symlink run write",
+        "a symlink in /tmp to /airlock/run, written through",
+        _code("symlink", SYMLINK_RUN_WRITE),
+        "AL305",
+    ),
+]
+TRACER_CORPUS = SENDS + REACHES + FILELESS + PATHS
