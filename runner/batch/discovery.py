@@ -3,15 +3,24 @@
 Paths are model files, directories of models (recognised by content; files that merely claim
 to be models by magic bytes or name are kept too, and their result says why they failed), and
 text files listing paths.
+
+The walk is iterative and bounded in depth; it never follows a symlink and never opens what is
+not a regular file. What a reader must not open (a FIFO, a socket, a device), a symlink loop
+and a directory past the depth bound are kept as models too, so their results say what they
+are (never a silent skip, never a hang); a list that names itself is read once.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from runner.errors import UsageError
 from runner.report import file_digests, root_digest
+from runner.static.manifest import open_regular
+from runner.worker.shared import tree
 from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
 
 CONFIG_NAMES = {
@@ -22,11 +31,13 @@ CONFIG_NAMES = {
     "preprocessor_config.json",
     "model_index.json",
 }
+MAX_LIST_BYTES = 1 << 20
+MAX_LIST_NESTING = 8  # lists that name lists
 
 
 def _is_model_dir(d: Path) -> bool:
-    names = {p.name for p in d.iterdir()}
-    return bool(names & CONFIG_NAMES)
+    with os.scandir(d) as it:
+        return any(e.name in CONFIG_NAMES for e in it)
 
 
 MODEL_SUFFIXES = {
@@ -44,6 +55,12 @@ MODEL_SUFFIXES = {
 }
 
 
+def _head(p: Path, n: int) -> bytes:
+    """The first bytes of a regular file (OSError for anything else, which is not opened)."""
+    with os.fdopen(open_regular(p), "rb") as f:
+        return f.read(n)
+
+
 def _is_model_file(p: Path) -> bool:
     """A model by content, or a file that claims to be one (by magic bytes or name) but is
     damaged: it is evaluated, and its result says why it failed."""
@@ -55,67 +72,118 @@ def _is_model_file(p: Path) -> bool:
     except OSError:
         return False
     try:
-        with p.open("rb") as f:
-            head = f.read(16)
+        head = _head(p, 16)
     except OSError:
         return False
     return head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES
 
 
-def _looks_like_list(p: Path) -> bool:
-    if p.suffix.lower() not in (".txt", ".lst", ".list", "") or p.stat().st_size > 1 << 20:
-        return False
+def _read_list(p: Path) -> list[str] | None:
+    """The paths a text file lists, one a line; None when it is not such a list."""
+    if p.suffix.lower() not in (".txt", ".lst", ".list", ""):
+        return None
     try:
-        text = p.read_text()
+        st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LIST_BYTES:
+            return None
+        text = _head(p, MAX_LIST_BYTES).decode()
     except (UnicodeDecodeError, OSError):
+        return None
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    return lines if lines and all("\0" not in ln for ln in lines) else None
+
+
+class _Found:
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+        self.seen: set[str] = set()
+        self.lists: set[str] = set()
+
+    def add(self, p: Path) -> None:
+        r = os.path.realpath(p)  # never raises, a symlink loop included
+        if r not in self.seen:
+            self.seen.add(r)
+            self.paths.append(p)
+
+    def walk(self, root: Path) -> None:
+        """Every model under `root`, depth first in name order, without recursion."""
+        stack: list[tuple[Path, int]] = [(root, 0)]
+        while stack:
+            d, depth = stack.pop()
+            try:
+                if _is_model_dir(d):
+                    self.add(d)
+                    continue
+                with os.scandir(d) as it:
+                    children = sorted(it, key=lambda e: e.name)
+            except OSError as e:
+                raise UsageError(
+                    f"{d}: cannot be listed ({e.strerror})", "check the paths given to eval"
+                ) from e
+            subdirs = [c for c in children if self._child(c)]
+            for c in reversed(subdirs):
+                if depth + 1 > tree.MAX_DEPTH:  # its evaluation says what it is
+                    self.add(Path(c.path))
+                else:
+                    stack.append((Path(c.path), depth + 1))
+
+    def _child(self, c: os.DirEntry[str]) -> bool:
+        """Add what a directory entry holds; True for a directory to walk into."""
+        if c.name.startswith("."):
+            return False
+        p = Path(c.path)
+        try:
+            kind = tree.kind_of(c.stat(follow_symlinks=False).st_mode)
+        except OSError:
+            return False  # gone since it was listed
+        if kind is tree.Kind.DIR:
+            return True
+        if kind is tree.Kind.SYMLINK:
+            try:
+                os.stat(p)
+            except OSError:  # a loop or a dangling link: its evaluation says which
+                self.add(p)
+            return False
+        if kind in tree.SPECIAL:
+            self.add(p)  # never opened here; its evaluation reports it
+        elif p.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(p):
+            self.add(p)
         return False
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    return bool(lines) and all("\0" not in ln for ln in lines)
+
+    def expand(self, raw: str | Path, nesting: int) -> None:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            what = "a symlink that leads nowhere (dangling, or a loop)" if p.is_symlink() else ""
+            raise UsageError(
+                f"{p}: {what or 'no such file or directory'}", "check the paths given to eval"
+            )
+        if p.is_dir():
+            self.walk(p)
+        elif _is_model_file(p):
+            self.add(p)
+        elif (lines := _read_list(p)) is not None:
+            key = os.path.realpath(p)
+            if key in self.lists or nesting >= MAX_LIST_NESTING:
+                raise UsageError(
+                    f"{p}: a list of paths that names itself or nests lists too deep",
+                    "list model paths, not other lists",
+                )
+            self.lists.add(key)
+            for line in lines:
+                target = Path(line).expanduser()
+                self.expand(target if target.is_absolute() else p.parent / target, nesting + 1)
+        else:
+            self.add(p)  # not recognisable: its evaluation reports why
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:
     """Models named by PATHs: files, directories (every model file or model directory inside,
     recognised by content) and text files listing paths, one a line."""
-    found: list[Path] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        r = p.resolve()
-        if r not in seen:
-            seen.add(r)
-            found.append(p)
-
-    def walk(d: Path) -> None:
-        if _is_model_dir(d):
-            add(d)
-            return
-        for child in sorted(d.iterdir()):
-            if child.name.startswith(".") or child.is_symlink():
-                continue
-            if child.is_dir():
-                walk(child)
-            elif child.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(child):
-                add(child)
-
+    found = _Found()
     for raw in paths:
-        p = Path(raw).expanduser()
-        if not p.exists():
-            raise UsageError(f"{p}: no such file or directory", "check the paths given to eval")
-        if p.is_dir():
-            walk(p)
-        elif _is_model_file(p):
-            add(p)
-        elif _looks_like_list(p):
-            base = p.parent
-            for line in p.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    target = Path(line).expanduser()
-                    for q in expand([target if target.is_absolute() else base / target]):
-                        add(q)
-        else:
-            add(p)  # not recognisable: its evaluation reports why
-    return found
+        found.expand(raw, 0)
+    return found.paths
 
 
 def digest(path: Path) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.static.manifest import FileDigest, root_digest
+from runner.worker.shared import tree
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -38,22 +38,23 @@ def hashing_config() -> Any:
 
 
 def model_problem(model: Path) -> str:
-    """A symlink or special file in the model, as a one-line reason; '' when there is none."""
+    """A symlink or special file in the model, or a tree past the walk's bounds (too deep, too
+    many entries, a directory that cannot be listed), as a one-line reason; '' when there is
+    none. The walk is iterative and never follows a link or opens a file."""
     if model.is_symlink():
         return f"model is a symlink: {model}"
     if model.is_file():
         return ""
     if not model.is_dir():
         return f"model is neither a regular file nor a directory: {model}"
-    for top, dirs, files in os.walk(model, followlinks=False):
-        for name in sorted(dirs + files):
-            p = Path(top, name)
-            rel = p.relative_to(model).as_posix()
-            if p.is_symlink():
-                return f"model contains a symlink: {rel}"
-            if not (p.is_file() or p.is_dir()):
-                return f"model contains a special file: {rel}"
-    return ""
+    walked = tree.scan(model)
+    for e in sorted(walked.entries, key=lambda e: e.rel):
+        if e.kind is tree.Kind.SYMLINK:
+            return f"model contains a symlink: {tree.shown(e.rel)}"
+        if e.kind not in (tree.Kind.FILE, tree.Kind.DIR):
+            return f"model contains a special file: {tree.shown(e.rel)} (a {e.kind})"
+    limits = tree.problems(walked).get("limit")
+    return f"model's tree is beyond the walk's bounds: {limits[0]}" if limits else ""
 
 
 def require_paths(model: Path, signature: Path, *, signing: bool) -> None:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.rules import catalog_evidence as _evidence
+from runner.rules import catalog_host as _host
 from runner.rules import catalog_pickles as _pickles
 from runner.rules import catalog_tracer as _tracer
 from runner.telemetry.events import Phase, Source
@@ -86,6 +87,11 @@ class RuleName(StrEnum):
     TAMPERED_FILE = "tampered-file"
     PATH_ESCAPE = "path-escape"
     STATIC_CHECK_ABORTED = "static-check-aborted"
+    SPECIAL_FILE = "special-file"
+    SYMLINK_LOOP = "symlink-loop"
+    WALK_LIMIT = "walk-limit"
+    SPARSE_FILE = "sparse-file"
+    DETECT_LIMIT = "detect-limit"
     BEHAVIOR_DEVIATION = "behavior-deviation"
     BASELINE_DRIFT = "baseline-drift"
     SIGNATURE_INVALID = "signature-invalid"
@@ -342,6 +348,7 @@ RULES: tuple[Rule, ...] = (
         "static: the pre-flight read of the files exceeded its time or "
         "memory bound (a file built to stall a parser), or crashed",
     ),
+    *_rows(_host.ROWS),
     Rule(
         "AL801",
         RuleName.BEHAVIOR_DEVIATION,

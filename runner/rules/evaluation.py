@@ -66,6 +66,17 @@ PICKLE_UNSEEN = {
         ),
     ),
 }
+# What the bounded walk of the model's tree and the bounded format detection met (AL704-AL708).
+WALK_RULES = {
+    TamperKind.SPECIAL_FILE: (RuleName.SPECIAL_FILE, "the model holds a file no reader may open"),
+    TamperKind.SYMLINK_LOOP: (RuleName.SYMLINK_LOOP, "the model holds a symlink loop"),
+    TamperKind.WALK_LIMIT: (RuleName.WALK_LIMIT, "part of the model's tree was not examined"),
+    TamperKind.SPARSE_FILE: (RuleName.SPARSE_FILE, "the model holds a sparse file"),
+    TamperKind.DETECT_LIMIT: (
+        RuleName.DETECT_LIMIT,
+        "format detection stopped at its read bound; the file was not examined to the end",
+    ),
+}
 
 
 class _Collector:
@@ -308,6 +319,9 @@ def _static_findings(f: HostFacts) -> list[Judged]:
     for check, evidence in f.tamper:
         if check in PICKLE_UNSEEN:
             rule, message = PICKLE_UNSEEN[check]
+            out.append((rule, message, [f"static: {evidence}"]))
+        elif check in WALK_RULES:
+            rule, message = WALK_RULES[check]
             out.append((rule, message, [f"static: {evidence}"]))
         elif check in PATH_ESCAPES:
             message = f"the model reaches outside its directory ({check})"

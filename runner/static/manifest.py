@@ -1,14 +1,27 @@
 """The manifest: every file of a model with its size and sha256, the root digest over them
 (computed the way OpenSSF model signing computes it, so it can be matched with any model
-signature), and what a model directory should not hold."""
+signature), and what a model directory should not hold.
+
+The tree is walked with bounds (runner.worker.shared.tree): symlinks are not followed, only
+regular files are opened, and never a FIFO or a device. A sparse file (more than 1 GiB of holes)
+is hashed by its data alone, so a 1 TB file of holes costs what it holds on disk; its digest
+says so (`sparse`), and the walk's finding (AL707) keeps the verdict from clean.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.worker.shared import tree
+
+CHUNK = 1 << 20
 
 
 class FileDigest(BaseModel):
@@ -17,13 +30,78 @@ class FileDigest(BaseModel):
     path: str
     size_bytes: int
     sha256: str
+    sparse: bool = Field(
+        default=False,
+        description="the file has more than 1 GiB of holes: sha256 is over its data extents and "
+        "their offsets (the holes were not read), not over its bytes",
+    )
 
 
-def sha256_file(f: Path) -> str:
+def open_regular(f: Path, follow: bool = True) -> int:
+    """A descriptor of a regular file, opened without blocking (and, unless `follow`, without
+    following a symlink); OSError for anything else, which is never opened."""
+    st = os.stat(f) if follow else os.lstat(f)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"not a regular file ({tree.kind_of(st.st_mode)})", str(f))
+    nofollow = 0 if follow else os.O_NOFOLLOW
+    fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(f))
+    return fd
+
+
+def sha256_file(f: Path, follow: bool = True) -> str:
+    """sha256 of a regular file's bytes."""
     h = hashlib.sha256()
-    with f.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+    fd = open_regular(f, follow)
+    with os.fdopen(fd, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def data_extents(fd: int, size: int) -> list[tuple[int, int]] | None:
+    """(start, end) of each run of data in the file, holes left out; None when the filesystem
+    cannot tell holes from data."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    try:
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # nothing but holes from here on
+                    break
+                raise
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+            if end <= start:
+                break
+            out.append((start, end))
+            pos = end
+    except OSError:
+        return None
+    return out
+
+
+def _sparse_sha256(f: Path, size: int, follow: bool) -> str:
+    """sha256 over a sparse file's size and, for each run of data, its offset, its length and
+    its bytes: what the file holds, read without reading its holes."""
+    h = hashlib.sha256(b"airlock sparse file v1\0" + size.to_bytes(8, "little"))
+    fd = open_regular(f, follow)
+    try:
+        extents = data_extents(fd, size)
+        for start, end in extents if extents is not None else [(0, size)]:
+            h.update(start.to_bytes(8, "little") + (end - start).to_bytes(8, "little"))
+            pos = start
+            while pos < end:
+                chunk = os.pread(fd, min(CHUNK, end - pos), pos)
+                if not chunk:
+                    break
+                h.update(chunk)
+                pos += len(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
@@ -42,19 +120,18 @@ def shown(path: Path | str) -> str:
 
 
 def file_digests(path: Path) -> list[FileDigest]:
-    """Every regular file of the model (symlinks are not followed), in name order."""
-    files = (
-        [path]
-        if path.is_file()
-        else sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-    )
-    base = path.parent if path.is_file() else path
-    return [
-        FileDigest(
-            path=shown(f.relative_to(base)), size_bytes=f.stat().st_size, sha256=sha256_file(f)
+    """Every regular file of the model (symlinks are not followed, special files never
+    opened: the walk's findings name them), in name order."""
+    walked = tree.scan(path)
+    digests = []
+    for e in sorted(walked.files, key=lambda e: PurePosixPath(e.rel).parts):
+        follow = e.path == path  # the path the caller named; nothing inside is followed
+        sparse = e.sparse
+        digest = _sparse_sha256(e.path, e.size, follow) if sparse else sha256_file(e.path, follow)
+        digests.append(
+            FileDigest(path=shown(e.rel), size_bytes=e.size, sha256=digest, sparse=sparse)
         )
-        for f in files
-    ]
+    return digests
 
 
 def root_digest(digests: list[FileDigest]) -> str:
@@ -71,26 +148,30 @@ def anomalies(path: Path) -> list[str]:
     """What a model directory should not hold, or should hold only with a reason."""
     from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
 
-    if not path.is_dir():
+    if not stat.S_ISDIR(os.stat(path).st_mode):
         return []
     out = []
-    for p in sorted(path.rglob("*")):
-        rel = Path(shown(p.relative_to(path)))
-        if ".git" in rel.parts:
+    for e in sorted(tree.scan(path).entries, key=lambda e: e.rel):
+        rel, suffix = shown(e.rel), PurePosixPath(e.rel).suffix
+        if ".git" in e.rel.split("/"):
             out.append(f"{rel}: git content")
-        elif p.is_symlink():
-            out.append(f"{rel}: a symlink to {shown(p.readlink())[:200]}")
-        elif p.is_dir():
+        elif e.kind is tree.Kind.SYMLINK:
+            out.append(f"{rel}: a symlink to {shown(tree.link_target(e.path))[:200]}")
+        elif e.kind is tree.Kind.DIR:
             continue
-        elif p.stat().st_size == 0:
+        elif e.kind is not tree.Kind.FILE:
+            out.append(f"{rel}: a {e.kind}")
+        elif e.size == 0:
             out.append(f"{rel}: an empty file")
-        elif p.stat().st_mode & 0o111:
+        elif e.mode & 0o111:
             out.append(f"{rel}: executable")
-        elif p.suffix == ".py":
+        elif suffix == ".py":
             out.append(f"{rel}: Python code")
-        elif p.suffix.lower() not in CONFIG_SUFFIXES:
+        elif suffix.lower() not in CONFIG_SUFFIXES:
             try:
-                detect(p)
+                detect(e.path)
             except (FormatError, OSError):
                 out.append(f"{rel}: an unknown file")
-    return out[:100]
+        if len(out) >= 100:
+            break
+    return out

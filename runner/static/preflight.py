@@ -8,7 +8,12 @@ starts, by reading bytes only (never unpickling, never importing the model's cod
   pickle's STOP, safetensors headers, ONNX external data and symlinks (runner.static.tamper).
 
 The reading runs in a child process under a time bound and an address-space bound, so a file
-built to stall or exhaust a parser costs a finding (AL703), not the run:
+built to stall or exhaust a parser costs a finding (AL703), not the run. The bound is kept by
+the host: a child still running at its bound is killed there, and a result that arrives after it
+is a timeout, however long the caller took to ask. What the walk of the model's tree finds (a
+FIFO, a socket, a device, a symlink loop, a sparse file, a tree too deep or too large) and a
+format detection that reached its read bound are findings too (AL704 to AL708), also when the
+child did not finish:
 
     python -m runner.static.preflight MODEL     # the same checks, as JSON on stdout
 """
@@ -29,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import UsageError
 from runner.static.pickles import FileRead, Import, read_file
 from runner.static.tamper import Tamper, TamperKind, check, check_model, pickle_notes
-from runner.worker.shared.formats import Format, FormatError, detect
+from runner.static.walking import tree_tamper
+from runner.worker.shared import tree
+from runner.worker.shared.formats import Format, FormatError, ReadLimit, detect
 
 if TYPE_CHECKING:
     from runner.integrity.trust import SignatureCheck, TrustPolicy
@@ -60,16 +67,27 @@ class Identity:
     reason: str  # what decided it
     primary: Path  # the weights file (inside a directory), or the path itself
     error: str = ""  # why the bytes are no model Airlock recognises
+    limited: tuple[str, ...] = ()  # where detection stopped at its read bound
 
 
 def identify(path: Path) -> Identity:
-    """The format by content (a few headers read); a damaged or unknown file is 'unknown',
-    with the reason. OSError (an unreadable path) is the caller's to handle."""
+    """The format by content (a bounded read of a few headers); a damaged or unknown file is
+    'unknown', with the reason. OSError (an unreadable path) is the caller's to handle."""
     try:
         det = detect(path)
+    except ReadLimit as e:
+        return Identity("unknown", f"damaged: {e}", path, str(e), (str(e),))
     except FormatError as e:
         return Identity("unknown", f"damaged: {e}", path, str(e))
-    return Identity(det.format.value, det.reason, det.path)
+    limited = tuple(f"{u}: format detection stopped at its read bound" for u in det.unread)
+    return Identity(det.format.value, det.reason, det.path, limited=limited)
+
+
+def host_checks(path: Path, ident: Identity) -> list[Tamper]:
+    """What the host finds without reading the model's contents: the walk of its tree and
+    where detection stopped at its bound (cheap and bounded, so also done when the child
+    did not finish)."""
+    return tree_tamper(path) + [Tamper(TamperKind.DETECT_LIMIT, m) for m in ident.limited[:10]]
 
 
 def examine(path: Path) -> StaticResult:
@@ -91,7 +109,7 @@ def examine(path: Path) -> StaticResult:
         format=ident.format,
         reason=ident.reason,
         primary=str(ident.primary),
-        tamper=tamper,
+        tamper=host_checks(path, ident) + tamper,
         imports=imports,
         format_error=ident.error,
         seconds=time.monotonic() - start,
@@ -124,16 +142,27 @@ def _rank(i: Import) -> int:
 
 
 def time_bound(path: Path) -> float:
-    size = (
-        path.stat().st_size
-        if path.is_file()
-        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-    )
+    """30 s plus 30 s per GiB of the model's regular files (its tree walked with bounds)."""
+    try:
+        size = sum(e.size for e in tree.scan(path).files)
+    except OSError:
+        size = 0
     return TIME_BASE_S + TIME_PER_GIB_S * size / GIB
 
 
+_clock = time.monotonic  # what the bound is measured with
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.0f}" if t >= 10 else f"{t:.2g}"
+
+
 class Pending:
-    """A static read running in its bounded child process; `result()` waits for it."""
+    """A static read running in its bounded child process; `result()` waits for it.
+
+    A reader thread waits for the child for as long as its bound allows and kills it there, so
+    the bound holds however late the caller asks; a result that came after the bound (the
+    child's own clock or the host's says so) is a timeout, never accepted."""
 
     def __init__(
         self, path: Path, timeout_s: float | None = None, memory_bytes: int = MEMORY_BYTES
@@ -141,10 +170,12 @@ class Pending:
         self.path = path
         self.memory_bytes = memory_bytes
         self.timeout = timeout_s if timeout_s is not None else time_bound(path)
-        self.bounds = f"{self.timeout:.0f} s, {memory_bytes >> 20} MiB"
-        self.start = time.monotonic()
+        self.bounds = f"{_seconds(self.timeout)} s, {memory_bytes >> 20} MiB"
         self._result: StaticResult | None = None
+        self._output: tuple[bytes, bytes] = (b"", b"")
+        self._late = False
         self._proc = _take_spare() or _spawn()
+        self.start = _clock()
         assert self._proc.stdin is not None
         try:  # the child reads its orders, then bounds itself before it opens the model
             self._proc.stdin.write(f"{memory_bytes}\n{path.resolve()}\n".encode())
@@ -152,14 +183,23 @@ class Pending:
         except BrokenPipeError:
             pass  # the child died: result() reports it
         self._proc.stdin = None  # done with: communicate() must not flush it
-        if _spares["keep"]:
-            fresh: subprocess.Popen[bytes] | None = _spawn()
-            with _spares_lock:
-                if _spares["keep"]:  # still wanted: install it, else it goes
-                    fresh, _spares["next"] = _spares["next"], fresh
-            if fresh is not None:
-                fresh.kill()
-                fresh.communicate()
+        self._reader = threading.Thread(target=self._collect, name="airlock-static", daemon=True)
+        self._reader.start()
+        _replace_spare()
+
+    def _collect(self) -> None:
+        remaining = max(0.0, self.timeout - (_clock() - self.start))
+        try:
+            self._output = self._proc.communicate(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._output = self._proc.communicate()
+            self._late = True
+        except (OSError, ValueError):  # the pipes were closed under it (cancelled)
+            self._proc.kill()
+            self._proc.wait()
+        if _clock() - self.start > self.timeout:
+            self._late = True
 
     def result(self) -> StaticResult:
         if self._result is None:
@@ -167,7 +207,7 @@ class Pending:
                 self._result = self._wait()
             except BaseException:
                 self._proc.kill()
-                self._proc.communicate()
+                self._reader.join()
                 raise
         return self._result
 
@@ -175,39 +215,48 @@ class Pending:
         """Stop the read (Ctrl-C, or a sandbox that failed before it needed the result)."""
         if self._result is None:
             self._proc.kill()
-            self._proc.communicate()
+            self._reader.join()
             self._result = StaticResult(
                 format="unknown", reason="", aborted="cancelled", bounds=self.bounds
             )
 
     def _wait(self) -> StaticResult:
-        # the bound is the child's wall time since it was given the path; a child that has
-        # already finished is read however long the caller took to ask
-        remaining = max(0.0, self.timeout - (time.monotonic() - self.start))
+        self._reader.join()
+        out, errs = self._output
+        late = f"it took longer than its time bound ({_seconds(self.timeout)} s)"
+        code = self._proc.returncode
+        if self._late:
+            aborted = late
+        elif code == 0:
+            try:
+                decoded = _decode(out, self.bounds)
+            except (ValueError, KeyError, TypeError) as e:
+                aborted = f"its output did not parse ({type(e).__name__})"
+            else:
+                if decoded.seconds <= self.timeout:
+                    return decoded
+                aborted = late  # by the child's own clock
+        elif code == EXIT_MEMORY:
+            aborted = f"it exceeded its memory bound ({self.memory_bytes >> 20} MiB)"
+        else:
+            tail = errs.decode(errors="replace").strip().splitlines()[-1:]
+            aborted = f"it crashed (exit {code}): {tail}"
+        return self._fallback(aborted)
+
+    def _fallback(self, aborted: str) -> StaticResult:
+        """The child did not finish: the format and the walk's findings, from the host."""
         try:
-            out, errs = self._proc.communicate(
-                timeout=None if self._proc.poll() is not None else remaining
-            )
-            if self._proc.returncode == 0:
-                return _decode(out, self.bounds)
-            aborted = (
-                f"it exceeded its memory bound ({self.memory_bytes >> 20} MiB)"
-                if self._proc.returncode == EXIT_MEMORY
-                else f"it crashed (exit {self._proc.returncode}): "
-                f"{errs.decode(errors='replace').strip().splitlines()[-1:]}"
-            )
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.communicate()
-            aborted = f"it took longer than its time bound ({self.timeout:.0f} s)"
-        ident = identify(self.path)
+            ident = identify(self.path)
+        except OSError as e:
+            ident = Identity("unknown", f"unreadable: {e.strerror}", self.path, str(e.strerror))
         return StaticResult(
             format=ident.format,
             reason=ident.reason,
             primary=str(ident.primary),
+            tamper=host_checks(self.path, ident),
             format_error=ident.error,
             aborted=aborted,
-            seconds=time.monotonic() - self.start,
+            seconds=_clock() - self.start,
             bounds=self.bounds,
         )
 
@@ -249,6 +298,19 @@ def _take_spare() -> subprocess.Popen[bytes] | None:
     with _spares_lock:
         spare, _spares["next"] = _spares["next"], None
     return spare if spare is not None and spare.poll() is None else None
+
+
+def _replace_spare() -> None:
+    """Start the next spare, when pools or batches want one."""
+    if not _spares["keep"]:
+        return
+    fresh: subprocess.Popen[bytes] | None = _spawn()
+    with _spares_lock:
+        if _spares["keep"]:  # still wanted: install it, else it goes
+            fresh, _spares["next"] = _spares["next"], fresh
+    if fresh is not None:
+        fresh.kill()
+        fresh.communicate()
 
 
 def bounded(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runner.static.pickles import MAX_OPS, Note, Walkable, ops, walk_path
-from runner.worker.shared import onnx_data
+from runner.worker.shared import onnx_data, tree
 from runner.worker.shared.formats import Format
 
 MAX_HEADER_BYTES = 100 << 20
@@ -41,6 +41,12 @@ class TamperKind(StrEnum):
     SAFETENSORS_HEADER = "safetensors-header"
     SAFETENSORS_OFFSETS = "safetensors-offsets"
     SYMLINK_ESCAPE = "symlink-escape"
+    # what the walk of the model's tree found (runner.static.walking), and detection's bound
+    SPECIAL_FILE = "special-file"
+    SYMLINK_LOOP = "symlink-loop"
+    WALK_LIMIT = "walk-limit"
+    SPARSE_FILE = "sparse-file"
+    DETECT_LIMIT = "detect-limit"
     UNREADABLE = "unreadable"
     ZIP_BOMB = "zip-bomb"
     ZIP_CRC = "zip-crc"
@@ -60,10 +66,10 @@ def check_model(path: Path, primary: Path | None, fmt: Format | None) -> list[Ta
     """All checks for a model (a file, or a directory and its primary weights file)."""
     found: list[Tamper] = []
     if path.is_dir():
-        found += _symlinks(path)
-        for onnx_file in sorted(path.rglob("*.onnx")):
-            if onnx_file.is_file() and not onnx_file.is_symlink():
-                found += _onnx_external(onnx_file)
+        walked = tree.scan(path)  # bounded, iterative, never follows a link or opens a file
+        found += _symlinks(walked)
+        for onnx_file in sorted(e.path for e in walked.files if e.rel.endswith(".onnx")):
+            found += _onnx_external(onnx_file)
     elif fmt is Format.ONNX:
         found += _onnx_external(path)
     target = primary or path
@@ -441,21 +447,25 @@ def _pickle_keys(
     return keys, None
 
 
-def _symlinks(root: Path) -> list[Tamper]:
+def _symlinks(walked: tree.Tree) -> list[Tamper]:
+    """Symlinks that lead outside the model's directory (resolved without raising: a loop is
+    the walk's own finding)."""
     found = []
-    base = root.resolve()
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            target = os.readlink(p)
-            resolved = (p.parent / target).resolve()
-            if os.path.isabs(target) or not resolved.is_relative_to(base):
-                found.append(
-                    Tamper(
-                        TamperKind.SYMLINK_ESCAPE,
-                        f"{p.relative_to(root)} is a symlink to "
-                        f"{target[:200]!r}, outside the model's directory",
-                    )
+    base = os.path.realpath(walked.root)
+    for e in walked.of(tree.Kind.SYMLINK):
+        try:
+            target = os.readlink(e.path)
+        except OSError:
+            continue
+        resolved = os.path.realpath(e.path)
+        if os.path.isabs(target) or not (resolved == base or resolved.startswith(base + "/")):
+            found.append(
+                Tamper(
+                    TamperKind.SYMLINK_ESCAPE,
+                    f"{tree.shown(e.rel)} is a symlink to "
+                    f"{tree.shown(target)!r}, outside the model's directory",
                 )
+            )
     return found[:10]
 
 

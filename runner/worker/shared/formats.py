@@ -4,16 +4,25 @@ Shared by the host (which must never deserialize the model) and the worker, so t
 only reads bytes: magic numbers, the zip central directory, the safetensors header length,
 and the top-level field layout of an ONNX protobuf. It imports nothing outside the standard
 library.
+
+Every read is bounded: at most FILE_READ_LIMIT bytes of a file and DIR_READ_LIMIT bytes of a
+whole directory, whatever the file's size or what its headers claim. Detection that reaches a
+bound raises ReadLimit (a FormatError that says so), never reads on. Only regular files are
+opened (a FIFO would block, a device could act), and inside a directory symlinks are not
+followed.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import struct
-import zipfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
+
+from runner.worker.shared import tree as _tree
 
 
 class Format(StrEnum):
@@ -22,6 +31,7 @@ class Format(StrEnum):
     TORCH = "torch"  # torch.save output: a full module, a state dict or any pickled object
     SAFETENSORS = "safetensors"
     PICKLE = "pickle"  # a plain pickle stream
+    TORCH_PACKAGE = "torch-package"  # torch.package.PackageExporter output: code and pickles
 
 
 # Files in a model directory that are configuration, not weights.
@@ -31,9 +41,30 @@ _PICKLE_HINTS = {".pkl", ".pickle", ".pck", ".joblib"}
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 21, 25}
 
+HEAD_BYTES = 64
+ZIP_TAIL_BYTES = 65_557  # the end record and the longest comment
+ZIP64_RECORDS = 76  # the zip64 end record and its locator
+MAX_CENTRAL_DIRECTORY = 16 << 20  # about 150,000 members
+ONNX_FIRST_BYTES = 4096
+ONNX_CHUNK = 512  # read after a seek past a length-delimited field
+ONNX_READ_BYTES = 1 << 20  # all the reads of one file's top-level ONNX fields
+ONNX_MAX_FIELDS = 100_000  # top-level fields walked (a ModelProto has a handful)
+FILE_READ_LIMIT = HEAD_BYTES + max(
+    ZIP_TAIL_BYTES + ZIP64_RECORDS + MAX_CENTRAL_DIRECTORY, ONNX_READ_BYTES
+)
+DIR_READ_LIMIT = 64 << 20
+
 
 class FormatError(ValueError):
     """The bytes are not a model Airlock recognises, or they are damaged."""
+
+
+class ReadLimit(FormatError):
+    """Detection reached its read bound: the file was not examined to the end."""
+
+    def __init__(self, message: str, budget: _Budget | None = None) -> None:
+        super().__init__(message)
+        self.budget = budget  # the bound reached; None: a header too large to read
 
 
 @dataclass(frozen=True)
@@ -41,24 +72,62 @@ class Detection:
     format: Format
     path: Path  # the file that holds the model (inside a directory: the primary weights file)
     reason: str  # which evidence decided
+    unread: tuple[str, ...] = ()  # files of a directory whose detection reached its bound
+
+
+class _Budget:
+    """Bytes a detection may still read; a child budget charges its parent too."""
+
+    def __init__(self, limit: int, what: str, parent: _Budget | None = None) -> None:
+        self.left, self.limit, self.what, self.parent = limit, limit, what, parent
+
+    def take(self, n: int) -> None:
+        if n > self.left:
+            raise ReadLimit(
+                f"{self.what}: format detection stopped at its read bound ({self.limit} bytes)",
+                self,
+            )
+        if self.parent is not None:
+            self.parent.take(n)
+        self.left -= n
+
+
+def _open(path: Path, follow: bool) -> BinaryIO:
+    """A regular file, opened for reading without blocking and, unless `follow`, without
+    following a symlink; anything else is a FormatError and is never opened."""
+    st = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise FormatError(f"{path.name}: a {_tree.kind_of(st.st_mode)}, not a regular file")
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat
+        os.close(fd)
+        raise FormatError(f"{path.name}: not a regular file")
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def _read(f: BinaryIO, n: int, budget: _Budget) -> bytes:
+    budget.take(n)
+    return f.read(n) or b""
 
 
 def detect(path: Path) -> Detection:
     """Detect the format of a model file or model directory, by content."""
-    if path.is_dir():
+    if stat.S_ISDIR(os.stat(path).st_mode):
         return _detect_dir(path)
-    fmt, reason = _detect_file(path)
+    budget = _Budget(FILE_READ_LIMIT, path.name)
+    with _open(path, follow=True) as f:
+        fmt, reason = _detect_file(f, path, budget)
     return Detection(fmt, path, reason)
 
 
-def _detect_file(path: Path) -> tuple[Format, str]:
-    size = path.stat().st_size
+def _detect_file(f: BinaryIO, path: Path, budget: _Budget) -> tuple[Format, str]:
+    size = os.fstat(f.fileno()).st_size
     if size == 0:
         raise FormatError(f"{path.name} is empty")
-    with path.open("rb") as f:
-        head = f.read(64)
+    head = _read(f, HEAD_BYTES, budget)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _detect_zip(path)
+        return _detect_zip(f, path, size, budget)
     if len(head) >= 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
         if header_len > size - 8:
@@ -71,7 +140,7 @@ def _detect_file(path: Path) -> tuple[Format, str]:
         return Format.TORCH, "legacy torch.save stream"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return Format.PICKLE, f"pickle protocol {head[1]}"
-    if _looks_like_onnx(path, size):
+    if _looks_like_onnx(f, size, _Budget(ONNX_READ_BYTES, path.name, budget)):
         return Format.ONNX, "ONNX ModelProto fields"
     if path.suffix.lower() in _PICKLE_HINTS and head[:1] in (b"(", b"c", b"]", b"}", b"I", b"S"):
         return Format.PICKLE, "protocol 0/1 pickle"
@@ -81,17 +150,80 @@ def _detect_file(path: Path) -> tuple[Format, str]:
     )
 
 
-def _detect_zip(path: Path) -> tuple[Format, str]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise FormatError(f"{path.name}: a damaged zip archive ({e})") from e
+def _detect_zip(f: BinaryIO, path: Path, size: int, budget: _Budget) -> tuple[Format, str]:
+    names = _zip_names(f, path, size, budget)
+    if _is_torch_package(names):  # before TorchScript: a packaged module may live in code/
+        return Format.TORCH_PACKAGE, "zip with .data/extern_modules (torch.package)"
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return Format.TORCHSCRIPT, "zip with TorchScript code/"
     if any(n.endswith("data.pkl") for n in names):
         return Format.TORCH, "zip with data.pkl (torch.save)"
     raise FormatError(f"{path.name}: a zip archive that is not a torch checkpoint")
+
+
+def _is_torch_package(names: list[str]) -> bool:
+    """torch.package archives hold .data/version and .data/extern_modules under their root."""
+    found = {n.split("/", 1)[1] for n in names if n.count("/") == 2 and "/.data/" in n}
+    return {".data/version", ".data/extern_modules"} <= found
+
+
+def _damaged(path: Path, why: str) -> FormatError:
+    return FormatError(f"{path.name}: a damaged zip archive ({why})")
+
+
+def _central_directory(f: BinaryIO, path: Path, size: int, budget: _Budget) -> tuple[int, int]:
+    """(offset, size) of the zip's central directory, from its end records (zip64 followed);
+    offsets are corrected for bytes prepended to the archive, as zipfile does."""
+    window = min(size, ZIP_TAIL_BYTES)
+    f.seek(size - window)
+    tail = _read(f, window, budget)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        raise _damaged(path, "no end of central directory record")
+    eocd = size - window + at
+    cd_size, cd_offset = struct.unpack_from("<II", tail, at + 12)
+    where = eocd  # the record that follows the central directory
+    if eocd >= 20:
+        f.seek(eocd - 20)
+        locator = _read(f, 20, budget)
+        if locator[:4] == b"PK\x06\x07":
+            (rec_pos,) = struct.unpack_from("<Q", locator, 8)
+            if rec_pos + 56 > size:
+                raise _damaged(path, "the zip64 end record is past the end of the file")
+            f.seek(rec_pos)
+            rec = _read(f, 56, budget)
+            if rec[:4] != b"PK\x06\x06":
+                raise _damaged(path, "no zip64 end record where its locator points")
+            cd_size, cd_offset = struct.unpack_from("<QQ", rec, 40)
+            where = eocd - 20 - 56
+    concat = where - cd_size - cd_offset
+    if concat < 0 or cd_offset + concat + cd_size > size:
+        raise _damaged(path, "the central directory is outside the file")
+    if cd_size > MAX_CENTRAL_DIRECTORY:
+        raise ReadLimit(
+            f"{path.name}: a zip central directory of {cd_size} bytes, more than format "
+            f"detection reads ({MAX_CENTRAL_DIRECTORY})"
+        )
+    return cd_offset + concat, cd_size
+
+
+def _zip_names(f: BinaryIO, path: Path, size: int, budget: _Budget) -> list[str]:
+    start, length = _central_directory(f, path, size, budget)
+    f.seek(start)
+    cd = _read(f, length, budget)
+    names: list[str] = []
+    pos = 0
+    while pos + 46 <= len(cd):
+        if cd[pos : pos + 4] != b"PK\x01\x02":
+            raise _damaged(path, f"a bad central directory entry at offset {start + pos}")
+        (flags,) = struct.unpack_from("<H", cd, pos + 8)
+        nlen, xlen, clen = struct.unpack_from("<HHH", cd, pos + 28)
+        raw = cd[pos + 46 : pos + 46 + nlen]
+        names.append(raw.decode("utf-8" if flags & 0x800 else "cp437", "replace"))
+        pos += 46 + nlen + xlen + clen
+    if pos != len(cd):
+        raise _damaged(path, "the central directory breaks off")
+    return names
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -108,56 +240,79 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _looks_like_onnx(path: Path, size: int) -> bool:
-    """Walk the top-level protobuf fields: an ONNX ModelProto has a graph (field 7)."""
+def _looks_like_onnx(f: BinaryIO, size: int, budget: _Budget) -> bool:
+    """Walk the top-level protobuf fields: an ONNX ModelProto has a graph (field 7). Fields are
+    read from a small buffer; a length-delimited field past it is skipped by a seek."""
     if size > 64 << 30:
         return False
-    with path.open("rb") as f:
-        # Top-level fields other than the graph are small; the graph is skipped by length.
-        buf = f.read(1 << 16)
-        pos = 0
-        seen: set[int] = set()
-        offset = 0  # file offset of buf[0]
-        while offset + pos < size:
-            try:
-                key, pos = _read_varint(buf, pos)
-                field, wire = key >> 3, key & 7
-                if field not in _ONNX_FIELDS:
-                    return False
-                if wire == 0:
-                    _, pos = _read_varint(buf, pos)
-                elif wire == 2:
-                    length, pos = _read_varint(buf, pos)
-                    if offset + pos + length > size:
-                        return False
-                    target = offset + pos + length
-                    f.seek(target)
-                    buf = f.read(1 << 16)
-                    offset, pos = target, 0
-                else:
-                    return False
-            except ValueError:
+    f.seek(0)
+    buf = _read(f, min(size, ONNX_FIRST_BYTES), budget)
+    offset, pos = 0, 0  # buf[0] is at file offset `offset`
+    seen: set[int] = set()
+    fields = 0
+    while offset + pos < size:
+        fields += 1
+        if fields > ONNX_MAX_FIELDS:
+            raise ReadLimit(
+                f"{budget.what}: more than {ONNX_MAX_FIELDS} top-level protobuf fields, more "
+                "than format detection walks"
+            )
+        if len(buf) - pos < 20 and offset + len(buf) < size:  # a varint may straddle the end
+            chunk = ONNX_CHUNK if not buf else ONNX_FIRST_BYTES  # after a seek, or walking on
+            offset += pos
+            f.seek(offset)
+            buf, pos = _read(f, min(size - offset, chunk), budget), 0
+        try:
+            key, pos = _read_varint(buf, pos)
+            field, wire = key >> 3, key & 7
+            if field not in _ONNX_FIELDS:
                 return False
-            seen.add(field)
-        return 7 in seen and 1 in seen
+            if wire == 0:
+                _, pos = _read_varint(buf, pos)
+            elif wire == 2:
+                length, pos = _read_varint(buf, pos)
+                target = offset + pos + length
+                if target > size:
+                    return False
+                if target - offset > len(buf):
+                    offset, pos, buf = target, 0, b""
+                else:
+                    pos = target - offset
+            else:
+                return False
+        except ValueError:
+            return False
+        seen.add(field)
+    return 7 in seen and 1 in seen
 
 
 def _detect_dir(path: Path) -> Detection:
+    budget = _Budget(DIR_READ_LIMIT, f"{path.name}/")
     found: list[tuple[Format, Path, str]] = []
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            p = Path(root) / name
-            if name.startswith(".") or p.suffix.lower() in CONFIG_SUFFIXES or p.is_symlink():
-                continue
-            try:
-                fmt, reason = _detect_file(p)
-            except FormatError:
-                continue
-            found.append((fmt, p, reason))
+    unread: list[str] = []
+    for e in _tree.scan(path).files:
+        parts = e.rel.split("/")
+        if any(p.startswith(".") for p in parts) or e.path.suffix.lower() in CONFIG_SUFFIXES:
+            continue
+        try:
+            with _open(e.path, follow=False) as f:
+                fmt, reason = _detect_file(f, e.path, budget)
+        except ReadLimit as limit:
+            if limit.budget is budget:  # the directory's own bound: stop here
+                raise
+            unread.append(_tree.shown(e.rel))
+            continue
+        except (FormatError, OSError):
+            continue
+        found.append((fmt, e.path, reason))
     if not found:
+        if unread:
+            where = f"{path.name}/{unread[0]}"
+            raise ReadLimit(f"{where}: format detection stopped at its read bound")
         raise FormatError(f"{path}: a directory with no model file in it")
-    order = [Format.ONNX, Format.TORCHSCRIPT, Format.SAFETENSORS, Format.TORCH, Format.PICKLE]
+    order = [Format.ONNX, Format.TORCHSCRIPT, Format.SAFETENSORS, Format.TORCH]
+    order += [Format.PICKLE, Format.TORCH_PACKAGE]
     found.sort(key=lambda t: (order.index(t[0]), str(t[1])))
     fmt, primary, reason = found[0]
-    return Detection(fmt, primary, f"model directory: {reason} in {primary.relative_to(path)}")
+    rel = primary.relative_to(path)
+    return Detection(fmt, primary, f"model directory: {reason} in {rel}", tuple(unread))
