@@ -38,12 +38,19 @@ from runner.controller import (
     teardown,
 )
 from runner.controller.admission import Admission, check_request
-from runner.controller.exercise import CALLS, SECONDS, plans
+from runner.controller.exercise import CALLS, SECONDS
 from runner.controller.failures import translate
 from runner.controller.launch import Running
-from runner.errors import AirlockError, InputError, IntegrityError, SandboxError, UsageError
+from runner.controller.signature import exercise_plans, signature
+from runner.errors import (
+    AirlockError,
+    InputError,
+    IntegrityError,
+    SandboxError,
+    UsageError,
+)
 from runner.policy import Policy
-from runner.report import ModelInfo, Report, SandboxInfo, Signature, TensorSpecInfo
+from runner.report import ModelInfo, Report, SandboxInfo, Signature
 from runner.rules import analysis
 from runner.static import preflight
 from runner.telemetry.events import Phase
@@ -250,7 +257,7 @@ class Sandbox:
                 timeout_s=p.load_timeout_s,
             )
             self._description = self._client.describe(timeout_s=p.call_timeout_s)
-            self._c.signature = _signature(self._description)
+            self._c.signature = signature(self._description)
         except RpcFailure as e:
             raise translate(e, "load", p, self._run) from e
         finally:
@@ -307,7 +314,7 @@ class Sandbox:
 
     def describe(self) -> Signature:
         """The model's inputs and outputs, as the worker reported them."""
-        return _signature(self._require_open())
+        return signature(self._require_open())
 
     def shared_array(self, shape: tuple[int, ...] | int, dtype: Any = "float32") -> np.ndarray:
         """An uninitialised array (like numpy.empty) in this sandbox's shared memory: fill
@@ -390,8 +397,12 @@ class Sandbox:
         if not d.can_infer or calls <= 0:
             self._c.notes.append(f"not exercised: {d.note or 'no calls asked for'}")
             return 0
+        planned = exercise_plans(d, self._client.faults if self._client else None, calls, seconds)
+        if planned is None:
+            self._c.notes.append("not exercised: inputs of the declared sizes cannot be built")
+            return 0
         answered = raised = 0
-        for plan in plans(_signature(d), calls, seconds):
+        for plan in planned:
             start = time.monotonic()
             for call in plan:
                 time.sleep(max(0.0, start + call.at_s - time.monotonic()))
@@ -447,15 +458,3 @@ class Sandbox:
             return feed_for_call(d.inputs, dict(inputs))
         except FeedError as e:
             raise InputError(str(e), "see the model's inputs with 'airlock describe'") from e
-
-
-def _signature(d: Description) -> Signature:
-    return Signature(
-        format=d.format,
-        inputs=[TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in d.inputs],
-        outputs=[
-            TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in d.outputs
-        ],
-        can_infer=d.can_infer,
-        note=d.note,
-    )

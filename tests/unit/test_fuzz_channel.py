@@ -28,9 +28,8 @@ from hypothesis import strategies as st
 from runner.channel.client import WorkerClient
 from runner.channel.dataplane import DataPlane
 from runner.channel.replies import MAX_OUTPUTS, MAX_SPECS, RpcFailure
-from runner.controller.exercise import plans
+from runner.controller.signature import exercise_plans
 from runner.errors import deceptive_chars
-from runner.report import Signature, TensorSpecInfo
 from runner.worker import dataplane as worker_dataplane
 from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
@@ -225,17 +224,16 @@ def test_describe_replies_never_escape(grpc_worker: _Grpc, data: bytes) -> None:
         assert len(s.shape) <= tensors.MAX_DIMS and all(d >= -1 for d in s.shape)
     if d.problems:
         assert not d.can_infer and grpc_worker.client.faults.description
-    elif d.can_infer:  # what the host builds from a description it accepts stays small
-        sig = Signature(
-            format="onnx",
-            inputs=[
-                TensorSpecInfo(name=s.name, dtype=s.dtype, shape=list(s.shape)) for s in d.inputs
-            ],
-            outputs=[],
-            can_infer=True,
-        )
-        for plan in plans(sig, calls=2, seconds=0.0):
-            assert all(a.size <= 1 << 16 for call in plan for a in call.inputs.values())
+    elif d.can_infer:  # what the host builds from a description stays small, or is refused
+        faults = grpc_worker.client.faults
+        before = faults.description_count
+        planned = exercise_plans(d, faults, calls=2, seconds=0.0)
+        if planned is None:
+            assert faults.description_count == before + 1
+        else:
+            assert all(
+                a.size <= 1 << 16 for plan in planned for c in plan for a in c.inputs.values()
+            )
     check_name(d.format)
 
 
@@ -275,6 +273,17 @@ def test_a_description_of_impossible_sizes_is_out_of_bounds(
     grpc_worker.reply = r.SerializeToString()
     d = grpc_worker.client.describe(timeout_s=5)
     assert not d.can_infer and any("elements" in p for p in d.problems)
+
+
+@pytest.mark.parametrize("shape", [[-1] * 32, [2**39] + [-1] * 12], ids=["4^32", "2^39*4^12"])
+def test_sizes_the_exercise_cannot_build_are_out_of_bounds(shape: list[int]) -> None:
+    from runner.channel.replies import Description, Faults, TensorSpec
+    from runner.controller.reporting import channel_findings
+
+    d = Description("onnx", (TensorSpec("x", "float32", tuple(shape)),), (), True, "")
+    faults = Faults()
+    assert exercise_plans(d, faults, calls=4, seconds=0.0) is None
+    assert [f.rule_id for f in channel_findings([faults])] == ["AL912"]
 
 
 def test_a_malformed_reply_is_recorded(grpc_worker: _Grpc) -> None:
