@@ -187,8 +187,12 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file; for a directory, its root digest (over the per-file digests)."""
-    digests = file_digests(path)
+    """sha256 of a file; for a directory, its root digest (over the per-file digests); '' for
+    a path that cannot be read (a symlink loop, say: its evaluation says why)."""
+    try:
+        digests = file_digests(path)
+    except OSError:
+        return ""
     return digests[0].sha256 if path.is_file() else root_digest(digests)
 
 

@@ -148,10 +148,14 @@ def anomalies(path: Path) -> list[str]:
     """What a model directory should not hold, or should hold only with a reason."""
     from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
 
+    try:
+        walked = tree.scan(path)
+    except OSError:
+        return []
     if not stat.S_ISDIR(os.stat(path).st_mode):
         return []
     out = []
-    for e in sorted(tree.scan(path).entries, key=lambda e: e.rel):
+    for e in sorted(walked.entries, key=lambda e: e.rel):
         rel, suffix = shown(e.rel), PurePosixPath(e.rel).suffix
         if ".git" in e.rel.split("/"):
             out.append(f"{rel}: git content")

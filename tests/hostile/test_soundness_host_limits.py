@@ -13,6 +13,7 @@ Every fixture of tests/hostile/soundness_host_limits.py runs in a real sandbox, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -171,3 +172,41 @@ def _detected_and_complete(
         assert report.error is not None and report.error.kind == type(error).__name__
         assert report.error.message
     json.loads(report.model_dump_json())  # the whole report serialises
+
+
+@pytest.mark.timeout(240)
+def test_a_hostile_batch_directory_is_discovered_and_evaluated_without_hanging(
+    tmp_path: Path,
+) -> None:
+    """A batch directory with a FIFO named as a model, a symlink loop, a Unix socket and 200
+    nested directories: discovery opens none of them and recurses nowhere, and every entry gets
+    a result line that is not clean (never a hang, never a silent skip)."""
+    from runner.batch.evaluation import evaluate
+
+    marker = f"/tmp/airlock-hostile-{uuid.uuid4().hex}"
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    os.mkfifo(batch / "weights.pt")
+    os.symlink("loop.pkl", batch / "loop.pkl")
+    hl.fifo_config_and_socket(batch, marker)  # a model directory: evaluated whole
+    fd = os.open(batch, os.O_RDONLY)
+    for _ in range(200):
+        os.mkdir("d", dir_fd=fd)
+        nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.close(fd)
+    before = hl.snapshot(tmp_path)
+    try:
+        results = list(evaluate([batch], jobs=1, policy=runner.Policy(load_timeout_s=30)))
+        assert not Path(marker).exists()
+        assert hl.snapshot(tmp_path) == before
+        names = sorted(Path(r.path).name for r in results)
+        assert names == ["d", "loop.pkl", "repo", "weights.pt"], names
+        assert all(r.verdict is not runner.Verdict.CLEAN for r in results), results
+        by_name = {Path(r.path).name: r for r in results}
+        assert "AL704" in by_name["weights.pt"].top_findings  # the FIFO, named as a model
+        assert by_name["repo"].verdict is runner.Verdict.MALICIOUS  # its payload, contained
+        assert by_name["loop.pkl"].error  # a symlink loop: its line says why
+    finally:
+        hl.remove_deep(tmp_path)
