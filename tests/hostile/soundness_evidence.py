@@ -194,7 +194,7 @@ CASES: list[Case] = [
         shell_then_spin,
         {"AL202", "AL503", "AL907"},
         M,
-        policy={"wall_timeout_s": 12, "load_timeout_s": 60},
+        policy={"wall_timeout_s": 8, "load_timeout_s": 60},
         error="DeadlineExceeded",
     ),
 ]
