@@ -273,7 +273,7 @@ def feed_for_call(specs: Sequence[TensorSpec], inputs: dict[str, Any]) -> dict[s
         feed[name] = arr
     try:
         tensors.check_inputs(specs, feed)
-    except tensors.InputError as e:
-        raise FeedError(str(e)) from e
+    except tensors.InputError as e:  # it lists the model's names: bounded
+        raise FeedError(untrusted_text(str(e), 600)) from e
     call_of = {s.name: s.call_name for s in specs}
     return {call_of.get(k, k): v for k, v in feed.items()}

@@ -238,6 +238,10 @@ def test_inputs_are_taken_by_the_shown_or_the_real_name_and_called_by_the_real_o
     assert "\x1b" not in str(e.value) and "x [31m" in str(e.value)
     with pytest.raises(FeedError, match="cannot be sent"):
         feed_for_call([spec], {raw: np.array([object()])})
+    many = [TensorSpec(f"input-{i:04}-" + "x" * 180, "float32", (1,)) for i in range(1000)]
+    with pytest.raises(FeedError) as e:
+        feed_for_call(many, {"y": np.zeros(1, np.float32)})
+    assert len(str(e.value)) <= 600 and "missing" in str(e.value)
 
 
 def test_channel_faults_and_file_names_become_findings() -> None:
