@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner.rules import catalog_evidence as _evidence
 from runner.rules import catalog_host as _host
+from runner.rules import catalog_parsers as _parsers
 from runner.rules import catalog_pickles as _pickles
 from runner.rules import catalog_tracer as _tracer
 from runner.telemetry.events import Phase, Source
@@ -71,6 +72,8 @@ class RuleName(StrEnum):
     WORKER_CRASHED = "worker-crashed"
     SCRATCH_FULL = "scratch-full"
     OUTPUT_FLOOD = "output-flood"
+    LOAD_MEMORY_COST = "load-memory-cost"
+    LOAD_CPU_COST = "load-cpu-cost"
     DANGEROUS_PICKLE_IMPORT = "dangerous-pickle-import"
     UNUSUAL_PICKLE_IMPORT = "unusual-pickle-import"
     DYNAMIC_CODE = "dynamic-code"
@@ -84,6 +87,12 @@ class RuleName(StrEnum):
     STATIC_EXTENSION_IMPORT = "static-extension-import"
     STATIC_PICKLE_UNREAD = "static-pickle-unread"
     STATIC_MALFORMED_IMPORT = "static-malformed-import"
+    PARSER_ABUSE = "parser-abuse"
+    PICKLE_ALLOCATION = "pickle-allocation"
+    METADATA_CODE = "metadata-code"
+    PACKAGE_DANGEROUS_CODE = "package-dangerous-code"
+    PACKAGE_DYNAMIC_CODE = "package-dynamic-code"
+    PACKAGE_UNREADABLE = "package-unreadable"
     TAMPERED_FILE = "tampered-file"
     PATH_ESCAPE = "path-escape"
     STATIC_CHECK_ABORTED = "static-check-aborted"
@@ -283,6 +292,7 @@ RULES: tuple[Rule, ...] = (
         Severity.MEDIUM,
         "host: more than 1 MiB written to stdout/stderr (the engine's log rotated)",
     ),
+    *_rows(_parsers.LOAD_COST),
     *_rows(_pickles.WORKER),
     Rule(
         "AL603",
@@ -322,6 +332,7 @@ RULES: tuple[Rule, ...] = (
         "memory; not every way: frames reached through a traceback raise no event)",
     ),
     *_rows(_pickles.STATIC),
+    *_rows(_parsers.SIGNS),
     Rule(
         "AL701",
         RuleName.TAMPERED_FILE,

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from runner.policy import Deadline
 from runner.rules import syscall_rules
 from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
+from runner.rules.cost import LoadCost, cost_findings
 from runner.rules.pickle_globals import judge_global
 from runner.static.tamper import TamperKind
 from runner.telemetry.events import Event, Phase, Source
@@ -49,6 +50,7 @@ class HostFacts:
     signature_missing: bool = False  # required, and there was none
     provenance_mismatches: tuple[str, ...] = ()
     gaps: tuple[Gap, ...] = ()  # evidence lost, cut, folded or contradicted (runner.rules.gaps)
+    load_cost: LoadCost | None = None  # the load window's memory and CPU (runner.rules.cost)
 
 
 PATH_ESCAPES = {TamperKind.ONNX_EXTERNAL_DATA, TamperKind.SYMLINK_ESCAPE}
@@ -64,6 +66,30 @@ PICKLE_UNSEEN = {
             RuleName.STATIC_PICKLE_UNREAD,
             "the static read of the pickles did not reach their end: what follows was not checked",
         ),
+    ),
+}
+# Parser abuse, code in metadata and torch.package code (runner.static.signs, AL620-AL625).
+SIGN_RULES = {
+    TamperKind.PARSER_ABUSE: (
+        RuleName.PARSER_ABUSE,
+        "the file is built to cost far more to parse than its size warrants",
+    ),
+    TamperKind.PICKLE_ALLOCATION: (
+        RuleName.PICKLE_ALLOCATION,
+        "the pickle asks for far more memory at load than its size warrants",
+    ),
+    TamperKind.METADATA_CODE: (RuleName.METADATA_CODE, "the model's metadata holds code-like text"),
+    TamperKind.PACKAGE_DANGEROUS_CODE: (
+        RuleName.PACKAGE_DANGEROUS_CODE,
+        "the packaged code reaches processes, the network or native code",
+    ),
+    TamperKind.PACKAGE_DYNAMIC_CODE: (
+        RuleName.PACKAGE_DYNAMIC_CODE,
+        "the packaged code builds import names or code at run time",
+    ),
+    TamperKind.PACKAGE_UNREADABLE: (
+        RuleName.PACKAGE_UNREADABLE,
+        "part of the packaged code could not be read: it was not checked",
     ),
 }
 # What the bounded walk of the model's tree and the bounded format detection met (AL704-AL708).
@@ -281,7 +307,8 @@ def _limit_findings(f: HostFacts) -> list[Judged]:
             ["the engine's json-file log rotated past 1 MiB"],
         ),
     ]
-    return [(rule, message, evidence) for hit, rule, message, evidence in checks if hit]
+    found = [(rule, message, evidence) for hit, rule, message, evidence in checks if hit]
+    return found + cost_findings(f.load_cost)
 
 
 def _static_findings(f: HostFacts) -> list[Judged]:
@@ -322,6 +349,9 @@ def _static_findings(f: HostFacts) -> list[Judged]:
             out.append((rule, message, [f"static: {evidence}"]))
         elif check in WALK_RULES:
             rule, message = WALK_RULES[check]
+            out.append((rule, message, [f"static: {evidence}"]))
+        elif check in SIGN_RULES:
+            rule, message = SIGN_RULES[check]
             out.append((rule, message, [f"static: {evidence}"]))
         elif check in PATH_ESCAPES:
             message = f"the model reaches outside its directory ({check})"

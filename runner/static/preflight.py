@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
+from runner.static import signs
 from runner.static.pickles import FileRead, Import, read_file
 from runner.static.tamper import Tamper, TamperKind, check, check_model, pickle_notes
 from runner.static.walking import tree_tamper
@@ -103,7 +104,9 @@ def examine(path: Path) -> StaticResult:
         target = ident.primary if fmt in (Format.PICKLE, Format.TORCH) else None
     read = read_file(target) if target is not None else FileRead([], [])
     tamper += [t for t in pickle_notes(read.notes) if t not in tamper]  # raw: read once
-    imports, cut = kept_imports(read.imports)
+    extra = signs.examine(ident.primary, Format(ident.format)) if not ident.error else None
+    tamper += extra.tamper if extra else []  # parser abuse, code in metadata, torch.package
+    imports, cut = kept_imports(read.imports + (extra.imports if extra else []))
     tamper += cut
     return StaticResult(
         format=ident.format,

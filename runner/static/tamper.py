@@ -47,6 +47,13 @@ class TamperKind(StrEnum):
     WALK_LIMIT = "walk-limit"
     SPARSE_FILE = "sparse-file"
     DETECT_LIMIT = "detect-limit"
+    # parser abuse, code in metadata and torch.package code (runner.static.signs)
+    PARSER_ABUSE = "parser-abuse"
+    PICKLE_ALLOCATION = "pickle-allocation"
+    METADATA_CODE = "metadata-code"
+    PACKAGE_DANGEROUS_CODE = "package-dangerous-code"
+    PACKAGE_DYNAMIC_CODE = "package-dynamic-code"
+    PACKAGE_UNREADABLE = "package-unreadable"
     UNREADABLE = "unreadable"
     ZIP_BOMB = "zip-bomb"
     ZIP_CRC = "zip-crc"

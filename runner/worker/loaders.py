@@ -168,6 +168,10 @@ def _warm_torch(fmt: Format) -> None:
             with contextlib.suppress(pickle.UnpicklingError):
                 torch.load(buf, map_location="cpu", weights_only=weights_only)
     st_load(st_save({"w": torch.zeros(2)}))
+    if fmt is Format.TORCH_PACKAGE:
+        from runner.worker import loaders_package
+
+        loaders_package.warm()
     if fmt is Format.TORCHSCRIPT:
         buf = io.BytesIO()
         torch.jit.save(torch.jit.trace(module, torch.zeros(1, 2)), buf)  # type: ignore[no-untyped-call]
@@ -454,10 +458,24 @@ def _load_pickle(path: Path, architecture: Path | None, threads: int) -> Loaded:
     return Loaded(Format.PICKLE, [], [], None, note=f"a pickled {type(obj).__name__}: load-only")
 
 
+def _load_torch_package(path: Path, architecture: Path | None, threads: int) -> Loaded:
+    from runner.worker import loaders_package
+
+    _torch().set_num_threads(threads)
+    try:
+        obj, note = loaders_package.load(path)  # runs the packaged code: the observation
+    except Exception as e:
+        raise LoadError(f"torch.package could not load it: {type(e).__name__}: {e}") from e
+    loaded = _from_state(Format.TORCH_PACKAGE, obj, architecture)
+    loaded.note = f"{note}; {loaded.note}" if loaded.note else note
+    return loaded
+
+
 _LOADERS: dict[Format, Callable[[Path, Path | None, int], Loaded]] = {
     Format.ONNX: _load_onnx,
     Format.TORCHSCRIPT: _load_torchscript,
     Format.TORCH: _load_torch,
     Format.SAFETENSORS: _load_safetensors,
     Format.PICKLE: _load_pickle,
+    Format.TORCH_PACKAGE: _load_torch_package,
 }
