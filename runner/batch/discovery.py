@@ -21,7 +21,14 @@ from runner.errors import UsageError
 from runner.report import file_digests, root_digest
 from runner.static.manifest import open_regular
 from runner.worker.shared import tree
-from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
+from runner.worker.shared.formats import (
+    CONFIG_SUFFIXES,
+    DIR_READ_LIMIT,
+    Budget,
+    FormatError,
+    ReadLimit,
+    detect,
+)
 
 CONFIG_NAMES = {
     "config.json",
@@ -33,6 +40,7 @@ CONFIG_NAMES = {
 }
 MAX_LIST_BYTES = 1 << 20
 MAX_LIST_NESTING = 8  # lists that name lists
+BATCH_READ_LIMIT = 16 * DIR_READ_LIMIT  # what detecting the batch's files may read in all
 
 
 def _is_model_dir(d: Path) -> bool:
@@ -61,12 +69,17 @@ def _head(p: Path, n: int) -> bytes:
         return f.read(n)
 
 
-def _is_model_file(p: Path) -> bool:
+def _is_model_file(p: Path, budget: Budget | None = None) -> bool:
     """A model by content, or a file that claims to be one (by magic bytes or name) but is
-    damaged: it is evaluated, and its result says why it failed."""
+    damaged: it is evaluated, and its result says why it failed. Past the shared `budget`,
+    files are judged by their claims alone (16 bytes read)."""
     try:
-        detect(p)
-        return True
+        if budget is None or budget.left > 0:
+            detect(p, budget)
+            return True
+    except ReadLimit as e:
+        if e.budget is budget:
+            budget.left = 0  # spent: the files that follow are judged by their claims
     except FormatError:
         pass
     except OSError:
@@ -99,6 +112,7 @@ class _Found:
         self.paths: list[Path] = []
         self.seen: set[str] = set()
         self.lists: set[str] = set()
+        self.budget = Budget(BATCH_READ_LIMIT, "the batch's files")  # detection, all together
 
     def add(self, p: Path) -> None:
         r = os.path.realpath(p)  # never raises, a symlink loop included
@@ -147,7 +161,7 @@ class _Found:
             return False
         if kind in tree.SPECIAL:
             self.add(p)  # never opened here; its evaluation reports it
-        elif p.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(p):
+        elif p.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(p, self.budget):
             self.add(p)
         return False
 
@@ -160,7 +174,7 @@ class _Found:
             )
         if p.is_dir():
             self.walk(p)
-        elif _is_model_file(p):
+        elif _is_model_file(p, self.budget):
             self.add(p)
         elif (lines := _read_list(p)) is not None:
             key = os.path.realpath(p)

@@ -146,7 +146,14 @@ def root_digest(digests: list[FileDigest]) -> str:
 
 def anomalies(path: Path) -> list[str]:
     """What a model directory should not hold, or should hold only with a reason."""
-    from runner.worker.shared.formats import CONFIG_SUFFIXES, FormatError, detect
+    from runner.worker.shared.formats import (
+        CONFIG_SUFFIXES,
+        DIR_READ_LIMIT,
+        Budget,
+        FormatError,
+        ReadLimit,
+        detect,
+    )
 
     try:
         walked = tree.scan(path)
@@ -155,6 +162,7 @@ def anomalies(path: Path) -> list[str]:
     if not stat.S_ISDIR(os.stat(path).st_mode):
         return []
     out = []
+    budget: Budget | None = Budget(DIR_READ_LIMIT, path.name)  # all the files together
     for e in sorted(walked.entries, key=lambda e: e.rel):
         rel, suffix = shown(e.rel), PurePosixPath(e.rel).suffix
         if ".git" in e.rel.split("/"):
@@ -171,9 +179,15 @@ def anomalies(path: Path) -> list[str]:
             out.append(f"{rel}: executable")
         elif suffix == ".py":
             out.append(f"{rel}: Python code")
-        elif suffix.lower() not in CONFIG_SUFFIXES:
+        elif suffix.lower() not in CONFIG_SUFFIXES and budget is not None:
             try:
-                detect(e.path)
+                detect(e.path, budget)
+            except ReadLimit as limit:
+                if limit.budget is budget:
+                    out.append(f"{rel} and what follows: not identified (detection's read bound)")
+                    budget = None
+                else:
+                    out.append(f"{rel}: an unknown file")
             except (FormatError, OSError):
                 out.append(f"{rel}: an unknown file")
         if len(out) >= 100:

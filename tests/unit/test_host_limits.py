@@ -24,8 +24,9 @@ from runner.rules.evaluation import HostFacts, evaluate
 from runner.static import preflight
 from runner.static.tamper import TamperKind
 from runner.static.walking import tree_tamper
-from runner.worker.shared import tree
+from runner.worker.shared import formats, tree
 from tests.hostile import soundness_host_limits as hl
+from tests.unit.test_fuzz_formats import Counting, _eocd
 
 pytestmark = pytest.mark.timeout(120)
 GIB = 1 << 30
@@ -250,3 +251,40 @@ def test_the_child_reports_walk_findings_as_json(tmp_path: Path) -> None:
         timeout=100,
     ).stdout
     assert '"symlink-loop"' in out
+
+
+# --- detection of many files shares one bound ---------------------------------------------------
+
+
+def _claiming_zips(d: Path, n: int) -> None:
+    """`n` sparse files whose end record claims a 12 MiB central directory (each read alone
+    stays under detection's per-file bound; together they would not)."""
+    size = 13 << 20
+    for i in range(n):
+        with (d / f"m{i}.pt").open("wb") as f:
+            f.write(b"PK\x03\x04")
+            f.truncate(size - 22)
+            f.seek(size - 22)
+            f.write(_eocd(12 << 20, size - 22 - (12 << 20), 1))
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    log: list[int] = []
+    real = formats._open
+    monkeypatch.setattr(formats, "_open", lambda p, follow: Counting(real(p, follow), log))
+    return log
+
+
+def test_anomalies_and_discovery_share_one_read_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _claiming_zips(tmp_path, 8)  # 96 MiB of central directories in all
+    log = _counted(monkeypatch)
+    found = anomalies(tmp_path)
+    assert sum(log) <= formats.DIR_READ_LIMIT
+    assert any("not identified (detection's read bound)" in a for a in found), found
+    log.clear()
+    monkeypatch.setattr(discovery, "BATCH_READ_LIMIT", formats.DIR_READ_LIMIT)
+    models = discovery.expand([tmp_path])
+    assert sum(log) <= formats.DIR_READ_LIMIT
+    assert len(models) == 8  # past the bound, each is kept by its claim (zip magic)

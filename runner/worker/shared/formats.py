@@ -62,7 +62,7 @@ class FormatError(ValueError):
 class ReadLimit(FormatError):
     """Detection reached its read bound: the file was not examined to the end."""
 
-    def __init__(self, message: str, budget: _Budget | None = None) -> None:
+    def __init__(self, message: str, budget: Budget | None = None) -> None:
         super().__init__(message)
         self.budget = budget  # the bound reached; None: a header too large to read
 
@@ -75,10 +75,11 @@ class Detection:
     unread: tuple[str, ...] = ()  # files of a directory whose detection reached its bound
 
 
-class _Budget:
-    """Bytes a detection may still read; a child budget charges its parent too."""
+class Budget:
+    """Bytes a detection may still read; a child budget charges its parent too (a caller that
+    detects many files shares one, and tells its own bound by `ReadLimit.budget`)."""
 
-    def __init__(self, limit: int, what: str, parent: _Budget | None = None) -> None:
+    def __init__(self, limit: int, what: str, parent: Budget | None = None) -> None:
         self.left, self.limit, self.what, self.parent = limit, limit, what, parent
 
     def take(self, n: int) -> None:
@@ -106,22 +107,23 @@ def _open(path: Path, follow: bool) -> BinaryIO:
     return os.fdopen(fd, "rb", buffering=0)
 
 
-def _read(f: BinaryIO, n: int, budget: _Budget) -> bytes:
+def _read(f: BinaryIO, n: int, budget: Budget) -> bytes:
     budget.take(n)
     return f.read(n) or b""
 
 
-def detect(path: Path) -> Detection:
-    """Detect the format of a model file or model directory, by content."""
+def detect(path: Path, shared: Budget | None = None) -> Detection:
+    """Detect the format of a model file or model directory, by content; `shared`, a budget
+    the reads are charged to as well."""
     if stat.S_ISDIR(os.stat(path).st_mode):
-        return _detect_dir(path)
-    budget = _Budget(FILE_READ_LIMIT, path.name)
+        return _detect_dir(path, shared)
+    budget = Budget(FILE_READ_LIMIT, path.name, shared)
     with _open(path, follow=True) as f:
         fmt, reason = _detect_file(f, path, budget)
     return Detection(fmt, path, reason)
 
 
-def _detect_file(f: BinaryIO, path: Path, budget: _Budget) -> tuple[Format, str]:
+def _detect_file(f: BinaryIO, path: Path, budget: Budget) -> tuple[Format, str]:
     size = os.fstat(f.fileno()).st_size
     if size == 0:
         raise FormatError(f"{path.name} is empty")
@@ -140,7 +142,7 @@ def _detect_file(f: BinaryIO, path: Path, budget: _Budget) -> tuple[Format, str]
         return Format.TORCH, "legacy torch.save stream"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return Format.PICKLE, f"pickle protocol {head[1]}"
-    if _looks_like_onnx(f, size, _Budget(ONNX_READ_BYTES, path.name, budget)):
+    if _looks_like_onnx(f, size, Budget(ONNX_READ_BYTES, path.name, budget)):
         return Format.ONNX, "ONNX ModelProto fields"
     if path.suffix.lower() in _PICKLE_HINTS and head[:1] in (b"(", b"c", b"]", b"}", b"I", b"S"):
         return Format.PICKLE, "protocol 0/1 pickle"
@@ -150,7 +152,7 @@ def _detect_file(f: BinaryIO, path: Path, budget: _Budget) -> tuple[Format, str]
     )
 
 
-def _detect_zip(f: BinaryIO, path: Path, size: int, budget: _Budget) -> tuple[Format, str]:
+def _detect_zip(f: BinaryIO, path: Path, size: int, budget: Budget) -> tuple[Format, str]:
     names = _zip_names(f, path, size, budget)
     if _is_torch_package(names):  # before TorchScript: a packaged module may live in code/
         return Format.TORCH_PACKAGE, "zip with .data/extern_modules (torch.package)"
@@ -171,7 +173,7 @@ def _damaged(path: Path, why: str) -> FormatError:
     return FormatError(f"{path.name}: a damaged zip archive ({why})")
 
 
-def _central_directory(f: BinaryIO, path: Path, size: int, budget: _Budget) -> tuple[int, int]:
+def _central_directory(f: BinaryIO, path: Path, size: int, budget: Budget) -> tuple[int, int]:
     """(offset, size) of the zip's central directory, from its end records (zip64 followed);
     offsets are corrected for bytes prepended to the archive, as zipfile does."""
     window = min(size, ZIP_TAIL_BYTES)
@@ -207,7 +209,7 @@ def _central_directory(f: BinaryIO, path: Path, size: int, budget: _Budget) -> t
     return cd_offset + concat, cd_size
 
 
-def _zip_names(f: BinaryIO, path: Path, size: int, budget: _Budget) -> list[str]:
+def _zip_names(f: BinaryIO, path: Path, size: int, budget: Budget) -> list[str]:
     start, length = _central_directory(f, path, size, budget)
     f.seek(start)
     cd = _read(f, length, budget)
@@ -240,7 +242,7 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _looks_like_onnx(f: BinaryIO, size: int, budget: _Budget) -> bool:
+def _looks_like_onnx(f: BinaryIO, size: int, budget: Budget) -> bool:
     """Walk the top-level protobuf fields: an ONNX ModelProto has a graph (field 7). Fields are
     read from a small buffer; a length-delimited field past it is skipped by a seek."""
     if size > 64 << 30:
@@ -286,8 +288,8 @@ def _looks_like_onnx(f: BinaryIO, size: int, budget: _Budget) -> bool:
     return 7 in seen and 1 in seen
 
 
-def _detect_dir(path: Path) -> Detection:
-    budget = _Budget(DIR_READ_LIMIT, f"{path.name}/")
+def _detect_dir(path: Path, shared: Budget | None) -> Detection:
+    budget = Budget(DIR_READ_LIMIT, f"{path.name}/", shared)
     found: list[tuple[Format, Path, str]] = []
     unread: list[str] = []
     for e in _tree.scan(path).files:
@@ -298,7 +300,7 @@ def _detect_dir(path: Path) -> Detection:
             with _open(e.path, follow=False) as f:
                 fmt, reason = _detect_file(f, e.path, budget)
         except ReadLimit as limit:
-            if limit.budget is budget:  # the directory's own bound: stop here
+            if limit.budget is budget or limit.budget is shared:  # the directory's: stop here
                 raise
             unread.append(_tree.shown(e.rel))
             continue
