@@ -78,7 +78,7 @@ def _is_model_file(p: Path, budget: Budget | None = None) -> bool:
             detect(p, budget)
             return True
     except ReadLimit as e:
-        if e.budget is budget:
+        if budget is not None and e.budget is budget:
             budget.left = 0  # spent: the files that follow are judged by their claims
     except FormatError:
         pass
