@@ -96,6 +96,7 @@ def hostile_lines(d: Path, marker: str) -> Path:
     infinities, invalid UTF-8, NUL bytes, a wrong-shaped number, 24 MiB without a newline"""
     junk = [
         b"[" * 100_000 + b"]" * 100_000 + b"\n",
+        b"[" * 30_000 + b"]" * 30_000 + b"\n",  # short enough to be read: JSON would recurse
         b"[" + b"9" * 5000 + b', "os.system", [], 0]\n',
         b'[NaN, "open", [], 1]\n[Infinity, "x", [], 2]\n[-1e308, "x", [], 3]\n',
         b'[1.0, "\xff\xfe", [], 4]\n' + b"\x00" * 100 + b"\n",
@@ -115,12 +116,12 @@ def hostile_lines(d: Path, marker: str) -> Path:
 
 
 def flood_writes(d: Path, marker: str) -> Path:
-    """60000 distinct failed opens for writing in scratch (each a traced call and an audit event),
+    """100000 distinct failed opens for writing in scratch (each a traced call and an audit event),
     past the folder's and the audit log's caps, then a shell"""
     return _w(
         d,
         "floodwrites.pkl",
-        "for i in range(60000):\n"
+        "for i in range(100000):\n"
         "    try:\n        os.open('/tmp/nodir/%d' % i, os.O_WRONLY | os.O_CREAT)\n"
         "    except OSError:\n        pass\n" + _shell(marker),
     )

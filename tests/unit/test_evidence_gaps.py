@@ -13,7 +13,7 @@ from runner.policy import Deadline, Policy
 from runner.report import ModelInfo, Report
 from runner.rules import analysis as _analysis
 from runner.rules.audit_log import AuditEvents, AuditRead, parse_audit_log
-from runner.rules.catalog import Verdict
+from runner.rules.catalog import Verdict, verdict
 from runner.rules.evaluation import evaluate, rule_of
 from runner.telemetry import folding
 from runner.telemetry.events import Event, Phase, Source
@@ -59,6 +59,11 @@ def _connect(dt: float, port: int) -> str:
     )
 
 
+def _bind(dt: float, port: int) -> str:
+    addr = f"sin_addr=inet_addr({s('0.0.0.0')})"
+    return line(10, dt, f"bind(3, {{sa_family=AF_INET, sin_port=htons({port}), {addr}}}, 16) = 0")
+
+
 # --- AL901: the worker's word against the tracer's -------------------------------------------
 
 
@@ -82,6 +87,30 @@ def test_an_ip_socket_the_worker_did_not_report_is_suspicious() -> None:
     told = [(T0 + 2, "socket.connect", ["<socket>", "('127.0.0.1', 9)"])]
     report = _analysis.build(collected(worker_start() + _connect(2.0, 9) + worker_exit(), told))
     assert "AL901" not in ids(report)
+
+
+@pytest.mark.parametrize(
+    ("told", "done"),
+    [
+        ((T0 + 2, "os.system", ["sh -c id"]), shell_in_load()),
+        ((T0 + 2, "subprocess.Popen", ["/usr/bin/id", "['id']"]), shell_in_load()),
+        ((T0 + 2, "os.fork", []), line(10, 2.0, "clone(child_stack=NULL, flags=SIGCHLD) = 21")),
+        ((T0 + 2, "socket.connect", ["<socket>", "('127.0.0.1', 9)"]), _connect(2.0, 9)),
+        ((T0 + 2, "socket.getaddrinfo", ["x.invalid", "80"]), _connect(2.0, 53)),
+        ((T0 + 2, "socket.bind", ["<socket>", "('0.0.0.0', 80)"]), _bind(2.0, 80)),
+    ],
+)
+def test_the_tracer_alone_reaches_the_workers_verdict_class(
+    told: tuple[float, str, list[str]], done: str
+) -> None:
+    """Each rule the worker's events trigger, and what the tracer sees of the same act: the
+    host's evidence alone gives a verdict at least as grave."""
+    report = _analysis.build(collected(worker_start() + done + worker_exit(), [told]))
+    worker = [f for f in report.findings if f.source is Source.WORKER]
+    host = [f for f in report.findings if f.source in (Source.TRACER, Source.HOST)]
+    assert worker, report.findings
+    order = [Verdict.CLEAN, Verdict.SUSPICIOUS, Verdict.MALICIOUS]
+    assert order.index(verdict(host, False)) >= order.index(verdict(worker, False))
 
 
 def test_a_quiet_run_with_a_quiet_log_is_clean() -> None:
@@ -214,7 +243,7 @@ def test_folding_is_bounded_and_keeps_every_rule_phase_and_count() -> None:
     kinds = ["file.write", "file.probe", "file.sensitive_read", "process.exec", "file.modify"]
     events = [
         _ev(i, kinds[i % 5], f"/{['tmp', 'etc', 'root', 'bin'][i % 4]}/{i}/f")
-        for i in range(60_000)
+        for i in range(200_000)
     ]
     events += [_ev(1, "process.exec", "/bin/sh")]
     f = folding.Folder(classify=rule_of, exact_limit=100, coarse_limit=50, kind_limit=10)
@@ -228,7 +257,7 @@ def test_folding_is_bounded_and_keeps_every_rule_phase_and_count() -> None:
     assert {(x.rule_id, x.phase, x.source) for x in folded} == whole
     counts = {x.rule_id: x.event_count for x in evaluate(events, _no_facts())}
     assert {x.rule_id: x.event_count for x in folded} == counts
-    assert "AL202" in counts  # the one shell among 60000 events
+    assert "AL202" in counts  # the one shell among 200000 events
 
 
 def test_a_flood_from_one_source_does_not_fold_the_other() -> None:
