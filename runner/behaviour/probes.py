@@ -171,7 +171,7 @@ def run(
     if not fixed:  # the first dimension is free: chunks of rows
         row_bytes = max(1, sum(a[:1].nbytes for a in feed.values()))
         step = max(1, min(n, CHUNK_BYTES // row_bytes))
-    elif len(fixed) == 1 and n % next(iter(fixed)) == 0:
+    elif len(fixed) == 1 and next(iter(fixed)) > 0 and n % next(iter(fixed)) == 0:
         step = next(iter(fixed))  # a fixed batch size: that many rows a call
     else:
         raise InputError(

@@ -14,6 +14,7 @@ one that waits longer than the time given: docs/threat-model.md says so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,8 +43,11 @@ def _dtype(spec: TensorSpecInfo) -> np.dtype[np.generic]:
 
 
 def _shape(spec_shape: list[int], batch: int) -> tuple[int, ...]:
-    dims = [batch if i == 0 and d < 0 else (d if d >= 0 else 4) for i, d in enumerate(spec_shape)]
-    while dims and int(np.prod(dims, dtype=np.int64)) > MAX_ELEMENTS:
+    dims = [
+        batch if i == 0 and d < 0 else (min(d, MAX_ELEMENTS) if d >= 0 else 4)
+        for i, d in enumerate(spec_shape)
+    ]
+    while dims and math.prod(dims) > MAX_ELEMENTS:
         biggest = max(range(len(dims)), key=lambda i: dims[i])
         dims[biggest] = max(1, dims[biggest] // 2)
     return tuple(dims)
