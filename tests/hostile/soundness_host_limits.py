@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import runner
 from runner.controller import sessions
 from tests.fixtures import hostile
 
@@ -255,15 +254,6 @@ def containers(session: str) -> list[str]:
         text=True,
         check=True,
     ).stdout.split()
-
-
-def staged_copy(sb: runner.Sandbox) -> Path | None:
-    """The private copy the host mounted, while the sandbox is open (None: none was made)."""
-    dirs = sb._dirs  # the host side of a running sandbox
-    if dirs is None or not (dirs.root / "model").is_dir():
-        return None
-    found = list((dirs.root / "model").iterdir())
-    return found[0] if found else None
 
 
 def allocated(path: Path) -> int:
