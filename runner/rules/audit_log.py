@@ -1,14 +1,14 @@
 """The worker's audit log, read as hostile input: bounded, never raising, its losses counted.
 
-The worker writes one JSON line per event, `[time, event, [args...], number]`, numbered from 0,
-and, when its own cap drops events, `airlock.audit.dropped` lines with the count so far (see
-runner/worker/audit.py). Everything in the file is the model's to write: the model shares the
-worker's process and the run directory is writable from inside. So the read says what it could
-not take (bytes past MAX_AUDIT_BYTES, lines past MAX_AUDIT_EVENTS, lines too long, too deep or
-not of the shape, a last line cut) and what shows the log was tampered with (missing, not a
-regular file, numbers that skip, restart or are absent): the analysis turns both into findings,
-so a silenced or flooded log keeps the verdict from clean, and the tracer's evidence stands.
-"""
+The worker writes one JSON line per event, `[time, event, [args...], number, pid]`, numbered
+from 0 in each process (a forked child numbers its own), and, when its own cap drops events,
+`airlock.audit.dropped` lines with the count so far (see runner/worker/audit.py). Everything in
+the file is the model's to write: the model shares the worker's process and the run directory is
+writable from inside. So the read says what it could not take (bytes past MAX_AUDIT_BYTES, lines
+past MAX_AUDIT_EVENTS, lines too long, too deep or not of the shape, a last line cut) and what
+shows the log was tampered with (missing, not a regular file, numbers that skip, restart or are
+absent): the analysis turns both into findings, so a silenced or flooded log keeps the verdict
+from clean, and the tracer's evidence stands."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ MAX_LINE_BYTES = 64 << 10  # the writer's lines are far shorter (six arguments o
 DROPPED_EVENT = "airlock.audit.dropped"  # as runner.worker.audit writes it
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _MAX_SEQ = 1 << 62
+MAX_WRITERS = 4096  # processes whose numbering is followed (the pids limit is far lower)
 MAX_ARG_CHARS = 1100  # the writer's arguments: 256 chars, a pickle global's names up to 1024
 
 AuditEvent = tuple[float, str, list[str]]
@@ -138,7 +139,7 @@ def _read(path: Path, r: AuditRead) -> bytes | None:
 
 def _parse(data: bytes, out: AuditEvents) -> None:
     r = out.read
-    expected = 0
+    expected: dict[int | None, int] = {}  # the next number of each writer (pid)
     past_cap: dict[str, int] = {}
     pos, size = 0, len(data)
     while pos < size:
@@ -166,23 +167,28 @@ def _keep(out: AuditEvents, event: AuditEvent, past_cap: dict[str, int]) -> None
     out.append(event)
 
 
-def _line(raw: bytes, out: AuditEvents, expected: int, past_cap: dict[str, int]) -> int:
-    """One line into out; the next line number expected."""
+def _line(
+    raw: bytes, out: AuditEvents, expected: dict[int | None, int], past_cap: dict[str, int]
+) -> dict[int | None, int]:
+    """One line into out; the next line number expected of each writer."""
     r = out.read
     entry = _decode(raw)
     if entry is None:
         r.malformed += 1
         return expected
-    t, name, args, seq = entry
+    t, name, args, seq, pid = entry
     if seq is None:
         r.unnumbered += 1
-    else:
+    elif pid in expected or len(expected) < MAX_WRITERS:
         r.numbered += 1
-        if seq > expected:
-            r.missing_numbers += seq - expected
-        elif seq < expected:
+        want = expected.get(pid, 0)
+        if seq > want:
+            r.missing_numbers += seq - want
+        elif seq < want:
             r.out_of_order += 1
-        expected = max(expected, seq + 1)
+        expected[pid] = max(want, seq + 1)
+    else:  # more writers than a model's processes could be: not the worker's
+        r.unnumbered += 1
     if name == DROPPED_EVENT:
         count = args[0] if args else ""
         if count.isdigit() and len(count) <= 18:
@@ -192,8 +198,9 @@ def _line(raw: bytes, out: AuditEvents, expected: int, past_cap: dict[str, int])
     return expected
 
 
-def _decode(raw: bytes) -> tuple[float, str, list[str], int | None] | None:
-    """`[time, name, [args], number]` (the number may be absent), or None for anything else."""
+def _decode(raw: bytes) -> tuple[float, str, list[str], int | None, int | None] | None:
+    """`[time, name, [args], number, pid]` (number and pid may be absent), or None for anything
+    else."""
     shape = _STRINGS.sub(b"", raw)
     if shape.count(b"[") > 2 or b"{" in shape:  # deeper than the shape: never parsed
         return None
@@ -201,10 +208,13 @@ def _decode(raw: bytes) -> tuple[float, str, list[str], int | None] | None:
         entry = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
         return None
-    if not isinstance(entry, list) or len(entry) not in (3, 4):
+    if not isinstance(entry, list) or len(entry) not in (3, 4, 5):
         return None
     t, name, args = entry[0], entry[1], entry[2]
-    seq = entry[3] if len(entry) == 4 else None
+    seq = entry[3] if len(entry) >= 4 else None
+    pid = entry[4] if len(entry) == 5 else None
+    if pid is not None and (type(pid) is not int or not 0 < pid < 1 << 32):
+        return None
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
         return None
     if not isinstance(name, str) or not isinstance(args, list):
@@ -217,4 +227,4 @@ def _decode(raw: bytes) -> tuple[float, str, list[str], int | None] | None:
         ]
     except ValueError:  # a number too long to print
         return None
-    return float(t), untrusted_text(name, 64), text_args, seq
+    return float(t), untrusted_text(name, 64), text_args, seq, pid

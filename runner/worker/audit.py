@@ -3,13 +3,12 @@
 Self-reported: the model runs in this same process and could forge or hide events, so the host
 labels them as the worker's word and never relies on them alone. Each event is appended, as it
 happens, to a JSON-lines file in the host-mounted run directory, so events survive a worker that
-is killed mid-call; the file is bounded. A line is `[time, event, [args], number]`, numbered
-from 0, and events the bound drops are counted in `airlock.audit.dropped` lines written in room
-kept for them, so the host can tell a log cut, rewritten or full from a quiet one. Recording is
-switched on only around the model's own code (deserialization and inference), after the
-libraries a format needs have been imported, so library start-up does not read as model
-behaviour.
-"""
+is killed mid-call; the file is bounded. A line is `[time, event, [args], number, pid]`,
+numbered from 0 in each process, and events the bound drops are counted in
+`airlock.audit.dropped` lines written in room kept for them, so the host can tell a log cut,
+rewritten or full from a quiet one. Recording is switched on only around the model's own code
+(deserialization and inference), after the libraries a format needs have been imported, so
+library start-up does not read as model behaviour."""
 
 from __future__ import annotations
 
@@ -129,6 +128,7 @@ _log: Any = None
 _log_bytes = 0
 _dropped = 0
 _seq = 0  # each line's number: lines removed or rewritten leave a gap the host sees
+_pid = os.getpid()  # numbering is per process: a forked child numbers its own lines
 _recording = False
 _local = threading.local()
 _lock = threading.Lock()
@@ -213,16 +213,17 @@ def _locked(fn: Any, *args: Any) -> None:
         _lock.release()
 
 
-def _new_lock() -> None:
-    global _lock
+def _after_fork() -> None:
+    global _lock, _seq, _pid
     _lock = threading.Lock()  # a child of fork() gets a lock no thread of its own holds
+    _seq, _pid = 0, os.getpid()
 
 
-os.register_at_fork(after_in_child=_new_lock)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _line(event: str, args: list[str]) -> str:
-    return json.dumps([time.time(), event, args, _seq]) + "\n"  # ASCII: chars are bytes
+    return json.dumps([time.time(), event, args, _seq, _pid]) + "\n"  # ASCII: chars are bytes
 
 
 def _emit(line: str) -> None:

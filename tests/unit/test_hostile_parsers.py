@@ -170,6 +170,19 @@ def test_numbering_shows_lines_removed_rewritten_or_forged(tmp_path: Path) -> No
     assert len(r.tampered()) == 3
 
 
+def test_each_process_numbers_its_own_lines(tmp_path: Path) -> None:
+    # a forked child numbers its lines from 0 under its pid: no line reads as rewritten
+    data = b"".join(
+        json.dumps([T0, "open", [f"/tmp/{pid}-{i}", "w"], i, pid]).encode() + b"\n"
+        for i in range(3)
+        for pid in (100, 101)
+    )
+    data += json.dumps([T0, "open", ["/tmp/x", "w"], 9, 101]).encode() + b"\n"
+    events, _ = parse_audit_log(_log(tmp_path, data))
+    r = events.read
+    assert len(events) == 7 and r.out_of_order == 0 and r.missing_numbers == 6
+
+
 def test_the_writers_drop_records_and_the_event_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
