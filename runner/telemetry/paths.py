@@ -35,6 +35,9 @@ from typing import Protocol
 
 MAX_INPUT = 8192  # characters of a path read (PATH_MAX is 4096; strace prints paths in full)
 MAX_HOPS = 40  # links followed in one walk, as the kernel's MAXSYMLINKS
+# characters of prefixes built to look links up, per walk: a path of thousands of components
+# all named like a link would cost the host quadratic time; past this the path is unknown
+MAX_LOOKUP_CHARS = 1 << 16
 
 # Links every container of the image has (the image is Debian's; the kernel makes /proc's).
 STATIC_LINKS = {
@@ -45,6 +48,7 @@ STATIC_LINKS = {
     "/var/run": "/run",
     "/var/lock": "/run/lock",
 }
+_STATIC_NAMES = frozenset(p.rsplit("/", 1)[1] for p in STATIC_LINKS)
 
 
 class Context(Protocol):
@@ -57,6 +61,10 @@ class Context(Protocol):
     def group_of(self, pid: int) -> int | None: ...
 
     def link(self, path: str) -> str | None: ...
+
+    def is_link_name(self, name: str) -> bool:
+        """Whether some known link is named `name` (a cheap test before `link`)."""
+        ...
 
 
 class NoContext:
@@ -73,6 +81,9 @@ class NoContext:
 
     def link(self, path: str) -> str | None:
         return None
+
+    def is_link_name(self, name: str) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ class _Walk:
         self.follow = follow
         self.known = True
         self.hops = 0
+        self.budget = MAX_LOOKUP_CHARS
         self.group = ctx.group_of(pid) or pid
 
     def run(self, path: str, base: str | None, base_label: str) -> Resolved:
@@ -186,7 +198,14 @@ class _Walk:
         """Where the walk goes on from the component just added, if it is a link."""
         if stack[0] == "proc" and len(stack) in (3, 4):
             return self._proc_link(stack)
+        name = stack[-1]
+        if name not in _STATIC_NAMES and not self.ctx.is_link_name(name):
+            return None
+        if self.budget <= 0:
+            self.known = False  # too many lookups to follow: what it reaches is not known
+            return None
         here = "/" + "/".join(stack)
+        self.budget -= len(here)
         target = STATIC_LINKS.get(here)
         if target is None and len(stack) > 1:
             target = self.ctx.link(here)

@@ -70,6 +70,7 @@ class State:
         self.fs: dict[int, _Fs] = {}
         self.parents: dict[int, int] = {}
         self.links: dict[str, str] = {}
+        self.link_names: set[str] = set()  # every name a link has had (a superset: a filter)
         self.problems: dict[str, int] = {}
         self.move_work = 0
         if first is not None:
@@ -92,6 +93,9 @@ class State:
 
     def link(self, path: str) -> str | None:
         return self.links.get(path)
+
+    def is_link_name(self, name: str) -> bool:
+        return name in self.link_names
 
     # --- processes ----------------------------------------------------------------------------
 
@@ -203,6 +207,7 @@ class State:
             self._problem("symlinks beyond the tracker's cap")
             return
         self.links[path] = target[: paths.MAX_INPUT]
+        self.link_names.add(path.rsplit("/", 1)[-1])
 
     def removed(self, path: str) -> None:
         self.links.pop(path, None)
@@ -216,6 +221,7 @@ class State:
             self._problem("renames beyond what the tracker follows")
             return
         self.links = {_moved(k, old, new): v for k, v in self.links.items()}
+        self.link_names.update(k.rsplit("/", 1)[-1] for k in self.links)
         for table in {id(t): t for t in self.tables.values()}.values():
             for e in table.fds.values():
                 if e.kind == "file" and e.known:

@@ -243,6 +243,53 @@ a.close()
 b.close()
 """
 
+# SysV message queue: msgsnd to a private queue, then the queue removed
+SYSV_MSGSND = (
+    LIBC
+    + """
+q = libc.msgget(0, 0o600 | 0o1000)  # IPC_PRIVATE, IPC_CREAT
+if q >= 0:
+    buf = ctypes.create_string_buffer(ctypes.sizeof(ctypes.c_long) + 11)
+    ctypes.memmove(buf, ctypes.byref(ctypes.c_long(1)), ctypes.sizeof(ctypes.c_long))
+    buf[ctypes.sizeof(ctypes.c_long):] = b"exfiltrated"
+    libc.msgsnd(q, buf, 11, 0o4000)  # IPC_NOWAIT
+    libc.msgctl(q, 0, None)  # IPC_RMID
+"""
+)
+
+# POSIX message queue: mq_send (the mq_timedsend syscall), then the queue unlinked
+POSIX_MQ_SEND = (
+    LIBC
+    + """
+libc.mq_open.restype = ctypes.c_int
+name = b"/__NAME__"
+q = libc.mq_open(name, os.O_CREAT | os.O_WRONLY, 0o600, None)
+if q >= 0:
+    libc.mq_send(q, b"exfiltrated", 11, 0)
+    libc.mq_close(q)
+    libc.mq_unlink(name)
+"""
+)
+
+# the new mount API and unshare: what a path means, refused by the tracer
+NEW_MOUNT_API = (
+    LIBC
+    + """
+sys_(428, -100, b"/airlock/run", 1)  # open_tree(AT_FDCWD, "/airlock/run", OPEN_TREE_CLONE)
+sys_(430, b"tmpfs", 0)  # fsopen("tmpfs", 0)
+libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS
+"""
+)
+
+SETUID_ROOT = """
+import os
+for f in (os.setuid, os.setgid):
+    try:
+        f(0)
+    except OSError:
+        pass
+"""
+
 
 def _code(name: str, code: str, **subs: str) -> Callable[[Path, str], Path]:
     def build(d: Path, marker: str) -> Path:
@@ -358,4 +405,15 @@ PATHS = [
         "AL305",
     ),
 ]
-TRACER_CORPUS = SENDS + REACHES + FILELESS + PATHS
+OTHERS = [
+    _fx("sysv msgsnd", "msgsnd to a SysV message queue", _code("msgsnd", SYSV_MSGSND), "AL106"),
+    _fx("posix mq_send", "mq_send to a POSIX message queue", _code("mq", POSIX_MQ_SEND), "AL106"),
+    _fx(
+        "new mount api",
+        "open_tree, fsopen and unshare (refused)",
+        _code("mountapi", NEW_MOUNT_API),
+        "AL402",
+    ),
+    _fx("setuid root", "setuid(0) and setgid(0)", _code("setuid", SETUID_ROOT), "AL401"),
+]
+TRACER_CORPUS = SENDS + REACHES + FILELESS + PATHS + OTHERS

@@ -100,6 +100,19 @@ PROOF: dict[str, Callable[[Report, str], bool]] = {
     "dirfd run write": _path_in("file.write", "/airlock/run/NAME"),
     "task cwd write": _path_in("file.write", "/airlock/run/NAME"),
     "symlink run write": _path_in("file.write", "/airlock/run/NAME"),
+    "sysv msgsnd": lambda r, _: any(
+        e.detail.get("syscall") == "msgsnd" for e in _events(r, "net.ipc")
+    ),
+    "posix mq_send": lambda r, _: any(
+        e.detail.get("syscall") == "mq_timedsend" for e in _events(r, "net.ipc")
+    ),
+    "new mount api": lambda r, _: (
+        {"open_tree", "fsopen", "unshare"}
+        <= {
+            str(e.detail.get("syscall")) for e in _events(r, "priv.escape") if e.result == "refused"
+        }
+    ),
+    "setuid root": lambda r, _: len(_events(r, "priv.setid")) >= 2,
 }
 
 

@@ -52,6 +52,9 @@ class Ctx:
     def link(self, path: str) -> str | None:
         return self.links.get(path)
 
+    def is_link_name(self, name: str) -> bool:
+        return any(k.rsplit("/", 1)[-1] == name for k in self.links)
+
 
 contexts = st.builds(
     Ctx,

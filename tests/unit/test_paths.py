@@ -30,6 +30,9 @@ class Ctx:
     def link(self, path: str) -> str | None:
         return self.links.get(path)
 
+    def is_link_name(self, name: str) -> bool:
+        return any(k.rsplit("/", 1)[-1] == name for k in self.links)
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
@@ -97,13 +100,16 @@ def test_symlinks_the_model_made_are_followed_like_the_kernel() -> None:
 
 def test_bounds_and_bad_input() -> None:
     assert not normalise("/a" * paths.MAX_INPUT).known
+    # thousands of components all named like a link: the lookups are bounded, the path unknown
+    deep = normalise("/tmp" + "/l" * 4000, 10, Ctx(links={"/tmp/x/l": "/"}))
+    assert not deep.known and deep.path.startswith("/tmp/l/l")
     assert normalise("").path == "/"
     assert paths.is_under("/airlock/run/x", "/airlock/run")
     assert not paths.is_under("/airlock/running", "/airlock/run")
 
 
 class _Broken(Ctx):
-    def link(self, path: str) -> str | None:
+    def group_of(self, pid: int) -> int | None:
         raise RuntimeError("a context that misbehaves")
 
 
