@@ -77,6 +77,8 @@ class AuditRead:
             return ["the audit log is missing (the worker creates it before any model code)"]
         if self.not_regular:
             return [f"the audit log was replaced: {self.not_regular}"]
+        if self.lines and not self.numbered:
+            return [f"none of its {self.lines} line(s) is a numbered line of the worker's"]
         counts = [
             (self.missing_numbers, "numbered line(s) missing (removed, cut or rewritten)"),
             (self.out_of_order, "line number(s) out of order (rewritten or forged)"),

@@ -140,6 +140,15 @@ def test_a_renumbered_log_and_a_full_log_are_findings_with_counts(tmp_path: Path
     assert any(e.startswith("1 line(s) that do not parse") for e in by_id(report, "AL903"))
 
 
+def test_a_log_of_nothing_but_garbage_is_lost_not_just_incomplete(tmp_path: Path) -> None:
+    p = tmp_path / "audit.jsonl"
+    p.write_bytes(b"\x00garbage\n" * 5)
+    events, _ = parse_audit_log(p)
+    report = _analysis.build(collected(worker_start() + worker_exit(), events))
+    assert {"AL902", "AL903"} <= ids(report)
+    assert any("none of its 5 line(s)" in e for e in by_id(report, "AL902"))
+
+
 @pytest.mark.parametrize(
     "call",
     [
