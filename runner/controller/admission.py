@@ -29,7 +29,8 @@ from runner.static import preflight
 from runner.worker.shared.formats import Format
 
 FORMAT_HINT = (
-    "pass an ONNX, TorchScript, torch.save, safetensors or pickle file, or a model directory"
+    "pass an ONNX, TorchScript, torch.save, torch.package, safetensors or pickle file, or a "
+    "model directory"
 )
 
 

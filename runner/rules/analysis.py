@@ -23,7 +23,7 @@ from runner.report import (
     TracerInfo,
 )
 from runner.rules import catalog as rules
-from runner.rules import evaluation, gaps
+from runner.rules import cost, evaluation, gaps
 from runner.rules.audit_log import MAX_AUDIT_BYTES, MAX_AUDIT_EVENTS, AuditEvents, parse_audit_log
 from runner.static import tamper as _static
 from runner.telemetry import events as telemetry
@@ -175,6 +175,7 @@ def _host_facts(
         output_flood=c.output_flood,
         static_imports=tuple(c.static_imports),
         gaps=found_gaps,
+        load_cost=cost.load_cost(c.samples, c.model.size_bytes),
         **_integrity_facts(c.integrity),
     )
 
@@ -254,7 +255,7 @@ def _integrity_facts(i: Integrity | None) -> dict[str, Any]:
     }
 
 
-STATIC_IMPORT_RULES = {"AL611", "AL612"}
+STATIC_IMPORT_RULES = {"AL611", "AL612", "AL614", "AL616", "AL623", "AL624"}
 DYNAMIC_CODE_RULES = {"AL201", "AL202", "AL601", "AL603", "AL605"}
 
 

@@ -147,8 +147,8 @@ def _detect_file(f: BinaryIO, path: Path, budget: Budget) -> tuple[Format, str]:
     if path.suffix.lower() in _PICKLE_HINTS and head[:1] in (b"(", b"c", b"]", b"}", b"I", b"S"):
         return Format.PICKLE, "protocol 0/1 pickle"
     raise FormatError(
-        f"{path.name}: not a recognised model (ONNX, TorchScript, torch.save, safetensors "
-        "or pickle)"
+        f"{path.name}: not a recognised model (ONNX, TorchScript, torch.save, torch.package, "
+        "safetensors or pickle)"
     )
 
 
