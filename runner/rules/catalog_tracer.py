@@ -103,6 +103,7 @@ PRIVILEGE: tuple[Row, ...] = (
         "Tracer evasion attempted",
         "CRITICAL",
         "tracer: io_uring_setup/enter/register, whose operations no syscall tracer sees "
-        "(refused by the tracer)",
+        "(refused by the tracer); a process killed by SIGSYS for a 32-bit (int 0x80) or x32 "
+        "syscall, which the seccomp profile does not admit",
     ),
 )

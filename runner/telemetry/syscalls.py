@@ -106,6 +106,8 @@ def tracer_events(
             continue
         if event is not None and phase is not Phase.STARTUP:
             folder.add(event)
+    for event in _seccomp_kills(trace, clock):
+        folder.add(event)
     if failed:
         state.problems[f"call(s) the tracer's reader could not follow ({failed})"] = failed
     for what, count in sorted(state.problems.items()):
@@ -120,3 +122,32 @@ def tracer_events(
                 detail={"problem": what},
             )
         )
+
+
+def _seccomp_kills(trace: _strace.Trace, clock: PhaseClock) -> list[Event]:
+    """SIGSYS: the seccomp profile killed (or trapped) a call it does not admit, a 32-bit
+    (int 0x80) or x32 one, whose names the traced set would not know. Nothing of Airlock's own
+    makes one."""
+    hits = [
+        (x.pid, x.time, "killed by SIGSYS") for x in trace.exits.values() if x.signal == "SIGSYS"
+    ]
+    hits += [(d.pid, d.time, "sent SIGSYS") for d in trace.signals if d.signal == "SIGSYS"]
+    out = []
+    for pid, t, what in hits[:1000]:
+        phase = clock.at(t)
+        if phase is Phase.STARTUP:
+            continue
+        summary = f"pid {pid} {what}: a syscall of another ABI (int 0x80, x32), refused"
+        out.append(
+            Event(
+                time=t,
+                phase=phase,
+                source=Source.TRACER,
+                kind="priv.evasion",
+                summary=summary,
+                pid=pid,
+                result="killed",
+                detail={"signal": "SIGSYS"},
+            )
+        )
+    return out

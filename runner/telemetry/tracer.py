@@ -29,6 +29,7 @@ files          files written, sensitive reads, probes     file.write/.probe/    
 modify         files changed (rename, unlink, chmod, ...) file.modify            AL301 AL302 AL305
 reach-refused  another process's memory or descriptors    process.reach          AL203
 evasion        io_uring: calls the tracer would not see   priv.evasion           AL405
+               (and SIGSYS exits: another ABI's calls)
 escape         privilege and escape (mount, unshare, ...) priv.escape            AL402
 
 The last three are refused: recorded, answered EPERM, never run.

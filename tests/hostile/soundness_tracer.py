@@ -291,6 +291,24 @@ for f in (os.setuid, os.setgid):
 """
 
 
+# a syscall of another ABI, from a child: int 0x80 (32-bit getpid) or x32 (getpid | 0x40000000),
+# whose names the traced set would not know; the profile admits x86_64 calls only
+OTHER_ABI = """
+import subprocess, sys
+CHILD = '''
+import ctypes, mmap
+m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+m.write(bytes.fromhex("__CODE__"))
+ctypes.CFUNCTYPE(ctypes.c_long)(ctypes.addressof(ctypes.c_char.from_buffer(m)))()
+'''
+try:  # a fresh interpreter: a fork of the worker may deadlock in its libraries' locks
+    subprocess.run([sys.executable, "-I", "-c", CHILD], timeout=20, capture_output=True)
+except (OSError, subprocess.SubprocessError):
+    pass
+"""
+ABI_CODE = {"int80": "53b814000000cd805bc3", "x32": "b8270000400f05c3"}
+
+
 def _code(name: str, code: str, **subs: str) -> Callable[[Path, str], Path]:
     def build(d: Path, marker: str) -> Path:
         text = code.replace("__MARKER__", marker).replace("__NAME__", Path(marker).name)
@@ -415,5 +433,17 @@ OTHERS = [
         "AL402",
     ),
     _fx("setuid root", "setuid(0) and setgid(0)", _code("setuid", SETUID_ROOT), "AL401"),
+    _fx(
+        "int 0x80",
+        "a 32-bit syscall (int 0x80) in a child",
+        _code("i386", OTHER_ABI, CODE=ABI_CODE["int80"]),
+        "AL405",
+    ),
+    _fx(
+        "x32 syscall",
+        "an x32 syscall in a child",
+        _code("x32", OTHER_ABI, CODE=ABI_CODE["x32"]),
+        "AL405",
+    ),
 ]
 TRACER_CORPUS = SENDS + REACHES + FILELESS + PATHS + OTHERS

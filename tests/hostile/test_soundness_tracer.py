@@ -113,6 +113,12 @@ PROOF: dict[str, Callable[[Report, str], bool]] = {
         }
     ),
     "setuid root": lambda r, _: len(_events(r, "priv.setid")) >= 2,
+    "int 0x80": lambda r, _: any(
+        e.detail.get("signal") == "SIGSYS" for e in _events(r, "priv.evasion")
+    ),
+    "x32 syscall": lambda r, _: any(
+        e.detail.get("signal") == "SIGSYS" for e in _events(r, "priv.evasion")
+    ),
 }
 
 

@@ -71,3 +71,13 @@ def test_a_call_no_handler_could_read_is_counted_not_lost(monkeypatch: pytest.Mo
     log = line(10, 0.0, f"execve({s('/w')}, [], 0x1) = 0") + line(10, 2.0, "kill(1, 0) = 0")
     untracked = [e for e in _run(log) if e.kind == "tracer.untracked"]
     assert untracked and "could not follow (1)" in untracked[0].summary
+
+
+def test_a_process_killed_by_sigsys_is_tracer_evasion() -> None:
+    # the profile admits x86_64 calls only: a 32-bit or x32 one kills its process with SIGSYS
+    log = line(10, 0.0, f"execve({s('/w')}, [], 0x1) = 0")
+    log += line(10, 2.0, "clone(child_stack=NULL, flags=SIGCHLD) = 20")
+    log += line(20, 2.1, "+++ killed by SIGSYS (core dumped) +++")
+    evasion = [e for e in _run(log) if e.kind == "priv.evasion"]
+    assert evasion and evasion[0].pid == 20 and evasion[0].phase is Phase.LOAD
+    assert "AL405" in {f.rule_id for f in evaluate(evasion, HostFacts())}
