@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from runner.rules.analysis import Collected
 
 AUDIT_LOG = "/airlock/run/audit.jsonl"  # runner.controller.launch.CONTAINER_AUDIT_LOG
-_EVIDENCE_PATH = re.compile(r"^(/airlock/run/audit\.jsonl|/airlock/trace/.*|/proc/[^/]+/fd/.*)$")
+# a descriptor path other than the standard streams (writing /dev/stdout is no tampering)
+_EVIDENCE_PATH = re.compile(
+    r"^(/airlock/run/audit\.jsonl|/airlock/trace/.*|/proc/[^/]+/fd/(?![012]$).+)$"
+)
 _ACTIVE = (Phase.LOAD, Phase.INFER)
 
 # What the tracer sees the model do (tracer kinds), and the worker's events that report it (a
@@ -44,7 +47,15 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (_PROCESS, ("process.exec", "process.fork")),
     (
         _NETWORK,
-        ("net.connect", "net.sendto", "net.sendmmsg", "net.bind", "net.listen", "net.lookup"),
+        (
+            "net.connect",
+            "net.sendto",
+            "net.sendmsg",
+            "net.sendmmsg",
+            "net.bind",
+            "net.listen",
+            "net.lookup",
+        ),
     ),
     (_WRITE, ("file.write", "file.modify")),
     (_SIGNAL, ("signal.send",)),
