@@ -8,9 +8,7 @@ nothing outside /tmp, and bounds its loops and allocations.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ import numpy as np
 import runner
 from runner.controller import sessions
 from tests.fixtures import hostile
+from tests.hostile.test_corpus import _containers, _snapshot
 
 # what must never reach a terminal: ESC, the other C0 controls but newline, DEL, C1 (as UTF-8),
 # bidi controls and line separators (as UTF-8)
@@ -172,24 +171,7 @@ def pickle_of(code: str) -> Callable[[Path], Path]:
 
 # --- containment, seen from the host ------------------------------------------------------------
 
-
-def snapshot(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            out[str(p)] = "link:" + str(p.readlink())
-        elif p.is_file():
-            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
-def containers(session: str) -> list[str]:
-    return subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=airlock.session={session}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+snapshot, containers = _snapshot, _containers  # one implementation: tests/hostile/test_corpus.py
 
 
 def leftovers(session: str) -> list[str]:
