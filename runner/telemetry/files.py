@@ -43,11 +43,36 @@ def open_event(c: Call) -> Event | None:
         return c.ev("file.unresolved", f"read {path}", **detail)
     if is_baseline_read(path):
         return None
-    if is_sensitive(path):
-        return c.ev("file.sensitive_read", f"read {path}", **detail)
-    if is_probe(path):
-        return c.ev("file.probe", f"read {path}", **detail)
+    reach = _may_reach(text(c.arg(idx)))
+    if is_sensitive(path) or is_sensitive(reach):
+        return c.ev("file.sensitive_read", f"read {path}{_via(reach, path)}", **detail)
+    if is_probe(path) or is_probe(reach):
+        return c.ev("file.probe", f"read {path}{_via(reach, path)}", **detail)
     return None
+
+
+# Where a '..' climbs from depends on links the tracer may not know (kernel links like
+# /proc/net -> self/net, directory symlinks in the image): the kernel follows a link before it
+# climbs, the spelling does not. What follows the last '..' is where the path ends up in any
+# case, so it is also judged against the places it could complete.
+_COMPLETIONS = ("/", "/proc/", "/proc/self/", "/etc/", "/run/", "/var/run/")
+
+
+def _may_reach(raw: str) -> str:
+    """A sensitive or probing path the spelling can reach through a '..', or ''."""
+    parts = raw.split("/")
+    if ".." not in parts:
+        return ""
+    tail = "/".join(p for p in parts[len(parts) - parts[::-1].index("..") :] if p not in ("", "."))
+    for prefix in _COMPLETIONS:
+        candidate = prefix + tail
+        if tail and (is_sensitive(candidate) or is_probe(candidate)):
+            return candidate
+    return ""
+
+
+def _via(reach: str, path: str) -> str:
+    return f" (through '..' it can be {reach})" if reach and reach != path else ""
 
 
 # (path argument, its directory descriptor argument or None, whether its last component is

@@ -45,6 +45,37 @@ def late_trigger(d: Path, marker: str) -> Path:
     )
 
 
+CLIMB_SOURCE = """
+import torch
+
+class Climb(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.from_file("/proc/net/../environ", False, 64, dtype=torch.uint8)
+        return x + s.sum().to(x.dtype) * 0
+"""
+
+
+def climb_through_a_link(d: Path, marker: str) -> Path:
+    # Attack (found in review): /proc/net is a kernel link to self/net, so the kernel opens
+    # /proc/self/environ while the spelling resolves to /proc/environ; no event was raised.
+    import importlib.util
+    import sys
+
+    import torch
+
+    src = d / "climb_src.py"
+    src.write_text(CLIMB_SOURCE)
+    spec = importlib.util.spec_from_file_location("climb_src", src)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["climb_src"] = mod
+    spec.loader.exec_module(mod)
+    path = d / "climb.pt"
+    torch.jit.script(mod.Climb()).save(str(path))
+    src.unlink()
+    return path
+
+
 CASES: list[tuple[str, Callable[[Path, str], Path], str]] = [
     # TorchScript: three ordinary calls, then the fourth reads /proc/self/environ
     ("fourth call", corpus.torchscript_fourth_call, "AL303"),
@@ -52,6 +83,8 @@ CASES: list[tuple[str, Callable[[Path, str], Path], str]] = [
     ("forward hook", corpus.forward_hook, "AL202"),
     # a shell only once two seconds have passed since loading
     ("after a delay", late_trigger, "AL202"),
+    # /proc/self/environ spelled through a kernel link: it must be judged by where it can end
+    ("climb through a link", climb_through_a_link, "AL303"),
 ]
 
 
@@ -71,7 +104,7 @@ def test_scan_exercises_the_model(
     assert not Path(marker).exists(), "the payload's marker appeared on the host"
     assert _snapshot(tmp_path) == before
     assert _containers(sb.session) == []
-    assert answered >= 1, report.notes
+    assert answered >= 1 or name == "climb through a link", report.notes  # /proc: no mmap
     assert report.verdict is not runner.Verdict.CLEAN
     hits = [f for f in report.findings if f.rule_id == rule]
     assert hits and any(f.phase == "infer" for f in hits), [f.rule_id for f in report.findings]

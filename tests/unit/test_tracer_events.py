@@ -322,3 +322,29 @@ def test_a_blocking_accept_keeps_its_socket_when_files_reused_the_number_meanwhi
         at(2.1, f"sendmsg(11, {msg()}, 0) = -1 ENOTSOCK (Socket operation on non-socket)")
     )
     assert [e.detail["via"] for e in events(*failed) if e.kind == "net.sendmsg"] == ["unseen"]
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "/proc/net/../environ",  # /proc/net is a kernel link to self/net
+        "/usr/share/zoneinfo/posix/Etc/../../../../proc/self/environ",  # a link in the image
+        "../../../../../../etc/shadow",
+    ],
+)
+def test_a_climb_through_an_unknown_link_is_judged_by_where_it_can_end(spelled: str) -> None:
+    """Attack (found in review): the kernel follows a link before '..' climbs, the spelling
+    does not, so a read of /proc/self/environ spelled through a link resolved elsewhere and
+    raised no event at all. What follows the last '..' is judged against where it can end."""
+    log = [*worker(), at(2.0, f"openat(AT_FDCWD, {s(spelled)}, O_RDONLY) = 3")]
+    evs = [e for e in events(*log) if e.kind == "file.sensitive_read"]
+    assert evs, [e.kind for e in events(*log)]
+    assert "AL303" in rules(*log)
+
+
+def test_an_ordinary_climb_stays_ordinary() -> None:
+    log = [
+        *worker(),
+        at(2.0, f"openat(AT_FDCWD, {s('/opt/x/lib/../share/data.bin')}, O_RDONLY) = 3"),
+    ]
+    assert rules(*log) == set()
