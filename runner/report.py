@@ -47,6 +47,41 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CodeFile(_Model):
+    path: str = Field(description="relative to the repository")
+    sha256: str
+    imports: list[str] = Field(
+        default_factory=list,
+        description="modules its import statements name, read from the syntax tree (never run)",
+    )
+
+
+class HfInfo(_Model):
+    """What the host read of a Hugging Face repository: bounded, validated JSON only."""
+
+    repo_id: str = Field(default="", description="ORG/NAME, when it came from a cache")
+    revision: str = Field(default="", description="the cache snapshot's commit hash")
+    model_type: str = ""
+    architectures: list[str] = Field(default_factory=list)
+    task: str = Field(
+        default="",
+        description="embedding, classification, causal-lm or hidden-states, from architectures",
+    )
+    weights: list[str] = Field(default_factory=list, description="weight files, shards included")
+    tokenizer: bool = Field(default=False, description="tokenizer files are present")
+    remote_code: bool = Field(
+        default=False, description="config.json or tokenizer_config.json has an auto_map"
+    )
+    code_files: list[CodeFile] = Field(default_factory=list)
+    adapter: dict[str, str] = Field(
+        default_factory=dict,
+        description="a PEFT adapter's peft_type and base_model_name_or_path, when it is one",
+    )
+    problems: list[str] = Field(
+        default_factory=list, description="JSON files that could not be read, and why"
+    )
+
+
 class ModelInfo(_Model):
     path: str
     format: str
@@ -65,6 +100,7 @@ class ModelInfo(_Model):
         ".py files, .git content, empty and unknown files in a model "
         "directory",
     )
+    huggingface: HfInfo | None = None
 
 
 class TensorSpecInfo(_Model):

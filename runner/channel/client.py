@@ -52,6 +52,16 @@ _METHODS = ("Health", "Prepare", "Load", "Describe", "Infer", "Shutdown")
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """How the worker loads: what the caller chose (runner.controller.sandbox.Sandbox)."""
+
+    trust_remote_code: bool = False  # a Hugging Face repository may run the code it ships
+    state_key: str = ""  # the key a training checkpoint holds its weights under
+    non_strict: bool = False  # load_state_dict(strict=False) for an architecture file
+    base_path: str = ""  # a base model, inside the container, for an adapter
+
+
+@dataclass(frozen=True)
 class LoadInfo:
     format: str
     can_infer: bool
@@ -119,9 +129,23 @@ class WorkerClient:
         request = pb.PrepareRequest(model_path=model_path, format=fmt)
         self._call("Prepare", request, pb.PrepareReply, timeout_s)
 
-    def load(self, model_path: str, fmt: str, architecture_path: str, timeout_s: float) -> LoadInfo:
+    def load(
+        self,
+        model_path: str,
+        fmt: str,
+        architecture_path: str,
+        timeout_s: float,
+        options: LoadOptions | None = None,
+    ) -> LoadInfo:
+        o = options or LoadOptions()
         request = pb.LoadRequest(
-            model_path=model_path, format=fmt, architecture_path=architecture_path
+            model_path=model_path,
+            format=fmt,
+            architecture_path=architecture_path,
+            trust_remote_code=o.trust_remote_code,
+            state_key=o.state_key,
+            non_strict=o.non_strict,
+            base_path=o.base_path,
         )
         r = self._call("Load", request, pb.LoadReply, timeout_s)
         seconds = float(r.load_seconds)

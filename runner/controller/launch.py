@@ -37,6 +37,7 @@ class Mounts:
     binds: list[engine.BindMount]
     model_target: str  # "" for a pre-started sandbox: the model comes when it is claimed
     arch_target: str = ""
+    base_target: str = ""  # a base model for an adapter, under /base (read-only)
 
 
 def mounts(

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from runner.channel.client import Description, RpcFailure, WorkerClient, WorkerRejected
+from runner.channel.client import (
+    Description,
+    LoadOptions,
+    RpcFailure,
+    WorkerClient,
+    WorkerRejected,
+)
 from runner.channel.dataplane import DataPlane
 from runner.channel.replies import FeedError, feed_for_call
 from runner.controller import (
@@ -70,8 +76,19 @@ class Sandbox:
         architecture: str | Path | None = None,
         format: str = "auto",
         signing: preflight.SigningOptions | None = None,
+        trust_remote_code: bool = False,
+        state_key: str = "",
+        strict: bool = True,
+        base: str | Path | None = None,
     ) -> None:
         self.policy = policy or Policy()
+        # how to load: a repository's own code may run (a scan runs it anyway: see
+        # runner.cli.models); a checkpoint's weights key; a non-strict state dict load; the
+        # base model an adapter applies to
+        self.trust_remote_code = trust_remote_code
+        self.state_key = state_key
+        self.strict = strict
+        self.base = Path(base).expanduser() if base is not None else None
         self.signing = signing or preflight.SigningOptions()
         self.model_path = Path(model_path).expanduser() if model_path is not None else Path()
         self.architecture = Path(architecture).expanduser() if architecture else None
@@ -255,6 +272,12 @@ class Sandbox:
                 self.format,
                 self._targets.arch_target,
                 timeout_s=p.load_timeout_s,
+                options=LoadOptions(
+                    trust_remote_code=self.trust_remote_code,
+                    state_key=self.state_key,
+                    non_strict=not self.strict,
+                    base_path=self._targets.base_target,
+                ),
             )
             self._description = self._client.describe(timeout_s=p.call_timeout_s)
             self._c.signature = signature(self._description)

@@ -42,6 +42,16 @@ class Spec:
     shape: tuple[int, ...] = ()  # -1 for a dynamic dimension; () when unknown
 
 
+@dataclass(frozen=True)
+class Options:
+    """How to load, as the caller chose (LoadRequest)."""
+
+    trust_remote_code: bool = False  # a Hugging Face repository may run the code it ships
+    state_key: str = ""  # the key a training checkpoint holds its weights under
+    non_strict: bool = False  # load_state_dict(strict=False) for an architecture file
+    base_path: Path | None = None  # a base model (under /base) for an adapter
+
+
 @dataclass
 class Loaded:
     format: Format
@@ -53,6 +63,8 @@ class Loaded:
     # Like run, writing the outputs it can straight into the arena's views, so they need no
     # copy.
     run_into: Callable[[dict[str, np.ndarray], Arena], dict[str, np.ndarray]] | None = None
+    # Text in, text out (a Hugging Face repository): texts and max_new_tokens, max_seconds
+    text: Callable[[list[str], int, float], Any] | None = None
 
     @property
     def can_infer(self) -> bool:
@@ -76,16 +88,39 @@ _ORT_TYPES = {
 
 
 def load(
-    path: Path, fmt: str = "auto", architecture: Path | None = None, threads: int = 1
+    path: Path,
+    fmt: str = "auto",
+    architecture: Path | None = None,
+    threads: int = 1,
+    options: Options | None = None,
 ) -> Loaded:
+    opts = options or Options()
+    if _is_hf_repo(path, fmt, architecture):
+        from runner.worker import loaders_hf
+
+        _warm(Format.HUGGINGFACE, path)
+        audit.start_recording()
+        return loaders_hf.load(path, threads, opts)
     try:
         detection = detect(path)
     except FormatError as e:
         raise LoadError(str(e)) from e
     chosen = Format(fmt) if fmt and fmt != "auto" else detection.format
+    if chosen is Format.HUGGINGFACE:
+        chosen = detection.format  # with an architecture file, the weights' own format
     _warm(chosen, detection.path)
     audit.start_recording()
-    return _LOADERS[chosen](detection.path, architecture, threads)
+    return _LOADERS[chosen](detection.path, architecture, threads, opts)
+
+
+def _is_hf_repo(path: Path, fmt: str, architecture: Path | None) -> bool:
+    """A directory with a config.json (a regular file), loaded as transformers would: unless
+    an architecture file builds the module, or another format is asked for."""
+    if architecture is not None or fmt not in ("auto", "", Format.HUGGINGFACE.value):
+        return False
+    from runner.worker import loaders_hf
+
+    return loaders_hf.is_repo(path)
 
 
 def prepare(path: Path | None, fmt: str = "auto") -> None:
@@ -93,6 +128,8 @@ def prepare(path: Path | None, fmt: str = "auto") -> None:
     no model yet (a pre-started sandbox), warm the named format."""
     if fmt and fmt != "auto":
         _warm(Format(fmt), path)
+    elif path is not None and _is_hf_repo(path, fmt, None):
+        _warm(Format.HUGGINGFACE, path)
     elif path is not None:
         try:
             detection = detect(path)
@@ -126,6 +163,11 @@ def _preimport(fmt: Format, path: Path | None) -> None:
     generated code, load native libraries, write caches, probe the system) are the baseline."""
     if fmt is Format.ONNX:
         _warm_onnx()
+    elif fmt is Format.HUGGINGFACE:
+        from runner.worker import loaders_hf
+
+        _warm_torch(Format.SAFETENSORS)
+        loaders_hf.warm(path)
     elif fmt is not Format.PICKLE or (path is not None and _mentions_torch(path)):
         _warm_torch(fmt)
 
@@ -193,7 +235,7 @@ def _check_external_data(model_file: Path) -> None:
         raise LoadError(f"{problems[0]}; refusing to load")
 
 
-def _load_onnx(path: Path, architecture: Path | None, threads: int) -> Loaded:
+def _load_onnx(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
     import onnxruntime as ort
 
     _check_external_data(path)
@@ -363,7 +405,9 @@ def _forward_inputs(module: Any) -> list[Spec]:
     return [Spec(p.name) for p in params if p.kind in kinds and p.default is p.empty]
 
 
-def _load_torchscript(path: Path, architecture: Path | None, threads: int) -> Loaded:
+def _load_torchscript(
+    path: Path, architecture: Path | None, threads: int, options: Options
+) -> Loaded:
     torch = _torch()
     torch.set_num_threads(threads)
     try:
@@ -414,7 +458,7 @@ def _from_state(fmt: Format, state: Any, architecture: Path | None) -> Loaded:
     return Loaded(fmt, [], [], None, note=note)
 
 
-def _load_torch(path: Path, architecture: Path | None, threads: int) -> Loaded:
+def _load_torch(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
     torch = _torch()
     torch.set_num_threads(threads)
     try:
@@ -431,7 +475,9 @@ def _load_torch(path: Path, architecture: Path | None, threads: int) -> Loaded:
     return _from_state(Format.TORCH, state, architecture)
 
 
-def _load_safetensors(path: Path, architecture: Path | None, threads: int) -> Loaded:
+def _load_safetensors(
+    path: Path, architecture: Path | None, threads: int, options: Options
+) -> Loaded:
     from safetensors.torch import load_file
 
     torch = _torch()
@@ -446,7 +492,7 @@ def _load_safetensors(path: Path, architecture: Path | None, threads: int) -> Lo
     return _from_state(Format.SAFETENSORS, state, architecture)
 
 
-def _load_pickle(path: Path, architecture: Path | None, threads: int) -> Loaded:
+def _load_pickle(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
     try:
         with path.open("rb") as f:
             obj = pickle.load(f)  # the observation: what loading does
@@ -458,7 +504,9 @@ def _load_pickle(path: Path, architecture: Path | None, threads: int) -> Loaded:
     return Loaded(Format.PICKLE, [], [], None, note=f"a pickled {type(obj).__name__}: load-only")
 
 
-def _load_torch_package(path: Path, architecture: Path | None, threads: int) -> Loaded:
+def _load_torch_package(
+    path: Path, architecture: Path | None, threads: int, options: Options
+) -> Loaded:
     from runner.worker import loaders_package
 
     _torch().set_num_threads(threads)
@@ -471,7 +519,7 @@ def _load_torch_package(path: Path, architecture: Path | None, threads: int) -> 
     return loaded
 
 
-_LOADERS: dict[Format, Callable[[Path, Path | None, int], Loaded]] = {
+_LOADERS: dict[Format, Callable[[Path, Path | None, int, Options], Loaded]] = {
     Format.ONNX: _load_onnx,
     Format.TORCHSCRIPT: _load_torchscript,
     Format.TORCH: _load_torch,

@@ -14,18 +14,31 @@ from typing import Any
 import grpc
 
 from runner.worker import WORKER_VERSION, audit, dataplane
-from runner.worker.loaders import Loaded, LoadError, load, prepare
+from runner.worker.loaders import Loaded, LoadError, Options, load, prepare
 from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
 from runner.worker.shared._proto import worker_pb2_grpc as pb_grpc
 
 MODEL_ROOT = Path("/model")
+BASE_ROOT = Path("/base")
 SHM_THRESHOLD = 64 << 10  # outputs this large go through shared memory when there is one
 
 
 def _specs(specs: list[Any], out: Any) -> None:
     for s in specs:
         out.add(name=s.name, dtype=s.dtype, shape=list(s.shape))
+
+
+def _options(request: Any) -> Options:
+    base = Path(request.base_path) if request.base_path else None
+    if base is not None and not base.is_relative_to(BASE_ROOT):
+        base = None  # only the base the host mounted
+    return Options(
+        trust_remote_code=bool(request.trust_remote_code),
+        state_key=str(request.state_key)[:256],
+        non_strict=bool(request.non_strict),
+        base_path=base,
+    )
 
 
 class WorkerService(pb_grpc.WorkerServicer):
@@ -64,7 +77,9 @@ class WorkerService(pb_grpc.WorkerServicer):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a model is already loaded")
             start = time.perf_counter()
             try:
-                self._loaded = load(path, request.format or "auto", arch, self._threads)
+                self._loaded = load(
+                    path, request.format or "auto", arch, self._threads, _options(request)
+                )
             except LoadError as e:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             except Exception as e:  # anything the model's own code raised while loading

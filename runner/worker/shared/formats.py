@@ -32,6 +32,9 @@ class Format(StrEnum):
     SAFETENSORS = "safetensors"
     PICKLE = "pickle"  # a plain pickle stream
     TORCH_PACKAGE = "torch-package"  # torch.package.PackageExporter output: code and pickles
+    # a Hugging Face repository (config.json beside the weights), loaded as transformers
+    # would; never the answer of detect(), which names the weights' own format
+    HUGGINGFACE = "huggingface"
 
 
 # Files in a model directory that are configuration, not weights.

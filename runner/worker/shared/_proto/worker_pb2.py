@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cworker.proto\x12\x11\x61irlock.worker.v1\"\x0f\n\rHealthRequest\"g\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eworker_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\x05\x12\x0b\n\x03pid\x18\x05 \x01(\x05\"4\n\x0ePrepareRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x1f\n\x0cPrepareReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"L\n\x0bLoadRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x19\n\x11\x61rchitecture_path\x18\x03 \x01(\t\"R\n\tLoadReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x11\n\tcan_infer\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x14\n\x0cload_seconds\x18\x04 \x01(\x01\"\x11\n\x0f\x44\x65scribeRequest\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x9f\x01\n\rDescribeReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12\x11\n\tcan_infer\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\"z\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06in_shm\x18\x05 \x01(\x08\x12\x12\n\nshm_offset\x18\x06 \x01(\x04\x12\x12\n\nshm_length\x18\x07 \x01(\x04\"g\n\x0cInferRequest\x12)\n\x06inputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\routput_offset\x18\x02 \x01(\x04\x12\x15\n\routput_length\x18\x03 \x01(\x04\"O\n\nInferReply\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\rinfer_seconds\x18\x02 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x0f\n\rShutdownReply2\xd6\x03\n\x06Worker\x12J\n\x06Health\x12 .airlock.worker.v1.HealthRequest\x1a\x1e.airlock.worker.v1.HealthReply\x12M\n\x07Prepare\x12!.airlock.worker.v1.PrepareRequest\x1a\x1f.airlock.worker.v1.PrepareReply\x12\x44\n\x04Load\x12\x1e.airlock.worker.v1.LoadRequest\x1a\x1c.airlock.worker.v1.LoadReply\x12P\n\x08\x44\x65scribe\x12\".airlock.worker.v1.DescribeRequest\x1a .airlock.worker.v1.DescribeReply\x12G\n\x05Infer\x12\x1f.airlock.worker.v1.InferRequest\x1a\x1d.airlock.worker.v1.InferReply\x12P\n\x08Shutdown\x12\".airlock.worker.v1.ShutdownRequest\x1a .airlock.worker.v1.ShutdownReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cworker.proto\x12\x11\x61irlock.worker.v1\"\x0f\n\rHealthRequest\"g\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eworker_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\x05\x12\x0b\n\x03pid\x18\x05 \x01(\x05\"4\n\x0ePrepareRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\x1f\n\x0cPrepareReply\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"\xa1\x01\n\x0bLoadRequest\x12\x12\n\nmodel_path\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x19\n\x11\x61rchitecture_path\x18\x03 \x01(\t\x12\x19\n\x11trust_remote_code\x18\x04 \x01(\x08\x12\x11\n\tstate_key\x18\x05 \x01(\t\x12\x12\n\nnon_strict\x18\x06 \x01(\x08\x12\x11\n\tbase_path\x18\x07 \x01(\t\"R\n\tLoadReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x11\n\tcan_infer\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x14\n\x0cload_seconds\x18\x04 \x01(\x01\"\x11\n\x0f\x44\x65scribeRequest\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x9f\x01\n\rDescribeReply\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06inputs\x18\x02 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12.\n\x07outputs\x18\x03 \x03(\x0b\x32\x1d.airlock.worker.v1.TensorSpec\x12\x11\n\tcan_infer\x18\x04 \x01(\x08\x12\x0c\n\x04note\x18\x05 \x01(\t\"z\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0e\n\x06in_shm\x18\x05 \x01(\x08\x12\x12\n\nshm_offset\x18\x06 \x01(\x04\x12\x12\n\nshm_length\x18\x07 \x01(\x04\"g\n\x0cInferRequest\x12)\n\x06inputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\routput_offset\x18\x02 \x01(\x04\x12\x15\n\routput_length\x18\x03 \x01(\x04\"O\n\nInferReply\x12*\n\x07outputs\x18\x01 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12\x15\n\rinfer_seconds\x18\x02 \x01(\x01\"I\n\x0bTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x16\n\x0emax_new_tokens\x18\x02 \x01(\x05\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\x01\"%\n\x05Label\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xa9\x01\n\tTextReply\x12\x0c\n\x04task\x18\x01 \x01(\t\x12*\n\x07outputs\x18\x02 \x03(\x0b\x32\x19.airlock.worker.v1.Tensor\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.airlock.worker.v1.Label\x12\x11\n\tgenerated\x18\x04 \x03(\t\x12\x0e\n\x06tokens\x18\x05 \x01(\x05\x12\x15\n\rinfer_seconds\x18\x06 \x01(\x01\"\x11\n\x0fShutdownRequest\"\x0f\n\rShutdownReply2\x9c\x04\n\x06Worker\x12J\n\x06Health\x12 .airlock.worker.v1.HealthRequest\x1a\x1e.airlock.worker.v1.HealthReply\x12M\n\x07Prepare\x12!.airlock.worker.v1.PrepareRequest\x1a\x1f.airlock.worker.v1.PrepareReply\x12\x44\n\x04Load\x12\x1e.airlock.worker.v1.LoadRequest\x1a\x1c.airlock.worker.v1.LoadReply\x12P\n\x08\x44\x65scribe\x12\".airlock.worker.v1.DescribeRequest\x1a .airlock.worker.v1.DescribeReply\x12G\n\x05Infer\x12\x1f.airlock.worker.v1.InferRequest\x1a\x1d.airlock.worker.v1.InferReply\x12\x44\n\x04Text\x12\x1e.airlock.worker.v1.TextRequest\x1a\x1c.airlock.worker.v1.TextReply\x12P\n\x08Shutdown\x12\".airlock.worker.v1.ShutdownRequest\x1a .airlock.worker.v1.ShutdownReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,26 +39,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPAREREQUEST']._serialized_end=209
   _globals['_PREPAREREPLY']._serialized_start=211
   _globals['_PREPAREREPLY']._serialized_end=242
-  _globals['_LOADREQUEST']._serialized_start=244
-  _globals['_LOADREQUEST']._serialized_end=320
-  _globals['_LOADREPLY']._serialized_start=322
-  _globals['_LOADREPLY']._serialized_end=404
-  _globals['_DESCRIBEREQUEST']._serialized_start=406
-  _globals['_DESCRIBEREQUEST']._serialized_end=423
-  _globals['_TENSORSPEC']._serialized_start=425
-  _globals['_TENSORSPEC']._serialized_end=481
-  _globals['_DESCRIBEREPLY']._serialized_start=484
-  _globals['_DESCRIBEREPLY']._serialized_end=643
-  _globals['_TENSOR']._serialized_start=645
-  _globals['_TENSOR']._serialized_end=767
-  _globals['_INFERREQUEST']._serialized_start=769
-  _globals['_INFERREQUEST']._serialized_end=872
-  _globals['_INFERREPLY']._serialized_start=874
-  _globals['_INFERREPLY']._serialized_end=953
-  _globals['_SHUTDOWNREQUEST']._serialized_start=955
-  _globals['_SHUTDOWNREQUEST']._serialized_end=972
-  _globals['_SHUTDOWNREPLY']._serialized_start=974
-  _globals['_SHUTDOWNREPLY']._serialized_end=989
-  _globals['_WORKER']._serialized_start=992
-  _globals['_WORKER']._serialized_end=1462
+  _globals['_LOADREQUEST']._serialized_start=245
+  _globals['_LOADREQUEST']._serialized_end=406
+  _globals['_LOADREPLY']._serialized_start=408
+  _globals['_LOADREPLY']._serialized_end=490
+  _globals['_DESCRIBEREQUEST']._serialized_start=492
+  _globals['_DESCRIBEREQUEST']._serialized_end=509
+  _globals['_TENSORSPEC']._serialized_start=511
+  _globals['_TENSORSPEC']._serialized_end=567
+  _globals['_DESCRIBEREPLY']._serialized_start=570
+  _globals['_DESCRIBEREPLY']._serialized_end=729
+  _globals['_TENSOR']._serialized_start=731
+  _globals['_TENSOR']._serialized_end=853
+  _globals['_INFERREQUEST']._serialized_start=855
+  _globals['_INFERREQUEST']._serialized_end=958
+  _globals['_INFERREPLY']._serialized_start=960
+  _globals['_INFERREPLY']._serialized_end=1039
+  _globals['_TEXTREQUEST']._serialized_start=1041
+  _globals['_TEXTREQUEST']._serialized_end=1114
+  _globals['_LABEL']._serialized_start=1116
+  _globals['_LABEL']._serialized_end=1153
+  _globals['_TEXTREPLY']._serialized_start=1156
+  _globals['_TEXTREPLY']._serialized_end=1325
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1327
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1344
+  _globals['_SHUTDOWNREPLY']._serialized_start=1346
+  _globals['_SHUTDOWNREPLY']._serialized_end=1361
+  _globals['_WORKER']._serialized_start=1364
+  _globals['_WORKER']._serialized_end=1904
 # @@protoc_insertion_point(module_scope)

@@ -39,14 +39,22 @@ class PrepareReply(_message.Message):
     def __init__(self, seconds: _Optional[float] = ...) -> None: ...
 
 class LoadRequest(_message.Message):
-    __slots__ = ("model_path", "format", "architecture_path")
+    __slots__ = ("model_path", "format", "architecture_path", "trust_remote_code", "state_key", "non_strict", "base_path")
     MODEL_PATH_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_PATH_FIELD_NUMBER: _ClassVar[int]
+    TRUST_REMOTE_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    NON_STRICT_FIELD_NUMBER: _ClassVar[int]
+    BASE_PATH_FIELD_NUMBER: _ClassVar[int]
     model_path: str
     format: str
     architecture_path: str
-    def __init__(self, model_path: _Optional[str] = ..., format: _Optional[str] = ..., architecture_path: _Optional[str] = ...) -> None: ...
+    trust_remote_code: bool
+    state_key: str
+    non_strict: bool
+    base_path: str
+    def __init__(self, model_path: _Optional[str] = ..., format: _Optional[str] = ..., architecture_path: _Optional[str] = ..., trust_remote_code: _Optional[bool] = ..., state_key: _Optional[str] = ..., non_strict: _Optional[bool] = ..., base_path: _Optional[str] = ...) -> None: ...
 
 class LoadReply(_message.Message):
     __slots__ = ("format", "can_infer", "note", "load_seconds")
@@ -123,6 +131,40 @@ class InferReply(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
     infer_seconds: float
     def __init__(self, outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., infer_seconds: _Optional[float] = ...) -> None: ...
+
+class TextRequest(_message.Message):
+    __slots__ = ("texts", "max_new_tokens", "max_seconds")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    max_new_tokens: int
+    max_seconds: float
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., max_seconds: _Optional[float] = ...) -> None: ...
+
+class Label(_message.Message):
+    __slots__ = ("label", "score")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    score: float
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class TextReply(_message.Message):
+    __slots__ = ("task", "outputs", "labels", "generated", "tokens", "infer_seconds")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INFER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    outputs: _containers.RepeatedCompositeFieldContainer[Tensor]
+    labels: _containers.RepeatedCompositeFieldContainer[Label]
+    generated: _containers.RepeatedScalarFieldContainer[str]
+    tokens: int
+    infer_seconds: float
+    def __init__(self, task: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., generated: _Optional[_Iterable[str]] = ..., tokens: _Optional[int] = ..., infer_seconds: _Optional[float] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ()

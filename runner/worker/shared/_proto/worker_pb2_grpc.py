@@ -59,6 +59,11 @@ class WorkerStub:
                 request_serializer=worker__pb2.InferRequest.SerializeToString,
                 response_deserializer=worker__pb2.InferReply.FromString,
                 _registered_method=True)
+        self.Text = channel.unary_unary(
+                '/airlock.worker.v1.Worker/Text',
+                request_serializer=worker__pb2.TextRequest.SerializeToString,
+                response_deserializer=worker__pb2.TextReply.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/airlock.worker.v1.Worker/Shutdown',
                 request_serializer=worker__pb2.ShutdownRequest.SerializeToString,
@@ -105,6 +110,15 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Text(self, request, context):
+        """Text in, text out, for a Hugging Face repository: the worker tokenises with the
+        repository's own tokenizer, runs the model and, for a causal language model asked to,
+        generates (greedy, bounded in tokens and time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """(The hot path does not use gRPC: see "Data plane" below.)
         Ask the worker to exit; the controller stops the container in any case.
@@ -140,6 +154,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Infer,
                     request_deserializer=worker__pb2.InferRequest.FromString,
                     response_serializer=worker__pb2.InferReply.SerializeToString,
+            ),
+            'Text': grpc.unary_unary_rpc_method_handler(
+                    servicer.Text,
+                    request_deserializer=worker__pb2.TextRequest.FromString,
+                    response_serializer=worker__pb2.TextReply.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -282,6 +301,33 @@ class Worker:
             '/airlock.worker.v1.Worker/Infer',
             worker__pb2.InferRequest.SerializeToString,
             worker__pb2.InferReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Text(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/airlock.worker.v1.Worker/Text',
+            worker__pb2.TextRequest.SerializeToString,
+            worker__pb2.TextReply.FromString,
             options,
             channel_credentials,
             insecure,
