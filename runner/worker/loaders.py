@@ -6,10 +6,6 @@ torch and onnxruntime are imported lazily, so the worker answers health checks f
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import runpy
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +106,7 @@ def load(
         chosen = detection.format  # with an architecture file, the weights' own format
     _warm(chosen, detection.path)
     audit.start_recording()
-    return _LOADERS[chosen](detection.path, architecture, threads, opts)
+    return _loader(chosen)(detection.path, architecture, threads, opts)
 
 
 def _is_hf_repo(path: Path, fmt: str, architecture: Path | None) -> bool:
@@ -164,12 +160,14 @@ def _preimport(fmt: Format, path: Path | None) -> None:
     if fmt is Format.ONNX:
         _warm_onnx()
     elif fmt is Format.HUGGINGFACE:
-        from runner.worker import loaders_hf
+        from runner.worker import loaders_hf, loaders_torch
 
-        _warm_torch(Format.SAFETENSORS)
+        loaders_torch.warm(Format.SAFETENSORS)
         loaders_hf.warm(path)
     elif fmt is not Format.PICKLE or (path is not None and _mentions_torch(path)):
-        _warm_torch(fmt)
+        from runner.worker import loaders_torch
+
+        loaders_torch.warm(fmt)
 
 
 # y = relu(x), x float [1]: what onnx.helper makes for it (kept as bytes: the worker never
@@ -190,35 +188,6 @@ def _warm_onnx() -> None:
     binding.bind_cpu_input("x", np.zeros(1, np.float32))
     binding.bind_output("y", "cpu", 0, out.dtype, [1], out.ctypes.data)
     sess.run_with_iobinding(binding)
-
-
-def _warm_torch(fmt: Format) -> None:
-    import io
-
-    import torch
-    from safetensors.torch import load as st_load
-    from safetensors.torch import save as st_save
-
-    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
-    with torch.no_grad():
-        module(torch.zeros(1, 2))
-    for obj in (module, module.state_dict()):
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        for weights_only in (True, False):
-            buf.seek(0)
-            with contextlib.suppress(pickle.UnpicklingError):
-                torch.load(buf, map_location="cpu", weights_only=weights_only)
-    st_load(st_save({"w": torch.zeros(2)}))
-    if fmt is Format.TORCH_PACKAGE:
-        from runner.worker import loaders_package
-
-        loaders_package.warm()
-    if fmt is Format.TORCHSCRIPT:
-        buf = io.BytesIO()
-        torch.jit.save(torch.jit.trace(module, torch.zeros(1, 2)), buf)  # type: ignore[no-untyped-call]
-        buf.seek(0)
-        torch.jit.load(buf, map_location="cpu")  # type: ignore[no-untyped-call]
 
 
 # --- ONNX -----------------------------------------------------------------------------------
@@ -345,185 +314,9 @@ def _output_shapes(
     return found
 
 
-# --- torch ----------------------------------------------------------------------------------
+def _loader(fmt: Format) -> Callable[[Path, Path | None, int, Options], Loaded]:
+    if fmt is Format.ONNX:
+        return _load_onnx
+    from runner.worker import loaders_torch  # imports this module's types: not at the top
 
-
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
-def _module_runner(
-    module: Any, inputs: list[Spec]
-) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    torch = _torch()
-    names = [s.name for s in inputs]
-
-    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = (
-            [torch.from_numpy(np.array(feed[n])) for n in names]
-            if names
-            else [torch.from_numpy(np.array(v)) for v in feed.values()]
-        )
-        with torch.no_grad():
-            out = module(*args)
-        return _flatten_outputs(out)
-
-    return run
-
-
-def _flatten_outputs(out: Any) -> dict[str, np.ndarray]:
-    torch = _torch()
-
-    def as_array(v: Any, name: str) -> np.ndarray:
-        if isinstance(v, torch.Tensor):
-            return np.asarray(v.detach().cpu().contiguous().numpy())
-        if isinstance(v, (int, float, bool)):
-            return np.asarray(v)
-        raise LoadError(f"output {name!r} is a {type(v).__name__}, not a tensor")
-
-    if isinstance(out, dict):
-        return {str(k): as_array(v, str(k)) for k, v in out.items()}
-    if isinstance(out, (tuple, list)):
-        return {f"output_{i}": as_array(v, f"output_{i}") for i, v in enumerate(out)}
-    return {"output": as_array(out, "output")}
-
-
-def _forward_inputs(module: Any) -> list[Spec]:
-    """Input names from a module's forward signature (TorchScript schema or Python)."""
-    import inspect
-
-    schema = getattr(getattr(module, "forward", None), "schema", None)
-    if schema is not None:
-        return [Spec(a.name) for a in schema.arguments[1:]]
-    try:
-        params = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [Spec(p.name) for p in params if p.kind in kinds and p.default is p.empty]
-
-
-def _load_torchscript(
-    path: Path, architecture: Path | None, threads: int, options: Options
-) -> Loaded:
-    torch = _torch()
-    torch.set_num_threads(threads)
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:
-        raise LoadError(f"torch.jit.load failed: {e}") from e
-    module.eval()
-    inputs = _forward_inputs(module)
-    return Loaded(Format.TORCHSCRIPT, inputs, [], _module_runner(module, inputs))
-
-
-def _build_from_architecture(architecture: Path, state: dict[str, Any]) -> Any:
-    # The architecture file is the user's own code, not the untrusted model's: not recorded.
-    with audit.paused():
-        namespace = runpy.run_path(str(architecture), run_name="airlock_architecture")
-        build = namespace.get("build_model")
-        if not callable(build):
-            raise LoadError(f"{architecture.name} defines no build_model() function")
-        module = build()
-    try:
-        module.load_state_dict(state)
-    except Exception as e:
-        raise LoadError(f"the weights do not fit the architecture: {e}") from e
-    module.eval()
-    return module
-
-
-def _from_state(fmt: Format, state: Any, architecture: Path | None) -> Loaded:
-    torch = _torch()
-    if isinstance(state, torch.nn.Module):
-        state.eval()
-        inputs = _forward_inputs(state)
-        return Loaded(fmt, inputs, [], _module_runner(state, inputs))
-    tensors = {}
-    if isinstance(state, dict):
-        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if tensors and architecture is not None:
-        module = _build_from_architecture(architecture, tensors)
-        inputs = _forward_inputs(module)
-        return Loaded(fmt, inputs, [], _module_runner(module, inputs))
-    if tensors:
-        note = (
-            f"{len(tensors)} weight tensors and no architecture: describe-only "
-            "(pass an architecture file that defines build_model() to run inference)"
-        )
-    else:
-        note = f"a {type(state).__name__}, not a module: load-only"
-    return Loaded(fmt, [], [], None, note=note)
-
-
-def _load_torch(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
-    torch = _torch()
-    torch.set_num_threads(threads)
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Not a plain state dict: unpickle it fully. Running this is the point of the
-        # sandbox; it happens here and nowhere else.
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
-    except Exception as e:
-        raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
-    return _from_state(Format.TORCH, state, architecture)
-
-
-def _load_safetensors(
-    path: Path, architecture: Path | None, threads: int, options: Options
-) -> Loaded:
-    from safetensors.torch import load_file
-
-    torch = _torch()
-    torch.set_num_threads(threads)
-    files = sorted(path.parent.glob("*.safetensors")) if path.parent != Path("/") else [path]
-    state: dict[str, Any] = {}
-    try:
-        for f in files or [path]:
-            state.update(load_file(str(f), device="cpu"))
-    except Exception as e:
-        raise LoadError(f"safetensors could not load {path.name}: {e}") from e
-    return _from_state(Format.SAFETENSORS, state, architecture)
-
-
-def _load_pickle(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
-    try:
-        with path.open("rb") as f:
-            obj = pickle.load(f)  # the observation: what loading does
-    except Exception as e:
-        raise LoadError(f"unpickling failed: {type(e).__name__}: {e}") from e
-    torch = sys.modules.get("torch")  # only when the pickle itself imported torch
-    if torch is not None and isinstance(obj, (torch.nn.Module, dict)):
-        return _from_state(Format.PICKLE, obj, architecture)
-    return Loaded(Format.PICKLE, [], [], None, note=f"a pickled {type(obj).__name__}: load-only")
-
-
-def _load_torch_package(
-    path: Path, architecture: Path | None, threads: int, options: Options
-) -> Loaded:
-    from runner.worker import loaders_package
-
-    _torch().set_num_threads(threads)
-    try:
-        obj, note = loaders_package.load(path)  # runs the packaged code: the observation
-    except Exception as e:
-        raise LoadError(f"torch.package could not load it: {type(e).__name__}: {e}") from e
-    loaded = _from_state(Format.TORCH_PACKAGE, obj, architecture)
-    loaded.note = f"{note}; {loaded.note}" if loaded.note else note
-    return loaded
-
-
-_LOADERS: dict[Format, Callable[[Path, Path | None, int, Options], Loaded]] = {
-    Format.ONNX: _load_onnx,
-    Format.TORCHSCRIPT: _load_torchscript,
-    Format.TORCH: _load_torch,
-    Format.SAFETENSORS: _load_safetensors,
-    Format.PICKLE: _load_pickle,
-    Format.TORCH_PACKAGE: _load_torch_package,
-}
+    return loaders_torch.LOADERS[fmt]
