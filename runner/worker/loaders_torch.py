@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import runpy
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from runner.worker import audit
 from runner.worker.loaders import Loaded, LoadError, Options, Spec
 from runner.worker.shared.formats import Format
 
@@ -121,43 +119,33 @@ def _load_torchscript(
     return Loaded(Format.TORCHSCRIPT, inputs, [], _module_runner(module, inputs))
 
 
-def _build_from_architecture(architecture: Path, state: dict[str, Any]) -> Any:
-    # The architecture file is the user's own code, not the untrusted model's: not recorded.
-    with audit.paused():
-        namespace = runpy.run_path(str(architecture), run_name="airlock_architecture")
-        build = namespace.get("build_model")
-        if not callable(build):
-            raise LoadError(f"{architecture.name} defines no build_model() function")
-        module = build()
-    try:
-        module.load_state_dict(state)
-    except Exception as e:
-        raise LoadError(f"the weights do not fit the architecture: {e}") from e
-    module.eval()
-    return module
+def _from_state(
+    fmt: Format, state: Any, architecture: Path | None, options: Options, directory: Path
+) -> Loaded:
+    """A loaded object as a model: a module runs; a state dict (a checkpoint's weights, found
+    under its key) runs with an architecture file, and is described without one."""
+    from runner.worker import checkpoints
 
-
-def _from_state(fmt: Format, state: Any, architecture: Path | None) -> Loaded:
     torch = _torch()
-    if isinstance(state, torch.nn.Module):
-        state.eval()
-        inputs = _forward_inputs(state)
-        return Loaded(fmt, inputs, [], _module_runner(state, inputs))
-    tensors = {}
-    if isinstance(state, dict):
-        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if tensors and architecture is not None:
-        module = _build_from_architecture(architecture, tensors)
+    weights, where = checkpoints.select(state, options.state_key)
+    notes = [where] if where else []
+    if isinstance(weights, torch.nn.Module):
+        weights.eval()
+        inputs = _forward_inputs(weights)
+        return Loaded(fmt, inputs, [], _module_runner(weights, inputs), note="; ".join(notes))
+    if weights and architecture is not None:
+        module, built = checkpoints.build(architecture, weights, directory, options.non_strict)
         inputs = _forward_inputs(module)
-        return Loaded(fmt, inputs, [], _module_runner(module, inputs))
-    if tensors:
-        note = (
-            f"{len(tensors)} weight tensors and no architecture: describe-only "
-            "(pass an architecture file that defines build_model() to run inference)"
+        note = "; ".join(notes + built)
+        return Loaded(fmt, inputs, [], _module_runner(module, inputs), note=note)
+    if weights:
+        notes.append(
+            f"{len(weights)} weight tensors and no architecture: describe-only "
+            "(pass --arch FILE that defines build_model(config) to run inference)"
         )
-    else:
-        note = f"a {type(state).__name__}, not a module: load-only"
-    return Loaded(fmt, [], [], None, note=note)
+        notes.append(checkpoints.tensor_list(weights))
+        return Loaded(fmt, [], [], None, note="; ".join(notes))
+    return Loaded(fmt, [], [], None, note=f"a {type(state).__name__}, not a module: load-only")
 
 
 def _load_torch(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
@@ -174,7 +162,7 @@ def _load_torch(path: Path, architecture: Path | None, threads: int, options: Op
             raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
     except Exception as e:
         raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
-    return _from_state(Format.TORCH, state, architecture)
+    return _from_state(Format.TORCH, state, architecture, options, path.parent)
 
 
 def _load_safetensors(
@@ -191,7 +179,7 @@ def _load_safetensors(
             state.update(load_file(str(f), device="cpu"))
     except Exception as e:
         raise LoadError(f"safetensors could not load {path.name}: {e}") from e
-    return _from_state(Format.SAFETENSORS, state, architecture)
+    return _from_state(Format.SAFETENSORS, state, architecture, options, path.parent)
 
 
 def _load_pickle(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
@@ -202,7 +190,7 @@ def _load_pickle(path: Path, architecture: Path | None, threads: int, options: O
         raise LoadError(f"unpickling failed: {type(e).__name__}: {e}") from e
     torch = sys.modules.get("torch")  # only when the pickle itself imported torch
     if torch is not None and isinstance(obj, (torch.nn.Module, dict)):
-        return _from_state(Format.PICKLE, obj, architecture)
+        return _from_state(Format.PICKLE, obj, architecture, options, path.parent)
     return Loaded(Format.PICKLE, [], [], None, note=f"a pickled {type(obj).__name__}: load-only")
 
 
@@ -216,7 +204,7 @@ def _load_torch_package(
         obj, note = loaders_package.load(path)  # runs the packaged code: the observation
     except Exception as e:
         raise LoadError(f"torch.package could not load it: {type(e).__name__}: {e}") from e
-    loaded = _from_state(Format.TORCH_PACKAGE, obj, architecture)
+    loaded = _from_state(Format.TORCH_PACKAGE, obj, architecture, options, path.parent)
     loaded.note = f"{note}; {loaded.note}" if loaded.note else note
     return loaded
 
