@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from runner.channel import text
 from runner.channel.replies import (
     BadReply,
     CallDeadline,
@@ -28,6 +29,7 @@ from runner.channel.replies import (
     inline_outputs,
     parse,
 )
+from runner.channel.text import TextResult
 from runner.errors import untrusted_text
 from runner.worker.shared import tensors
 from runner.worker.shared._proto import worker_pb2 as pb
@@ -48,7 +50,7 @@ __all__ = [
 
 M = TypeVar("M")
 _SERVICE = "/airlock.worker.v1.Worker/"
-_METHODS = ("Health", "Prepare", "Load", "Describe", "Infer", "Shutdown")
+_METHODS = ("Health", "Prepare", "Load", "Describe", "Infer", "Text", "Shutdown")
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,15 @@ class WorkerClient:
             tensors.encode(name, arr, request.inputs.add())
         r = self._call("Infer", request, pb.InferReply, timeout_s)
         return inline_outputs(r, self.faults)
+
+    def text(
+        self, texts: list[str], max_new_tokens: int, max_seconds: float, timeout_s: float
+    ) -> TextResult:
+        request = pb.TextRequest(
+            texts=texts, max_new_tokens=max_new_tokens, max_seconds=max_seconds
+        )
+        r = self._call("Text", request, pb.TextReply, timeout_s)
+        return text.parse(r, self.faults, len(texts), max_new_tokens > 0)
 
     def shutdown(self, timeout_s: float) -> None:
         self._call("Shutdown", pb.ShutdownRequest(), pb.ShutdownReply, timeout_s)

@@ -8,16 +8,21 @@ worker owns the run directory, so model code could swap the socket for one of th
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from runner.channel.client import RpcFailure, WorkerClient
 from runner.channel.dataplane import DataPlane
 from runner.controller import engine
 from runner.controller.failures import diagnose
 from runner.controller.launch import DATA_SOCKET_NAME, SOCKET_NAME, Running
-from runner.errors import DeadlineExceeded
+from runner.errors import DeadlineExceeded, UsageError
 from runner.policy import Deadline, Policy
+from runner.worker.shared import tensors
 
 POLL_S = 0.02
 
@@ -81,3 +86,30 @@ def open_data_plane(run_dir: Path, policy: Policy, run: Running) -> DataPlane | 
         if not connected:
             data.close()
     return data if connected else None
+
+
+def shared_array(
+    data: DataPlane | None, policy: Policy, shape: tuple[int, ...] | int, dtype: Any
+) -> np.ndarray:
+    """An uninitialised array in the data plane's shared memory (Sandbox.shared_array)."""
+    dims = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    dt = np.dtype(dtype)
+    if dt.name not in tensors.ALLOWED_DTYPES or any(d < 0 for d in dims):
+        raise UsageError(
+            f"cannot make a shared {dt.name} array of shape {list(dims)}",
+            f"use one of {', '.join(sorted(tensors.ALLOWED_DTYPES))} and sizes >= 0",
+        )
+    if data is None or not data.connected or not policy.shm_bytes:
+        raise UsageError(
+            "this sandbox has no shared-memory data path",
+            "give it one with Policy(shm_bytes=...) (the default is 256 MiB)",
+        )
+    arr = data.shared_array(dims, dt)
+    if arr is None:
+        free = max((g[1] for g in data.regions.gaps()), default=0)
+        raise UsageError(
+            f"no room for a shared array of {math.prod(dims) * dt.itemsize}"
+            f" bytes (the largest free range is {free} bytes)",
+            "drop shared arrays and output views you no longer need, or raise Policy.shm_bytes",
+        )
+    return arr

@@ -15,12 +15,16 @@ one that waits longer than the time given: docs/threat-model.md says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from runner.channel.text import TextResult
+from runner.errors import InputError, SandboxError
 from runner.report import Signature, TensorSpecInfo
+from runner.rules.analysis import Collected
 from runner.worker.shared.tensors import ALLOWED_DTYPES
 
 CALLS = 8  # calls at most
@@ -103,3 +107,63 @@ def plans(
             calls_for.append(Plan(inputs, at))
         out.append(calls_for)
     return out
+
+
+def run_plans(
+    planned: list[list[Plan]], call: Callable[[dict[str, np.ndarray]], None], c: Collected
+) -> tuple[int, int]:
+    """Make the calls of each candidate feed in turn, at their times, until one feed is
+    answered: (calls answered, calls the model raised on). A failure of the sandbox itself (a
+    crash, a limit: recorded as the run's error) ends the run."""
+    answered = raised = 0
+    for plan in planned:
+        start = time.monotonic()
+        for p in plan:
+            time.sleep(max(0.0, start + p.at_s - time.monotonic()))
+            try:
+                call(p.inputs)
+                answered += 1
+            except InputError:
+                break  # these inputs do not fit: the next guess, if any
+            except SandboxError as e:
+                if c.error is e:
+                    raise
+                raised += 1
+        if answered:
+            break
+    return answered, raised
+
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello, how are you today?",
+    "Airlock is looking at what this model does.",
+)
+GENERATED_TOKENS = 8
+
+
+def with_texts(
+    text: Callable[..., TextResult], notes: list[str], c: Collected, calls: int = CALLS
+) -> int:
+    """Exercise a Hugging Face repository with a few ordinary sentences, and a few generated
+    tokens for a causal language model; the answered calls."""
+    answered = raised = 0
+    generate = 0
+    for i in range(min(calls, 4)):
+        texts = list(SENTENCES[: 1 + i % len(SENTENCES)])
+        try:
+            result = text(texts[:1] if generate else texts, generate, guessed=True)
+            answered += 1
+            if result.task == "causal-lm" and not generate:
+                generate = GENERATED_TOKENS
+        except InputError:
+            break
+        except SandboxError as e:
+            if c.error is e:
+                raise
+            raised += 1
+    notes.append(
+        f"exercised after loading: {answered} text call(s) answered, {raised} raised, with "
+        f"ordinary sentences{' and generation' if generate else ''}"
+    )
+    return answered

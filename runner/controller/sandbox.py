@@ -14,16 +14,16 @@ steps gather goes into one collection (runner.rules.analysis.Collected) the repo
 from __future__ import annotations
 
 import logging
-import math
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from runner.channel import text
 from runner.channel.client import (
     Description,
     LoadOptions,
@@ -32,10 +32,11 @@ from runner.channel.client import (
     WorkerRejected,
 )
 from runner.channel.dataplane import DataPlane
-from runner.channel.replies import FeedError, feed_for_call
+from runner.channel.text import TextResult
 from runner.controller import (
     connect,
     engine,
+    exercise,
     images,
     launch,
     reporting,
@@ -47,12 +48,11 @@ from runner.controller.admission import Admission, check_request
 from runner.controller.exercise import CALLS, SECONDS
 from runner.controller.failures import translate
 from runner.controller.launch import Running
-from runner.controller.signature import exercise_plans, signature
+from runner.controller.signature import check_inputs, exercise_plans, signature
 from runner.errors import (
     AirlockError,
     InputError,
     IntegrityError,
-    SandboxError,
     UsageError,
 )
 from runner.policy import Policy
@@ -60,7 +60,7 @@ from runner.report import ModelInfo, Report, SandboxInfo, Signature
 from runner.rules import analysis
 from runner.static import preflight
 from runner.telemetry.events import Phase
-from runner.worker.shared import tensors
+from runner.worker.shared.formats import Format
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,13 @@ class Sandbox:
         start = time.monotonic()
         try:
             check_request(self.model_path, self.architecture, self.format)
-            self._admission = Admission(self.model_path, self.format, self.signing, self._c)
+            self._admission = Admission(
+                self.model_path,
+                self.format,
+                self.signing,
+                self._c,
+                trust_remote_code=self.trust_remote_code or static_only,
+            )
             self._admission.start()
             if static_only:
                 self._finish_static()
@@ -345,27 +351,7 @@ class Sandbox:
         and write it at any time while the sandbox is open, so never trust what it holds after
         a call. Its space is taken until the array is dropped."""
         self._require_open()
-        dims = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
-        dt = np.dtype(dtype)
-        if dt.name not in tensors.ALLOWED_DTYPES or any(d < 0 for d in dims):
-            raise UsageError(
-                f"cannot make a shared {dt.name} array of shape {list(dims)}",
-                f"use one of {', '.join(sorted(tensors.ALLOWED_DTYPES))} and sizes >= 0",
-            )
-        if self._data is None or not self._data.connected or not self.policy.shm_bytes:
-            raise UsageError(
-                "this sandbox has no shared-memory data path",
-                "give it one with Policy(shm_bytes=...) (the default is 256 MiB)",
-            )
-        arr = self._data.shared_array(dims, dt)
-        if arr is None:
-            free = max((g[1] for g in self._data.regions.gaps()), default=0)
-            raise UsageError(
-                f"no room for a shared array of {math.prod(dims) * dt.itemsize}"
-                f" bytes (the largest free range is {free} bytes)",
-                "drop shared arrays and output views you no longer need, or raise Policy.shm_bytes",
-            )
-        return arr
+        return connect.shared_array(self._data, self.policy, shape, dtype)
 
     def infer(
         self, inputs: Mapping[str, Any] | np.ndarray, *, copy: bool = True
@@ -382,7 +368,7 @@ class Sandbox:
             raise UsageError(
                 f"this model cannot run inference: {d.note}", "use scan (load only) or describe"
             )
-        return self._call(self._check_inputs(d, inputs), copy=copy, guessed=False)
+        return self._call(check_inputs(d, inputs), copy=copy, guessed=False)
 
     def _call(
         self, feed: dict[str, np.ndarray], *, copy: bool, guessed: bool
@@ -412,34 +398,64 @@ class Sandbox:
         self._c.last_outputs = outputs if copy else {k: weakref.ref(v) for k, v in outputs.items()}
         return outputs
 
+    def infer_text(self, texts: Sequence[str]) -> TextResult:
+        """Texts in: the worker tokenises them with the repository's own tokenizer and runs the
+        model (a Hugging Face repository). The result holds, by task, embeddings, labels with
+        scores, or next-token log-probabilities (runner.channel.text.TextResult)."""
+        return self._text(list(texts), 0)
+
+    def generate(self, prompt: str, max_new_tokens: int = 32) -> str:
+        """The text a causal language model generates after `prompt` (greedy, at most
+        max_new_tokens tokens, within the call timeout). It is the model's: show it only
+        through runner.errors.untrusted_text."""
+        return self._text([prompt], max_new_tokens).generated[0]
+
+    def _text(self, texts: list[str], max_new_tokens: int, guessed: bool = False) -> TextResult:
+        self._require_open()
+        assert self._client is not None and self._run is not None
+        try:
+            text.check_request(texts, max_new_tokens)
+        except ValueError as e:
+            raise InputError(str(e), "pass fewer or shorter texts") from e
+        if "infer" not in self._c.phases:
+            self._mark(Phase.INFER)
+        start, p = time.monotonic(), self.policy
+        try:
+            result = self._client.text(
+                texts, max_new_tokens, 0.8 * p.call_timeout_s, timeout_s=p.call_timeout_s
+            )
+        except RpcFailure as e:
+            err = translate(e, "infer", p, self._run)
+            raised = guessed and isinstance(e, WorkerRejected) and e.code == "ABORTED"
+            if not isinstance(err, InputError) and not raised:
+                self._c.error = err
+            raise err from e
+        finally:
+            self._c.phases["infer"] = self._c.phases.get("infer", 0.0) + (time.monotonic() - start)
+        self._c.calls += 1
+        self._c.last_outputs = dict(result.outputs)
+        return result
+
     def exercise(self, calls: int = CALLS, seconds: float = SECONDS) -> int:
         """Call the model with inputs built from its declared signature (see
-        runner.controller.exercise), so code that waits for inference runs while it is watched.
-        Returns the number of calls the model answered; a note in the report says what was done."""
+        runner.controller.exercise), or with a few sentences for a Hugging Face repository, so
+        code that waits for inference runs while it is watched. Returns the number of calls the
+        model answered; a note in the report says what was done."""
         d = self._require_open()
         if not d.can_infer or calls <= 0:
             self._c.notes.append(f"not exercised: {d.note or 'no calls asked for'}")
             return 0
+        if d.format == Format.HUGGINGFACE.value:
+            return exercise.with_texts(self._text, self._c.notes, self._c, calls)
         planned = exercise_plans(d, self._client.faults if self._client else None, calls, seconds)
         if planned is None:
             self._c.notes.append("not exercised: inputs of the declared sizes cannot be built")
             return 0
-        answered = raised = 0
-        for plan in planned:
-            start = time.monotonic()
-            for call in plan:
-                time.sleep(max(0.0, start + call.at_s - time.monotonic()))
-                try:
-                    self._call(self._check_inputs(d, call.inputs), copy=True, guessed=True)
-                    answered += 1
-                except InputError:
-                    break  # these inputs do not fit: the next guess, if any
-                except SandboxError as e:
-                    if self._c.error is e:
-                        raise  # the sandbox failed (a crash, a limit): the run ends here
-                    raised += 1
-            if answered:
-                break
+
+        def call(inputs: dict[str, np.ndarray]) -> None:
+            self._call(check_inputs(d, inputs), copy=True, guessed=True)
+
+        answered, raised = exercise.run_plans(planned, call, self._c)
         self._c.notes.append(
             f"exercised after loading: {answered} call(s) answered, {raised} raised, with inputs "
             f"built from the declared signature over up to {seconds:g} s"
@@ -464,20 +480,3 @@ class Sandbox:
         if self._closed or self._description is None:
             raise UsageError("the sandbox is not open", "use it inside a 'with Sandbox(...)' block")
         return self._description
-
-    @staticmethod
-    def _check_inputs(
-        d: Description, inputs: Mapping[str, Any] | np.ndarray
-    ) -> dict[str, np.ndarray]:
-        if not isinstance(inputs, Mapping):
-            if len(d.inputs) != 1:
-                names = [s.name for s in d.inputs]
-                raise InputError(
-                    f"the model takes {len(d.inputs)} inputs {names}; a single array was given",
-                    "pass a mapping of input name to array",
-                )
-            inputs = {d.inputs[0].call_name: inputs}
-        try:  # the same check the worker makes, made here first for a clear, local error
-            return feed_for_call(d.inputs, dict(inputs))
-        except FeedError as e:
-            raise InputError(str(e), "see the model's inputs with 'airlock describe'") from e

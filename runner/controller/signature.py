@@ -5,10 +5,14 @@ bounds (AL912), never a crash of the host."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from runner.channel.replies import Description, Faults
+import numpy as np
+
+from runner.channel.replies import Description, Faults, FeedError, feed_for_call
 from runner.controller.exercise import Plan, plans
-from runner.errors import untrusted_text
+from runner.errors import InputError, untrusted_text
 from runner.report import Signature, TensorSpecInfo
 
 log = logging.getLogger(__name__)
@@ -41,3 +45,20 @@ def signature(d: Description) -> Signature:
         can_infer=d.can_infer,
         note=d.note,
     )
+
+
+def check_inputs(d: Description, inputs: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
+    """The caller's inputs as the call's feed: a single array for a single-input model, names
+    and shapes checked here first (the worker checks them too) for a clear, local error."""
+    if not isinstance(inputs, Mapping):
+        if len(d.inputs) != 1:
+            names = [s.name for s in d.inputs]
+            raise InputError(
+                f"the model takes {len(d.inputs)} inputs {names}; a single array was given",
+                "pass a mapping of input name to array",
+            )
+        inputs = {d.inputs[0].call_name: inputs}
+    try:
+        return feed_for_call(d.inputs, dict(inputs))
+    except FeedError as e:
+        raise InputError(str(e), "see the model's inputs with 'airlock describe'") from e

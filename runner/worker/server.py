@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
-from runner.worker import WORKER_VERSION, audit, dataplane
+from runner.worker import WORKER_VERSION, audit, dataplane, loaders_hf
 from runner.worker.loaders import Loaded, LoadError, Options, load, prepare
 from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
@@ -145,6 +146,35 @@ class WorkerService(pb_grpc.WorkerServicer):
             arena.encode(outputs, reply)
         except tensors.TensorError as e:
             raise dataplane.CallError(frames.STATUS_INTERNAL, str(e)) from e
+        return reply
+
+    def Text(self, request: Any, context: Any) -> Any:
+        loaded = self._require(context)
+        if loaded.text is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this model takes no text: it is not a Hugging Face repository",
+            )
+        assert loaded.text is not None
+        start = time.perf_counter()
+        try:
+            out = loaded.text(
+                list(request.texts), int(request.max_new_tokens), float(request.max_seconds)
+            )
+        except loaders_hf.TextError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except Exception as e:  # the model's (or its tokenizer's) own failure
+            context.abort(
+                grpc.StatusCode.ABORTED, f"the model raised {type(e).__name__}: {str(e)[:500]}"
+            )
+        reply = pb.TextReply(
+            task=out.task, tokens=out.tokens, infer_seconds=time.perf_counter() - start
+        )
+        for name, arr in out.outputs.items():
+            tensors.encode(name, np.ascontiguousarray(arr), reply.outputs.add())
+        for label, score in out.labels:
+            reply.labels.add(label=label, score=score)
+        reply.generated.extend(out.generated)
         return reply
 
     def Shutdown(self, request: Any, context: Any) -> Any:

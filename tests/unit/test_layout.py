@@ -22,7 +22,16 @@ LONG_REASON = "# long function:"  # a comment in a longer function, saying why
 
 # What code that runs in the container may import beyond the standard library: the wire
 # format's libraries and the loaders' frameworks (imported inside the loader that needs them).
-WORKER_THIRD_PARTY = {"numpy", "grpc", "google", "onnxruntime", "torch", "safetensors"}
+WORKER_THIRD_PARTY = {
+    "numpy",
+    "grpc",
+    "google",
+    "onnxruntime",
+    "torch",
+    "safetensors",
+    "transformers",
+    "tokenizers",
+}
 # What the shared pieces (used by the host too) may import beyond the standard library.
 SHARED_THIRD_PARTY = {"numpy", "grpc", "google"}
 
