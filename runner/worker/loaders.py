@@ -91,6 +91,12 @@ def load(
     options: Options | None = None,
 ) -> Loaded:
     opts = options or Options()
+    if _is_adapter(path, fmt, architecture):
+        from runner.worker import loaders_peft
+
+        _warm(Format.HUGGINGFACE if opts.base_path else Format.SAFETENSORS, opts.base_path)
+        audit.start_recording()
+        return loaders_peft.load(path, threads, opts)
     if _is_hf_repo(path, fmt, architecture):
         from runner.worker import loaders_hf
 
@@ -107,6 +113,16 @@ def load(
     _warm(chosen, detection.path)
     audit.start_recording()
     return _loader(chosen)(detection.path, architecture, threads, opts)
+
+
+def _is_adapter(path: Path, fmt: str, architecture: Path | None) -> bool:
+    """A PEFT adapter's directory (adapter_config.json and its weights), unless an architecture
+    file or another format is asked for."""
+    if architecture is not None or fmt not in ("auto", "", Format.HUGGINGFACE.value):
+        return False
+    from runner.worker import loaders_peft
+
+    return loaders_peft.is_adapter(path)
 
 
 def _is_hf_repo(path: Path, fmt: str, architecture: Path | None) -> bool:
