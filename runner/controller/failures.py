@@ -7,6 +7,8 @@ from inside is attached only as sanitised text.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from runner.channel.client import (
     BadReply,
     CallDeadline,
@@ -24,15 +26,23 @@ from runner.errors import (
     LimitExceeded,
     ModelLoadError,
     SandboxError,
+    UsageError,
     WorkerCrashed,
     untrusted_text,
 )
 from runner.policy import Deadline, Policy
 
 
-def translate(e: RpcFailure, call: str, policy: Policy, run: Running) -> AirlockError:
-    """The error for a failed worker call ('load' or 'infer')."""
+def translate(
+    e: RpcFailure, call: str, policy: Policy, run: Running, architecture: Path | None = None
+) -> AirlockError:
+    """The error for a failed worker call ('load' or 'infer'); with the caller's architecture
+    file, a load that failed in it is blamed on it."""
     c = run.collected
+    if isinstance(e, WorkerRejected) and architecture is not None and call == "load":
+        blamed = _architecture_blamed(e, architecture)
+        if blamed is not None:
+            return blamed
     if isinstance(e, WorkerRejected):
         return _rejected(e, call)
     if isinstance(e, CallDeadline):
@@ -58,6 +68,23 @@ def translate(e: RpcFailure, call: str, policy: Policy, run: Running) -> Airlock
         return SandboxError(f"the worker sent a malformed reply: {e}")
     assert isinstance(e, WorkerUnavailable)
     return diagnose(f"the worker stopped answering during {call}", policy, run)
+
+
+ARCH_BLAME = "the architecture file "  # how the worker's message starts (runner.worker.checkpoints)
+
+
+def _architecture_blamed(e: WorkerRejected, architecture: Path) -> UsageError | None:
+    """The caller's own architecture file raised (running it, or its build_model): a usage
+    error naming it, not a model failure. The run's verdict stays error all the same: the
+    message is the worker's word, and the model's code may have run before it."""
+    text = str(e)
+    if e.code != "FAILED_PRECONDITION" or not text.startswith(ARCH_BLAME):
+        return None
+    name = untrusted_text(architecture.name, 80)
+    return UsageError(
+        f"your architecture file {name} {untrusted_text(text[len(ARCH_BLAME) :], 400)}",
+        f"fix {name}: it must define build_model(config) returning a torch.nn.Module",
+    )
 
 
 def _rejected(e: WorkerRejected, call: str) -> AirlockError:

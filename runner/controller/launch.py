@@ -28,6 +28,7 @@ CONTAINER_AUDIT_LOG = f"/airlock/run/{AUDIT_LOG_NAME}"
 TRACE_LOG_NAME = "strace.log"
 TRACER_CAPS = ["SYS_PTRACE", "SETUID", "SETGID"]
 ARCH_TARGET = "/airlock/arch/architecture.py"
+BASE_ROOT = "/base"
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,15 @@ class Mounts:
 
 
 def mounts(
-    dirs: sessions.SessionDirs, model: Path | None, architecture: Path | None, notes: list[str]
+    dirs: sessions.SessionDirs,
+    model: Path | None,
+    architecture: Path | None,
+    notes: list[str],
+    base: Path | None = None,
 ) -> Mounts:
     """The bind mounts: the model (or, with none yet, an empty staging directory) read-only,
-    the run and trace directories, and a private copy of the architecture file read-only."""
+    the run and trace directories, a private copy of the architecture file read-only, and the
+    base model an adapter applies to read-only under /base."""
     if model is None:  # no model yet: an empty directory, filled when the sandbox is claimed
         staged = dirs.root / "model"
         staged.mkdir(mode=0o755)
@@ -58,11 +64,25 @@ def mounts(
         engine.BindMount(dirs.run, "/airlock/run", read_only=False),
         engine.BindMount(dirs.trace, "/airlock/trace", read_only=False),
     ]
+    base_target = _base_mount(dirs, base, binds, notes) if base is not None else ""
     if architecture is None:
-        return Mounts(binds, model_target)
+        return Mounts(binds, model_target, base_target=base_target)
     (dirs.arch / "architecture.py").write_bytes(architecture.read_bytes())
     binds.append(engine.BindMount(dirs.arch, "/airlock/arch", read_only=True))
-    return Mounts(binds, model_target, ARCH_TARGET)
+    return Mounts(binds, model_target, ARCH_TARGET, base_target)
+
+
+def _base_mount(
+    dirs: sessions.SessionDirs, base: Path, binds: list[engine.BindMount], notes: list[str]
+) -> str:
+    """Mount the base model read-only at /base/NAME (a private copy when the sandbox's uid
+    cannot read it all); its path in the container."""
+    copies = dirs.root / "base"  # where a private copy goes, apart from the model's
+    copies.mkdir(mode=0o755)
+    resolved = staging.readable_model(base.resolve(), copies, notes)
+    target = f"{BASE_ROOT}/{staging.container_name(resolved)}"
+    binds.append(engine.BindMount(resolved, target, read_only=True))
+    return target
 
 
 def container_spec(

@@ -240,7 +240,7 @@ class Sandbox:
         assert self._image is not None
         self._dirs = dirs = sessions.make_dirs(self.session)
         model = None if warm else self.model_path.resolve()
-        self._targets = launch.mounts(dirs, model, self.architecture, self._c.notes)
+        self._targets = launch.mounts(dirs, model, self.architecture, self._c.notes, self.base)
         spec = launch.container_spec(
             self.policy, self._image[0], self.session, dirs, self._targets.binds
         )
@@ -288,7 +288,7 @@ class Sandbox:
             self._description = self._client.describe(timeout_s=p.call_timeout_s)
             self._c.signature = signature(self._description)
         except RpcFailure as e:
-            raise translate(e, "load", p, self._run) from e
+            raise translate(e, "load", p, self._run, self.architecture) from e
         finally:
             self._c.phases["load"] = time.monotonic() - start
         self._data = connect.open_data_plane(self._dirs.run, p, self._run)
