@@ -54,6 +54,7 @@ class CodeFile(_Model):
         default_factory=list,
         description="modules its import statements name, read from the syntax tree (never run)",
     )
+    problem: str = Field(default="", description="why its imports could not be read")
 
 
 class HfInfo(_Model):
@@ -72,6 +73,11 @@ class HfInfo(_Model):
     remote_code: bool = Field(
         default=False, description="config.json or tokenizer_config.json has an auto_map"
     )
+    auto_map: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="the file holding an auto_map (config.json, tokenizer_config.json), and the "
+        "code files it names",
+    )
     code_files: list[CodeFile] = Field(default_factory=list)
     adapter: dict[str, str] = Field(
         default_factory=dict,
@@ -79,6 +85,10 @@ class HfInfo(_Model):
     )
     problems: list[str] = Field(
         default_factory=list, description="JSON files that could not be read, and why"
+    )
+    index_problems: list[str] = Field(
+        default_factory=list,
+        description="weight-map entries naming a file outside the repository or not in it",
     )
 
 

@@ -166,6 +166,7 @@ def run_model(
     signing: SigningOptions | None = None,
     bom: Path | None = None,
     exercise_s: float = 0.0,
+    trust_remote_code: bool = False,
 ) -> int:
     """Open MODEL in a sandbox (and infer on the inputs), show the report; the exit code.
     The report is written to report_path whatever happened (an error, a bug, Ctrl-C); an
@@ -173,7 +174,14 @@ def run_model(
     from runner.controller.sandbox import Sandbox
 
     feed = _load_inputs(inputs) if inputs else None
-    sb = Sandbox(model, policy, architecture=arch, format=fmt, signing=signing)
+    sb = Sandbox(
+        model,
+        policy,
+        architecture=arch,
+        format=fmt,
+        signing=signing,
+        trust_remote_code=trust_remote_code,
+    )
     outputs, failure = _open_and_infer(sb, feed, exercise_s)
     report = sb.report()  # never raises
     unwritten = save_report_or_error(report, report_path)
@@ -211,6 +219,7 @@ def run(
     trust_policy: o.TrustPolicyOpt = None,
     key: o.TrustKey = None,
     bom: o.BomOut = None,
+    trust_remote_code: o.TrustRemoteCode = False,
 ) -> None:
     """Load MODEL in a sandbox and run inference on the given inputs."""
     policy = o.policy(
@@ -225,7 +234,18 @@ def run(
     signing = o.signing(signature, require_signature, trust_policy, key)
     raise typer.Exit(
         run_model(
-            model, policy, arch, format, input, output_dir, json_, report, fail_on, signing, bom
+            model,
+            policy,
+            arch,
+            format,
+            input,
+            output_dir,
+            json_,
+            report,
+            fail_on,
+            signing,
+            bom,
+            trust_remote_code=trust_remote_code,
         )
     )
 
@@ -275,6 +295,7 @@ def scan(
             signing,
             bom,
             exercise_s=exercise_seconds,
+            trust_remote_code=True,  # a scan runs the repository's code: see what it does
         )
     )
 
@@ -310,9 +331,21 @@ def describe(
     memory: o.Memory = o.MEMORY,
     load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
     json_: o.JsonOut = False,
+    trust_remote_code: o.TrustRemoteCode = False,
 ) -> None:
     """Print MODEL's inputs and outputs (it is loaded in a sandbox to find them)."""
     policy = o.policy(runtime, memory, load_timeout=load_timeout)
     raise typer.Exit(
-        run_model(model, policy, arch, format, None, None, json_, None, Severity.CRITICAL)
+        run_model(
+            model,
+            policy,
+            arch,
+            format,
+            None,
+            None,
+            json_,
+            None,
+            Severity.CRITICAL,
+            trust_remote_code=trust_remote_code,
+        )
     )

@@ -73,6 +73,13 @@ Arch = Annotated[
     ),
 ]
 Fmt = Annotated[str, typer.Option("--format", help="force a format instead of detecting it")]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="let a Hugging Face repository's own code (an auto_map) run, in the sandbox",
+    ),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
 ReportOut = Annotated[Path | None, typer.Option("--report", help="write the JSON report here")]
 FailOn = Annotated[

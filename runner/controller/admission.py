@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import IntegrityError, UsageError
+from runner.hf.repo import describe_repo, require_trust
 from runner.integrity.provenance_claims import ProvenanceInfo, provenance_for
 from runner.integrity.trust import SignatureCheck
 from runner.report import (
@@ -64,11 +65,20 @@ class Admission:
     pending: preflight.Pending | None = None
     signature: SignatureCheck | None = None
     provenance: ProvenanceInfo | None = None
+    # May a Hugging Face repository's own code run (an auto_map)? False: refused before the
+    # static read starts (UsageError). A pre-flight runs nothing: True.
+    trust_remote_code: bool = True
+    # The repo id and revision naming a Hugging Face cache snapshot (runner.hf.cache), if any
+    hf_names: tuple[str, str] = ("", "")
 
     def start(self) -> None:
         """Start the static read, hash the files, check the signature; raise when the run
-        must stop here (a required signature, bytes that are no model and no tampering)."""
+        must stop here (a required signature, bytes that are no model and no tampering, a
+        repository's own code that may not run)."""
         path, c = self.path, self.collected
+        hf = describe_repo(path, *self.hf_names)  # bounded JSON and syntax trees, read first
+        name = hf.repo_id if hf is not None and hf.repo_id else shown(path)
+        require_trust(hf, name, self.trust_remote_code)
         self.pending = preflight.Pending(path)  # the bounded static read, while we go on
         try:
             ident = preflight.identify(path)
@@ -89,6 +99,7 @@ class Admission:
             files=digests,
             root_digest=root,
             anomalies=odd,
+            huggingface=hf,
         )
         self.signature, notes = preflight.check_signature(path, root, self.signing)
         c.notes += notes

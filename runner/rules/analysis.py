@@ -176,6 +176,7 @@ def _host_facts(
         static_imports=tuple(c.static_imports),
         gaps=found_gaps,
         load_cost=cost.load_cost(c.samples, c.model.size_bytes),
+        huggingface=c.model.huggingface,
         **_integrity_facts(c.integrity),
     )
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.rules import catalog_evidence as _evidence
+from runner.rules import catalog_hf as _hf
 from runner.rules import catalog_host as _host
 from runner.rules import catalog_parsers as _parsers
 from runner.rules import catalog_pickles as _pickles
@@ -101,6 +102,9 @@ class RuleName(StrEnum):
     WALK_LIMIT = "walk-limit"
     SPARSE_FILE = "sparse-file"
     DETECT_LIMIT = "detect-limit"
+    REMOTE_CODE = "remote-code"
+    WEIGHT_MAP_ESCAPE = "weight-map-escape"
+    REPO_JSON_UNREADABLE = "repo-json-unreadable"
     BEHAVIOR_DEVIATION = "behavior-deviation"
     BASELINE_DRIFT = "baseline-drift"
     SIGNATURE_INVALID = "signature-invalid"
@@ -430,6 +434,7 @@ RULES: tuple[Rule, ...] = (
         "model's path; holding terminal control characters (ESC, C1 controls, DEL, carriage "
         "return, backspace), line separators or bidi overrides (shown neutralised everywhere)",
     ),
+    *_rows(_hf.ROWS),
 )
 BY_ID = {r.id: r for r in RULES}
 BY_NAME = {r.name: r for r in RULES}

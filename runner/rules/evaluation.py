@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from runner.policy import Deadline
 from runner.rules import syscall_rules
 from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
 from runner.rules.cost import LoadCost, cost_findings
+from runner.rules.hf_findings import hf_findings
 from runner.rules.pickle_globals import judge_global
 from runner.static.tamper import TamperKind
 from runner.telemetry.events import Event, Phase, Source
+
+if TYPE_CHECKING:
+    from runner.report import HfInfo
 
 
 class Gap(NamedTuple):
@@ -51,6 +55,7 @@ class HostFacts:
     provenance_mismatches: tuple[str, ...] = ()
     gaps: tuple[Gap, ...] = ()  # evidence lost, cut, folded or contradicted (runner.rules.gaps)
     load_cost: LoadCost | None = None  # the load window's memory and CPU (runner.rules.cost)
+    huggingface: HfInfo | None = None  # what the host read of a repository (runner.hf.repo)
 
 
 PATH_ESCAPES = {TamperKind.ONNX_EXTERNAL_DATA, TamperKind.SYMLINK_ESCAPE}
@@ -251,7 +256,7 @@ def _host_rules(c: _Collector, f: HostFacts) -> None:
         c.add(rule, None, Source.HOST, message, evidence)
     for g in f.gaps:
         c.add(g.rule, None, g.source, g.message, g.evidence, g.tally)
-    for rule, message, evidence in _static_findings(f):
+    for rule, message, evidence in _static_findings(f) + hf_findings(f.huggingface):
         c.add(rule, None, Source.STATIC, message, evidence)
 
 

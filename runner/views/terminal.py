@@ -153,6 +153,24 @@ def _integrity_rows(integ: Integrity) -> list[Row]:
     return rows
 
 
+def _hf_rows(report: Report) -> list[Row]:
+    """A Hugging Face repository: its name, architectures and task, and the code it runs."""
+    hf = report.model.huggingface
+    if hf is None:
+        return []
+    name = (hf.repo_id + (f"@{hf.revision[:12]}" if hf.revision else "")) or "a local repository"
+    what = ", ".join(hf.architectures) or hf.model_type or "no architecture named"
+    rows = [("hugging face", _line(f"{name}: {what}, task {hf.task or '?'}"))]
+    if hf.adapter:
+        rows.append(("adapter", _line(", ".join(f"{k} {v}" for k, v in hf.adapter.items()))))
+    if hf.remote_code:
+        rows.append(("remote code", _line("; ".join(f"auto_map in {f}" for f in hf.auto_map))))
+        for c in hf.code_files[:20]:
+            what = c.problem or ("imports " + (", ".join(c.imports) or "nothing"))
+            rows.append(("code file", _line(f"{c.path} sha256 {c.sha256[:12] or '?'}: {what}")))
+    return rows
+
+
 def _findings_table(report: Report) -> Table:
     t = Table(
         title=_line(f"{len(report.findings)} finding(s)"), title_justify="left", show_lines=False
@@ -181,7 +199,7 @@ def _findings_table(report: Report) -> Table:
 
 def print_report(report: Report, console: Console) -> None:
     report = neutralised(report)  # the one place this view makes the report's text safe
-    rows = _run_rows(report) + _tensor_rows(report)
+    rows = _run_rows(report) + _hf_rows(report) + _tensor_rows(report)
     if report.integrity is not None:
         rows += _integrity_rows(report.integrity)
     rows += [("note", _line(note)) for note in report.notes]
