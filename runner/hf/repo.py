@@ -38,6 +38,7 @@ MAX_SHARDS = 10_000
 MAX_CODE_FILES = 200
 MAX_CODE_BYTES = 1 * MIB  # a .py file parsed for its imports
 MAX_CODE_TOTAL = 8 * MIB  # all .py files parsed
+MAX_CODE_HASHED = 64 * MIB  # a .py file hashed (the model's file digests have every file's)
 MAX_IMPORTS = 200  # modules listed per code file
 WALK_DEPTH, WALK_ENTRIES = 16, 20_000
 
@@ -224,6 +225,8 @@ def _code_file(entry: tree.Entry, budget: list[int]) -> CodeFile:
         return CodeFile(path=rel, sha256="", problem=f"a {entry.kind.value}: not followed")
     if entry.size > MAX_CODE_BYTES or entry.size > budget[0]:
         why = "larger than 1 MiB" if entry.size > MAX_CODE_BYTES else "past the 8 MiB read"
+        if entry.size > MAX_CODE_HASHED:
+            return CodeFile(path=rel, sha256="", problem=f"{why}: not read")
         try:
             digest = sha256_file(entry.path, follow=False)
         except OSError as e:

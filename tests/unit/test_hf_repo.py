@@ -242,6 +242,11 @@ def test_code_files_that_cannot_be_read(tmp_path: Path) -> None:
     assert files["chain.py"].problem == "could not be parsed (RecursionError)"
     assert files["big.py"].problem == "larger than 1 MiB: its imports were not read"
     assert files["big.py"].sha256 == hashlib.sha256(b"#" * (repo.MAX_CODE_BYTES + 1)).hexdigest()
+    huge = root / "huge.py"
+    with huge.open("wb") as f:
+        f.truncate(repo.MAX_CODE_HASHED + 1)  # sparse: never read
+    huge_file = {c.path: c for c in described(root).code_files}["huge.py"]
+    assert (huge_file.sha256, huge_file.problem) == ("", "larger than 1 MiB: not read")
     assert files["link.py"].problem == "a symlink: not followed" and files["link.py"].sha256 == ""
     assert files["sub/dyn.py"].imports == ["?", "importlib", "socket"]
 
