@@ -189,3 +189,17 @@ def test_the_flag_and_scan_go_on_to_the_engine(
         err = capsys.readouterr().err
         assert code != 0 and "ships its own code" not in err, err
         assert err.startswith("airlock: error: "), err
+
+
+@pytest.mark.usefixtures("no_docker")
+def test_the_python_api_refuses_as_the_command_line_does(tmp_path: Path) -> None:
+    from runner import Sandbox
+
+    root = remote_repo(tmp_path / "r")
+    sb = Sandbox(root)
+    with pytest.raises(UsageError, match="ships its own code") as e:
+        sb.open()
+    assert e.value.hint.startswith("pass --trust-remote-code")
+    report = sb.report()
+    assert report.sandbox is None and report.error is not None
+    assert report.error.kind == "UsageError"
