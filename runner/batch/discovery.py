@@ -7,7 +7,13 @@ text files listing paths.
 The walk is iterative and bounded in depth; it never follows a symlink and never opens what is
 not a regular file. What a reader must not open (a FIFO, a socket, a device), a symlink loop
 and a directory past the depth bound are kept as models too, so their results say what they
-are (never a silent skip, never a hang); a list that names itself is read once.
+are (never a silent skip, never a hang); a list that names itself is read once. Every file
+passed over is named with the reason (`Discovered.skipped`).
+
+A Hugging Face cache (a cache root, `$HF_HOME`, a repository folder `models--ORG--NAME`, a
+snapshot) is evaluated as each repository at each snapshot (runner.hf.cache): the sandbox makes
+each snapshot a plain directory (runner.hf.snapshot), and its blobs are never walked on their
+own. A repo id that is no path (ORG/NAME[@REV]) is taken from the local cache.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import UsageError
+from runner.hf import cache
 from runner.report import file_digests, root_digest
 from runner.static.manifest import open_regular
 from runner.worker.shared import tree
@@ -41,6 +49,7 @@ CONFIG_NAMES = {
 MAX_LIST_BYTES = 1 << 20
 MAX_LIST_NESTING = 8  # lists that name lists
 BATCH_READ_LIMIT = 16 * DIR_READ_LIMIT  # what detecting the batch's files may read in all
+MAX_SKIPPED = 10_000  # files passed over that are named, one by one
 
 
 def _is_model_dir(d: Path) -> bool:
@@ -107,12 +116,46 @@ def _read_list(p: Path) -> list[str] | None:
     return lines if lines and all("\0" not in ln for ln in lines) else None
 
 
+@dataclass
+class Discovered:
+    """The models to evaluate, and every path passed over with why."""
+
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    more_skipped: int = 0  # passed over past MAX_SKIPPED, counted only
+
+
 class _Found:
     def __init__(self) -> None:
         self.paths: list[Path] = []
         self.seen: set[str] = set()
         self.lists: set[str] = set()
         self.budget = Budget(BATCH_READ_LIMIT, "the batch's files")  # detection, all together
+        self.skipped: list[tuple[str, str]] = []
+        self.more_skipped = 0
+
+    def skip(self, p: Path | str, why: str) -> None:
+        if len(self.skipped) < MAX_SKIPPED:
+            self.skipped.append((str(p), why))
+        else:
+            self.more_skipped += 1
+
+    def cached(self, d: Path) -> bool:
+        """Add what a Hugging Face cache holds at `d` (each repository at each snapshot; a
+        directory inside a snapshot as it is); False when `d` is no part of a cache."""
+        listing = cache.cache_listing(d)
+        if listing is not None:
+            for snap in listing.snapshots:
+                self.add(snap.path)
+            for path, why in listing.skipped:
+                self.skip(path, f"in the Hugging Face cache: {why}")
+            if not listing.snapshots:
+                self.skip(d, "a Hugging Face cache holding no snapshot")
+            return True
+        if cache.snapshot_of(d) is not None:  # a directory inside a snapshot: a model as it is
+            self.add(d)
+            return True
+        return False
 
     def add(self, p: Path) -> None:
         r = os.path.realpath(p)  # never raises, a symlink loop included
@@ -126,6 +169,8 @@ class _Found:
         while stack:
             d, depth = stack.pop()
             try:
+                if self.cached(d):
+                    continue
                 if _is_model_dir(d):
                     self.add(d)
                     continue
@@ -144,29 +189,40 @@ class _Found:
 
     def _child(self, c: os.DirEntry[str]) -> bool:
         """Add what a directory entry holds; True for a directory to walk into."""
-        if c.name.startswith("."):
-            return False
         p = Path(c.path)
+        if c.name.startswith("."):
+            self.skip(p, "hidden (a name starting with '.' is not walked)")
+            return False
         try:
             kind = tree.kind_of(c.stat(follow_symlinks=False).st_mode)
         except OSError:
-            return False  # gone since it was listed
+            self.skip(p, "gone since it was listed")
+            return False
         if kind is tree.Kind.DIR:
             return True
         if kind is tree.Kind.SYMLINK:
             try:
                 os.stat(p)
+                self.skip(p, "a symlink (not followed; name its target to evaluate it)")
             except OSError:  # a loop or a dangling link: its evaluation says which
                 self.add(p)
             return False
         if kind in tree.SPECIAL:
             self.add(p)  # never opened here; its evaluation reports it
-        elif p.suffix.lower() not in CONFIG_SUFFIXES and _is_model_file(p, self.budget):
+        elif p.suffix.lower() in CONFIG_SUFFIXES:
+            self.skip(p, f"a configuration or text file (by its name: {p.suffix.lower()})")
+        elif _is_model_file(p, self.budget):
             self.add(p)
+        else:
+            self.skip(p, "not a model (by its content)")
         return False
 
     def expand(self, raw: str | Path, nesting: int) -> None:
         p = Path(raw).expanduser()
+        if not os.path.lexists(p):  # a repo id: from the Hugging Face cache
+            p = cache.locate(p)
+        if p.is_dir() and self.cached(p):
+            return
         if not p.exists():
             what = "a symlink that leads nowhere (dangling, or a loop)" if p.is_symlink() else ""
             raise UsageError(
@@ -191,22 +247,35 @@ class _Found:
             self.add(p)  # not recognisable: its evaluation reports why
 
 
-def expand(paths: Iterable[str | Path]) -> list[Path]:
+def discover(paths: Iterable[str | Path]) -> Discovered:
     """Models named by PATHs: files, directories (every model file or model directory inside,
-    recognised by content) and text files listing paths, one a line."""
+    recognised by content, and Hugging Face caches), repo ids in the cache, and text files
+    listing paths, one a line; and what was passed over, with why."""
     found = _Found()
     for raw in paths:
         found.expand(raw, 0)
-    return found.paths
+    return Discovered(found.paths, found.skipped, found.more_skipped)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    return discover(paths).paths
 
 
 def digest(path: Path) -> str:
     """sha256 of a file; for a directory, its root digest (over the per-file digests); '' for
-    a path that cannot be read (a symlink loop, say: its evaluation says why)."""
+    a path that cannot be read (a symlink loop, say: its evaluation says why). A cache snapshot
+    is digested as its sandbox sees it: made a plain directory (runner.hf.snapshot)."""
+    from runner.controller.sessions import new_session_id
+    from runner.hf import snapshot
+
+    session = new_session_id()
     try:
-        digests = file_digests(path)
-    except OSError:
+        prepared = snapshot.prepare(path, session, []) if path.is_dir() else None
+        digests = file_digests(prepared.path if prepared else path)
+    except (OSError, UsageError):
         return ""
+    finally:
+        snapshot.remove_work_dir(session)
     return digests[0].sha256 if path.is_file() else root_digest(digests)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.batch.discovery import digest, expand
+from runner.batch.discovery import digest, discover
 from runner.behaviour.probes import ProbeSet, feed_for, from_arrays
 from runner.behaviour.probes import load as load_probe_file
 from runner.behaviour.probes import run as run_probes
@@ -46,6 +46,10 @@ class EvalResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
+    repo_id: str | None = Field(
+        default=None, description="the Hugging Face repository, for a model from the cache"
+    )
+    revision: str | None = Field(default=None, description="its snapshot's commit hash")
     sha256: str = Field(description="of the file; of the per-file digests for a directory")
     format: str
     verdict: Verdict
@@ -236,8 +240,11 @@ def _evaluated(
     verdict, error = _verdict(report, run.error)
     report_name, bom_name, write_error = _write(out_dir, path, sha, report)
     phases = {p.name: p.seconds for p in report.phases}
+    hf = report.model.huggingface
     return EvalResult(
         path=str(path),
+        repo_id=hf.repo_id or None if hf else None,
+        revision=hf.revision or None if hf else None,
         sha256=sha,
         format=report.model.format,
         verdict=verdict,
@@ -324,6 +331,9 @@ class Observer:
     """Progress callbacks; the library itself never prints."""
 
     def started(self, total: int, skipped: int) -> None: ...
+    def passed_over(self, skipped: list[tuple[str, str]], more: int) -> None:
+        """The paths discovery passed over, (path, why), and how many more past its cap."""
+
     def model_started(self, path: Path) -> None: ...
     def model_finished(self, result: EvalResult) -> None: ...
 
@@ -416,10 +426,12 @@ def evaluate(
     check_jobs(jobs, policy)
     probe_set = _probe_set(probes)
     registry = _registry(baselines, probe_set)
-    models = expand(paths)
+    found = discover(paths)
+    models = found.paths
     out = Path(out_dir) if out_dir is not None else None
     todo = _to_do(models, set(skip_sha256))
     obs = observer or Observer()
+    obs.passed_over(found.skipped, found.more_skipped)
     obs.started(len(todo), len(models) - len(todo))
     running = _Running()
     _docker.client()  # fail fast, once, when the engine is not reachable

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from pydantic import ValidationError
 
@@ -39,17 +39,20 @@ def read_results(path: Path) -> ReadResults:
 
 class Worst(TypedDict):
     path: str
+    repo: NotRequired[str]  # ORG/NAME@REVISION, for a model from the Hugging Face cache
     verdict: str
     findings: list[str]
 
 
 class Slowest(TypedDict):
     path: str
+    repo: NotRequired[str]
     seconds: float
 
 
 class Failed(TypedDict):
     path: str
+    repo: NotRequired[str]
     error: str
 
 
@@ -70,6 +73,15 @@ class Summary(TypedDict):
     baselines: Baselines
 
 
+class _Repo(TypedDict, total=False):
+    repo: str
+
+
+def _repo(r: EvalResult) -> _Repo:
+    """ORG/NAME@REVISION for a model from the Hugging Face cache; nothing otherwise."""
+    return {"repo": f"{r.repo_id}@{r.revision or '?'}"} if r.repo_id else {}
+
+
 def summary(results: Sequence[EvalResult]) -> Summary:
     by_verdict = {v.value: 0 for v in Verdict}
     for r in results:
@@ -83,14 +95,16 @@ def summary(results: Sequence[EvalResult]) -> Summary:
         "models": len(results),
         "by_verdict": by_verdict,
         "worst": [
-            {"path": r.path, "verdict": r.verdict.value, "findings": r.top_findings}
+            Worst(path=r.path, verdict=r.verdict.value, findings=r.top_findings, **_repo(r))
             for r in worst[:10]
         ],
         "slowest": [
-            {"path": r.path, "seconds": r.seconds}
+            Slowest(path=r.path, seconds=r.seconds, **_repo(r))
             for r in sorted(results, key=lambda r: -r.seconds)[:5]
         ],
-        "errors": [Failed(path=r.path, error=error) for r in results if (error := r.error)][:20],
+        "errors": [
+            Failed(path=r.path, error=error, **_repo(r)) for r in results if (error := r.error)
+        ][:20],
         "load_only": sum(1 for r in results if not r.probed),
         "baselines": {
             "checked": sum(1 for r in results if r.baseline),

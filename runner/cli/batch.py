@@ -4,6 +4,7 @@ prints it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,10 +23,14 @@ if TYPE_CHECKING:
     from runner.behaviour.baseline import Registry
     from runner.static.preflight import SigningOptions
 
+MAX_SKIPPED_SHOWN = 50  # skipped paths printed; summary.json lists them all
+
 Paths = Annotated[
     list[Path],
     typer.Argument(
-        help="model files, directories of models, or text files listing paths", show_default=False
+        help="model files, directories of models, Hugging Face caches or repo ids (ORG/NAME), "
+        "or text files listing paths",
+        show_default=False,
     ),
 ]
 EvalProbes = Annotated[
@@ -110,12 +115,20 @@ def _evaluate(
     done: list[EvalResult],
     baselines: Registry | None,
     signing: SigningOptions,
+    skipped: list[str],
 ) -> list[EvalResult]:
-    """Evaluate the models not done yet, appending each result to results.jsonl as it comes."""
+    """Evaluate the models not done yet, appending each result to results.jsonl as it comes;
+    the paths discovery passed over are kept in `skipped`."""
     from runner.batch import evaluation
     from runner.cli.progress import ConsoleObserver
 
-    observer = ConsoleObserver(err)
+    class Observer(ConsoleObserver):
+        def passed_over(self, entries: list[tuple[str, str]], more: int) -> None:
+            skipped.extend(f"{path} — {why}" for path, why in entries)
+            if more:
+                skipped.append(f"... and {more} more")
+
+    observer = Observer(err)
     new: list[EvalResult] = []
     try:
         with (out_dir / "results.jsonl").open("a") as fh:
@@ -138,6 +151,19 @@ def _evaluate(
     return new
 
 
+def _name(entry: Mapping[str, object]) -> str:
+    """A model as the summary names it: its repository and revision, when it came from the
+    Hugging Face cache, else its path."""
+    return shown(str(entry.get("repo") or entry["path"]))
+
+
+def _print_skipped(skipped: list[str]) -> None:
+    for line in skipped[:MAX_SKIPPED_SHOWN]:
+        out.print(f"skipped: {shown(line)}", markup=False, highlight=False)
+    if len(skipped) > MAX_SKIPPED_SHOWN:
+        out.print(f"skipped: {len(skipped) - MAX_SKIPPED_SHOWN} more, listed in summary.json")
+
+
 def _print_summary(summary: Summary, results_path: Path) -> None:
     """The summary: a table of verdicts, then the worst and slowest models. Every path came
     from the models' directories (their names are the models' authors'): neutralised."""
@@ -152,9 +178,9 @@ def _print_summary(summary: Summary, results_path: Path) -> None:
     out.print(t)
     for w in summary["worst"][:5]:
         findings = ", ".join(shown(f, 20) for f in w["findings"])
-        out.print(f"worst: {shown(w['verdict'], 20):<10} {shown(w['path'])}  {findings}")
+        out.print(f"worst: {shown(w['verdict'], 20):<10} {_name(w)}  {findings}")
     for s in summary["slowest"][:3]:
-        out.print(f"slowest: {s['seconds']:.1f}s {shown(s['path'])}")
+        out.print(f"slowest: {s['seconds']:.1f}s {_name(s)}")
     b = summary["baselines"]
     if b["checked"]:
         out.print(
@@ -203,8 +229,12 @@ def eval_(
     done = _previous(results_path, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     baselines = Registry(registry) if baseline else None
-    results = done + _evaluate(paths, probes, jobs, policy, out_dir, done, baselines, signing)
+    skipped: list[str] = []
+    results = done + _evaluate(
+        paths, probes, jobs, policy, out_dir, done, baselines, signing, skipped
+    )
     summary = batch_results.summary(results)
-    write(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write(out_dir / "summary.json", json.dumps({**summary, "skipped": skipped}, indent=2) + "\n")
+    _print_skipped(skipped)
     _print_summary(summary, results_path)
     raise typer.Exit(batch_results.exit_code(results, fail_on))

@@ -85,7 +85,24 @@ ReportOut = Annotated[Path | None, typer.Option("--report", help="write the JSON
 FailOn = Annotated[
     Severity, typer.Option("--fail-on", help="exit 1 when a finding is at or above this severity")
 ]
-ModelArg = Annotated[Path, typer.Argument(help="model file or model directory", show_default=False)]
+
+
+def _located(model: Path) -> Path:
+    """A model argument that is no path but a repo id (ORG/NAME[@REV]) is taken from the
+    Hugging Face cache (the local one only); a cache's repository folder, at refs/main."""
+    from runner.hf.cache import locate
+
+    return locate(model)
+
+
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="model file, model directory, or ORG/NAME[@REV] from the Hugging Face cache",
+        show_default=False,
+        callback=_located,
+    ),
+]
 SigOpt = Annotated[
     Path | None,
     typer.Option(

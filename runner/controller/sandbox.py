@@ -55,6 +55,7 @@ from runner.errors import (
     IntegrityError,
     UsageError,
 )
+from runner.hf import snapshot as hf_snapshot
 from runner.policy import Policy
 from runner.report import ModelInfo, Report, SandboxInfo, Signature
 from runner.rules import analysis
@@ -110,6 +111,7 @@ class Sandbox:
         self._targets = launch.Mounts([], "")
         self._warm = False  # pre-started by a pool: launched and warmed, no model yet
         self._closed = False
+        self._hf: hf_snapshot.Prepared | None = None  # a cache snapshot, made a plain directory
 
     @property
     def notes(self) -> list[str]:
@@ -181,6 +183,7 @@ class Sandbox:
         root = dirs.root if dirs else sessions.tmp_base() / f"{sessions.DIR_PREFIX}{self.session}"
         if dirs is not None or root.exists():  # made, even if making them did not finish
             steps.run("removing the session's directories", sessions.remove_dirs, root)
+        steps.run("removing the snapshot's directory", hf_snapshot.remove_work_dir, self.session)
         self._c.phases["teardown"] = time.monotonic() - start
         steps.settle(self._c)
 
@@ -201,6 +204,8 @@ class Sandbox:
         start = time.monotonic()
         try:
             check_request(self.model_path, self.architecture, self.format)
+            self._hf = hf_snapshot.prepare(self.model_path, self.session, self._c.notes)
+            self.model_path = self._hf.path if self._hf else self.model_path
             self._admission = Admission(
                 self.model_path,
                 self.format,
@@ -339,6 +344,8 @@ class Sandbox:
             self._admit(static_only=True)
         except IntegrityError as e:
             self._c.error = e
+        finally:  # the static read is done with a materialised snapshot
+            hf_snapshot.remove_work_dir(self.session)
         return self.report()
 
     def describe(self) -> Signature:
@@ -472,6 +479,8 @@ class Sandbox:
         """What this sandbox did, judged: complete once the sandbox is closed. Never raises:
         when the report cannot be built, a minimal one with verdict error says why."""
         faults = [x.faults for x in (self._client, self._data) if x is not None]
+        if self._hf is not None:  # the caller's path, and the repository it came from
+            self._c.model = self._hf.shown(self._c.model)
         return reporting.build(self._c, faults)
 
     # --- helpers -------------------------------------------------------------------------------

@@ -229,7 +229,8 @@ def cache_listing(path: Path) -> Listing | None:
     """What a batch evaluates for `path` when it is a Hugging Face cache: a cache root, a
     directory holding one (`$HF_HOME`: its hub/), a repository folder, or a snapshot. None when
     it is none of these."""
-    if (snap := snapshot_of(path)) is not None and os.path.isdir(path):
+    snap = snapshot_of(path)
+    if snap is not None and os.path.abspath(path) == os.path.abspath(snap.path):
         return Listing([snap])
     if is_repo_folder(path) or is_cache_root(path):
         return scan_cache(path)

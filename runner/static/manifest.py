@@ -144,8 +144,32 @@ def root_digest(digests: list[FileDigest]) -> str:
     return h.hexdigest()
 
 
+# What any repository holds beside a model (git attributes, licences, read-mes, pictures for
+# its card, tokenizer vocabularies): not anomalies when that is all they are. They are still
+# read by detection first, so a model file named like one is a model file all the same.
+ORDINARY_NAMES = {".gitattributes", ".gitignore", ".gitkeep"}
+ORDINARY_STEMS = {
+    "LICENSE", "LICENCE", "COPYING", "NOTICE", "README", "AUTHORS", "CONTRIBUTORS",
+    "CHANGELOG", "CITATION", "USE_POLICY", "MODEL_CARD",
+}  # fmt: skip
+ORDINARY_SUFFIXES = {
+    ".rst", ".cff", ".csv", ".tsv", ".jsonl", ".vocab", ".bpe", ".codes",
+    ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp",
+}  # fmt: skip
+
+
+def ordinary(rel: str) -> bool:
+    """An ordinary repository file by its name (outside .git)."""
+    name = PurePosixPath(rel).name
+    stem = name.split(".", 1)[0].upper()
+    suffix = PurePosixPath(name).suffix.lower()
+    return name in ORDINARY_NAMES or stem in ORDINARY_STEMS or suffix in ORDINARY_SUFFIXES
+
+
 def anomalies(path: Path) -> list[str]:
-    """What a model directory should not hold, or should hold only with a reason."""
+    """What a model directory should not hold, or should hold only with a reason. Symlinks,
+    special files, executables, Python code and git content always; empty and unknown files
+    unless they are ordinary repository files (`ordinary`)."""
     from runner.worker.shared.formats import (
         CONFIG_SUFFIXES,
         DIR_READ_LIMIT,
@@ -173,13 +197,13 @@ def anomalies(path: Path) -> list[str]:
             continue
         elif e.kind is not tree.Kind.FILE:
             out.append(f"{rel}: a {e.kind}")
-        elif e.size == 0:
+        elif e.size == 0 and not ordinary(e.rel):
             out.append(f"{rel}: an empty file")
         elif e.mode & 0o111:
             out.append(f"{rel}: executable")
         elif suffix == ".py":
             out.append(f"{rel}: Python code")
-        elif suffix.lower() not in CONFIG_SUFFIXES and budget is not None:
+        elif e.size and suffix.lower() not in CONFIG_SUFFIXES and budget is not None:
             try:
                 detect(e.path, budget)
             except ReadLimit as limit:
@@ -189,7 +213,8 @@ def anomalies(path: Path) -> list[str]:
                 else:
                     out.append(f"{rel}: an unknown file")
             except (FormatError, OSError):
-                out.append(f"{rel}: an unknown file")
+                if not ordinary(e.rel):
+                    out.append(f"{rel}: an unknown file")
         if len(out) >= 100:
             break
     return out
