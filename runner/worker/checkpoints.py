@@ -206,29 +206,31 @@ def _module(architecture: Path, config: dict[str, Any] | None) -> Any:
 
 
 def fit_keys(state: dict[str, Any], expected: set[str]) -> tuple[dict[str, Any], str]:
-    """The weights with a wrapper's prefix (`model.`, `module.`, `_orig_mod.`) stripped, when
+    """The weights with a wrapper's prefix (`model.`, `module.`, `module.model.`) stripped, when
     the architecture's keys lack it and stripping fits more of them; a note saying so."""
-    notes = []
-    for _ in range(2):  # `module.model.x`: two wrappers at most
-        hits = len(state.keys() & expected)
-        if hits == len(state) or not state:
-            break
-        firsts = Counter(k.split(".", 1)[0] + "." for k in state if "." in k)
-        best, best_hits = "", hits
-        for prefix, _count in firsts.most_common(MAX_PREFIXES):
-            n = sum(1 for k in state if k.startswith(prefix) and k[len(prefix) :] in expected)
-            if n > best_hits:
-                best, best_hits = prefix, n
-        if not best:
-            break
-        kept = {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
-        left = len(state) - len(kept)
-        notes.append(
-            f"stripped the prefix {_name(best)} from {len(kept)} keys (the architecture's keys "
-            "lack it)" + (f"; {left} keys without it were left out" if left else "")
+    hits = len(state.keys() & expected)
+    if hits == len(state) or not state:
+        return state, ""
+    candidates: Counter[str] = Counter()
+    for depth in (1, 2):  # `module.model.x`: two wrappers at most
+        candidates.update(
+            ".".join(parts[:depth]) + "."
+            for k in state
+            if len(parts := k.split(".", depth)) > depth
         )
-        state = kept
-    return state, "; ".join(notes)
+    best, best_hits = "", hits
+    for prefix, _count in candidates.most_common(2 * MAX_PREFIXES):
+        n = sum(1 for k in state if k.startswith(prefix) and k[len(prefix) :] in expected)
+        if n > best_hits:
+            best, best_hits = prefix, n
+    if not best:
+        return state, ""
+    kept = {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
+    left = len(state) - len(kept)
+    note = (
+        f"stripped the prefix {_name(best)} from {len(kept)} keys (the architecture's keys lack it)"
+    )
+    return kept, note + (f"; {left} keys without it were left out" if left else "")
 
 
 def build(
