@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
+from runner.channel.text import MAX_NEW_TOKENS, TextResult
 from runner.cli import options as o
 from runner.cli.output import (
     ErrorAfterReport,
@@ -19,7 +21,14 @@ from runner.cli.output import (
     shown,
 )
 from runner.controller.exercise import SECONDS
-from runner.errors import EXIT_FINDINGS, EXIT_OK, AirlockError, IntegrityError, UsageError
+from runner.errors import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    AirlockError,
+    IntegrityError,
+    UsageError,
+    untrusted_text,
+)
 from runner.policy import Policy, Runtime
 from runner.rules.catalog import Severity
 
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
     from runner.static.preflight import SigningOptions
 
 Inputs = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option(
         "--input", "-i", help="NAME=FILE.npy, or FILE.npy for a single-input model, or FILE.npz"
     ),
@@ -90,8 +99,61 @@ ExerciseSeconds = Annotated[
 ]
 
 
+Texts = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--text",
+        "-t",
+        help="a text for a Hugging Face repository, tokenised in the sandbox by its own "
+        "tokenizer (repeatable)",
+    ),
+]
+Generate = Annotated[
+    int,
+    typer.Option(
+        "--generate",
+        min=0,
+        max=MAX_NEW_TOKENS,
+        help="with --text, a causal language model generates up to N tokens after each text "
+        "(greedy)",
+    ),
+]
+
+
+@dataclass
+class TextAsk:
+    """What `run` asks of a Hugging Face repository: texts, and tokens to generate."""
+
+    texts: list[str]
+    generate: int = 0
+    result: TextResult | None = None
+    generated: list[str] = field(default_factory=list)
+
+    def ask(self, sb: Sandbox) -> dict[str, np.ndarray]:
+        self.result = sb.infer_text(self.texts)
+        if self.generate:
+            self.generated = [sb.generate(t, self.generate) for t in self.texts]
+        return dict(self.result.outputs)
+
+    def show(self) -> None:
+        r = self.result
+        if r is None:
+            return
+        out.print(f"task: {r.task}, {r.tokens} token(s)")
+        for i, t in enumerate(self.texts):
+            line = f"text {i + 1}: {untrusted_text(t, 80)!r}"
+            if r.labels:
+                line += f" -> {r.labels[i].label} ({r.labels[i].score:.4f})"
+            out.print(line, markup=False, highlight=False)
+            if i < len(self.generated):
+                shown_text = untrusted_text(self.generated[i], 2000)
+                out.print(f"  generated: {shown_text!r}", markup=False, highlight=False)
+
+
 def _open_and_infer(
-    sb: Sandbox, feed: dict[str, Any] | np.ndarray | None, exercise_s: float = 0.0
+    sb: Sandbox,
+    feed: dict[str, Any] | np.ndarray | TextAsk | None,
+    exercise_s: float = 0.0,
 ) -> tuple[dict[str, np.ndarray], BaseException | None]:
     """The outputs, and what stopped the run, whatever it was (its report still tells the
     rest, and is written before anything is raised). With no inputs and exercise_s > 0, the
@@ -99,7 +161,9 @@ def _open_and_infer(
     outputs: dict[str, np.ndarray] = {}
     try:
         with sb:
-            if feed is not None:
+            if isinstance(feed, TextAsk):
+                outputs = feed.ask(sb)
+            elif feed is not None:
                 outputs = sb.infer(feed)
             elif exercise_s > 0:
                 sb.exercise(seconds=exercise_s)
@@ -167,13 +231,26 @@ def run_model(
     bom: Path | None = None,
     exercise_s: float = 0.0,
     trust_remote_code: bool = False,
+    texts: list[str] | None = None,
+    generate: int = 0,
+    loading: o.Loading | None = None,
 ) -> int:
     """Open MODEL in a sandbox (and infer on the inputs), show the report; the exit code.
     The report is written to report_path whatever happened (an error, a bug, Ctrl-C); an
     error after which there is a report to show is raised once the report is shown."""
     from runner.controller.sandbox import Sandbox
 
-    feed = _load_inputs(inputs) if inputs else None
+    if texts and inputs:
+        raise UsageError("give --text or --input, not both", "texts are tokenised in the sandbox")
+    if generate and not texts:
+        raise UsageError("--generate needs a prompt", "pass it with --text PROMPT")
+    feed: dict[str, Any] | np.ndarray | TextAsk | None = (
+        TextAsk(texts, generate) if texts else _load_inputs(inputs) if inputs else None
+    )
+    loading = loading or o.Loading()
+    from runner.static.weights import check_usage
+
+    check_usage(model, arch, fmt, feed is not None, loading.base)  # before a sandbox starts
     sb = Sandbox(
         model,
         policy,
@@ -181,6 +258,7 @@ def run_model(
         format=fmt,
         signing=signing,
         trust_remote_code=trust_remote_code,
+        **loading.sandbox_kwargs(),
     )
     outputs, failure = _open_and_infer(sb, feed, exercise_s)
     report = sb.report()  # never raises
@@ -191,6 +269,8 @@ def run_model(
         raise failure  # nothing ran (engine or image problem): a plain error line
     show(report, as_json, None, bom)
     if not as_json:
+        if isinstance(feed, TextAsk):
+            feed.show()
         _print_outputs(outputs)
     failure = failure or unwritten or _save_outputs(outputs, output_dir)
     if failure is not None:
@@ -200,7 +280,7 @@ def run_model(
 
 def run(
     model: o.ModelArg,
-    input: Inputs,
+    input: Inputs = None,
     output_dir: OutputDir = None,
     arch: o.Arch = None,
     format: o.Fmt = "auto",
@@ -220,8 +300,20 @@ def run(
     key: o.TrustKey = None,
     bom: o.BomOut = None,
     trust_remote_code: o.TrustRemoteCode = False,
+    text: Texts = None,
+    generate: Generate = 0,
+    state_key: o.StateKey = "",
+    non_strict: o.NonStrict = False,
+    base: o.BaseDir = None,
 ) -> None:
-    """Load MODEL in a sandbox and run inference on the given inputs."""
+    """Load MODEL in a sandbox and run inference on the given inputs (arrays, or texts for a
+    Hugging Face repository)."""
+    # long function: one parameter per command-line option, passed on
+    if not input and not text:
+        raise UsageError(
+            "run needs inputs: --input NAME=FILE.npy, or --text TEXT for a Hugging Face repository",
+            "use 'airlock scan' to load a model without inputs of yours",
+        )
     policy = o.policy(
         runtime,
         memory,
@@ -246,6 +338,9 @@ def run(
             signing,
             bom,
             trust_remote_code=trust_remote_code,
+            texts=text,
+            generate=generate,
+            loading=o.Loading(state_key, non_strict, base),
         )
     )
 
@@ -269,6 +364,9 @@ def scan(
     key: o.TrustKey = None,
     bom: o.BomOut = None,
     exercise_seconds: ExerciseSeconds = SECONDS,
+    state_key: o.StateKey = "",
+    non_strict: o.NonStrict = False,
+    base: o.BaseDir = None,
 ) -> None:
     """Load MODEL in a sandbox, then call it with inputs built from its declared signature for a
     few seconds (none of yours): what do loading and calling it do?"""
@@ -296,6 +394,7 @@ def scan(
             bom,
             exercise_s=exercise_seconds,
             trust_remote_code=True,  # a scan runs the repository's code: see what it does
+            loading=o.Loading(state_key, non_strict, base),
         )
     )
 
@@ -332,6 +431,9 @@ def describe(
     load_timeout: o.LoadTimeout = o.LOAD_TIMEOUT,
     json_: o.JsonOut = False,
     trust_remote_code: o.TrustRemoteCode = False,
+    state_key: o.StateKey = "",
+    non_strict: o.NonStrict = False,
+    base: o.BaseDir = None,
 ) -> None:
     """Print MODEL's inputs and outputs (it is loaded in a sandbox to find them)."""
     policy = o.policy(runtime, memory, load_timeout=load_timeout)
@@ -347,5 +449,6 @@ def describe(
             None,
             Severity.CRITICAL,
             trust_remote_code=trust_remote_code,
+            loading=o.Loading(state_key, non_strict, base),
         )
     )

@@ -4,8 +4,9 @@ that turn options into a Policy, a trust policy and signing options."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -69,9 +70,53 @@ NoTrace = Annotated[bool, typer.Option("--no-trace", help="run without the sysca
 Arch = Annotated[
     Path | None,
     typer.Option(
-        "--arch", help="Python file defining build_model() for state dicts and safetensors"
+        "--arch",
+        help="Python file defining build_model(config) -> torch.nn.Module for state dicts "
+        "and checkpoints (config: config.json beside the weights as a dict, or None)",
     ),
 ]
+StateKey = Annotated[
+    str,
+    typer.Option(
+        "--state-key",
+        help="the key a training checkpoint holds its weights under (A/B for a nested one; "
+        "default: found among state_dict, model_state_dict, model, module, ema, ...)",
+    ),
+]
+NonStrict = Annotated[
+    bool,
+    typer.Option(
+        "--non-strict",
+        help="load the weights that fit the architecture (load_state_dict(strict=False)); "
+        "the report lists the missing and unexpected keys",
+    ),
+]
+BaseDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--base",
+        help="the base model (a Hugging Face repository directory) a PEFT adapter applies "
+        "to, mounted read-only in the sandbox",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How to load a checkpoint: --state-key, --non-strict, --base."""
+
+    state_key: str = ""
+    non_strict: bool = False
+    base: Path | None = None
+
+    def sandbox_kwargs(self) -> dict[str, Any]:
+        if self.base is not None and not self.base.is_dir():
+            raise UsageError(
+                f"--base {self.base}: not a directory", "pass the base model's repository directory"
+            )
+        return {"state_key": self.state_key, "strict": not self.non_strict, "base": self.base}
+
+
 Fmt = Annotated[str, typer.Option("--format", help="force a format instead of detecting it")]
 TrustRemoteCode = Annotated[
     bool,

@@ -169,15 +169,57 @@ def _library_code(filename: Any) -> bool:
     return isinstance(filename, str) and filename.startswith(_LIBRARY_PREFIXES)
 
 
+# Standard-library modules that generate code as part of defining a class (dataclass methods,
+# named tuples, evaluated annotations) or only parse it (ast): code they compile and run, called
+# from their own frame, is theirs. Anything else the model's code compiles or runs, directly or
+# from a C function, stays recorded.
+_CODE_MAKERS = tuple(
+    os.path.join(os.path.dirname(os.__file__), name)
+    for name in (
+        "dataclasses.py",
+        "typing.py",
+        "ast.py",
+        os.path.join("collections", "__init__.py"),
+    )
+)
+# A Hugging Face repository's own code files, copied here by transformers and imported by
+# Python's import system: running them is reported, with their digests, from the host's read of
+# the repository (AL930); their module bodies are not dynamic code.
+_REMOTE_MODULES = os.path.join(os.environ.get("HF_MODULES_CACHE", "/tmp/hf/modules"), "")  # noqa: S108
+_IMPORT_SYSTEM = ("<frozen importlib._bootstrap", "<frozen importlib._bootstrap_external")
+
+
+def _caller() -> str:
+    """The file of the Python frame the audited call came from (this module's frames and
+    the hook's are skipped)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame.f_code.co_filename if frame is not None else ""
+
+
+def _made_by_library(filename: Any) -> bool:
+    if _library_code(filename):
+        return True
+    caller = _caller()
+    if caller in _CODE_MAKERS and isinstance(filename, str) and filename.startswith("<"):
+        return True
+    return (
+        isinstance(filename, str)
+        and filename.startswith(_REMOTE_MODULES)
+        and caller.startswith(_IMPORT_SYSTEM)
+    )
+
+
 def _keep(event: str, args: tuple[Any, ...]) -> bool:
     if event == "open":
         mode, flags = (args[1] if len(args) > 1 else None), (args[2] if len(args) > 2 else 0)
         writing = isinstance(mode, str) and any(c in mode for c in "wax+")
         return writing or (isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
     if event == "exec":
-        return not _library_code(getattr(args[0], "co_filename", None)) if args else True
+        return not _made_by_library(getattr(args[0], "co_filename", None)) if args else True
     if event == "compile":
-        return not _library_code(args[1] if len(args) > 1 else None)
+        return not _made_by_library(args[1] if len(args) > 1 else None)
     if event == "import":
         return bool(args) and str(args[0]).split(".")[0] in SUSPICIOUS_IMPORTS
     return True

@@ -97,19 +97,24 @@ def _offline() -> None:
 
 
 def warm(path: Path | None) -> None:
-    """Import transformers, tokenizers and the modeling code the repository's architecture
-    names (transformers imports it lazily), before any of the model's bytes are read by them:
-    library start-up is the baseline, not the model's doing. Only config.json's strings are
-    looked at here, as data."""
+    """Run transformers once on tiny benign repositories of Airlock's own (an encoder, a
+    classifier, a causal language model that generates, one that ships its own code), and
+    import the modeling code the repository's architecture names, before any of the model's
+    bytes are read: library start-up and lazy initialisation (imports, generated dataclass
+    code, native libraries, module caches) are the baseline, not the model's doing. Only
+    config.json's strings are looked at here, as data."""
     _offline()
-    import tokenizers  # noqa: F401
     import transformers
 
+    from runner.worker import warm_hf
+
+    warm_hf.run_once()
     config = read_config(path) if path is not None else {}
     archs = config.get("architectures")
     names = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
+    known = getattr(transformers, "_class_to_module", {})
     for name in names[:4]:
-        if name.isidentifier() and name in getattr(transformers, "_class_to_module", {}):
+        if name.isidentifier() and name in known:
             getattr(transformers, name, None)  # a class transformers ships: imports its module
     model_type = config.get("model_type")
     if isinstance(model_type, str) and model_type.isidentifier():
@@ -117,9 +122,8 @@ def warm(path: Path | None) -> None:
 
         mapping = getattr(tokenization_auto, "TOKENIZER_MAPPING_NAMES", {})
         for cls_name in _names(mapping.get(model_type)):
-            if cls_name in getattr(transformers, "_class_to_module", {}):
+            if cls_name in known:
                 getattr(transformers, cls_name, None)
-    getattr(transformers, "AutoTokenizer", None)
 
 
 def _names(entry: Any) -> list[str]:
@@ -131,14 +135,14 @@ def _names(entry: Any) -> list[str]:
 
 
 def load(path: Path, threads: int, options: Options) -> Loaded:
-    """Build the model and tokenizer from the repository."""
-    from runner.worker.loaders import Loaded, LoadError, Spec
-
-    _offline()
+    """Build the model and tokenizer from the repository (offline: set by warm())."""
     import torch
     import transformers
 
+    from runner.worker.loaders import Loaded, LoadError, Spec
+
     torch.set_num_threads(threads)
+    _quiet_library()
     config = read_config(path)
     task, auto_name = task_of(config)
     auto = getattr(transformers, auto_name)
@@ -155,6 +159,17 @@ def load(path: Path, threads: int, options: Options) -> Loaded:
     loaded.text = runner.text
     loaded.extra["task"] = task
     return loaded
+
+
+def _quiet_library() -> None:
+    """transformers reads /proc/mounts on every load, to tell whether a weights file is on an
+    hf-mount FUSE filesystem: a probe of the sandbox (AL304) when the model does it. The model
+    here is always on a bind mount, so Airlock answers that question itself, and a read of
+    /proc/mounts stays the model's (or its code's) own doing."""
+    from transformers import modeling_utils
+
+    if hasattr(modeling_utils, "_is_on_hf_mount"):
+        modeling_utils._is_on_hf_mount = lambda path: False
 
 
 def _why(e: BaseException) -> str:

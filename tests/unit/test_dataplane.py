@@ -105,7 +105,7 @@ def shm() -> dataplane.SharedMemory:
 def test_outputs_written_in_place_match_a_plain_run(
     tmp_path: Path, shm: dataplane.SharedMemory
 ) -> None:
-    loaded = loaders._load_onnx(_reshaping_onnx(tmp_path / "m.onnx"), None, 1)
+    loaded = loaders._load_onnx(_reshaping_onnx(tmp_path / "m.onnx"), None, 1, loaders.Options())
     assert loaded.run is not None
     x = np.random.default_rng(0).standard_normal((2048, 64)).astype(np.float32)  # 512 KiB
 
