@@ -182,7 +182,9 @@ def _write(
 
     if out_dir is None or (report.sandbox is None and report.integrity is None):
         return None, None, None
-    stem = f"{_safe(path.name)}-{sha[:12]}"
+    hf = report.model.huggingface
+    name = f"{hf.repo_id.replace('/', '--')}@{hf.revision[:12]}" if hf and hf.repo_id else path.name
+    stem = f"{_safe(name)}-{sha[:12]}"
     written: list[str] = []
     error: str | None = None
     makers: tuple[tuple[str, Callable[[], str]], ...] = (
