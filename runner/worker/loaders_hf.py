@@ -56,16 +56,29 @@ class TextOut:
     tokens: int = 0
 
 
+_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
 def is_repo(path: Path) -> bool:
-    """A directory with a config.json that is a regular file (never followed)."""
+    """A directory transformers can build a model from: a config.json (a regular file, never
+    followed) that names a model_type or architectures, beside weights transformers reads (or
+    with code of its own, which may make them). Anything else (a config.json beside an ONNX
+    file) is loaded by its weights' own format."""
     try:
-        return (
-            path.is_dir()
-            and (path / "config.json").is_file()
-            and not (path / "config.json").is_symlink()
-        )
+        cfg = path / "config.json"
+        if not (path.is_dir() and cfg.is_file() and not cfg.is_symlink()):
+            return False
+        config = read_config(path)
+        named = isinstance(config.get("model_type"), str) or bool(config.get("architectures"))
+        weights = any((path / w).is_file() for w in _WEIGHTS) or "auto_map" in config
     except OSError:
         return False
+    return named and weights
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -158,6 +171,7 @@ def load(path: Path, threads: int, options: Options) -> Loaded:
     loaded = Loaded(Format.HUGGINGFACE, inputs, [], runner.run, note=note)
     loaded.text = runner.text
     loaded.extra["task"] = task
+    loaded.extra["module"] = model
     return loaded
 
 
