@@ -79,7 +79,7 @@ class ConsoleObserver(Observer):
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
         extra = f" ({shown(result.error, 600)})" if result.error else ""
         if result.repo_id:  # a cached Hugging Face repository: its id and revision
-            name = shown(f"{result.repo_id}@{result.revision[:12]}", 80)
+            name = shown(f"{result.repo_id}@{(result.revision or '')[:12]}", 80)
         self.console.print(
             f"[{self.done}/{self.total}] {result.verdict.value:<10} {name} "
             f"{result.seconds:.1f}s, eta {eta:.0f}s{extra}",
