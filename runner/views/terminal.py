@@ -53,8 +53,14 @@ def _run_rows(report: Report) -> list[Row]:
     """The verdict, the model, and how the run went: sandbox, phases, resources, tracer."""
     m = report.model
     rows = [("verdict", _line(report.verdict.value.upper(), style=_VERDICT_STYLE[report.verdict]))]
-    digest = (m.root_digest or (m.files[0].sha256 if m.files else "?"))[:16] + "…"
-    rows.append(("model", _line(f"{m.path} ({m.format}, {m.size_bytes} bytes, sha256 {digest})")))
+    count = f"{len(m.files)} files, " if len(m.files) != 1 else ""
+    rows.append(("model", _line(f"{m.path} ({m.format}, {count}{m.size_bytes} bytes)")))
+    if len(m.files) == 1:  # the file's own digest: what publishers print
+        rows.append(("sha256", m.files[0].sha256))
+    if m.root_digest:
+        rows.append(
+            ("root digest", f"{m.root_digest} (OpenSSF model signing: over each file's sha256)")
+        )
     if report.sandbox:
         s = report.sandbox
         rows.append(
@@ -232,6 +238,7 @@ def diff_table(d: BehaviorDiff) -> Table:
         "model": f"control model {d.control.path if d.control else ''}",
         "rerun": "control: a second run of the base",
         "pooled": "control: the pooled other categories",
+        "category": "control: the probe category 'control'",
     }[d.control_kind]
     t = Table(
         title=_line(
