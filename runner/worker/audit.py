@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from runner.worker import audit_sources
+
 MAX_LOG_BYTES = 4 << 20
 RESERVED_BYTES = 16 << 10  # of MAX_LOG_BYTES, kept for the records of events not written
 DROPPED_EVENT = "airlock.audit.dropped"  # args: [the count of events not written so far]
@@ -184,9 +186,16 @@ _CODE_MAKERS = tuple(
 )
 # A Hugging Face repository's own code files, copied here by transformers and imported by
 # Python's import system: running them is reported, with their digests, from the host's read of
-# the repository (AL930); their module bodies are not dynamic code.
+# the repository (AL930); their module bodies are not dynamic code when their bytes are the
+# repository's (audit_sources). A file the model's code writes there and imports is.
 _REMOTE_MODULES = os.path.join(os.environ.get("HF_MODULES_CACHE", "/tmp/hf/modules"), "")  # noqa: S108
 _IMPORT_SYSTEM = ("<frozen importlib._bootstrap", "<frozen importlib._bootstrap_external")
+_FROZEN = "<frozen "
+_JUDGED = {  # a code maker's generated source, judged before it counts as the library's
+    _CODE_MAKERS[0]: audit_sources.plain_generated,
+    _CODE_MAKERS[1]: audit_sources.plain_annotation,
+}
+_remote_compiled: set[str] = set()  # module cache files whose source was the repository's
 
 
 def _caller() -> str:
@@ -198,17 +207,40 @@ def _caller() -> str:
     return frame.f_code.co_filename if frame is not None else ""
 
 
-def _made_by_library(filename: Any) -> bool:
-    if _library_code(filename):
-        return True
+def _library_caller(caller: str) -> bool:
+    return _library_code(caller) or caller.startswith(_FROZEN)
+
+
+def _compiled_by_library(filename: Any, source: Any) -> bool:
+    """A compile the libraries did. A library's file name is the library's only when a
+    library's frame compiles it (the model's code can name its code anything); a code maker's
+    generated source only when it is plain (audit_sources)."""
     caller = _caller()
-    if caller in _CODE_MAKERS and isinstance(filename, str) and filename.startswith("<"):
+    if _library_code(filename):
+        return _library_caller(caller)
+    if not isinstance(filename, str):
+        return False
+    if filename.startswith("<") and caller in _CODE_MAKERS:
+        judge = _JUDGED.get(caller)
+        return judge is None or judge(source)
+    remote = filename.startswith(_REMOTE_MODULES) and caller.startswith(_IMPORT_SYSTEM)
+    if remote and audit_sources.repository_source(source):
+        _remote_compiled.add(filename)
         return True
-    return (
-        isinstance(filename, str)
-        and filename.startswith(_REMOTE_MODULES)
-        and caller.startswith(_IMPORT_SYSTEM)
-    )
+    return False
+
+
+def _run_by_library(filename: Any) -> bool:
+    """An exec the libraries did: of a library's code from a library's frame, of what a code
+    maker compiled (judged when it was compiled), of a repository module compiled as such."""
+    caller = _caller()
+    if _library_code(filename):
+        return _library_caller(caller)
+    if not isinstance(filename, str):
+        return False
+    if filename.startswith("<") and caller in _CODE_MAKERS:
+        return True
+    return filename in _remote_compiled and caller.startswith(_IMPORT_SYSTEM)
 
 
 def _keep(event: str, args: tuple[Any, ...]) -> bool:
@@ -217,9 +249,11 @@ def _keep(event: str, args: tuple[Any, ...]) -> bool:
         writing = isinstance(mode, str) and any(c in mode for c in "wax+")
         return writing or (isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
     if event == "exec":
-        return not _made_by_library(getattr(args[0], "co_filename", None)) if args else True
+        return not _run_by_library(getattr(args[0], "co_filename", None)) if args else True
     if event == "compile":
-        return not _made_by_library(args[1] if len(args) > 1 else None)
+        return not _compiled_by_library(
+            args[1] if len(args) > 1 else None, args[0] if args else None
+        )
     if event == "import":
         return bool(args) and str(args[0]).split(".")[0] in SUSPICIOUS_IMPORTS
     return True

@@ -119,9 +119,11 @@ def warm(path: Path | None) -> None:
     _offline()
     import transformers
 
-    from runner.worker import warm_hf
+    from runner.worker import audit_sources, warm_hf
 
     warm_hf.run_once()
+    if path is not None:  # its code files' digests: only those bytes are its modules' bodies
+        audit_sources.trust_repository(path)
     config = read_config(path) if path is not None else {}
     archs = config.get("architectures")
     names = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
