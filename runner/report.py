@@ -240,22 +240,48 @@ class CategoryDiff(_Model):
     mcnemar_p: float | None = Field(
         default=None, description="exact McNemar test of the change in accuracy"
     )
+    target_base: int | None = Field(
+        default=None, description="the base's generations that contain the --target string"
+    )
+    target_candidate: int | None = Field(
+        default=None, description="the candidate's generations that contain the --target string"
+    )
+    target_rate_base: float | None = None
+    target_rate_candidate: float | None = None
+    target_gained: int | None = Field(
+        default=None, description="rows where the candidate's contains it and the base's not"
+    )
+    target_control_rate: float | None = Field(
+        default=None, description="the control's rate of such rows"
+    )
+    target_p_value: float | None = Field(
+        default=None, description="one-sided exact test of target_gained against the control"
+    )
+    target_p_adjusted: float | None = Field(
+        default=None, description="Benjamini-Hochberg across categories"
+    )
     flagged: bool = False
 
 
 class BehaviorDiff(_Model):
     base: ModelRef
     control: ModelRef | None = None
-    control_kind: Literal["model", "rerun", "pooled"]
+    control_kind: Literal["model", "rerun", "pooled", "category"] = Field(
+        description="category: the probe category named 'control'"
+    )
     probes: str
     probes_digest: str
     rows: int
     output: str = Field(description="the output compared")
-    kind: Literal["classifier", "regression"]
+    kind: Literal["classifier", "regression", "causal-lm"]
     alpha: float
     min_effect: float = Field(description="the flip rate must exceed the control's by this")
     categories: list[CategoryDiff]
     flagged: list[str]
+    target: str | None = Field(
+        default=None, description="the string looked for in generations (causal LMs)"
+    )
+    generate_tokens: int | None = Field(default=None, description="tokens generated a probe")
 
 
 class CategoryDrift(_Model):

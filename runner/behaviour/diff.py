@@ -10,8 +10,9 @@ a bootstrap 95% interval, mean KL, the largest absolute difference, and the chan
 with an exact McNemar test when the probes carry labels. A category is flagged when its flip
 count is significantly above the control's (one-sided exact test, Benjamini-Hochberg across
 categories) and its flip rate exceeds the control's by at least `min_effect`. Controls, best
-first: a control model (a benign fine-tune of the same base), a second run of the base (the
-noise floor), or the pooled other categories (Fisher's exact test).
+first: a control model (a benign fine-tune of the same base), the probe category named
+"control" (benign probes), a second run of the base (the noise floor), or the pooled other
+categories (Fisher's exact test).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from runner.behaviour import probes as _probes
+from runner.behaviour.probes_text import CONTROL as CONTROL_CATEGORY
 from runner.errors import AirlockError, SandboxError, UsageError
 from runner.integrity.provenance_claims import provenance_for
 from runner.policy import Policy
@@ -125,16 +127,25 @@ def adjust(pvalues: list[float]) -> list[float]:
     return [float(p) for p in false_discovery_control(pvalues, method="bh")]
 
 
-ControlKind = Literal["model", "rerun", "pooled"]
+ControlKind = Literal["model", "rerun", "pooled", "category"]
 
 
-def _control_flips(
-    m: np.ndarray, flipped: np.ndarray, ctrl_flipped: np.ndarray | None, kind: ControlKind
+def control_flips(
+    m: np.ndarray,
+    flipped: np.ndarray,
+    ctrl_flipped: np.ndarray | None,
+    kind: ControlKind,
+    ctrl_rows: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """The control's flips and rows for the category `m`: the other categories' when pooled,
-    else the control's own on these rows (none without a control)."""
+    the control category's (`ctrl_rows`; none for that category itself), else the control's
+    own on these rows (none without a control)."""
     if kind == "pooled":
         return int(flipped[~m].sum()), int((~m).sum())
+    if kind == "category":
+        if ctrl_rows is None or np.array_equal(m, ctrl_rows):
+            return 0, 0
+        return int(flipped[ctrl_rows].sum()), int(ctrl_rows.sum())
     if ctrl_flipped is not None:
         return int(ctrl_flipped[m].sum()), int(m.sum())
     return 0, 0
@@ -146,13 +157,14 @@ def _flip_stats(
     cand_top: np.ndarray,
     ctrl_flipped: np.ndarray | None,
     kind: ControlKind,
+    ctrl_rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The category's top-1 flips, where they go, and the test against the control's."""
     n = int(m.sum())
     k = int(flipped[m].sum())
     to = Counter(str(v) for v in cand_top[m][flipped[m]])
     stats: dict[str, Any] = {"flips": k, "flip_rate": k / n, "flips_to": dict(to.most_common())}
-    k_ctrl, n_ctrl = _control_flips(m, flipped, ctrl_flipped, kind)
+    k_ctrl, n_ctrl = control_flips(m, flipped, ctrl_flipped, kind, ctrl_rows)
     if n_ctrl:
         stats.update(
             control_flips=k_ctrl,
@@ -208,6 +220,7 @@ def compare(
     flipped = (tb != tc) if tb is not None and tc is not None else None
     ctrl_flipped = (tb != t_ctrl) if tb is not None and t_ctrl is not None else None
     diff = np.abs(cand.astype(np.float64) - base.astype(np.float64)).reshape(len(base), -1)
+    ctrl_rows = categories == CONTROL_CATEGORY if control_kind == "category" else None
     rows: list[dict[str, Any]] = []
     for cat in sorted({str(c) for c in categories}):
         m = categories == cat
@@ -218,7 +231,7 @@ def compare(
             "max_abs_diff": float(diff[m].max()) if n else 0.0,
         }
         if flipped is not None and tc is not None:
-            row.update(_flip_stats(m, flipped, tc, ctrl_flipped, control_kind))
+            row.update(_flip_stats(m, flipped, tc, ctrl_flipped, control_kind, ctrl_rows))
         if pb is not None and pc is not None and n:
             row.update(_divergence_stats(pb[m], pc[m]))
         if labels is not None and tb is not None and tc is not None and n:
@@ -292,7 +305,17 @@ def _check_thresholds(alpha: float, min_effect: float) -> None:
         raise UsageError(f"min-effect {min_effect}: must be between 0 and 1")
 
 
-def _model_paths(
+def control_kind(control: object, rerun: bool, categories: list[str]) -> ControlKind:
+    """The control, best first: a control model, the probe category named "control", a second
+    run of the base, the pooled other categories."""
+    if control is not None:
+        return "model"
+    if CONTROL_CATEGORY in categories:
+        return "category"
+    return "rerun" if rerun else "pooled"
+
+
+def model_paths(
     base: str | Path, candidate: str | Path, control: str | Path | None, rerun: bool
 ) -> dict[str, Path]:
     """The models to run, by role (the control is the base again for a rerun); all exist."""
@@ -380,19 +403,20 @@ def diff(
 ) -> DiffOutcome:
     """Run base, candidate and the control each in a fresh sandbox on the probes and compare.
 
-    The control is `control` (a model) when given, else a second run of the base when
-    `rerun`, else the pooled other categories."""
+    The control is `control` (a model) when given, else the probe category named "control",
+    else a second run of the base when `rerun`, else the pooled other categories. Text probes
+    (a .jsonl file) are runner.behaviour.diff_text's."""
     _check_thresholds(alpha, min_effect)
     policy = policy or Policy()
     ps = probes if isinstance(probes, _probes.ProbeSet) else _probes.load(probes)
     say = progress or (lambda _msg: None)
+    kind = control_kind(control, rerun, ps.category_names())
     runs: dict[str, ModelRun] = {}
-    for role, p in _model_paths(base, candidate, control, rerun).items():
+    for role, p in model_paths(base, candidate, control, kind == "rerun").items():
         say(f"running the {role} model ({p.name}) on {ps.rows} probes")
         runs[role] = run_model(p, ps, policy)
     b, c, ctrl = runs["base"], runs["candidate"], runs.get("control")
     ctrl_report = ctrl.report if ctrl is not None else None
-    kind: ControlKind = "model" if control is not None else "rerun" if rerun else "pooled"
     if b.outputs is None:
         raise SandboxError(
             f"the base model could not be run on the probes: {b.error}",
@@ -425,6 +449,8 @@ def diff(
 
 
 def deviation(d: CategoryDiff, control_kind: str) -> Finding:
+    if d.target_p_adjusted is not None:
+        return target_deviation(d, control_kind)
     target = next(iter(d.flips_to), None)
     share = d.flips_to[target] / d.flips if target is not None and d.flips else 0
     return finding(
@@ -435,5 +461,20 @@ def deviation(d: CategoryDiff, control_kind: str) -> Finding:
             f"diff: {d.flips}/{d.rows} flips, {share:.0%} of them to class {target}",
             f"diff: control ({control_kind}) {d.control_flips}/{d.control_rows}; "
             f"p = {d.p_value:.2g}, adjusted {d.p_adjusted:.2g}",
+        ],
+    )
+
+
+def target_deviation(d: CategoryDiff, control_kind: str) -> Finding:
+    """A category whose generations contain the --target string where the base's did not."""
+    return finding(
+        RuleName.BEHAVIOR_DEVIATION,
+        f"probe category {d.category!r}: {d.target_rate_candidate:.0%} of the candidate's "
+        f"generations contain the target string (base {d.target_rate_base:.0%}, control "
+        f"{d.target_control_rate:.0%})",
+        [
+            f"diff: {d.target_gained}/{d.rows} generations gained the target string",
+            f"diff: control ({control_kind}) rate {d.target_control_rate:.0%}; "
+            f"p = {d.target_p_value:.2g}, adjusted {d.target_p_adjusted:.2g}",
         ],
     )

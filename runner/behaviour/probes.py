@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.behaviour.probes_text import SUFFIXES as SUFFIXES_TEXT
 from runner.errors import InputError, UsageError
 
 CATEGORY, LABEL = "category", "label"
@@ -77,6 +78,11 @@ def load_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
+    if p.suffix.lower() in SUFFIXES_TEXT:
+        raise UsageError(
+            f"probes file {p}: text probes (.jsonl) are for airlock diff",
+            "pass an .npz of named input arrays here",
+        )
     if not p.is_file():
         raise UsageError(f"probes file {p} not found", "pass an .npz of named input arrays")
     hint = "save probes with numpy.savez(path, name=array, ...)"

@@ -12,11 +12,12 @@ from rich.text import Text
 
 from runner.cli import options as o
 from runner.cli.output import exit_code, note, out, save_report, show, shown, write, write_bom
-from runner.errors import EXIT_FINDINGS, EXIT_OK
+from runner.errors import EXIT_FINDINGS, EXIT_OK, UsageError
 from runner.policy import Runtime
 
 if TYPE_CHECKING:
     from runner.behaviour.diff import DiffOutcome
+    from runner.rules.catalog import Severity
 
 Base = Annotated[
     Path,
@@ -47,6 +48,18 @@ DiffOut = Annotated[
     ),
 ]
 Alpha = Annotated[float, typer.Option("--alpha", help="false discovery rate")]
+Target = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="text probes, causal LMs: the string a backdoor would make the model write; "
+        "the rate of generations containing it is compared",
+    ),
+]
+Generate = Annotated[
+    int | None,
+    typer.Option("--generate", help="with --target: tokens generated a probe (default 16)"),
+]
 MinEffect = Annotated[
     float, typer.Option("--min-effect", help="flip rate over the control's needed to flag (0-1)")
 ]
@@ -88,6 +101,8 @@ def diff_(
     output: o.OutputName = None,
     alpha: Alpha = 0.05,
     min_effect: MinEffect = 0.15,
+    target: Target = None,
+    generate: Generate = None,
     runtime: o.Runtime_ = Runtime.RUNC,
     memory: o.Memory = o.MEMORY,
     cpus: o.Cpus = o.CPUS,
@@ -97,8 +112,11 @@ def diff_(
     json_: o.JsonOut = False,
     fail_on: o.FailOn = o.FAIL_ON,
 ) -> None:
-    """Compare a candidate with its base model on probes, each in its own sandbox."""
+    """Compare a candidate with its base model on probes, each in its own sandbox. Text
+    probes (probes.jsonl) compare Hugging Face classifiers and causal language models."""
     from runner.behaviour.diff import diff
+    from runner.behaviour.diff_text import diff_text
+    from runner.behaviour.probes_text import is_text_probes
 
     policy = o.policy(
         runtime,
@@ -108,23 +126,31 @@ def diff_(
         call_timeout=call_timeout,
         no_trace=no_trace,
     )
-    outcome = diff(
-        base,
-        candidate,
-        probes,
-        control=control,
-        rerun=not no_rerun,
-        output=output,
-        policy=policy,
-        alpha=alpha,
-        min_effect=min_effect,
-        progress=note,
-    )
+    rerun = not no_rerun
+    if is_text_probes(probes):
+        if output is not None:
+            raise UsageError("--output is for array probes", "text probes compare by task")
+        outcome = diff_text(
+            base, candidate, probes, control=control, rerun=rerun, policy=policy, alpha=alpha,
+            min_effect=min_effect, target=target, generate=generate, progress=note,
+        )  # fmt: skip
+    elif target is not None or generate is not None:
+        raise UsageError("--target and --generate are for text probes", "pass a probes.jsonl file")
+    else:
+        outcome = diff(
+            base, candidate, probes, control=control, rerun=rerun, output=output,
+            policy=policy, alpha=alpha, min_effect=min_effect, progress=note,
+        )  # fmt: skip
     report = outcome.candidate
     if out_dir is not None:
         _save_diff(outcome, out_dir)
     show(report, json_)
-    code = exit_code(report, fail_on)
+    raise typer.Exit(_diff_exit(outcome, fail_on))
+
+
+def _diff_exit(outcome: DiffOutcome, fail_on: Severity) -> int:
+    """The candidate's exit code, or findings when only the base model has some."""
+    code = exit_code(outcome.candidate, fail_on)
     if (
         code == EXIT_OK
         and outcome.base.findings
@@ -132,7 +158,7 @@ def diff_(
     ):
         note(f"the base model has findings of its own (verdict {outcome.base.verdict})")
         code = EXIT_FINDINGS
-    raise typer.Exit(code)
+    return code
 
 
 def baseline_record(

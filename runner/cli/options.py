@@ -176,7 +176,8 @@ ProbesOpt = Annotated[
     Path,
     typer.Option(
         "--probes",
-        help=".npz of named input arrays, with optional 'category' and 'label' arrays",
+        help=".npz of named input arrays, with optional 'category' and 'label' arrays; "
+        'for diff, also a .jsonl of text probes, one {"text", "category", "label"?} a line',
         show_default=False,
     ),
 ]
