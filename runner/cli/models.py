@@ -202,10 +202,14 @@ def _save_outputs(outputs: dict[str, np.ndarray], output_dir: Path | None) -> Us
     return None
 
 
-def _print_outputs(outputs: dict[str, np.ndarray]) -> None:
+def _print_outputs(outputs: dict[str, np.ndarray], brief: tuple[str, ...] = ()) -> None:
+    """Each output's values; those named in `brief` by dtype and shape only."""
     with np.printoptions(precision=4, threshold=20, edgeitems=3):
         for name, arr in outputs.items():  # the model's name: never a line, or a wrap, of its own
-            out.print(f"output {shown(name, 60)} =\n{arr}")
+            if name in brief:
+                out.print(f"output {shown(name, 60)}: {arr.dtype} {list(arr.shape)}")
+            else:
+                out.print(f"output {shown(name, 60)} =\n{arr}")
 
 
 def _failure_code(failure: BaseException, report: Report, fail_on: Severity) -> int:
@@ -271,7 +275,7 @@ def run_model(
     if not as_json:
         if isinstance(feed, TextAsk):
             feed.show()
-        _print_outputs(outputs)
+        _print_outputs(outputs, brief=("last_hidden_state",) if isinstance(feed, TextAsk) else ())
     failure = failure or unwritten or _save_outputs(outputs, output_dir)
     if failure is not None:
         raise ErrorAfterReport(failure, _failure_code(failure, report, fail_on))

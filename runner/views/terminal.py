@@ -56,10 +56,13 @@ def _run_rows(report: Report) -> list[Row]:
     count = f"{len(m.files)} files, " if len(m.files) != 1 else ""
     rows.append(("model", _line(f"{m.path} ({m.format}, {count}{m.size_bytes} bytes)")))
     if len(m.files) == 1:  # the file's own digest: what publishers print
-        rows.append(("sha256", m.files[0].sha256))
+        rows.append(("sha256", _line(m.files[0].sha256)))
     if m.root_digest:
         rows.append(
-            ("root digest", f"{m.root_digest} (OpenSSF model signing: over each file's sha256)")
+            (
+                "root digest",
+                _line(f"{m.root_digest} (OpenSSF model signing: over each file's sha256)"),
+            )
         )
     if report.sandbox:
         s = report.sandbox
