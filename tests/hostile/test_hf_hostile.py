@@ -102,3 +102,17 @@ def test_generated_text_cannot_steer_the_terminal(tmp_path: Path) -> None:
     assert "generated:" in shown, shown
     assert "owned" in shown  # the model's text is shown...
     assert not [c for c in STEERING if c in shown], repr(shown)  # ...with nothing that steers
+
+
+@pytest.mark.parametrize("build", ["encoder", "causal_lm", "remote_code"])
+def test_benign_repositories_stay_clean(build: str, tmp_path: Path) -> None:
+    """The audit hook's narrowed exemptions still leave out what transformers itself does
+    (generated dataclasses, evaluated annotations, the repository's own modules) while a
+    benign repository loads, answers texts and generates."""
+    from tests import hf_repos
+
+    report, ids = _scan(getattr(hf_repos, build), tmp_path, exercise=True)
+    assert report.verdict is runner.Verdict.CLEAN, [
+        (f.rule_id, f.evidence) for f in report.findings
+    ]
+    assert "AL603" not in ids
