@@ -302,6 +302,15 @@ def _auto_map(value: Any) -> list[str]:
     return sorted(refs)[:MAX_ITEMS] or ["?"]
 
 
+CUSTOM_GENERATE = "custom_generate/generate.py"
+
+
+def origin(where: str) -> str:
+    """Where a repository's code is named: an auto_map in a JSON file, or a file transformers
+    runs by its name."""
+    return f"auto_map in {where}" if where.endswith(".json") else f"{where} (generate() runs it)"
+
+
 def _remote_code(root: Path, docs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Where an auto_map is, and the code it names. A file that could not be parsed but may
     hold one (its bytes name auto_map, or escape characters) counts too: fail closed."""
@@ -313,6 +322,10 @@ def _remote_code(root: Path, docs: dict[str, dict[str, Any]]) -> dict[str, list[
             raw = _read_bounded(root / name, INDEX_BYTES)
             if isinstance(raw, bytes) and (b"auto_map" in raw or b"\\u" in raw):
                 out[name] = ["? (the file could not be read: it may name code)"]
+    # transformers runs a repository's custom_generate/generate.py in place of generate()
+    # when the repository's code is trusted: code of its own, with or without an auto_map
+    if os.path.lexists(root / CUSTOM_GENERATE):
+        out[CUSTOM_GENERATE] = [CUSTOM_GENERATE]
     return out
 
 
@@ -459,5 +472,5 @@ def require_trust(info: HfInfo | None, name: str, trusted: bool) -> None:
     may run (transformers asks the same: trust_remote_code)."""
     if info is None or not info.remote_code or trusted:
         return
-    where = "; ".join(f"auto_map in {f}: {', '.join(c)}" for f, c in info.auto_map.items())
+    where = "; ".join(f"{origin(f)}: {', '.join(c)}" for f, c in info.auto_map.items())
     raise UsageError(f"{name} ships its own code ({where})", TRUST_HINT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runner.hf.repo import origin
 from runner.rules.catalog import RuleName
 
 if TYPE_CHECKING:
@@ -33,10 +34,10 @@ def hf_findings(info: HfInfo | None) -> list[Judged]:
         return []
     out: list[Judged] = []
     if info.remote_code:
-        where = "; ".join(f"{f}: {', '.join(c)}" for f, c in info.auto_map.items())
+        where = "; ".join(f"{origin(f)}: {', '.join(c)}" for f, c in info.auto_map.items())
         named = {c for files in info.auto_map.values() for c in files}
         first = sorted(info.code_files, key=lambda f: f.path not in named)  # what auto_map names
-        cites = [f"static: auto_map in {where}"] + [_cite(f) for f in first]
+        cites = [f"static: {where}"] + [_cite(f) for f in first]
         out.append(
             (RuleName.REMOTE_CODE, f"the repository runs its own code ({where})", _cut(cites))
         )

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from runner.hf.repo import origin
 from runner.report import BaselineCheck, BehaviorDiff, Integrity, Report, TensorSpecInfo
 from runner.rules.catalog import Verdict
 from runner.views.neutral import neutralised
@@ -173,7 +174,7 @@ def _hf_rows(report: Report) -> list[Row]:
     if hf.adapter:
         rows.append(("adapter", _line(", ".join(f"{k} {v}" for k, v in hf.adapter.items()))))
     if hf.remote_code:
-        rows.append(("remote code", _line("; ".join(f"auto_map in {f}" for f in hf.auto_map))))
+        rows.append(("remote code", _line("; ".join(origin(f) for f in hf.auto_map))))
         for c in hf.code_files[:20]:
             what = c.problem or ("imports " + (", ".join(c.imports) or "nothing"))
             rows.append(("code file", _line(f"{c.path} sha256 {c.sha256[:12] or '?'}: {what}")))

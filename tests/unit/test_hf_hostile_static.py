@@ -5,17 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from runner.hf.repo import describe_repo
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.hf.repo counts only auto_map as remote code: custom_generate/generate.py, "
-    "which from_pretrained(trust_remote_code=True) runs on any model that can generate, is "
-    "listed among the code files but raises no AL930 and needs no --trust-remote-code",
-)
 def test_custom_generate_counts_as_remote_code(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
     (tmp_path / "custom_generate").mkdir()

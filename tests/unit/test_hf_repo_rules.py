@@ -48,7 +48,7 @@ def test_remote_code_is_a_low_finding_that_leaves_the_verdict_clean(tmp_path: Pa
     found = findings_of(remote_repo(tmp_path / "r"))
     assert [(f.rule_id, f.severity) for f in found] == [("AL930", Severity.LOW)]
     f = found[0]
-    assert f.message == "the repository runs its own code (config.json: modeling_x.py)"
+    assert f.message == "the repository runs its own code (auto_map in config.json: modeling_x.py)"
     assert f.evidence[0] == "static: auto_map in config.json: modeling_x.py"
     assert f.evidence[1].startswith("static: modeling_x.py (sha256 ")
     assert f.evidence[1].endswith("): imports os, socket")
