@@ -212,6 +212,19 @@ def _print_outputs(outputs: dict[str, np.ndarray], brief: tuple[str, ...] = ()) 
                 out.print(f"output {shown(name, 60)} =\n{arr}")
 
 
+def _feed(
+    inputs: list[str] | None, texts: list[str] | None, generate: int
+) -> dict[str, Any] | np.ndarray | TextAsk | None:
+    """What the run feeds the model: arrays (--input), texts (--text), or nothing."""
+    if texts and inputs:
+        raise UsageError("give --text or --input, not both", "texts are tokenised in the sandbox")
+    if generate and not texts:
+        raise UsageError("--generate needs a prompt", "pass it with --text PROMPT")
+    if texts:
+        return TextAsk(texts, generate)
+    return _load_inputs(inputs) if inputs else None
+
+
 def _failure_code(failure: BaseException, report: Report, fail_on: Severity) -> int:
     if isinstance(failure, IntegrityError):
         return failure.exit_code
@@ -244,17 +257,17 @@ def run_model(
     error after which there is a report to show is raised once the report is shown."""
     from runner.controller.sandbox import Sandbox
 
-    if texts and inputs:
-        raise UsageError("give --text or --input, not both", "texts are tokenised in the sandbox")
-    if generate and not texts:
-        raise UsageError("--generate needs a prompt", "pass it with --text PROMPT")
-    feed: dict[str, Any] | np.ndarray | TextAsk | None = (
-        TextAsk(texts, generate) if texts else _load_inputs(inputs) if inputs else None
-    )
+    feed = _feed(inputs, texts, generate)
     loading = loading or o.Loading()
+    from runner.hf.base import cached_base
     from runner.static.weights import check_usage
 
-    check_usage(model, arch, fmt, feed is not None, loading.base)  # before a sandbox starts
+    base = loading.base or cached_base(model)  # an adapter's base, from the cache
+    check_usage(model, arch, fmt, feed is not None, base)  # before a sandbox starts
+    if inputs and feed is not None and not isinstance(feed, TextAsk):
+        from runner.static.inputs import check_feed
+
+        check_feed(model, fmt, inputs, feed)  # an ONNX graph's input names, ranks, dtypes
     sb = Sandbox(
         model,
         policy,
@@ -420,6 +433,11 @@ def preflight(
 
     signing = o.signing(signature, require_signature, trust_policy, key)
     rep = Sandbox(model, signing=signing).preflight_report()
+    from runner.static.inputs import inputs_note
+
+    note = inputs_note(model)  # an ONNX graph's inputs, read from its bytes
+    if note is not None:
+        rep = rep.model_copy(update={"notes": [*rep.notes, note]})
     show(rep, json_, report, bom)
     if rep.error is not None:  # a required signature is missing or fails: nothing ran
         raise ErrorAfterReport(IntegrityError(rep.error.message, rep.error.hint), EXIT_FINDINGS)

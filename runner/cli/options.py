@@ -91,12 +91,23 @@ NonStrict = Annotated[
         "the report lists the missing and unexpected keys",
     ),
 ]
+
+
+def _located_base(base: Path | None) -> Path | None:
+    """--base read as the model argument is (runner.hf.base.locate)."""
+    from runner.hf.base import locate
+
+    return None if base is None else locate(base)
+
+
 BaseDir = Annotated[
     Path | None,
     typer.Option(
         "--base",
-        help="the base model (a Hugging Face repository directory) a PEFT adapter applies "
-        "to, mounted read-only in the sandbox",
+        help="the base model a PEFT adapter applies to (a Hugging Face repository directory, "
+        "or ORG/NAME[@REV] from the cache), mounted read-only in the sandbox (default: the "
+        "base the adapter names, when it is in the Hugging Face cache)",
+        callback=_located_base,
     ),
 ]
 

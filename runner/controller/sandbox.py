@@ -55,6 +55,7 @@ from runner.errors import (
     IntegrityError,
     UsageError,
 )
+from runner.hf import base as hf_base
 from runner.hf import snapshot as hf_snapshot
 from runner.policy import Policy
 from runner.report import ModelInfo, Report, SandboxInfo, Signature
@@ -217,8 +218,9 @@ class Sandbox:
             if static_only:
                 self._finish_static()
                 return
-            if not self._warm:
+            if not self._warm:  # a pooled sandbox takes no base (see _claim)
                 self._image = images.require_current()
+                self.base = hf_base.resolve(self.base, self.model_path, self.session, self.notes)
             assert self._image is not None
             self._c.sandbox = SandboxInfo(
                 session=self.session,

@@ -31,6 +31,7 @@ from runner.static.manifest import shown
 from runner.worker.shared import tree
 
 WORK_PREFIX = f"{sessions.DIR_PREFIX}hf-"  # <tmp>/airlock-hf-<session>: reaped by `airlock gc`
+BASE_SUFFIX = "-base"  # <tmp>/airlock-hf-<session>-base: an adapter's base model
 MAX_HOPS = 8  # symlinks followed in one chain
 
 
@@ -182,10 +183,21 @@ def work_dir(session: str) -> Path:
     return root
 
 
-def remove_work_dir(session: str) -> None:
-    root = sessions.tmp_base() / f"{WORK_PREFIX}{session}"
+def base_key(session: str) -> str:
+    """The name of the work directory of a session's base model (runner.hf.base)."""
+    return f"{session}{BASE_SUFFIX}"
+
+
+def _remove(key: str) -> None:
+    root = sessions.tmp_base() / f"{WORK_PREFIX}{key}"
     if os.path.lexists(root):
         sessions.remove_dirs(root)
+
+
+def remove_work_dir(session: str) -> None:
+    """Remove the session's work directories: its model's and its base model's."""
+    _remove(session)
+    _remove(base_key(session))
 
 
 def prepare(path: Path, session: str, notes: list[str]) -> Prepared | None:
@@ -206,6 +218,6 @@ def prepare(path: Path, session: str, notes: list[str]) -> Prepared | None:
     try:
         made = materialise(path, work_dir(session))
     except BaseException:
-        remove_work_dir(session)
+        _remove(session)
         raise
     return Prepared(path, snap, made)
