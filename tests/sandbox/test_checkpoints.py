@@ -1,11 +1,14 @@
 """Checkpoints people actually have, in a real sandbox: a training checkpoint whose weights sit
 under a key (found by itself, or named), an architecture file that takes config.json, a
 non-strict load, an architecture file that raises (blamed on it), and a LoRA adapter applied to
-its base model. Outputs are compared with the same computation in-process."""
+its base model, given with --base or found in the Hugging Face cache by the name the adapter
+gives it. Outputs are compared with the same computation in-process."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 from runner.controller.sandbox import Sandbox
 from runner.errors import UsageError
 from tests import hf_repos
+from tests.unit.test_hf_cache import REV, make_repo
 
 torch = pytest.importorskip("torch")
 
@@ -177,3 +181,36 @@ def test_a_lora_adapter_runs_on_its_base(tmp_path: Path) -> None:
     np.testing.assert_allclose(out["logits"], expected, rtol=1e-4, atol=1e-5)
     assert "2 LoRA pairs merged" in note and "2 whole weights replaced" in note
     assert "'org/tiny-bert'" in note
+
+
+def test_a_lora_adapter_runs_on_its_base_found_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --base: the adapter names org/tiny-bert, which sits in a cache layout (symlinks into
+    blobs/) under HF_HUB_CACHE; it is materialised for the sandbox, noted, and removed."""
+    built = hf_repos.classifier(tmp_path / "built")
+    files = {str(p.relative_to(built)): p.read_bytes() for p in built.rglob("*") if p.is_file()}
+    hub = tmp_path / "hub"
+    snap = make_repo(hub, "org/tiny-bert", files)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "none"))
+    weights = _lora_adapter(tmp_path / "adapter")
+    ids = np.array([[2, 7, 9, 11, 3], [2, 8, 8, 10, 3]], np.int64)
+    before = sorted(Path(tempfile.gettempdir()).glob("airlock-hf-*"))
+    with Sandbox(tmp_path / "adapter") as sb:
+        out = sb.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        note = sb.describe().note
+    expected = _with_lora_in_process(snap, weights, ids)
+    np.testing.assert_allclose(out["logits"], expected, rtol=1e-4, atol=1e-5)
+    assert "2 LoRA pairs merged" in note
+    report = sb.report()
+    assert f"base model org/tiny-bert@{REV} found in the Hugging Face cache" in report.notes
+    assert report.error is None
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=airlock.session={sb.session}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert left.split() == []
+    assert sorted(Path(tempfile.gettempdir()).glob("airlock-hf-*")) == before

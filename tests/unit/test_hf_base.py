@@ -326,3 +326,15 @@ def test_a_sandbox_removes_the_base_on_ctrl_c(
     assert seen[0].parent == tmp_base / f"airlock-hf-{sb.session}-base"
     assert not [p for p in tmp_base.iterdir() if p.name.startswith("airlock-")]
     assert any("found in the Hugging Face cache" in n for n in sb.notes)
+
+
+def test_the_early_usage_check_counts_a_cached_base(hub: Path, tmp_path: Path) -> None:
+    """run's check before a sandbox starts (runner.cli.models.run_model) passes the base the
+    adapter names when it is cached, and still stops an adapter whose base is nowhere."""
+    from runner.static.weights import check_usage
+
+    model = adapter(tmp_path / "adapter", _lora("org/tiny-bert"))
+    with pytest.raises(UsageError, match="is a PEFT adapter"):
+        check_usage(model, None, "auto", True, base.cached_base(model))
+    make_repo(hub, "org/tiny-bert", BASE_FILES)
+    check_usage(model, None, "auto", True, base.cached_base(model))
