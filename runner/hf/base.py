@@ -37,7 +37,7 @@ def named_base(model: Path) -> tuple[str | None, str]:
             return None, ""
     except OSError:
         return None, ""
-    doc = read_json(model / ADAPTER_CONFIG)
+    doc = read_json(snapshot.followed(model / ADAPTER_CONFIG))  # in a snapshot: its blob
     if isinstance(doc, str):
         return None, f"{ADAPTER_CONFIG} {doc}"
     value = doc.get(BASE_KEY)

@@ -81,6 +81,21 @@ def resolve_link(link: str, b: _Bounds) -> tuple[str, os.stat_result] | None:
     return None
 
 
+def followed(path: Path) -> Path:
+    """A file of a cache snapshot as read in place: the regular file in its repository's
+    blobs/ its symlink leads to (as resolve_link follows it); any other path unchanged, so a
+    reader that does not follow symlinks refuses what resolve_link would not follow."""
+    snap = snapshot_of(path.parent)
+    if snap is None or not os.path.islink(path):
+        return path
+    real_repo = os.path.realpath(snap.repo_dir)
+    root = os.path.realpath(snap.path)
+    b = _Bounds(root, real_repo, os.path.join(real_repo, "blobs"))
+    link = os.path.join(os.path.realpath(path.parent), path.name)
+    resolved = resolve_link(link, b)
+    return Path(resolved[0]) if resolved is not None else path
+
+
 def _kept_target(link: str, b: _Bounds) -> str:
     """A symlink that is not followed, as it will be written: relative when it names something
     inside the materialised directory (its meaning is kept), else the absolute path it named."""

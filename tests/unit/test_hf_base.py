@@ -131,6 +131,20 @@ def test_an_adapter_config_through_a_symlink_is_not_read(tmp_path: Path) -> None
     assert repo_id is None and "cannot be read" in why
 
 
+def test_an_adapter_in_a_cache_snapshot_is_read_through_its_blob(hub: Path, tmp_path: Path) -> None:
+    """run's early check sees the adapter as the caller named it: a snapshot of symlinks."""
+    config = json.dumps(_lora("org/tiny-bert")).encode()
+    snap = make_repo(hub, "org/adapter", {"adapter_config.json": config})
+    assert (snap / "adapter_config.json").is_symlink()
+    assert base.named_base(snap) == ("org/tiny-bert", "")
+    outside = tmp_path / "outside.json"  # a link out of the repository is not followed
+    outside.write_bytes(config)
+    other = make_repo(hub, "org/other", {})
+    (other / "adapter_config.json").symlink_to(outside)
+    repo_id, why = base.named_base(other)
+    assert repo_id is None and "cannot be read" in why
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.text(max_size=250), st.integers(), st.none(), st.lists(st.text(), max_size=3)))
 def test_named_base_never_raises(value: object) -> None:
