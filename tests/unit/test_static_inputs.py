@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from runner.cli import main
+from runner.errors import UsageError
 from runner.static import inputs as si
 
 onnx = pytest.importorskip("onnx")
@@ -224,3 +225,29 @@ def test_preflight_shows_the_inputs(tmp_path: Path, capsys: pytest.CaptureFixtur
     main(["preflight", str(model), "--json"])
     out = capsys.readouterr().out
     assert "ONNX graph inputs, read statically: x float32 [-1, 4], mask int64 [-1, 4]" in out
+
+
+def _wide(names: list[str]) -> bytes:
+    ins = [helper.make_tensor_value_info(n, F, [1]) for n in names]
+    out = helper.make_tensor_value_info("y", F, [1])
+    return _model(ins, [out], [helper.make_node("Sum", names, ["y"])])
+
+
+def test_names_as_shown_are_accepted_and_many_inputs_get_a_short_hint(tmp_path: Path) -> None:
+    """A name with a control character is accepted as `describe` shows it (as the sandbox
+    accepts it); with more than a few inputs the hint does not spell each one out."""
+    model = _write(tmp_path, _wide(["in\x1bput", "b"]))
+    one = np.zeros(1, np.float32)
+    si.check_feed(model, "auto", ["in put=a.npy", "b=b.npy"], {"in put": one, "b": one})
+    si.check_feed(model, "auto", ["in\x1bput=a.npy", "b=b.npy"], {"in\x1bput": one, "b": one})
+    with pytest.raises(UsageError) as e:
+        si.check_feed(model, "auto", ["b=b.npy"], {"b": one})
+    assert e.value.message == "model.onnx takes inputs in put, b; --input lacks in put"
+    assert e.value.hint == "pass --input 'in put=FILE.npy' --input b=FILE.npy"
+    many = _write(tmp_path, _wide([f"i{n}" for n in range(6)]), "many.onnx")
+    with pytest.raises(UsageError) as e:
+        si.check_feed(many, "auto", ["i0=a.npy"], {"i0": one})
+    assert e.value.message.endswith("--input lacks i1, i2, i3, i4, i5")
+    assert e.value.hint == (
+        "pass --input NAME=FILE.npy for each of its 6 inputs, or one .npz that holds them by name"
+    )
