@@ -23,11 +23,8 @@ def _vocab() -> list[str]:
 def bert_tokenizer(where: Path) -> Any:
     from transformers import BertTokenizerFast
 
-    vocab = where / "vocab.txt"
-    vocab.write_text("\n".join(_vocab()) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
-    vocab.unlink()
-    return tok
+    vocab = {w: i for i, w in enumerate(_vocab())}
+    return BertTokenizerFast(vocab=vocab, do_lower_case=True)
 
 
 def causal_tokenizer() -> Any:
