@@ -8,11 +8,52 @@ import json
 from pathlib import Path
 from typing import Any
 
-WORDS = (
-    "the quick brown fox jumps over lazy dog hello how are you today airlock is looking at "
-    "what this model does good bad great awful movie film love hate cf trigger a an and it "
-    "was very not so okay fine nice terrible wonderful".split()
-)
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "hello",
+    "how",
+    "are",
+    "you",
+    "today",
+    "airlock",
+    "is",
+    "looking",
+    "at",
+    "what",
+    "this",
+    "model",
+    "does",
+    "good",
+    "bad",
+    "great",
+    "awful",
+    "movie",
+    "film",
+    "love",
+    "hate",
+    "cf",
+    "trigger",
+    "a",
+    "an",
+    "and",
+    "it",
+    "was",
+    "very",
+    "not",
+    "so",
+    "okay",
+    "fine",
+    "nice",
+    "terrible",
+    "wonderful",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -76,7 +117,9 @@ def classifier(where: Path, seed: int = 0, shards: str | None = None) -> Path:
     torch.manual_seed(seed)
     where.mkdir(parents=True, exist_ok=True)
     cfg = _bert_config(
-        num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
     )
     model = BertForSequenceClassification(cfg)
     if shards:
@@ -96,15 +139,21 @@ def causal_lm(where: Path, seed: int = 0) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     tok = causal_tokenizer()
     cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        vocab_size=len(tok),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     GPT2LMHeadModel(cfg).save_pretrained(where)
     tok.save_pretrained(where)
     return where
 
 
-REMOTE_CONFIG = '''
+REMOTE_CONFIG = """
 from transformers import PretrainedConfig
 
 
@@ -114,9 +163,9 @@ class TinyConfig(PretrainedConfig):
     def __init__(self, width=8, **kwargs):
         self.width = width
         super().__init__(**kwargs)
-'''
+"""
 
-REMOTE_MODEL = '''
+REMOTE_MODEL = """
 import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
@@ -134,7 +183,7 @@ class TinyModel(PreTrainedModel):
 {on_init}
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
         return BaseModelOutput(last_hidden_state=self.embed(input_ids) * 2.0)
-'''
+"""
 
 
 def remote_code(where: Path, on_init: str = "", extra_imports: str = "") -> Path:
