@@ -129,6 +129,28 @@ class TextAsk:
     result: TextResult | None = None
     generated: list[str] = field(default_factory=list)
 
+    def check(self, model: Path, arch: Path | None) -> None:
+        """--text needs a Hugging Face repository, --generate a causal language model: told
+        before a sandbox starts, where the host's read of the repository can tell."""
+        from runner.hf.cache import snapshot_of
+        from runner.hf.repo import describe_repo
+
+        if snapshot_of(model) is not None:
+            return  # read once it is made a plain directory (runner.hf.snapshot)
+        info = describe_repo(model) if model.is_dir() and arch is None else None
+        if info is None:
+            raise UsageError(
+                f"--text needs a Hugging Face repository (a directory with a config.json); "
+                f"{shown(model)} is not one",
+                "pass the model's inputs with --input NAME=FILE.npy",
+            )
+        if self.generate and info.task not in ("", "causal-lm"):
+            raise UsageError(
+                f"--generate needs a causal language model; {shown(model.name)} is a "
+                f"{info.task} model",
+                "drop --generate to get its outputs for the texts",
+            )
+
     def ask(self, sb: Sandbox) -> dict[str, np.ndarray]:
         self.result = sb.infer_text(self.texts)
         if self.generate:
@@ -213,7 +235,7 @@ def _print_outputs(outputs: dict[str, np.ndarray], brief: tuple[str, ...] = ()) 
 
 
 def _feed(
-    inputs: list[str] | None, texts: list[str] | None, generate: int
+    model: Path, arch: Path | None, inputs: list[str] | None, texts: list[str] | None, generate: int
 ) -> dict[str, Any] | np.ndarray | TextAsk | None:
     """What the run feeds the model: arrays (--input), texts (--text), or nothing."""
     if texts and inputs:
@@ -221,7 +243,9 @@ def _feed(
     if generate and not texts:
         raise UsageError("--generate needs a prompt", "pass it with --text PROMPT")
     if texts:
-        return TextAsk(texts, generate)
+        ask = TextAsk(texts, generate)
+        ask.check(model, arch)
+        return ask
     return _load_inputs(inputs) if inputs else None
 
 
@@ -257,7 +281,7 @@ def run_model(
     error after which there is a report to show is raised once the report is shown."""
     from runner.controller.sandbox import Sandbox
 
-    feed = _feed(inputs, texts, generate)
+    feed = _feed(model, arch, inputs, texts, generate)
     loading = loading or o.Loading()
     from runner.hf.base import cached_base
     from runner.static.weights import check_usage

@@ -152,7 +152,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         loaded = self._require(context)
         if loaded.text is None:
             context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.INVALID_ARGUMENT,
                 "this model takes no text: it is not a Hugging Face repository",
             )
         assert loaded.text is not None
