@@ -55,6 +55,7 @@ lint: venv
 
 proto: venv
 	$(PY) scripts/gen_proto.py runner/worker/shared/_proto
+	$(PY) scripts/gen_proto.py --serve runner/serve/v2/_proto
 
 seccomp:
 	$(PYTHON) sandbox_images/seccomp/generate.py
