@@ -43,6 +43,7 @@ from runner.controller import (
     sessions,
     staging,
     teardown,
+    watch,
 )
 from runner.controller.admission import Admission, check_request
 from runner.controller.exercise import CALLS, SECONDS
@@ -484,6 +485,10 @@ class Sandbox:
         if self._hf is not None:  # the caller's path, and the repository it came from
             self._c.model = self._hf.shown(self._c.model)
         return reporting.build(self._c, faults)
+
+    def live_report(self) -> Report:
+        """The report so far while open, the sandbox left running (runner.controller.watch)."""
+        return watch.live_report(self)
 
     # --- helpers -------------------------------------------------------------------------------
 
