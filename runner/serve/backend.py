@@ -98,6 +98,17 @@ def _meta(args: Any) -> list[TensorMeta]:
     return out
 
 
+def _strings(arr: np.ndarray) -> np.ndarray:
+    """BYTES elements as the text onnxruntime's string tensors take (BadRequest if not UTF-8)."""
+    try:
+        flat = [b.decode("utf-8") if isinstance(b, bytes) else str(b) for b in arr.reshape(-1)]
+    except UnicodeDecodeError:
+        raise BadRequest("a BYTES input is not UTF-8 text") from None
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(arr.shape)
+
+
 class InProcessBackend:
     """An ONNX file run in this process with onnxruntime: for TRUSTED models only."""
 
@@ -139,9 +150,10 @@ class InProcessBackend:
             self._errors += 1
             raise BadRequest(f"model takes inputs {sorted(want)}, got {sorted(inputs)}")
         start = time.monotonic()
+        feed = {k: _strings(v) if v.dtype == object else v for k, v in inputs.items()}
         with self._lock:
             try:
-                values = self._session.run(None, inputs)
+                values = self._session.run(None, feed)
             except Exception as e:  # onnxruntime's errors for bad shapes or types
                 self._errors += 1
                 raise BadRequest(str(e).splitlines()[0][:500] if str(e) else "bad inputs") from e
