@@ -17,6 +17,7 @@ from runner.hf.repo import describe_repo, require_trust
 from runner.integrity.provenance_claims import ProvenanceInfo, provenance_for
 from runner.integrity.trust import SignatureCheck
 from runner.report import (
+    HfInfo,
     Integrity,
     ModelInfo,
     StaticInfo,
@@ -51,6 +52,14 @@ def check_request(path: Path, architecture: Path | None, fmt: str) -> None:
             raise UsageError(
                 f"unknown format {fmt!r}", f"use one of: auto, {', '.join(f.value for f in Format)}"
             ) from e
+
+
+def _format(detected: str, hf: HfInfo | None) -> str:
+    """A Hugging Face repository that transformers loads (a config naming the model, and its
+    weights or its own code) is that, whatever format its weights are in."""
+    if hf is not None and (hf.model_type or hf.architectures) and (hf.weights or hf.remote_code):
+        return Format.HUGGINGFACE.value
+    return detected
 
 
 @dataclass
@@ -93,7 +102,7 @@ class Admission:
         root = root_digest(digests)
         c.model = ModelInfo(
             path=shown(path.resolve()),
-            format=self.format if self.format != "auto" else ident.format,
+            format=self.format if self.format != "auto" else _format(ident.format, hf),
             detected_by=ident.reason,
             size_bytes=sum(d.size_bytes for d in digests),
             files=digests,

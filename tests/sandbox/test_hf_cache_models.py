@@ -104,4 +104,4 @@ def test_eval_a_cache_root_names_each_repository_and_revision(
         ("org/cls", REV2, "clean"),
         ("org/enc", REV, "clean"),
     ]
-    assert all(r["format"] == "huggingface" or r["format"] == "safetensors" for r in lines)
+    assert all(r["format"] == "huggingface" for r in lines)
