@@ -110,6 +110,8 @@ class Replica:
     findings: list[dict[str, Any]] = field(default_factory=list)
     failure: str = ""
     started: float = 0.0
+    pending: bool = False  # a fresh sandbox is on its way
+    refused: bool = False  # the restart budget was spent (said once)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def summary(self) -> dict[str, Any]:

@@ -149,7 +149,8 @@ class ReplicaBackend:
     def _open(self, r: Replica, why: str) -> None:
         """A fresh sandbox for the replica (never one a model ran in before)."""
         with self._cond:
-            if self._closing or self._quarantine or r.state == "starting":
+            r.pending = False
+            if self._closing or self._quarantine or r.state != "dead":
                 return
             r.state, r.generation = "starting", r.generation + 1
         handle = self._factory()
@@ -364,8 +365,8 @@ class ReplicaBackend:
                     r.state = "busy"  # claimed for the replacement
             if gone:
                 self._fail(r, "the replica's container is gone (stopped or killed)", "gone")
-        elif r.state == "dead" and self._may_restart(peek=True):
-            self._spawn(self._open, r, "retry")
+        elif r.state == "dead" and r.generation:
+            self._replace(r, "retry")
 
     # --- failures ----------------------------------------------------------------------------
 
@@ -374,25 +375,29 @@ class ReplicaBackend:
         r.failure = untrusted_text(f"replica {r.index}: {reason}", 600)
         self._event("replica-failed", r, kind=kind, reason=r.failure)
         self._retire(r, reason, failed=True)
-        if self._closing or self._quarantine:
-            return
-        if self._may_restart():
-            metrics.observe_restart(kind)
-            self._event("replica-restart", r, kind=kind)
-            self._spawn(self._open, r, f"restart after {kind}")
-        else:
-            self._event("restart-refused", r, why=f"more than {self.max_restarts} restarts")
+        self._replace(r, kind)
 
-    def _may_restart(self, peek: bool = False) -> bool:
+    def _replace(self, r: Replica, kind: str) -> None:
+        """A fresh sandbox for a dead replica, unless one is on its way or the budget (at most
+        max_restarts in restart_window_s) is spent."""
         with self._cond:
+            if r.pending or r.state != "dead" or self._closing or self._quarantine:
+                return
             now = time.monotonic()
             while self._restarts and now - self._restarts[0] > self.restart_window_s:
                 self._restarts.popleft()
-            if len(self._restarts) >= self.max_restarts:
-                return False
-            if not peek:
+            refused = len(self._restarts) >= self.max_restarts
+            if not refused:
                 self._restarts.append(now)
-            return True
+                r.pending = True
+            told, r.refused = r.refused, refused
+        if refused:
+            if not told:
+                self._event("restart-refused", r, why=f"{self.max_restarts} restarts already")
+            return
+        metrics.observe_restart(kind)
+        self._event("replica-restart", r, kind=kind)
+        self._spawn(self._open, r, f"restart after {kind}")
 
     def _retire(self, r: Replica, why: str, *, failed: bool = False, kill: bool = False) -> None:
         """Close the replica's sandbox and keep its final report (judged: failed, without
