@@ -106,13 +106,9 @@ def observe(protocol: str, code: str, seconds: float) -> None:
 def metrics_text() -> tuple[bytes, str] | None:
     """The Prometheus exposition of runner.serve.metrics, or None when it is not there."""
     try:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
         from runner.serve import metrics
 
-        registry = getattr(metrics, "REGISTRY", None)
-        body = generate_latest(registry) if registry is not None else generate_latest()
-        return body, CONTENT_TYPE_LATEST
+        return metrics.exposition()
     except Exception as e:
         log.debug("serve: no metrics: %s", e)
         return None

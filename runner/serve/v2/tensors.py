@@ -67,7 +67,7 @@ class Limits:
     max_total_bytes: int = 256 << 20  # all of one request's (or response's) tensors decoded
     max_element_bytes: int = 1 << 20  # one BYTES element
     max_name_len: int = 256
-    max_json_bytes: int = 64 << 20
+    max_json_bytes: int = 16 << 20  # JSON data is costly: binary is the way for big tensors
     max_json_depth: int = 32
     max_parameters: int = 32
 
@@ -129,8 +129,9 @@ def from_raw(datatype: str, shape: Any, data: bytes, limits: Limits) -> np.ndarr
     count = element_count(shape, limits)
     dims = [int(d) for d in shape]
     if datatype == "BYTES":
+        elements = _bytes_elements(data, count, limits)  # 4 bytes each at least: no big alloc
         arr = np.empty(count, dtype=object)
-        arr[:] = _bytes_elements(data, count, limits)
+        arr[:] = elements
         return arr.reshape(dims)
     if len(data) != count * dtype.itemsize:
         raise BadRequest(
