@@ -42,6 +42,7 @@ if _typing.TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imp
     from runner.rules.catalog import Finding as Finding
     from runner.rules.catalog import Severity as Severity
     from runner.rules.catalog import Verdict as Verdict
+    from runner.serve.app import Server as Server
     from runner.telemetry.events import Event as Event
 
 __version__ = "0.1.0"
@@ -72,6 +73,7 @@ _EXPORTS = {
     "Event": "telemetry.events",
     "Sandbox": "controller.sandbox",
     "SandboxPool": "controller.pool",
+    "Server": "serve.app",
     "evaluate": "batch.evaluation",
     "EvalResult": "batch.evaluation",
     "Observer": "batch.evaluation",

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runner.cli import admin, batch, behaviour, models, reports, signing
+from runner.cli import admin, batch, behaviour, models, reports, serve, signing
 from runner.cli.output import ErrorAfterReport, err
 from runner.errors import EXIT_INTERNAL, EXIT_OK, AirlockError, untrusted_text
 
@@ -65,6 +65,7 @@ app.command("preflight")(models.preflight)
 app.command("describe")(models.describe)
 app.command("diff")(behaviour.diff_)
 app.command("eval")(batch.eval_)
+app.command("serve")(serve.serve)
 app.command("sign")(signing.sign_cmd)
 app.command("verify")(signing.verify_cmd)
 app.command("gc")(admin.gc)
