@@ -118,9 +118,10 @@ def decode_request(body: bytes, header_length: str | None, limits: Limits) -> In
     if header_length is None:
         split = len(body)
     else:
-        if not header_length.strip().isdigit() or len(header_length) > 20:
+        text = header_length.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 20:
             raise BadRequest(f"{HEADER_LENGTH} must be a byte count")
-        split = int(header_length)
+        split = int(text)
         if split > len(body):
             raise BadRequest(f"{HEADER_LENGTH} is longer than the body")
     view = memoryview(body)

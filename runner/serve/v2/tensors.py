@@ -92,12 +92,13 @@ def element_count(shape: Any, limits: Limits) -> int:
     """The number of elements a shape holds, every dimension checked before multiplying."""
     if not isinstance(shape, list | tuple) or len(shape) > limits.max_rank:
         raise BadRequest(f"shape must be a list of at most {limits.max_rank} dimensions")
-    count = 1
+    count, nonzero = 1, 1  # a zero dimension does not make huge others fine (numpy refuses)
     for d in shape:
         if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0:
             raise BadRequest(f"shape {_show(shape)} has a dimension that is not a count")
         count *= int(d)
-        if count > limits.max_elements:
+        nonzero *= max(int(d), 1)
+        if nonzero > limits.max_elements:
             raise BadRequest(f"shape {_show(shape)} holds more than {limits.max_elements} elements")
     return count
 
