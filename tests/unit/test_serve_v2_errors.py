@@ -286,3 +286,24 @@ def test_metrics_are_served(servers: tuple[str, str]) -> None:
     text = resp.read().decode()
     conn.close()
     assert resp.status == 200 and "airlock_" in text and 'protocol="http"' in text
+
+
+def test_grpc_messages_that_do_not_parse_are_invalid_argument(servers: tuple[str, str]) -> None:
+    import grpc
+
+    with grpc.insecure_channel(servers[0]) as ch:
+        call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as e:
+            call(b"\x0a\xff\xff\xff\xff\x0f", timeout=10)  # a length past the message's end
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "does not parse" in (e.value.details() or "")
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/inference.GRPCInferenceService/ModelStreamInfer")(b"", timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    g = tg.InferenceServerClient(servers[0])
+    try:
+        with pytest.raises(tg.InferenceServerException) as ge:
+            g.infer("other", _x(tg))
+        assert ge.value.status() == "StatusCode.NOT_FOUND" and "'other'" in ge.value.message()
+    finally:
+        g.close()
