@@ -46,6 +46,8 @@ class Handle(Protocol):
 
     def report(self) -> Report: ...
 
+    def killed_from_outside(self) -> bool: ...
+
 
 class SandboxHandle:
     """A runner.Sandbox as a replica's handle."""
@@ -83,6 +85,36 @@ class SandboxHandle:
 
     def report(self) -> Report:
         return self.sandbox.report()
+
+    def killed_from_outside(self) -> bool:
+        """SIGKILLed (exit 137), not by the host, not for memory: docker kill, say."""
+        c = self.sandbox._c
+        st = c.final_state
+        return st is not None and st.exit_code == 137 and not st.oom_killed and not c.killed_by_host
+
+
+# what a failed replica's own report says of the failure: the restart event, not quarantine
+FAILURE_RULES = frozenset({"AL501", "AL502", "AL503", "AL504", "AL505", "AL506", "AL507", "AL907"})
+# what a container killed from outside (SIGKILL of its first process) leaves in the trace
+_CUT_BY_KILL = (
+    "the worker's exit record is missing",
+    "the tracer exited with",
+    "the tracer's log ends mid-line",
+)
+
+
+def excused(f: Finding, outside: bool) -> bool:
+    """A failed replica's finding that is the failure itself: a limit, the crash, and for a
+    container killed from outside, the trace it cut (AL404 with only those problems; the
+    model cannot SIGKILL its container's first process from inside)."""
+    if f.rule_id in FAILURE_RULES:
+        return True
+    return (
+        outside
+        and f.rule_id in ("AL404", "AL905")
+        and bool(f.evidence)
+        and all(e.startswith(_CUT_BY_KILL) for e in f.evidence)
+    )
 
 
 def model_raised(e: AirlockError) -> bool:
@@ -159,12 +191,12 @@ V2_DATATYPES = {
 
 
 def model_meta(sig: Signature, name: str, version: str) -> ModelMeta:
-    """The v2 model metadata from the sandbox's description (dtype unknown: BYTES is wrong, so
-    the numpy name is given as it is)."""
+    """The v2 model metadata from the sandbox's description (a dtype v2 has no name for: the
+    numpy name in capitals; unknown: empty, and not checked)."""
 
     def meta(specs: Any) -> list[TensorMeta]:
         return [
-            TensorMeta(s.name, V2_DATATYPES.get(s.dtype, s.dtype.upper() or "BYTES"), list(s.shape))
+            TensorMeta(s.name, V2_DATATYPES.get(s.dtype, s.dtype.upper()), list(s.shape))
             for s in specs
         ]
 
@@ -174,6 +206,8 @@ def model_meta(sig: Signature, name: str, version: str) -> ModelMeta:
 def check_inputs(meta: ModelMeta, inputs: Mapping[str, np.ndarray]) -> None:
     """BadRequest unless the inputs are the model's by name, datatype, rank and fixed sizes."""
     want = {t.name: t for t in meta.inputs}
+    if not want:  # the description names none: the sandbox's own check decides
+        return
     if set(inputs) != set(want):
         missing, unknown = sorted(set(want) - set(inputs)), sorted(set(inputs) - set(want))
         raise BadRequest(
@@ -184,7 +218,7 @@ def check_inputs(meta: ModelMeta, inputs: Mapping[str, np.ndarray]) -> None:
     for name, array in inputs.items():
         t = want[name]
         got = V2_DATATYPES.get(np.asarray(array).dtype.name, "?")
-        if t.datatype in V2_DATATYPES.values() and got != t.datatype:
+        if t.datatype and got != t.datatype:
             raise BadRequest(f"input {name}: datatype {got}, the model takes {t.datatype}")
         shape = list(np.shape(array))
         if t.shape and (

@@ -1,9 +1,5 @@
-"""Sandboxed replicas of one model, always watched: the Backend `airlock serve` runs.
-
-    backend = ReplicaBackend("model.pt", Policy(), replicas=2)
-    backend.start()
-    outputs = backend.infer({"x": array}, timeout_s=5.0)
-    backend.close()
+"""Sandboxed replicas of one model, always watched: the Backend `airlock serve` runs
+(start(), then infer(inputs, timeout_s) from any thread, then close()).
 
 Each replica is a runner.Sandbox holding one model; a sandbox is never reused after it fails.
 Requests go to an idle replica; a bounded number wait for one (beyond it: Exhausted), each
@@ -17,13 +13,14 @@ their reports are complete), and every request then gets Unavailable with a reas
 the rule and its evidence. A replica that crashes, hits a limit, or whose container is gone
 (killed from outside) is closed and replaced by a fresh sandbox, at most `max_restarts` in any
 `restart_window_s`; each event is in the running report and the metrics. The findings a failure
-itself makes (the limit hit, the crash: runner.serve.replicas.FAILURE_RULES) are the event, not
+itself makes (the limit hit, the crash: runner.serve.handles.excused) are the event, not
 grounds for quarantine; anything else in the failed replica's report still is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -40,19 +37,25 @@ from runner.policy import Policy
 from runner.report import Report
 from runner.rules.catalog import Finding, Severity
 from runner.serve import metrics
-from runner.serve.backend import BadRequest, Deadline, Exhausted, ModelMeta, Unavailable
+from runner.serve.backend import (
+    BadRequest,
+    Deadline,
+    Exhausted,
+    ModelMeta,
+    TensorMeta,
+    Unavailable,
+)
 from runner.serve.handles import (
+    V2_DATATYPES,
     Handle,
     Replica,
     SandboxHandle,
     check_inputs,
+    excused,
     finding_json,
     model_meta,
     model_raised,
 )
-
-# what a failed replica's own report says of the failure: the restart event, not quarantine
-FAILURE_RULES = frozenset({"AL501", "AL502", "AL503", "AL504", "AL505", "AL506", "AL507", "AL907"})
 
 MAX_EVENTS = 1000  # events kept in the running report (the count is kept past it)
 
@@ -273,12 +276,25 @@ class ReplicaBackend:
             self._fail(r, "the call raised unexpectedly", "crash")
             raise
         r.requests += 1
+        self._learn_outputs(outputs)
         self._judge(r)
         self._release(r)
         if self._quarantine:
             self._error("unavailable")
             raise Unavailable(self._quarantine)
         return outputs
+
+    def _learn_outputs(self, outputs: Mapping[str, np.ndarray]) -> None:
+        """A model whose description names no outputs (TorchScript): its first answer does."""
+        meta = self._meta
+        if meta is None or meta.outputs or not outputs:
+            return
+        learned = [
+            TensorMeta(n, V2_DATATYPES.get(a.dtype.name, a.dtype.name.upper()), [-1] * a.ndim)
+            for n, a in outputs.items()
+        ]
+        with self._cond:
+            self._meta = dataclasses.replace(meta, outputs=learned)
 
     def _release(self, r: Replica) -> None:
         with self._cond:
@@ -288,7 +304,9 @@ class ReplicaBackend:
 
     # --- watching ------------------------------------------------------------------------------
 
-    def _judge(self, r: Replica, report: Report | None = None, failed: bool = False) -> None:
+    def _judge(
+        self, r: Replica, report: Report | None = None, failed: bool = False, outside: bool = False
+    ) -> None:
         """Judge the replica's evidence so far (or its final report); quarantine on a finding
         at or above fail_on. Evidence that did not grow is not judged again."""
         if report is None:
@@ -313,7 +331,7 @@ class ReplicaBackend:
         bad = [
             f
             for f in report.findings
-            if f.severity.rank >= self.fail_on.rank and not (failed and f.rule_id in FAILURE_RULES)
+            if f.severity.rank >= self.fail_on.rank and not (failed and excused(f, outside))
         ]
         if bad:
             self._quarantine_model(r, max(bad, key=lambda f: f.severity.rank))
@@ -419,7 +437,7 @@ class ReplicaBackend:
     def _collect(self, r: Replica, handle: Handle, failed: bool) -> None:
         handle.close()
         report = handle.report()
-        self._judge(r, report, failed=failed)
+        self._judge(r, report, failed, failed and handle.killed_from_outside())
         summary = {
             "replica": r.index,
             "generation": r.generation,
@@ -448,15 +466,13 @@ class ReplicaBackend:
                 self._on_event(entry)
 
     def _error(self, code: str) -> None:
-        with self._cond:
-            self._errors[code] = self._errors.get(code, 0) + 1
+        self._errors[code] = self._errors.get(code, 0) + 1  # a count: the GIL is enough
 
     def _count_up(self) -> None:
         metrics.set_replicas_up(sum(r.state in ("idle", "busy") for r in self._replicas))
 
     @property
-    def quarantined(self) -> str:
-        """The quarantine's reason ('' while the model serves)."""
+    def quarantined(self) -> str:  # the quarantine's reason ('' while the model serves)
         return self._quarantine
 
     def containers(self) -> list[str]:

@@ -66,6 +66,9 @@ class Fake:
     def report(self) -> Report:
         return self.live_report()
 
+    def killed_from_outside(self) -> bool:
+        return False
+
 
 def backend(make: Any = Fake, **kw: Any) -> ReplicaBackend:
     Fake.opened = []
