@@ -37,6 +37,7 @@ _STRING = re.compile(r'"((?:\\x[0-9a-f]{2})*)"(\.\.\.)?')
 _LONG_DIGITS = re.compile(r"\d{41,}")
 _ARG_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[()\[\]{},]')
 UNFINISHED = " <unfinished ...>"
+_AT_START = frozenset({"clone", "clone3", "fork", "vfork"})
 
 MAX_LINES = 400_000  # calls kept in full: bounds the host's memory
 PAST_CAP_PER_NAME = 1000  # past MAX_LINES, calls kept of each syscall name
@@ -244,7 +245,12 @@ class _Parser:
         start = self.pending.get(pid)
         if start is not None and start[1] == name:
             del self.pending[pid]
-            ts, body = start[0], start[2] + tail
+            # placed where its effect on the process happens (runner.telemetry.syscalls reads
+            # calls in that order): when it completes (the descriptor an accept returns did
+            # not exist before, and its number may have been another socket's meanwhile),
+            # but a clone at its start, since the child runs before the parent's call returns
+            at = start[0] if name in _AT_START else ts
+            ts, body = at, start[2] + tail
         else:  # no start to join: the call still happened, with the arguments unknown
             t.orphans += 1
             body = tail[1:] if tail.startswith(",") else tail

@@ -198,6 +198,10 @@ _WARM_ONNX = (
 def _warm_onnx() -> None:
     import onnxruntime as ort
 
+    # onnxruntime's own usage telemetry looks up a Microsoft host some seconds after a session
+    # starts: the library's doing, not the model's, and a lookup (AL102) in a long session
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
     sess = ort.InferenceSession(_WARM_ONNX, providers=["CPUExecutionProvider"])
     sess.run(None, {"x": np.zeros(1, np.float32)})
     binding, out = sess.io_binding(), np.zeros(1, np.float32)  # the in-place path's first use

@@ -324,6 +324,25 @@ def test_a_blocking_accept_keeps_its_socket_when_files_reused_the_number_meanwhi
     assert [e.detail["via"] for e in events(*failed) if e.kind == "net.sendmsg"] == ["unseen"]
 
 
+def test_a_blocking_accept_whose_number_was_another_socket_meanwhile_is_the_workers() -> None:
+    # found in serving: while the data plane's accept blocked, gRPC probed for IPv4 with a
+    # socket that got the number the accept then returned (its close is not traced); the
+    # accept is placed where it completes, so the worker's replies on it are its own
+    log = [
+        *worker(),
+        at(0.7, "accept4(8,  <unfinished ...>"),
+        at(0.8, "socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 14", pid=12),
+        at(5.5, "<... accept4 resumed>{sa_family=AF_UNIX}, [110 => 2], SOCK_CLOEXEC) = 14"),
+        at(5.6, f"sendmsg(14, {msg()}, MSG_NOSIGNAL) = 46"),
+    ]
+    log.insert(1, at(0.05, "clone(child_stack=0x1, flags=CLONE_VM|CLONE_FILES|CLONE_THREAD) = 12"))
+    assert [e.kind for e in events(*log) if e.kind != "net.socket"] == []
+    # the model's own socket on that number, used after the accept returned another, still is
+    mine = [*log, at(6.0, "socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 15", pid=12)]
+    mine.append(at(6.1, f'sendto(15, "x", 1, 0, {inet()}, 16) = 1', pid=12))
+    assert "AL101" in rules(*mine)
+
+
 @pytest.mark.parametrize(
     "spelled",
     [
