@@ -9,6 +9,7 @@ labelled airlock.session and no Airlock temp directory may remain: the session f
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,15 @@ def sandbox_image() -> tuple[str, str]:
 
 
 from tests.fixtures.pki import pki  # noqa: E402, F401  (a key pair, a CA and a leaf certificate)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engine_client() -> Iterator[None]:
+    """The engine's client is cached for the process (runner.controller.engine.client): each
+    test starts and ends with none, so a test that points DOCKER_HOST nowhere gets a client
+    for nowhere, whatever ran before it."""
+    from runner.controller import engine
+
+    engine.client.cache_clear()
+    yield
+    engine.client.cache_clear()
