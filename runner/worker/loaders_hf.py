@@ -29,6 +29,7 @@ MAX_TEXT_CHARS = 64 << 10
 MAX_TOKENS = 512  # per text, after tokenisation (truncated beyond)
 MAX_NEW_TOKENS = 512
 MAX_GENERATED_CHARS = 64 << 10
+MAX_OPTIONAL_BYTES = 32 << 20  # last_hidden_state beside the embeddings, when it fits this
 
 # The task, and the Auto class that builds it, by the end of the architecture's name.
 _TASKS = (
@@ -242,6 +243,8 @@ class _Runner:
         enc = {
             k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
         }
+        if "attention_mask" not in enc:  # a tokenizer that gives none: every token counts
+            enc["attention_mask"] = torch.ones_like(enc["input_ids"])
         result = TextOut(self.task, tokens=int(enc["attention_mask"].sum()))
         with torch.no_grad():
             out = self.model(**enc, **self._quiet())
@@ -258,7 +261,8 @@ class _Runner:
             m = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
             result.outputs["embeddings"] = pooled.numpy()
-            result.outputs["last_hidden_state"] = hidden.numpy()
+            if hidden.numel() * 4 <= MAX_OPTIONAL_BYTES:  # a reply stays small for big models
+                result.outputs["last_hidden_state"] = hidden.numpy()
         elif self.task == "classification":
             logits = out.logits.float()
             probs = torch.softmax(logits, dim=-1)
