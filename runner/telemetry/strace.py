@@ -89,7 +89,12 @@ class Trace:
     oversized: int = 0  # lines longer than MAX_LINE_BYTES, read from their head
     orphans: int = 0  # resumes without their start, starts superseded before their resume
     unescaped: int = 0  # quotes that do not open a -xx string (not strace's own output)
+    examples: list[str] = field(default_factory=list)  # the first lines not read, cut short
     unfinished: int = 0  # calls still unfinished at the end (kept, with result "?")
+
+    def _first(self) -> str:
+        """The first lines not read, as evidence (the views neutralise them)."""
+        return f" (the first: {'; '.join(repr(e) for e in self.examples)})" if self.examples else ""
 
     def problems(self) -> list[str]:
         """What the parser could not read, with counts (empty when it read every line)."""
@@ -102,9 +107,13 @@ class Trace:
             (self.oversized, f"line(s) longer than {MAX_LINE_BYTES} bytes read only in part"),
             (self.orphans, "call(s) resumed without their start or never resumed"),
             (self.unescaped, "line(s) with quotes strace -xx does not print"),
-            (self.malformed, "line(s) not in strace's format"),
+            (self.malformed, "line(s) not in strace's format" + self._first()),
         ]
         return [f"{n} {what}" for n, what in counts if n]
+
+
+EXAMPLES = 3  # lines not read kept as evidence
+EXAMPLE_CHARS = 120
 
 
 def decode_string(token: str) -> str:
@@ -178,6 +187,15 @@ class _Parser:
         t.calls.append(call)
 
     def line(self, line: str, oversized: bool = False, unfinished: bool = False) -> None:
+        t = self.trace
+        before = t.malformed
+        try:
+            self._checked(line, oversized, unfinished)
+        finally:
+            if t.malformed > before and len(t.examples) < EXAMPLES:
+                t.examples.append(line[:EXAMPLE_CHARS])
+
+    def _checked(self, line: str, oversized: bool, unfinished: bool) -> None:
         t = self.trace
         try:
             if oversized:
