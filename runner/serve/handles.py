@@ -4,6 +4,7 @@ its logic is tested with fakes and run with runner.Sandbox."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -34,9 +35,14 @@ class Handle(Protocol):
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def sizes(self) -> tuple[int, int]: ...
+    def check(self, full: bool) -> Report | None:
+        """The evidence so far judged: None when the new evidence is proved quiet (and `full`
+        is not asked), else the report judged in full."""
+        ...
 
-    def live_report(self) -> Report: ...
+    def spent(self) -> tuple[int, int, int, int]:
+        """Trace bytes and calls, audit bytes and lines so far: the recycling budget's."""
+        ...
 
     def running(self) -> bool: ...
 
@@ -54,6 +60,7 @@ class SandboxHandle:
 
     def __init__(self, model: Path, policy: Policy, kwargs: Mapping[str, Any]) -> None:
         self.sandbox = Sandbox(model, policy, **kwargs)
+        self.evidence = watch.Evidence(self.sandbox)
         self.container = ""
 
     def open(self) -> None:
@@ -66,11 +73,13 @@ class SandboxHandle:
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.sandbox.infer(inputs)
 
-    def sizes(self) -> tuple[int, int]:
-        return watch.sizes(self.sandbox)
+    def check(self, full: bool) -> Report | None:
+        if not full and self.evidence.quiet():
+            return None
+        return self.evidence.full()
 
-    def live_report(self) -> Report:
-        return self.sandbox.live_report()
+    def spent(self) -> tuple[int, int, int, int]:
+        return self.evidence.spent()
 
     def running(self) -> bool:
         return watch.running(self.sandbox)
@@ -137,8 +146,11 @@ class Replica:
     generation: int = 0
     handle: Handle | None = None
     state: str = "dead"
-    requests: int = 0
-    sizes: tuple[int, int] = (-1, -1)
+    requests: int = 0  # served by every sandbox the slot had
+    served: int = 0  # served by the current sandbox (the recycling budget's)
+    judged_at: float = 0.0  # the last full judgement (monotonic; 0: none yet)
+    draining: bool = False  # a fresh sandbox waits to take over: no new request here
+    recycles: int = 0
     findings: list[dict[str, Any]] = field(default_factory=list)
     failure: str = ""
     started: float = 0.0
@@ -153,6 +165,8 @@ class Replica:
             "state": self.state,
             "container": self.handle.container if self.handle is not None else "",
             "requests": self.requests,
+            "served_by_this_sandbox": self.served,
+            "recycles": self.recycles,
             "up_seconds": round(time.time() - self.started, 3) if self.handle else 0.0,
             "verdict_so_far": _so_far(self.findings),
             "findings": list(self.findings),
@@ -230,3 +244,14 @@ def check_inputs(meta: ModelMeta, inputs: Mapping[str, np.ndarray]) -> None:
 
 def finding_json(f: Finding) -> dict[str, Any]:
     return f.model_dump(mode="json", include={"rule_id", "rule", "title", "severity", "message"})
+
+
+def learn_outputs(meta: ModelMeta | None, outputs: Mapping[str, np.ndarray]) -> ModelMeta | None:
+    """The metadata with the outputs a first answer shows, when the description named none."""
+    if meta is None or meta.outputs or not outputs:
+        return None
+    learned = [
+        TensorMeta(n, V2_DATATYPES.get(a.dtype.name, a.dtype.name.upper()), [-1] * a.ndim)
+        for n, a in outputs.items()
+    ]
+    return dataclasses.replace(meta, outputs=learned)

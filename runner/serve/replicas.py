@@ -2,25 +2,22 @@
 (start(), then infer(inputs, timeout_s) from any thread, then close()).
 
 Each replica is a runner.Sandbox holding one model; a sandbox is never reused after it fails.
-Requests go to an idle replica; a bounded number wait for one (beyond it: Exhausted), each
-until its deadline (Deadline). Inputs are checked against the model's description first
-(BadRequest).
+Requests go to an idle replica; a bounded number wait for one (beyond it: Exhausted), each until
+its deadline (Deadline). Inputs are checked against the model's description first (BadRequest).
 
-Always watching: each replica's evidence so far (runner.controller.watch) is judged with the
-report's own rules after every request, before its outputs are returned, and on a timer. A
-finding at or above `fail_on` quarantines the model: every replica is killed and closed (so
-their reports are complete), and every request then gets Unavailable with a reason that names
-the rule and its evidence. A replica that crashes, hits a limit, or whose container is gone
-(killed from outside) is closed and replaced by a fresh sandbox, at most `max_restarts` in any
-`restart_window_s`; each event is in the running report and the metrics. The findings a failure
-itself makes (the limit hit, the crash: runner.serve.handles.excused) are the event, not
-grounds for quarantine; anything else in the failed replica's report still is.
+Always watching: each replica's evidence is checked after every request, before its outputs go
+back (runner.controller.watch.Evidence: new bytes proved the worker's own traffic, or else
+judged in full with the report's own rules), on a timer, and in full every `full_interval_s`.
+A finding at or above `fail_on` quarantines the model: every replica is killed and closed, and
+every request then gets Unavailable naming the rule and its evidence. A replica that crashes,
+hits a limit, or whose container is gone is closed and replaced, at most `max_restarts` in any
+`restart_window_s`; its failure's own findings (runner.serve.handles.excused) are the event, not
+grounds for quarantine. A replica whose evidence nears the caps it is read with is recycled
+(runner.serve.recycle). Each event is in the running report and the metrics.
 """
-
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 from collections import deque
@@ -36,26 +33,26 @@ from runner.errors import AirlockError, DeadlineExceeded, InputError, untrusted_
 from runner.policy import Policy
 from runner.report import Report
 from runner.rules.catalog import Finding, Severity
-from runner.serve import metrics
+from runner.serve import metrics, recycle
 from runner.serve.backend import (
     BadRequest,
     Deadline,
     Exhausted,
     ModelMeta,
-    TensorMeta,
     Unavailable,
 )
 from runner.serve.handles import (
-    V2_DATATYPES,
     Handle,
     Replica,
     SandboxHandle,
     check_inputs,
     excused,
     finding_json,
+    learn_outputs,
     model_meta,
     model_raised,
 )
+from runner.serve.recycle import Budget
 
 MAX_EVENTS = 1000  # events kept in the running report (the count is kept past it)
 
@@ -82,13 +79,17 @@ class ReplicaBackend:
         sandbox_kwargs: Mapping[str, Any] | None = None,
         on_event: Event | None = None,
         factory: Callable[[], Handle] | None = None,
+        budget: Budget | None = None,
+        full_interval_s: float = 30.0,
     ) -> None:
         if replicas < 1 or queue < 0:
             raise ValueError("replicas must be at least 1 and queue at least 0")
         self.model, self.policy = Path(model), policy or Policy()
         self.fail_on, self.queue, self.request_timeout_s = fail_on, queue, request_timeout_s
         self.name, self.version = name, version
-        self.check_interval_s = check_interval_s
+        self.check_interval_s, self.full_interval_s = check_interval_s, full_interval_s
+        self.budget = budget or Budget()
+        self._recycling = False  # one recycle at a time: at most replicas + 1 sandboxes
         self.max_restarts, self.restart_window_s = max_restarts, restart_window_s
         kwargs = dict(sandbox_kwargs or {})
         self._factory = factory or (lambda: SandboxHandle(self.model, self.policy, kwargs))
@@ -170,7 +171,7 @@ class ReplicaBackend:
                 self._cond.notify_all()
             return
         with self._cond:
-            r.handle, r.sizes, r.started = handle, (-1, -1), time.time()
+            r.handle, r.judged_at, r.served, r.started = handle, 0.0, 0, time.time()
             self._meta = self._meta or model_meta(sig, self.name, self.version)
             r.state = "idle" if not (self._closing or self._quarantine) else "dead"
             self._cond.notify_all()
@@ -230,7 +231,7 @@ class ReplicaBackend:
                     if refusal:
                         self._error("unavailable")
                         raise Unavailable(refusal)
-                    idle = [r for r in self._replicas if r.state == "idle"]
+                    idle = [r for r in self._replicas if r.state == "idle" and not r.draining]
                     if idle:
                         r = min(idle, key=lambda x: x.requests)
                         r.state = "busy"
@@ -275,26 +276,22 @@ class ReplicaBackend:
         except Exception:
             self._fail(r, "the call raised unexpectedly", "crash")
             raise
-        r.requests += 1
+        r.requests, r.served = r.requests + 1, r.served + 1
         self._learn_outputs(outputs)
         self._judge(r)
         self._release(r)
         if self._quarantine:
             self._error("unavailable")
             raise Unavailable(self._quarantine)
+        self._maybe_recycle(r)
         return outputs
 
     def _learn_outputs(self, outputs: Mapping[str, np.ndarray]) -> None:
         """A model whose description names no outputs (TorchScript): its first answer does."""
-        meta = self._meta
-        if meta is None or meta.outputs or not outputs:
-            return
-        learned = [
-            TensorMeta(n, V2_DATATYPES.get(a.dtype.name, a.dtype.name.upper()), [-1] * a.ndim)
-            for n, a in outputs.items()
-        ]
-        with self._cond:
-            self._meta = dataclasses.replace(meta, outputs=learned)
+        learned = learn_outputs(self._meta, outputs)
+        if learned is not None:
+            with self._cond:
+                self._meta = learned
 
     def _release(self, r: Replica) -> None:
         with self._cond:
@@ -305,20 +302,27 @@ class ReplicaBackend:
     # --- watching ------------------------------------------------------------------------------
 
     def _judge(
-        self, r: Replica, report: Report | None = None, failed: bool = False, outside: bool = False
+        self,
+        r: Replica,
+        report: Report | None = None,
+        failed: bool = False,
+        outside: bool = False,
+        full: bool = False,
     ) -> None:
         """Judge the replica's evidence so far (or its final report); quarantine on a finding
-        at or above fail_on. Evidence that did not grow is not judged again."""
+        at or above fail_on. New evidence proved quiet (the worker's own traffic only) is not
+        judged again, unless `full` (the timer's full judgement)."""
         if report is None:
             handle = r.handle
             if handle is None or not r.lock.acquire(timeout=30.0):
                 return
             try:
-                sizes = handle.sizes()
-                if sizes == r.sizes:
+                if r.handle is not handle:  # recycled meanwhile: the old one is judged at close
                     return
-                report = handle.live_report()
-                r.sizes = sizes
+                report = handle.check(full)
+                if report is None:
+                    return
+                r.judged_at = time.monotonic()
             finally:
                 r.lock.release()
         r.findings = [finding_json(f) for f in report.findings]
@@ -376,7 +380,8 @@ class ReplicaBackend:
 
     def _watch_one(self, r: Replica) -> None:
         if r.state in ("idle", "busy") and r.handle is not None:
-            self._judge(r)
+            self._judge(r, full=time.monotonic() - r.judged_at >= self.full_interval_s)
+            self._maybe_recycle(r)
             with self._cond:
                 gone = r.state == "idle" and not r.handle.running()
                 if gone:
@@ -385,6 +390,15 @@ class ReplicaBackend:
                 self._fail(r, "the replica's container is gone (stopped or killed)", "gone")
         elif r.state == "dead" and r.generation:
             self._replace(r, "retry")
+
+    def _maybe_recycle(self, r: Replica) -> None:
+        """Start recycling the replica when its sandbox is due (one recycle at a time)."""
+        why = recycle.due(self, r)
+        with self._cond:
+            if not why or self._recycling or self._closing or self._quarantine:
+                return
+            self._recycling = True
+        self._spawn(recycle.recycle, self, r, why)
 
     # --- failures ----------------------------------------------------------------------------
 
@@ -481,20 +495,5 @@ class ReplicaBackend:
 
     def report(self) -> dict[str, Any]:
         """The running report: each replica's state and findings so far, the closed
-        replicas' reports, the events, the requests; JSON-able."""
-        with self._cond:
-            return {
-                "model": str(self.model),
-                "name": self.name,
-                "version": self.version,
-                "fail_on": self.fail_on.value,
-                "quarantined": bool(self._quarantine),
-                "quarantine_reason": self._quarantine,
-                "requests": self._requests,
-                "errors": dict(self._errors),
-                "restarts": sum(e["event"] == "replica-restart" for e in self._events),
-                "replicas": [r.summary() for r in self._replicas],
-                "closed": list(self._reports),
-                "events": list(self._events),
-                "events_dropped": self._events_count - len(self._events),
-            }
+        replicas' reports, the events, the requests, the recycles; JSON-able."""
+        return recycle.running_report(self)

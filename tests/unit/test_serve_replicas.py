@@ -26,6 +26,7 @@ class Fake:
         self.container = f"fake-{len(Fake.opened)}"
         self.calls, self.shell_at, self.crash_at, self.delay = 0, shell_at, crash_at, delay
         self.alive, self.closed, self.findings = True, False, []  # type: ignore[var-annotated]
+        self.checks, self.full_checks, self.judged = 0, 0, (-1, -1)
         Fake.opened.append(self)
 
     def open(self) -> None:
@@ -48,8 +49,16 @@ class Fake:
             ]
         return {"y": inputs["x"] * 2}
 
-    def sizes(self) -> tuple[int, int]:
-        return (self.calls, len(self.findings))
+    def check(self, full: bool) -> Report | None:
+        self.checks += 1
+        state = (self.calls, len(self.findings))
+        if not full and state == self.judged:
+            return None
+        self.judged, self.full_checks = state, self.full_checks + 1
+        return self.live_report()
+
+    def spent(self) -> tuple[int, int, int, int]:
+        return (self.calls * 500, self.calls, self.calls * 70, self.calls)
 
     def live_report(self) -> Report:
         return reporting.minimal(None, "fake").amended(findings=list(self.findings))
@@ -177,5 +186,93 @@ def test_a_replica_killed_from_outside_is_replaced() -> None:
             time.sleep(0.02)
         np.testing.assert_array_equal(b.infer({"x": X}, 5.0)["y"], X * 2)
         assert any(e["event"] == "replica-restart" for e in b.report()["events"])
+    finally:
+        b.close()
+
+
+# --- recycling ----------------------------------------------------------------------------------
+
+
+def test_recycles_before_the_budget_with_no_failed_request() -> None:
+    from runner.serve.recycle import Budget
+
+    b = backend(budget=Budget(requests=3))
+    try:
+        for _ in range(12):
+            assert np.array_equal(b.infer({"x": X}, 5.0)["y"], X * 2)
+            deadline = time.monotonic() + 5.0
+            while b._recycling and time.monotonic() < deadline:
+                time.sleep(0.01)
+        report = b.report()
+        assert report["recycles"] >= 3 and not report["quarantined"]
+        assert any(e["event"] == "replica-recycled" for e in report["events"])
+        assert all(f.closed for f in Fake.opened[:-1])  # every old sandbox closed
+        assert len(report["closed"]) == len(Fake.opened) - 1
+    finally:
+        b.close()
+    assert all(f.closed for f in Fake.opened)
+
+
+def test_recycling_under_load_never_runs_more_than_replicas_plus_one() -> None:
+    from runner.serve.recycle import Budget
+
+    peak = [0]
+
+    class Counted(Fake):
+        def open(self) -> None:
+            peak[0] = max(peak[0], sum(not f.closed for f in Fake.opened))
+
+    b = backend(lambda: Counted(delay=0.005), replicas=2, budget=Budget(requests=4))
+    errors: list[Exception] = []
+
+    def work() -> None:
+        for _ in range(15):
+            try:
+                b.infer({"x": X}, 10.0)
+            except Exception as e:
+                errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors and b.report()["recycles"] >= 2
+        assert peak[0] <= 3
+    finally:
+        b.close()
+
+
+def test_a_finding_in_a_recycled_sandbox_s_final_report_quarantines() -> None:
+    from runner.serve.recycle import Budget
+
+    class Late(Fake):
+        def report(self) -> Report:  # only the final report shows it
+            f = reporting.finding(RuleName.SHELL_EXECUTED, Source.TRACER, "ran /bin/sh", ["sh"], 1)
+            return reporting.minimal(None, "fake").amended(findings=[f])
+
+    b = backend(Late, budget=Budget(requests=2))
+    try:
+        b.infer({"x": X}, 5.0)
+        b.infer({"x": X}, 5.0)
+        deadline = time.monotonic() + 5.0
+        while not b.quarantined and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "AL" in b.quarantined
+        with pytest.raises(Unavailable):
+            b.infer({"x": X}, 5.0)
+    finally:
+        b.close()
+
+
+def test_quiet_evidence_is_not_judged_again_but_the_timer_judges_in_full() -> None:
+    b = backend(full_interval_s=0.1)
+    try:
+        b.infer({"x": X}, 5.0)
+        fake = Fake.opened[0]
+        before = fake.full_checks
+        time.sleep(0.5)
+        assert fake.full_checks > before  # the timer's full judgements, evidence unchanged
     finally:
         b.close()
