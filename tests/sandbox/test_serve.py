@@ -143,3 +143,34 @@ def test_sigterm_drains_and_leaves_no_container(tmp_path: Path) -> None:
     assert any(e.get("event") == "request" and e.get("code") == "OK" for e in logs)
     assert any(e.get("event") == "stopped" for e in logs)
     assert json.loads(report.read_text())["requests"] == 2
+
+
+def test_a_replica_is_recycled_before_its_budget_and_no_request_fails(tmp_path: Path) -> None:
+    from runner.serve.handles import SandboxHandle
+    from runner.serve.recycle import Budget
+    from runner.serve.replicas import ReplicaBackend
+
+    x = sample_input(2)
+    built = torchscript_model(tmp_path, x)
+    handles: list[SandboxHandle] = []
+    backend = ReplicaBackend(built.path, budget=Budget(requests=4), factory=None)
+    make = backend._factory
+    backend._factory = lambda: handles.append(make()) or handles[-1]  # type: ignore[func-returns-value]
+    backend.start()
+    try:
+        end = time.monotonic() + 120
+        while backend.report()["recycles"] < 2 and time.monotonic() < end:  # served meanwhile
+            out = backend.infer({"input": x}, 60.0)
+            np.testing.assert_allclose(out["output"], built.reference["output"], 1e-5)
+            time.sleep(0.05)
+        assert _wait(lambda: not backend._recycling, 60)
+        running = backend.report()
+    finally:
+        backend.close()
+    assert running["recycles"] >= 2 and not running["quarantined"], running["events"]
+    assert not running["errors"], running["errors"]
+    assert all(c["verdict"] == "clean" for c in running["closed"]), running["closed"]
+    # the checks after each request were mostly proved quiet, not judged in full
+    quiet = sum(h.evidence.quiet_checks for h in handles)
+    assert quiet >= 6, [(h.evidence.quiet_checks, h.evidence.full_checks) for h in handles]
+    assert _gone([h.container for h in handles if h.container])
