@@ -27,6 +27,17 @@ def _readable(path: Path) -> Path:
     return path
 
 
+def _as_pytorch_bin(repo: Path) -> Path:
+    """The same repository with its weights as pytorch_model.bin (torch.save of the state
+    dict), as older repositories ship them."""
+    import torch
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(repo / "model.safetensors")), repo / "pytorch_model.bin")
+    (repo / "model.safetensors").unlink()
+    return repo
+
+
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
@@ -35,6 +46,7 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "encoder": hf_repos.encoder(root / "encoder"),
         "classifier": hf_repos.classifier(root / "classifier", seed=1),
         "sharded": hf_repos.classifier(root / "sharded", seed=2, shards="20KB"),
+        "bin": _as_pytorch_bin(hf_repos.classifier(root / "bin", seed=6)),
         "causal": hf_repos.causal_lm(root / "causal"),
         "remote": hf_repos.remote_code(root / "remote"),
     }
@@ -86,7 +98,7 @@ def test_an_encoder_gives_the_embeddings_transformers_gives(repos: dict[str, Pat
     assert report.model.huggingface.task == "embedding"
 
 
-@pytest.mark.parametrize("name", ["classifier", "sharded"])
+@pytest.mark.parametrize("name", ["classifier", "sharded", "bin"])
 def test_a_classifier_gives_labels_through_id2label(repos: dict[str, Path], name: str) -> None:
     import torch
 
