@@ -121,6 +121,13 @@ def check_model(meta: ModelMeta, name: str, version: str) -> None:
         raise NotFound(f"version {version[:32]!r} of {meta.name!r} (it has {meta.version!r})")
 
 
+def _some(names: Iterable[str], shown: int = 16) -> str:
+    """Names for a message, bounded (a model's own output names may be many, long or odd)."""
+    ordered = sorted(names)
+    text = ", ".join(repr(n[:64]) for n in ordered[:shown])
+    return f"[{text}{', ...' if len(ordered) > shown else ''}]"
+
+
 def run_infer(
     backend: Backend,
     inputs: dict[str, np.ndarray],
@@ -135,7 +142,11 @@ def run_infer(
     known = {t.name for t in meta.outputs}
     for n in names:
         if n not in known:
-            raise NotFound(f"output {n[:128]!r} (the model has {sorted(known)})")
+            raise NotFound(f"output {n[:128]!r} (the model has {_some(known)})")
+    if len(names) > limits.max_tensors or any(len(n) > limits.max_name_len for n in names):
+        raise OutputError(  # the names may be the model's own (learned from its answer)
+            f"the model has more than {limits.max_tensors} outputs or too long a name"
+        )
     result = backend.infer(inputs, timeout_s)
     if not isinstance(result, dict):
         raise OutputError("the backend answered no mapping of outputs")

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from runner.errors import UsageError
-from runner.serve.backend import Backend, BadRequest
+from runner.serve.backend import Backend, BadRequest, Deadline, Exhausted
 from runner.serve.v2 import http_codec
 from runner.serve.v2.common import (
     DEFAULT_TIMEOUT_S,
@@ -38,6 +38,43 @@ from runner.serve.v2.common import (
 from runner.serve.v2.tensors import Limits
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KEEPALIVE_S = 15.0  # an idle connection (or one whose headers never end) is closed after this
+BODY_TIMEOUT_S = 30.0  # the longest a request body may take to arrive (slow clients)
+MAX_CONNECTIONS = 1024  # open connections; more are closed at once (no descriptor exhaustion)
+
+
+class _Refused(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, counted from its creation to its loss (asyncio
+    accepts a burst of connections before any of them is made, so aiohttp's own list lags)."""
+
+    def __init__(self, inner: asyncio.Protocol, counter: list[int]) -> None:
+        self.inner, self.counter = inner, counter
+        counter[0] += 1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.counter[0] -= 1
+        self.inner.connection_lost(exc)
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -59,9 +96,13 @@ class _Routes:
         limits: Limits,
         default_timeout_s: float | None,
         pool: futures.Executor,
+        max_inflight: int,
     ) -> None:
         self.backend, self.token, self.limits = backend, token, limits
         self.default_timeout_s, self.pool = default_timeout_s, pool
+        # inference requests being read, decoded, run or encoded: more are refused before
+        # their bodies are read, so the backend's queue bound is a bound on memory too
+        self.max_inflight, self.inflight = max_inflight, 0
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -100,11 +141,23 @@ class _Routes:
         return web.Response(status=200 if ok else 503)
 
     async def infer(self, r: web.Request) -> web.Response:
+        if self.inflight >= self.max_inflight:  # the loop's thread only: no lock needed
+            raise Exhausted(f"{self.inflight} HTTP inference requests in flight already")
+        self.inflight += 1
+        try:
+            return await self._infer(r)
+        finally:
+            self.inflight -= 1
+
+    async def _infer(self, r: web.Request) -> web.Response:
         meta = self.backend.metadata()
         check_model(meta, r.match_info["name"], r.match_info.get("version", ""))
         if r.headers.get("Content-Encoding", "identity").lower() != "identity":
             raise BadRequest("compressed request bodies are not accepted")
-        body = await r.read()
+        try:
+            body = await asyncio.wait_for(r.read(), BODY_TIMEOUT_S)
+        except TimeoutError:
+            raise Deadline(f"the request body took longer than {BODY_TIMEOUT_S:g}s") from None
         req = await self._call(
             http_codec.decode_request, body, r.headers.get(http_codec.HEADER_LENGTH), self.limits
         )
@@ -160,9 +213,10 @@ def build_app(
     limits: Limits | None = None,
     default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
     pool: futures.Executor,
+    max_inflight: int = 32,
 ) -> web.Application:
     limits = limits or Limits()
-    routes = _Routes(backend, token, limits, default_timeout_s, pool)
+    routes = _Routes(backend, token, limits, default_timeout_s, pool, max_inflight)
     app = web.Application(client_max_size=limits.max_message_bytes)
     table: list[tuple[str, str, Route]] = [
         ("GET", "/v2/health/live", routes.live),
@@ -194,8 +248,10 @@ class HttpServer:
         limits: Limits | None = None,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         workers: int = 8,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.host, self.port = host, port
+        self.max_connections = max_connections
         self._pool = futures.ThreadPoolExecutor(workers, thread_name_prefix="airlock-http")
         self._app = build_app(
             backend,
@@ -203,18 +259,40 @@ class HttpServer:
             limits=limits,
             default_timeout_s=default_timeout_s,
             pool=self._pool,
+            max_inflight=workers * 4,
         )
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
 
     async def _start(self) -> int:
         self._runner = web.AppRunner(
-            self._app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            keepalive_timeout=KEEPALIVE_S,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        return int(self._runner.addresses[0][1])
+        server = self._runner.server
+        assert server is not None
+        counter = [0]
+
+        def protocol() -> asyncio.BaseProtocol:  # aiohttp's low-level server, connections capped
+            if counter[0] >= self.max_connections:
+                return _Refused()
+            return _Counted(server(), counter)
+
+        self._listener = await asyncio.get_running_loop().create_server(
+            protocol, self.host, self.port, reuse_address=True
+        )
+        return int(self._listener.sockets[0].getsockname()[1])
+
+    async def _cleanup(self, runner: web.AppRunner) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        await runner.cleanup()  # shuts the open connections down (in-flight ones finish)
 
     def start(self) -> int:
         """Bind and serve; the bound port (UsageError if it cannot listen there)."""
@@ -238,7 +316,7 @@ class HttpServer:
             return
         if self._runner is not None:
             runner, self._runner = self._runner, None
-            done = asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop)
+            done = asyncio.run_coroutine_threadsafe(self._cleanup(runner), self._loop)
             with contextlib.suppress(futures.TimeoutError, RuntimeError):
                 done.result(grace_s + 5.0)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -66,6 +66,9 @@ class Limits:
     max_elements: int = 1 << 24  # per tensor
     max_total_bytes: int = 256 << 20  # all of one request's (or response's) tensors decoded
     max_element_bytes: int = 1 << 20  # one BYTES element
+    # a BYTES element costs a Python object (~40 bytes) and a pointer however short it is: 60
+    # MB of 2-byte elements on the wire decode to ~600 MB, so their count is capped on its own
+    max_bytes_elements: int = 1 << 20
     max_name_len: int = 256
     max_json_bytes: int = 16 << 20  # JSON data is costly: binary is the way for big tensors
     max_json_depth: int = 32
@@ -108,7 +111,13 @@ def _show(shape: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _bytes_count_ok(count: int, limits: Limits) -> None:
+    if count > limits.max_bytes_elements:
+        raise BadRequest(f"a BYTES tensor holds more than {limits.max_bytes_elements} elements")
+
+
 def _bytes_elements(data: bytes, count: int, limits: Limits) -> list[bytes]:
+    _bytes_count_ok(count, limits)
     out: list[bytes] = []
     pos = 0
     while pos < len(data):
@@ -153,6 +162,7 @@ def from_values(datatype: str, shape: Any, values: Any, limits: Limits) -> np.nd
     if len(values) != count:
         raise BadRequest(f"{len(values)} values given; shape {_show(shape)} needs {count}")
     if datatype == "BYTES":
+        _bytes_count_ok(count, limits)
         arr = np.empty(count, dtype=object)
         arr[:] = [_as_bytes(v, limits) for v in values]
         return arr.reshape(dims)
@@ -226,6 +236,8 @@ def check_output(name: str, value: Any, limits: Limits) -> tuple[str, np.ndarray
         raise OutputError(f"output {name[:64]!r} is larger than allowed ({value.shape})")
     datatype = datatype_of(value)
     if datatype == "BYTES":
+        if value.size > limits.max_bytes_elements:
+            raise OutputError(f"output {name[:64]!r} holds too many BYTES elements")
         flat = value.reshape(-1)
         total = 0
         for v in flat:
