@@ -191,3 +191,28 @@ def test_a_models_own_output_names_stay_bounded() -> None:
     assert len(str(e.value)) < 2000 and "\r\n" not in str(e.value)
     with pytest.raises(OutputError):  # 2000 outputs, names past the name limit: not carried
         run_infer(backend, x, [], 5.0, Limits())
+
+
+def test_grpc_connections_beyond_the_cap_are_closed() -> None:
+    tg = pytest.importorskip("tritonclient.grpc")
+    from runner.serve.v2.grpc_server import GrpcServer
+
+    backend = Gated()
+    backend.gate.set()
+    server = GrpcServer(backend, workers=1, max_connections=8)
+    port = server.start()
+    try:
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        time.sleep(0.5)
+        closed = sum(_closed_by_server(s, 0.1) for s in socks)
+        for s in socks:
+            s.close()
+        assert closed >= 12  # 8 kept (half-open ones, until the handshake timeout)
+        time.sleep(0.5)
+        client = tg.InferenceServerClient(f"127.0.0.1:{port}")
+        x = tg.InferInput("x", [2], "FP32")
+        x.set_data_from_numpy(np.zeros(2, np.float32))
+        assert client.infer("f", [x]).as_numpy("y").tolist() == [0.0, 0.0]
+        client.close()
+    finally:
+        server.stop(1)

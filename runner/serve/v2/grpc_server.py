@@ -183,6 +183,7 @@ class GrpcServer:
         limits: Limits | None = None,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         workers: int = 8,
+        max_connections: int = 1024,
     ) -> None:
         self.host, self.port = host, port
         self.limits = limits or Limits()
@@ -210,6 +211,11 @@ class GrpcServer:
                 ),
                 ("grpc.max_metadata_size", 16 << 10),
                 ("grpc.so_reuseport", 0),
+                # a hostile client's idle or half-open connections: bounded in count and time
+                ("grpc.max_allowed_incoming_connections", max_connections),
+                ("grpc.server_handshake_timeout_ms", 15_000),
+                ("grpc.max_connection_idle_ms", 300_000),
+                ("grpc.max_concurrent_streams", workers * 4),
             ],
             maximum_concurrent_rpcs=workers * 4,
         )
