@@ -176,6 +176,12 @@ class _Routes:
             headers={http_codec.HEADER_LENGTH: str(head)},
         )
 
+    async def report(self, _r: web.Request) -> web.Response:
+        """The running report (the replicas' verdicts so far, findings, restarts, requests)."""
+        found = await self._call(self.backend.report)
+        body = json.dumps(found, default=str).encode()  # what is not JSON, as text
+        return web.Response(body=body, content_type="application/json")
+
     async def metrics(self, _r: web.Request) -> web.Response:
         found = await self._call(metrics_text)
         if found is None:
@@ -229,6 +235,7 @@ def build_app(
         ("POST", "/v2/models/{name}/infer", routes.infer),
         ("POST", "/v2/models/{name}/versions/{version}/infer", routes.infer),
         ("GET", "/metrics", routes.metrics),
+        ("GET", "/v2/airlock/report", routes.report),
     ]
     for method, path, route in table:
         app.router.add_route(method, path, _guard(route, token, route == routes.infer))
