@@ -15,6 +15,7 @@ hits a limit, or whose container is gone is closed and replaced, at most `max_re
 grounds for quarantine. A replica whose evidence nears the caps it is read with is recycled
 (runner.serve.recycle). Each event is in the running report and the metrics.
 """
+
 from __future__ import annotations
 
 import contextlib
