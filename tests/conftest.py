@@ -8,6 +8,7 @@ labelled airlock.session and no Airlock temp directory may remain: the session f
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_TIERS = {"sandbox", "hostile", "packaging", "benchmarks"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run started with SIGINT ignored (a background job of a shell without job control, as
+    # `make test &` is) hands that on to every child it starts: the tests that press Ctrl-C on
+    # the CLI need the signal delivered, so the suite starts its children with it restored.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -29,6 +29,10 @@ _RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]{1,64}) resumed>(.*)$", re.S)
 _EXITED = re.compile(r"^\+\+\+ exited with (\d{1,10}) \+\+\+$")
 _KILLED = re.compile(r"^\+\+\+ killed by (SIG[A-Z0-9_]{1,16})(?: \(core dumped\))? \+\+\+$")
 _SIGNAL = re.compile(r"^--- (SIG[A-Z0-9_]{1,16}) (.*)---$", re.S)
+# strace's own shapes for a stop (group-stop) and for a call it stopped tracing mid-way when it
+# detached: the call happened, its result is unknown
+_STOPPED = re.compile(r"^--- stopped by (SIG[A-Z0-9_]{1,16}) ---$")
+DETACHED = " <detached ...>"
 _RESULT = re.compile(
     r"^(.*)\)[ \t]+=[ \t]+(-?\d{1,20}|0x[0-9a-f]{1,16}|\?)(?:[ \t]+([A-Z][A-Z0-9_]{0,31}))?(.*)$",
     re.S,
@@ -224,7 +228,12 @@ class _Parser:
         if rest.startswith("+++"):
             self._exit(pid, ts, rest)
         elif rest.startswith("---"):
-            sm = _SIGNAL.match(rest)
+            sm = _SIGNAL.match(rest) or _STOPPED.match(rest)
+            if sm and sm.re is _STOPPED:
+                sm = None if len(t.signals) >= MAX_SIGNALS else sm
+                if sm is not None:
+                    t.signals.append(SignalDelivery(pid, ts, sm.group(1), "stopped"))
+                    return
             if sm and len(t.signals) < MAX_SIGNALS:
                 t.signals.append(SignalDelivery(pid, ts, sm.group(1), sm.group(2).strip()[:512]))
             elif sm:
@@ -243,6 +252,11 @@ class _Parser:
             self.trace.malformed += 1
             return
         name, body = cm.group(1), cm.group(2)
+        if body.endswith(DETACHED):  # strace let go of the process in the call: it happened
+            self._flush(pid)
+            self.trace.unfinished += 1
+            self.keep(Syscall(pid, ts, name, split_args(body.removesuffix(DETACHED)), "?"))
+            return
         if body.endswith(UNFINISHED) or unfinished:
             self._flush(pid)  # strace resumes a call before the same process starts another
             self.pending[pid] = (ts, name, body.removesuffix(UNFINISHED))

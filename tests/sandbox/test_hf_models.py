@@ -83,7 +83,7 @@ def test_an_encoder_gives_the_embeddings_transformers_gives(repos: dict[str, Pat
         ids = np.array([[2, 10, 11, 3]], dtype=np.int64)
         arrays = sb.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
     report = sb.report()
-    assert report.verdict.value == "clean", report.findings
+    assert report.verdict.value == "clean", [(f.rule_id, f.evidence) for f in report.findings]
     assert result.task == "embedding"
     model, tok = _in_process(repos["encoder"], "AutoModel")
     np.testing.assert_allclose(
@@ -104,7 +104,9 @@ def test_a_classifier_gives_labels_through_id2label(repos: dict[str, Path], name
 
     with Sandbox(repos[name]) as sb:
         result = sb.infer_text(TEXTS)
-    assert sb.report().verdict.value == "clean", sb.report().findings
+    assert sb.report().verdict.value == "clean", [
+        (f.rule_id, f.evidence) for f in sb.report().findings
+    ]
     model, tok = _in_process(repos[name], "AutoModelForSequenceClassification")
     enc = tok(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -128,7 +130,9 @@ def test_a_causal_lm_generates_what_transformers_generates(repos: dict[str, Path
     with Sandbox(repos["causal"]) as sb:
         generated = sb.generate(prompt, max_new_tokens=6)
         result = sb.infer_text([prompt])
-    assert sb.report().verdict.value == "clean", sb.report().findings
+    assert sb.report().verdict.value == "clean", [
+        (f.rule_id, f.evidence) for f in sb.report().findings
+    ]
     model, tok = _in_process(repos["causal"], "AutoModelForCausalLM")
     enc = tok([prompt], return_tensors="pt")
     with torch.no_grad():
@@ -145,7 +149,7 @@ def test_benign_remote_code_runs_contained_and_is_reported(repos: dict[str, Path
     with Sandbox(repos["remote"], trust_remote_code=True) as sb:
         result = sb.infer_text(TEXTS)
     report = sb.report()
-    assert report.verdict.value == "clean", report.findings
+    assert report.verdict.value == "clean", [(f.rule_id, f.evidence) for f in report.findings]
     assert "AL930" in _rules(report)  # the model runs its own code (low)
     hf = report.model.huggingface
     assert hf is not None and hf.remote_code

@@ -80,3 +80,20 @@ def test_unfinished_call_at_the_end_is_kept() -> None:
     log = worker_start() + line(10, 3.0, "wait4(-1,  <unfinished ...>")
     trace = _strace.parse(log.encode())
     assert trace.calls[-1].name == "wait4" and trace.calls[-1].result == "?"
+
+
+def test_strace_s_own_detach_and_stop_shapes_are_read() -> None:
+    """A call strace stopped tracing mid-way when it detached, and a group-stop, are strace's
+    own output: read, not counted as lines of no known shape (AL905)."""
+    from runner.telemetry import strace as st
+
+    t = st.parse(
+        b"10    1.0 read(3,  <detached ...>\n"
+        b"11    1.1 --- stopped by SIGSTOP ---\n"
+        b"12    1.2 --- stopped by SIGTSTP ---\n"
+    )
+    assert t.malformed == 0 and t.problems() == []
+    assert [(c.name, c.result) for c in t.calls] == [("read", "?")]
+    assert [(s.pid, s.signal) for s in t.signals] == [(11, "SIGSTOP"), (12, "SIGTSTP")]
+    # anything else after '---' still is not strace's
+    assert st.parse(b"10    1.0 --- stopped by nothing ---\n").malformed == 1

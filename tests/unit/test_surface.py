@@ -37,6 +37,7 @@ def test_all_is_the_public_surface() -> None:
             "SandboxError",
             "SandboxPool",
             "SandboxInfo",
+            "Server",
             "Severity",
             "Signature",
             "TensorSummary",
