@@ -24,8 +24,9 @@ import re
 from dataclasses import dataclass, field
 
 _PREFIX = re.compile(r"^(\d{1,10})[ \t]+(\d{1,12}\.\d{1,9})[ \t]+(.*)$", re.S)
-_CALL = re.compile(r"^([a-z_0-9]{1,64})\((.*)$", re.S)
-_RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]{1,64}) resumed>(.*)$", re.S)
+# "???": strace's name for a call it could not read the number of (a thread exiting in it)
+_CALL = re.compile(r"^([a-z_0-9]{1,64}|\?\?\?)\((.*)$", re.S)
+_RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]{1,64}|\?\?\?) resumed>(.*)$", re.S)
 _EXITED = re.compile(r"^\+\+\+ exited with (\d{1,10}) \+\+\+$")
 _KILLED = re.compile(r"^\+\+\+ killed by (SIG[A-Z0-9_]{1,16})(?: \(core dumped\))? \+\+\+$")
 _SIGNAL = re.compile(r"^--- (SIG[A-Z0-9_]{1,16}) (.*)---$", re.S)

@@ -97,3 +97,17 @@ def test_strace_s_own_detach_and_stop_shapes_are_read() -> None:
     assert [(s.pid, s.signal) for s in t.signals] == [(11, "SIGSTOP"), (12, "SIGTSTP")]
     # anything else after '---' still is not strace's
     assert st.parse(b"10    1.0 --- stopped by nothing ---\n").malformed == 1
+
+
+def test_a_call_strace_could_not_name_is_read() -> None:
+    """strace prints ??? for a call whose number it could not read (a thread exiting in it):
+    its own shape, found in a benign Hugging Face run, not a line of no known shape."""
+    from runner.telemetry import strace as st
+
+    t = st.parse(
+        b"30    1796193495.348347 ???( <unfinished ...>\n"
+        b"30    1796193495.348455 <... ??? resumed>) = ?\n"
+    )
+    assert t.malformed == 0 and t.problems() == []
+    assert [(c.name, c.result) for c in t.calls] == [("???", "?")]
+    assert st.parse(b"30    1.0 ??x(1) = 0\n").malformed == 1
