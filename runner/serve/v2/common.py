@@ -29,6 +29,8 @@ SERVER_VERSION = __version__
 EXTENSIONS = ["binary_tensor_data"]
 DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 3600.0
+# open connections per front; more are closed at once (no descriptor exhaustion)
+MAX_CONNECTIONS = 1024
 
 
 class NotFound(Exception):

@@ -25,6 +25,7 @@ from runner.serve.v2._proto import airlock_serve_v2_pb2 as pb
 from runner.serve.v2.common import (
     DEFAULT_TIMEOUT_S,
     EXTENSIONS,
+    MAX_CONNECTIONS,
     SERVER_NAME,
     SERVER_VERSION,
     check_model,
@@ -183,7 +184,7 @@ class GrpcServer:
         limits: Limits | None = None,
         default_timeout_s: float | None = DEFAULT_TIMEOUT_S,
         workers: int = 8,
-        max_connections: int = 1024,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.host, self.port = host, port
         self.limits = limits or Limits()

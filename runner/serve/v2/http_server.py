@@ -25,6 +25,7 @@ from runner.serve.v2 import http_codec
 from runner.serve.v2.common import (
     DEFAULT_TIMEOUT_S,
     EXTENSIONS,
+    MAX_CONNECTIONS,
     SERVER_NAME,
     SERVER_VERSION,
     check_model,
@@ -41,7 +42,6 @@ Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KEEPALIVE_S = 15.0  # an idle connection (or one whose headers never end) is closed after this
 BODY_TIMEOUT_S = 30.0  # the longest a request body may take to arrive (slow clients)
-MAX_CONNECTIONS = 1024  # open connections; more are closed at once (no descriptor exhaustion)
 
 
 class _Refused(asyncio.Protocol):
