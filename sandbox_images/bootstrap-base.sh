@@ -6,7 +6,8 @@
 set -euo pipefail
 TAG="$1"
 MIRROR="${2:-http://deb.debian.org/debian}"
-PACKAGES="python3,python3-venv,strace,util-linux"
+# libgomp1: the OpenMP runtime llama.cpp (xllamacpp) links against
+PACKAGES="python3,python3-venv,strace,util-linux,libgomp1"
 
 if [ "$(id -u)" != 0 ]; then
   echo "bootstrap-base: debootstrap needs root" >&2

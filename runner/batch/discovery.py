@@ -32,6 +32,7 @@ from runner.worker.shared import tree
 from runner.worker.shared.formats import (
     CONFIG_SUFFIXES,
     DIR_READ_LIMIT,
+    SAVEDMODEL_FILES,
     Budget,
     FormatError,
     ReadLimit,
@@ -45,6 +46,7 @@ CONFIG_NAMES = {
     "tokenizer_config.json",
     "preprocessor_config.json",
     "model_index.json",
+    *SAVEDMODEL_FILES,  # a TensorFlow SavedModel is its directory
 }
 MAX_LIST_BYTES = 1 << 20
 MAX_LIST_NESTING = 8  # lists that name lists
@@ -69,6 +71,14 @@ MODEL_SUFFIXES = {
     ".joblib",
     ".torchscript",
     ".ptl",
+    ".gguf",
+    ".keras",
+    ".h5",
+    ".hdf5",
+    ".tflite",
+    ".npy",
+    ".npz",
+    ".skops",
 }
 
 

@@ -31,8 +31,9 @@ from runner.static import preflight
 from runner.worker.shared.formats import Format
 
 FORMAT_HINT = (
-    "pass an ONNX, TorchScript, torch.save, torch.package, safetensors or pickle file, or a "
-    "model directory"
+    "pass an ONNX, TorchScript, torch.save, torch.package, safetensors, pickle, joblib, "
+    "NumPy, skops, GGUF, Keras or TFLite file, or a model directory (a Hugging Face "
+    "repository, a TensorFlow SavedModel)"
 )
 
 

@@ -11,11 +11,16 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.rules import catalog_evidence as _evidence
+from runner.rules import catalog_gguf as _gguf
 from runner.rules import catalog_hf as _hf
 from runner.rules import catalog_host as _host
+from runner.rules import catalog_keras as _keras
 from runner.rules import catalog_parsers as _parsers
 from runner.rules import catalog_pickles as _pickles
+from runner.rules import catalog_sklearn as _sklearn
+from runner.rules import catalog_tf as _tf
 from runner.rules import catalog_tracer as _tracer
+from runner.rules.rule_names import RuleName as RuleName  # re-exported
 from runner.telemetry.events import Phase, Source
 
 
@@ -36,91 +41,6 @@ class Verdict(StrEnum):
     SUSPICIOUS = "suspicious"
     MALICIOUS = "malicious"
     ERROR = "error"
-
-
-class RuleName(StrEnum):
-    """Every rule's stable name; the table below gives each its id, title and severity."""
-
-    NETWORK_ATTEMPT = "network-attempt"
-    NAME_LOOKUP = "name-lookup"
-    NETWORK_LISTEN = "network-listen"
-    RAW_SOCKET = "raw-socket"
-    UNSEEN_SOCKET_SEND = "unseen-socket-send"
-    LOCAL_IPC = "local-ipc"
-    AIRLOCK_SOCKET_REACHED = "airlock-socket-reached"
-    DESCRIPTOR_PASSED = "descriptor-passed"
-    PROCESS_SPAWNED = "process-spawned"
-    SHELL_EXECUTED = "shell-executed"
-    PROCESS_REACH = "process-reach"
-    PROCESS_HANDLE = "process-handle"
-    FILELESS_EXEC = "fileless-exec"
-    WRITE_OUTSIDE_SCRATCH = "write-outside-scratch"
-    WRITE_IN_SCRATCH = "write-in-scratch"
-    SENSITIVE_READ = "sensitive-read"
-    SANDBOX_PROBE = "sandbox-probe"
-    AIRLOCK_DIR_WRITE = "airlock-dir-write"
-    UNRESOLVED_PATH = "unresolved-path"
-    IN_MEMORY_FILE = "in-memory-file"
-    PRIVILEGE_ATTEMPT = "privilege-attempt"
-    ESCAPE_ATTEMPT = "escape-attempt"
-    SIGNAL_OTHER_PROCESS = "signal-other-process"
-    TRACER_TAMPERING = "tracer-tampering"
-    TRACER_EVASION = "tracer-evasion"
-    MEMORY_LIMIT = "memory-limit"
-    PIDS_LIMIT = "pids-limit"
-    DEADLINE = "deadline"
-    REPLY_TOO_LARGE = "reply-too-large"
-    WORKER_CRASHED = "worker-crashed"
-    SCRATCH_FULL = "scratch-full"
-    OUTPUT_FLOOD = "output-flood"
-    LOAD_MEMORY_COST = "load-memory-cost"
-    LOAD_CPU_COST = "load-cpu-cost"
-    DANGEROUS_PICKLE_IMPORT = "dangerous-pickle-import"
-    UNUSUAL_PICKLE_IMPORT = "unusual-pickle-import"
-    DYNAMIC_CODE = "dynamic-code"
-    NATIVE_CODE = "native-code"
-    PYTHON_PROCESS = "python-process"
-    PYTHON_NETWORK = "python-network"
-    INTERPRETER_INTROSPECTION = "interpreter-introspection"
-    STATIC_DANGEROUS_IMPORT = "static-dangerous-import"
-    STATIC_HIDDEN_IMPORT = "static-hidden-import"
-    STATIC_UNUSUAL_IMPORT = "static-unusual-import"
-    STATIC_EXTENSION_IMPORT = "static-extension-import"
-    STATIC_PICKLE_UNREAD = "static-pickle-unread"
-    STATIC_MALFORMED_IMPORT = "static-malformed-import"
-    PARSER_ABUSE = "parser-abuse"
-    PICKLE_ALLOCATION = "pickle-allocation"
-    METADATA_CODE = "metadata-code"
-    PACKAGE_DANGEROUS_CODE = "package-dangerous-code"
-    PACKAGE_DYNAMIC_CODE = "package-dynamic-code"
-    PACKAGE_UNREADABLE = "package-unreadable"
-    TAMPERED_FILE = "tampered-file"
-    PATH_ESCAPE = "path-escape"
-    STATIC_CHECK_ABORTED = "static-check-aborted"
-    SPECIAL_FILE = "special-file"
-    SYMLINK_LOOP = "symlink-loop"
-    WALK_LIMIT = "walk-limit"
-    SPARSE_FILE = "sparse-file"
-    DETECT_LIMIT = "detect-limit"
-    REMOTE_CODE = "remote-code"
-    WEIGHT_MAP_ESCAPE = "weight-map-escape"
-    REPO_JSON_UNREADABLE = "repo-json-unreadable"
-    BEHAVIOR_DEVIATION = "behavior-deviation"
-    BASELINE_DRIFT = "baseline-drift"
-    SIGNATURE_INVALID = "signature-invalid"
-    SIGNATURE_MISSING = "signature-missing"
-    PROVENANCE_MISMATCH = "provenance-mismatch"
-    SELF_REPORT_CONTRADICTED = "self-report-contradicted"
-    AUDIT_LOG_LOST = "audit-log-lost"
-    AUDIT_LOG_INCOMPLETE = "audit-log-incomplete"
-    AUDIT_LOG_TAMPERING = "audit-log-tampering"
-    TRACE_INCOMPLETE = "trace-incomplete"
-    EVENTS_FOLDED = "events-folded"
-    KILLED_TRACE_INCOMPLETE = "killed-trace-incomplete"
-    EVIDENCE_UNREADABLE = "evidence-unreadable"
-    MALFORMED_REPLY = "malformed-reply"
-    DESCRIPTION_OUT_OF_BOUNDS = "description-out-of-bounds"
-    DECEPTIVE_NAME = "deceptive-name"
 
 
 @dataclass(frozen=True)
@@ -435,7 +355,17 @@ RULES: tuple[Rule, ...] = (
         "return, backspace), line separators or bidi overrides (shown neutralised everywhere)",
     ),
     *_rows(_hf.ROWS),
+    *_rows(_sklearn.ROWS),
+    *_rows(_keras.ROWS),
+    *_rows(_gguf.ROWS),
+    *_rows(_tf.ROWS),
 )
+# The formats' own static findings: TamperKind value -> (rule, message)
+FORMAT_SIGNS: dict[str, tuple[RuleName, str]] = {
+    kind: (RuleName[member], message)
+    for table in (_sklearn.SIGNS, _keras.SIGNS, _gguf.SIGNS, _tf.SIGNS)
+    for kind, (member, message) in table.items()
+}
 BY_ID = {r.id: r for r in RULES}
 BY_NAME = {r.name: r for r in RULES}
 

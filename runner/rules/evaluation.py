@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from runner.policy import Deadline
 from runner.rules import syscall_rules
-from runner.rules.catalog import BY_NAME, Finding, RuleName, Severity, ordered
+from runner.rules.catalog import BY_NAME, FORMAT_SIGNS, Finding, RuleName, Severity, ordered
 from runner.rules.cost import LoadCost, cost_findings
 from runner.rules.hf_findings import hf_findings
 from runner.rules.pickle_globals import judge_global
@@ -357,6 +357,9 @@ def _static_findings(f: HostFacts) -> list[Judged]:
             out.append((rule, message, [f"static: {evidence}"]))
         elif check in SIGN_RULES:
             rule, message = SIGN_RULES[check]
+            out.append((rule, message, [f"static: {evidence}"]))
+        elif check in FORMAT_SIGNS:
+            rule, message = FORMAT_SIGNS[check]
             out.append((rule, message, [f"static: {evidence}"]))
         elif check in PATH_ESCAPES:
             message = f"the model reaches outside its directory ({check})"

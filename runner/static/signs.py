@@ -17,6 +17,7 @@ said.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import lzma
@@ -69,6 +70,20 @@ class Signs:
     imports: list[Import] = field(default_factory=list)
 
 
+# The formats whose static reader is a module of its own: examine(primary) -> Signs, bounded,
+# never raising for a hostile file (what it cannot read is a finding of its own).
+FORMAT_READERS = {
+    Format.GGUF: "gguf",
+    Format.KERAS: "keras_config",
+    Format.KERAS_H5: "keras_config",
+    Format.TFLITE: "tflite",
+    Format.SAVEDMODEL: "tf_graph",
+    Format.JOBLIB: "joblib_layout",
+    Format.SKOPS: "skops_schema",
+    Format.NUMPY: "npy",
+}
+
+
 def examine(primary: Path, fmt: Format | None) -> Signs:
     """The signs that apply to the model's primary file in its format; never raises for a
     hostile file (a file that cannot be read is runner.static.tamper's to say)."""
@@ -82,6 +97,8 @@ def examine(primary: Path, fmt: Format | None) -> Signs:
             out.tamper = pickle_file(primary)
         elif fmt is Format.TORCH_PACKAGE:
             out = torch_package(primary)
+        elif fmt in FORMAT_READERS:
+            out = importlib.import_module(f"runner.static.{FORMAT_READERS[fmt]}").examine(primary)
     except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError):
         pass  # a damaged archive (or an encrypted member): runner.static.tamper's to say
     except (zlib.error, lzma.LZMAError, struct.error):

@@ -12,61 +12,18 @@ import json
 import os
 import struct
 import zipfile
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
 from runner.static.pickles import MAX_OPS, Note, Walkable, ops, walk_path
+from runner.static.tamper_kinds import Tamper as Tamper  # re-exported
+from runner.static.tamper_kinds import TamperKind as TamperKind
 from runner.worker.shared import onnx_data, tree
 from runner.worker.shared.formats import Format
 
 MAX_HEADER_BYTES = 100 << 20
 TAIL_SCAN_BYTES = 64 << 20
 MAX_MEMBER_SCAN_BYTES = 256 << 20
-
-
-class TamperKind(StrEnum):
-    """What a sign of tampering is about; the rules tell path escapes from the rest."""
-
-    ONNX_EXTERNAL_DATA = "onnx-external-data"
-    PICKLE_TRAILING_DATA = "pickle-trailing-data"
-    PICKLE_TRUNCATED = "pickle-truncated"
-    # what the pickle walk could not see (runner.static.pickles.Issue, the same values)
-    PICKLE_EXTENSION_CODE = "pickle-extension-code"
-    PICKLE_OPCODE_CAP = "pickle-opcode-cap"
-    PICKLE_IMPORT_CAP = "pickle-import-cap"
-    PICKLE_UNREAD = "pickle-unread"
-    POLYGLOT = "polyglot"
-    SAFETENSORS_HEADER = "safetensors-header"
-    SAFETENSORS_OFFSETS = "safetensors-offsets"
-    SYMLINK_ESCAPE = "symlink-escape"
-    # what the walk of the model's tree found (runner.static.walking), and detection's bound
-    SPECIAL_FILE = "special-file"
-    SYMLINK_LOOP = "symlink-loop"
-    WALK_LIMIT = "walk-limit"
-    SPARSE_FILE = "sparse-file"
-    DETECT_LIMIT = "detect-limit"
-    # parser abuse, code in metadata and torch.package code (runner.static.signs)
-    PARSER_ABUSE = "parser-abuse"
-    PICKLE_ALLOCATION = "pickle-allocation"
-    METADATA_CODE = "metadata-code"
-    PACKAGE_DANGEROUS_CODE = "package-dangerous-code"
-    PACKAGE_DYNAMIC_CODE = "package-dynamic-code"
-    PACKAGE_UNREADABLE = "package-unreadable"
-    UNREADABLE = "unreadable"
-    ZIP_BOMB = "zip-bomb"
-    ZIP_CRC = "zip-crc"
-    ZIP_HEADER = "zip-header"
-    ZIP_HIDDEN_DATA = "zip-hidden-data"
-    ZIP_TRAILING_DATA = "zip-trailing-data"
-    ZIP_UNREFERENCED = "zip-unreferenced"
-
-
-@dataclass(frozen=True)
-class Tamper:
-    check: TamperKind
-    evidence: str
 
 
 def check_model(path: Path, primary: Path | None, fmt: Format | None) -> list[Tamper]:

@@ -175,6 +175,8 @@ def _preimport(fmt: Format, path: Path | None) -> None:
     generated code, load native libraries, write caches, probe the system) are the baseline."""
     if fmt is Format.ONNX:
         _warm_onnx()
+    elif fmt in FORMAT_MODULES:
+        _module(fmt).warm(path)
     elif fmt is Format.HUGGINGFACE:
         from runner.worker import loaders_hf, loaders_torch
 
@@ -334,9 +336,32 @@ def _output_shapes(
     return found
 
 
+# Formats whose loader is a module of its own, imported only when such a model comes: each
+# has load(path, architecture, threads, options) -> Loaded and warm(path) (the imports, and a
+# run on a tiny benign model of its own, before the model's code runs).
+FORMAT_MODULES = {
+    Format.GGUF: "loaders_gguf",
+    Format.KERAS: "loaders_keras",
+    Format.KERAS_H5: "loaders_keras",
+    Format.TFLITE: "loaders_tflite",
+    Format.SAVEDMODEL: "loaders_tf",
+    Format.JOBLIB: "loaders_sklearn",
+    Format.SKOPS: "loaders_sklearn",
+    Format.NUMPY: "loaders_numpy",
+}
+
+
+def _module(fmt: Format) -> Any:
+    import importlib
+
+    return importlib.import_module(f"runner.worker.{FORMAT_MODULES[fmt]}")
+
+
 def _loader(fmt: Format) -> Callable[[Path, Path | None, int, Options], Loaded]:
     if fmt is Format.ONNX:
         return _load_onnx
+    if fmt in FORMAT_MODULES:
+        return _module(fmt).load  # type: ignore[no-any-return]
     from runner.worker import loaders_torch  # imports this module's types: not at the top
 
     return loaders_torch.LOADERS[fmt]

@@ -69,7 +69,7 @@ def test_zip_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     p = tmp_path / "x.zip"
     with zipfile.ZipFile(p, "w") as zf:
         zf.writestr("readme.txt", "hi")
-    with pytest.raises(FormatError, match="not a torch checkpoint"):
+    with pytest.raises(FormatError, match="none of a torch checkpoint"):
         detect(p)
 
 

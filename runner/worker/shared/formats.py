@@ -35,11 +35,33 @@ class Format(StrEnum):
     # a Hugging Face repository (config.json beside the weights), loaded as transformers
     # would; never the answer of detect(), which names the weights' own format
     HUGGINGFACE = "huggingface"
+    GGUF = "gguf"  # llama.cpp's single-file format: metadata, tensor table, tensor data
+    KERAS = "keras"  # a Keras 3 .keras archive: config.json, metadata.json, model.weights.h5
+    KERAS_H5 = "keras-h5"  # an HDF5 file: a legacy Keras .h5 model
+    TFLITE = "tflite"  # a TFLite (LiteRT) flatbuffer, identifier TFL3
+    SAVEDMODEL = "savedmodel"  # a TensorFlow SavedModel directory (saved_model.pb)
+    JOBLIB = "joblib"  # a compressed joblib dump (plain ones are pickles, read the same way)
+    SKOPS = "skops"  # a skops archive: schema.json and the arrays it names
+    NUMPY = "numpy"  # a NumPy .npy array or .npz archive of them
 
 
 # Files in a model directory that are configuration, not weights.
 CONFIG_SUFFIXES = {".json", ".txt", ".md", ".yaml", ".yml", ".model", ".tiktoken", ".py"}
 _PICKLE_HINTS = {".pkl", ".pickle", ".pck", ".joblib"}
+# Compressed joblib dumps: the stream's own magic (joblib.numpy_pickle_utils); gzip, bz2 and lz4
+# are told apart from other files of theirs by the .joblib/.pkl suffix (see _compressed).
+_JOBLIB_MAGIC = {
+    b"\x78\x01": "zlib",
+    b"\x78\x5e": "zlib",
+    b"\x78\x9c": "zlib",
+    b"\x78\xda": "zlib",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x5d\x00\x00": "lzma",
+}
+_JOBLIB_MAGIC_BY_SUFFIX = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\x04\x22\x4d\x18": "lz4"}
+_JOBLIB_SUFFIXES = {".joblib", ".pkl", ".pickle", ".gz", ".bz2", ".xz", ".lzma", ".z", ".lz4"}
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+SAVEDMODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 # Legacy (non-zip) torch.save streams begin with protocol 2 and a LONG1 magic number.
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 21, 25}
@@ -143,6 +165,9 @@ def _detect_file(f: BinaryIO, path: Path, budget: Budget) -> tuple[Format, str]:
         return Format.SAFETENSORS, "safetensors header"
     if head.startswith(_LEGACY_TORCH_MAGIC):
         return Format.TORCH, "legacy torch.save stream"
+    magic = _detect_magic(head, path)
+    if magic is not None:
+        return magic
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return Format.PICKLE, f"pickle protocol {head[1]}"
     if _looks_like_onnx(f, size, Budget(ONNX_READ_BYTES, path.name, budget)):
@@ -151,8 +176,32 @@ def _detect_file(f: BinaryIO, path: Path, budget: Budget) -> tuple[Format, str]:
         return Format.PICKLE, "protocol 0/1 pickle"
     raise FormatError(
         f"{path.name}: not a recognised model (ONNX, TorchScript, torch.save, torch.package, "
-        "safetensors or pickle)"
+        "safetensors, pickle, joblib, NumPy, skops, GGUF, Keras, TFLite or a TensorFlow "
+        "SavedModel directory)"
     )
+
+
+def _detect_magic(head: bytes, path: Path) -> tuple[Format, str] | None:
+    """The formats a fixed magic number at the start names (HDF5 may also follow a user block
+    of 512 bytes or more: such files are read as HDF5 by h5py, and are not recognised here)."""
+    if head.startswith(b"GGUF"):
+        return Format.GGUF, "GGUF magic"
+    if head[4:8] == b"TFL3":
+        return Format.TFLITE, "TFLite flatbuffer identifier TFL3"
+    if head.startswith(_HDF5_MAGIC):
+        return Format.KERAS_H5, "HDF5 signature"
+    if head.startswith(b"\x93NUMPY"):
+        return Format.NUMPY, "NumPy .npy magic"
+    for magic, kind in _JOBLIB_MAGIC.items():
+        if head.startswith(magic):
+            return Format.JOBLIB, f"{kind}-compressed stream (joblib)"
+    if path.suffix.lower() in _JOBLIB_SUFFIXES:
+        for magic, kind in _JOBLIB_MAGIC_BY_SUFFIX.items():
+            if head.startswith(magic):
+                return Format.JOBLIB, f"{kind}-compressed stream (joblib)"
+    if path.name in SAVEDMODEL_FILES:
+        return Format.SAVEDMODEL, f"{path.name} (a SavedModel's graph)"
+    return None
 
 
 def _detect_zip(f: BinaryIO, path: Path, size: int, budget: Budget) -> tuple[Format, str]:
@@ -163,7 +212,17 @@ def _detect_zip(f: BinaryIO, path: Path, size: int, budget: Budget) -> tuple[For
         return Format.TORCHSCRIPT, "zip with TorchScript code/"
     if any(n.endswith("data.pkl") for n in names):
         return Format.TORCH, "zip with data.pkl (torch.save)"
-    raise FormatError(f"{path.name}: a zip archive that is not a torch checkpoint")
+    top = {n for n in names if "/" not in n}
+    if {"config.json", "metadata.json"} <= top:
+        return Format.KERAS, "zip with config.json and metadata.json (Keras 3)"
+    if "schema.json" in top:
+        return Format.SKOPS, "zip with schema.json (skops)"
+    if names and all(n.endswith(".npy") for n in names):
+        return Format.NUMPY, "zip of .npy members (NumPy .npz)"
+    raise FormatError(
+        f"{path.name}: a zip archive that is none of a torch checkpoint, a Keras archive, "
+        "a skops archive or a NumPy .npz"
+    )
 
 
 def _is_torch_package(names: list[str]) -> bool:
@@ -293,6 +352,10 @@ def _looks_like_onnx(f: BinaryIO, size: int, budget: Budget) -> bool:
 
 def _detect_dir(path: Path, shared: Budget | None) -> Detection:
     budget = Budget(DIR_READ_LIMIT, f"{path.name}/", shared)
+    for name in SAVEDMODEL_FILES:  # a SavedModel is its directory: graph, variables, assets
+        graph = path / name
+        if stat.S_ISREG(os.lstat(graph).st_mode if os.path.lexists(graph) else 0):
+            return Detection(Format.SAVEDMODEL, graph, f"model directory: {name} (SavedModel)")
     found: list[tuple[Format, Path, str]] = []
     unread: list[str] = []
     for e in _tree.scan(path).files:
@@ -316,7 +379,8 @@ def _detect_dir(path: Path, shared: Budget | None) -> Detection:
             raise ReadLimit(f"{where}: format detection stopped at its read bound")
         raise FormatError(f"{path}: a directory with no model file in it")
     order = [Format.ONNX, Format.TORCHSCRIPT, Format.SAFETENSORS, Format.TORCH]
-    order += [Format.PICKLE, Format.TORCH_PACKAGE]
+    order += [Format.PICKLE, Format.TORCH_PACKAGE, Format.GGUF, Format.KERAS, Format.KERAS_H5]
+    order += [Format.TFLITE, Format.SKOPS, Format.JOBLIB, Format.NUMPY, Format.SAVEDMODEL]
     found.sort(key=lambda t: (order.index(t[0]), str(t[1])))
     fmt, primary, reason = found[0]
     rel = primary.relative_to(path)
