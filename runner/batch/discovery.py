@@ -59,6 +59,47 @@ def _is_model_dir(d: Path) -> bool:
         return any(e.name in CONFIG_NAMES for e in it)
 
 
+# Weights of other formats that a model directory may also hold (a Hugging Face repository
+# ships ONNX, GGUF or TFLite exports beside its safetensors, a training checkpoint's pickles):
+# the directory is evaluated as the one model its loader builds, so these are named as not
+# evaluated (never skipped in silence).
+OTHER_WEIGHTS = {
+    ".onnx",
+    ".gguf",
+    ".tflite",
+    ".keras",
+    ".h5",
+    ".hdf5",
+    ".msgpack",
+    ".joblib",
+    ".skops",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".pickle",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".bin",
+    ".pb",
+}
+# what transformers itself loads from a repository (a SavedModel directory's own files too)
+_LOADED_WEIGHTS = ("pytorch_model", "saved_model.pb", "variables/")
+
+
+def _not_loaded(d: Path) -> list[str]:
+    """Files under model directory `d` of another weights format than the one it loads as."""
+    if any((d / n).is_file() for n in SAVEDMODEL_FILES):
+        return []
+    walked = tree.scan(d)
+    return [
+        e.rel
+        for e in walked.files
+        if Path(e.rel).suffix.lower() in OTHER_WEIGHTS
+        and not any(e.rel.startswith(k) or f"/{k}" in e.rel for k in _LOADED_WEIGHTS)
+    ]
+
+
 MODEL_SUFFIXES = {
     ".onnx",
     ".pt",
@@ -108,6 +149,22 @@ def _is_model_file(p: Path, budget: Budget | None = None) -> bool:
     except OSError:
         return False
     return head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES
+
+
+def _is_model_by_content(p: Path, budget: Budget) -> bool:
+    """A model by its bytes alone (a file whose name claims otherwise, say a TFLite file named
+    .model or a pickle named .txt)."""
+    if budget.left <= 0:
+        return False
+    try:
+        detect(p, budget)
+        return True
+    except ReadLimit as e:
+        if e.budget is budget:
+            budget.left = 0
+        return False
+    except (FormatError, OSError):
+        return False
 
 
 def _read_list(p: Path) -> list[str] | None:
@@ -183,6 +240,13 @@ class _Found:
                     continue
                 if _is_model_dir(d):
                     self.add(d)
+                    for rel in _not_loaded(d):
+                        self.skip(
+                            d / rel,
+                            f"inside the model directory {d.name}, which is evaluated as one "
+                            "model (its config names how it loads): not part of that load; "
+                            "name this file to evaluate it on its own",
+                        )
                     continue
                 with os.scandir(d) as it:
                     children = sorted(it, key=lambda e: e.name)
@@ -219,8 +283,11 @@ class _Found:
             return False
         if kind in tree.SPECIAL:
             self.add(p)  # never opened here; its evaluation reports it
-        elif p.suffix.lower() in CONFIG_SUFFIXES:
-            self.skip(p, f"a configuration or text file (by its name: {p.suffix.lower()})")
+        elif p.suffix.lower() in CONFIG_SUFFIXES:  # by its name, unless its bytes say a model
+            if _is_model_by_content(p, self.budget):
+                self.add(p)
+            else:
+                self.skip(p, f"a configuration or text file (by its name: {p.suffix.lower()})")
         elif _is_model_file(p, self.budget):
             self.add(p)
         else:
