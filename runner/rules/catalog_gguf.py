@@ -14,7 +14,8 @@ ROWS: tuple[Row, ...] = (
         "TEMPLATE_OBJECT_ACCESS",
         "Chat template reaches Python objects",
         "CRITICAL",
-        "static: an attribute, item, |attr() or str.format field in tokenizer.chat_template (or "
+        "static: an attribute, item, attr filter or str.format field in tokenizer.chat_template "
+        "(or "
         "tokenizer.chat_template.NAME) whose name starts with an underscore (__class__, "
         "__globals__, __subclasses__, __builtins__, __init__, name-mangled privates) or is a "
         "frame, code or generator attribute, also when the name is built from strings "
@@ -44,7 +45,7 @@ ROWS: tuple[Row, ...] = (
         "TEMPLATE_DYNAMIC",
         "Chat template computes the names it looks up",
         "MEDIUM",
-        "static: an attribute or item lookup, |attr() or str.format in a chat template whose "
+        "static: an attribute or item lookup, attr filter or str.format in a chat template whose "
         "name is built at render time from what cannot be folded to constants, or an include, "
         "import or extends (another template read through a loader): what it reaches was not "
         "decided",
