@@ -19,13 +19,16 @@ from setuptools.errors import FileError
 SOURCES = Path(__file__).resolve().parent / "sandbox_images"
 TARGET = ("runner", "controller", "image_sources")
 # What images.py hashes into the tag and builds from, and the sandbox's seccomp profiles. The
-# host-only helpers (lock.sh, requirements.in, seccomp/generate.py) stay behind.
+# host-only helpers (lock.sh, the requirements.in files, seccomp/generate.py) stay behind.
 PATTERNS = (
     "Dockerfile",
     "entrypoint.sh",
     "requirements.lock",
     "bootstrap-base.sh",
     "seccomp/*.json",
+    # the framework images (runner/controller/framework_images.py)
+    "*/Dockerfile",
+    "*/requirements.lock",
 )
 
 

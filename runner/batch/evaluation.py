@@ -28,6 +28,7 @@ from runner.behaviour.probes import ProbeSet, feed_for, from_arrays
 from runner.behaviour.probes import load as load_probe_file
 from runner.behaviour.probes import run as run_probes
 from runner.controller import engine as _docker
+from runner.controller import framework_images
 from runner.errors import AirlockError, InputError, UsageError, untrusted_text
 from runner.policy import Policy
 from runner.report import Report
@@ -433,11 +434,13 @@ def evaluate(
     models = found.paths
     out = Path(out_dir) if out_dir is not None else None
     todo = _to_do(models, set(skip_sha256))
+    _docker.client()  # fail fast, once, when the engine is not reachable
+    # the framework images the models need: built once, before any sandbox starts
+    framework_images.prepare(framework_images.formats_of(m for m, _ in todo))
     obs = observer or Observer()
     obs.passed_over(found.skipped, found.more_skipped)
     obs.started(len(todo), len(models) - len(todo))
     running = _Running()
-    _docker.client()  # fail fast, once, when the engine is not reachable
 
     def work(path: Path, sha: str) -> EvalResult:
         try:

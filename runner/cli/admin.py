@@ -1,9 +1,9 @@
-"""Housekeeping: the sandbox image, leftovers, the environment's health, the version."""
+"""Housekeeping: the sandbox images, leftovers, the environment's health, the version."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,52 +16,82 @@ Force = Annotated[bool, typer.Option("--force", help="rebuild even when current"
 All = Annotated[
     bool, typer.Option("--all", help="also remove sandboxes whose owner is still running")
 ]
+With = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        help="also build this framework image (tensorflow), layered on the default one",
+    ),
+]
 
 
-def image_build(force: Force = False) -> None:
-    """Build the sandbox image offline (the base is bootstrapped when no registry answers)."""
+def image_build(force: Force = False, with_: With = None) -> None:
+    """Build the sandbox image offline (the base is bootstrapped when no registry answers),
+    and with --with each framework image named, on it."""
+    from runner.controller import framework_images as _frameworks
     from runner.controller import images as _image
 
+    frameworks = [_frameworks.known(f) for f in dict.fromkeys(with_ or [])]
     image = _image.build(note, force)
+    for framework in frameworks:
+        image = _frameworks.build_locked(framework, note, force)
     out.print(image, markup=False, highlight=False)
 
 
+def _status_json(name: str, st: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "state": st.state.value,
+        "tag": st.tag,
+        "image_id": st.image_id,
+        "size_bytes": st.size_bytes,
+        "other_tags": st.other_tags,
+    }
+
+
 def image_status(json_: JsonOut = False) -> None:
-    """Say whether the sandbox image is current. Exit 0 when it is, 3 otherwise."""
+    """Say whether each sandbox image (the default one, each framework's) is current, stale or
+    missing, and its size. Exit 0 when the default one is current (a framework image is built
+    when a model first needs it), 3 otherwise."""
+    from runner.controller import framework_images as _frameworks
     from runner.controller import images as _image
 
-    st = _image.status()
+    found = _frameworks.statuses()
+    default = found.pop("default")
     if json_:
-        out.print_json(
-            json.dumps(
-                {
-                    "state": st.state.value,
-                    "tag": st.tag,
-                    "image_id": st.image_id,
-                    "other_tags": st.other_tags,
-                }
-            )
-        )
+        body = _status_json("default", default)
+        body["frameworks"] = [_status_json(n, st) for n, st in found.items()]
+        out.print_json(json.dumps(body))
     else:
-        out.print(st.describe(), markup=False, highlight=False)
-    raise typer.Exit(EXIT_OK if st.state is _image.ImageState.CURRENT else EXIT_ERROR)
+        for name, st in [("default", default), *found.items()]:
+            more = ""
+            if name != "default" and st.size_bytes and default.size_bytes:
+                more = f"; {_image.human_size(st.size_bytes - default.size_bytes)} over the default"
+            out.print(f"{name + ':':12} {st.describe()}{more}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_OK if default.state is _image.ImageState.CURRENT else EXIT_ERROR)
 
 
 def gc(all_: All = False) -> None:
-    """Remove sandboxes and directories left behind by a controller that was killed."""
+    """Remove sandboxes and directories left behind by a controller that was killed, and the
+    framework images built from older sources."""
+    from runner.controller import framework_images as _frameworks
     from runner.controller import sessions as _session
 
     reaped = _session.reap(everything=all_)
+    images = _frameworks.remove_stale()
     out.print(
-        f"removed {len(reaped.containers)} container(s) and "
-        f"{len(reaped.directories)} directory(ies)",
+        f"removed {len(reaped.containers)} container(s), "
+        f"{len(reaped.directories)} directory(ies) and {len(images)} stale framework image(s)",
         markup=False,
     )
+    for tag in images:
+        note(f"removed {tag}")
 
 
 def doctor() -> None:
     """Check the engine, the runtimes and the image; print the fix for each problem."""
     from runner.controller import engine as _docker
+    from runner.controller import framework_images as _frameworks
     from runner.controller import images as _image
     from runner.errors import EngineError
 
@@ -93,12 +123,17 @@ def doctor() -> None:
             "run 'make engine'",
         )
     line(not (info.get("Driver") == "" or info.get("NCPU", 0) < 1), "engine has CPUs")
-    st = _image.status()
+    found = _frameworks.statuses()
+    st = found.pop("default")
     line(
         st.state is _image.ImageState.CURRENT,
         f"sandbox image: {st.describe()}",
         "run 'airlock image build'",
     )
+    for name, fw in found.items():  # optional: built when a model first needs one
+        mark = "ok  " if fw.state is _image.ImageState.CURRENT else "note"
+        when = "" if mark == "ok  " else " (built when a model first needs it)"
+        out.print(f"{mark} {name} image: {fw.describe()}{when}", markup=False, highlight=False)
     raise typer.Exit(EXIT_OK if problems == 0 else EXIT_ERROR)
 
 

@@ -283,6 +283,29 @@ def image_tags(repository: str) -> list[str]:
     return sorted(t for img in images for t in (img.get("RepoTags") or []))
 
 
+def image_size(tag: str) -> int | None:
+    """The image's size in bytes (its layers and its parents'), or None when it is absent."""
+    try:
+        return int(client().api.inspect_image(tag).get("Size") or 0)
+    except docker.errors.ImageNotFound:
+        return None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise EngineError(
+            "inspecting the image: the Docker engine is not reachable", ENGINE_HINT
+        ) from e
+
+
+def remove_image(tag: str) -> bool:
+    """Untag (and, when nothing else holds them, delete) an image; False when the engine
+    refuses (a container still uses it) or it is already gone."""
+    try:
+        client().api.remove_image(tag)
+    except docker.errors.APIError as e:
+        log.debug("removing the image %s: %s", tag, e)
+        return False
+    return True
+
+
 def pull(reference: str) -> bool:
     """Try to pull an image; False when no registry answers."""
     try:

@@ -74,16 +74,33 @@ class ImageStatus:
     tag: str
     image_id: str | None
     other_tags: list[str]
+    size_bytes: int | None = None
+    hint: str = BUILD_HINT
 
     def describe(self) -> str:
         if self.state is ImageState.CURRENT:
-            return f"{self.tag} is current ({(self.image_id or '')[:19]})"
+            size = f", {human_size(self.size_bytes)}" if self.size_bytes else ""
+            return f"{self.tag} is current ({(self.image_id or '')[:19]}{size})"
         if self.state is ImageState.STALE:
             return (
                 f"{self.tag} is not built; found older {', '.join(self.other_tags)}: "
-                f"the sandbox sources changed since; {BUILD_HINT}"
+                f"the sandbox sources changed since; {self.hint}"
             )
-        return f"{self.tag} is not built; {BUILD_HINT}"
+        return f"{self.tag} is not built; {self.hint}"
+
+
+def human_size(n: int | None) -> str:
+    """Bytes as docker image ls shows them (decimal units)."""
+    if n is None:
+        return "?"
+    if n < 1000:
+        return f"{n} B"
+    value, unit = n / 1000, "kB"
+    for bigger in ("MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.2f} {unit}" if unit == "GB" else f"{value:.1f} {unit}"
 
 
 def _worker_files() -> list[Path]:
@@ -117,7 +134,7 @@ def status() -> ImageStatus:
     found = _docker.image_id(tag)
     others = [t for t in _docker.image_tags(REPOSITORY) if t != tag]
     if found:
-        return ImageStatus(ImageState.CURRENT, tag, found, others)
+        return ImageStatus(ImageState.CURRENT, tag, found, others, _docker.image_size(tag))
     return ImageStatus(ImageState.STALE if others else ImageState.MISSING, tag, None, others)
 
 
@@ -135,12 +152,12 @@ def _cache_dir() -> Path:
     return Path(base) / "airlock"
 
 
-def gather_wheels(log: Callable[[str], None]) -> Path:
-    """Download the locked wheels on the host (the host trusts the registry's CA; containers do
-    not), checking every hash. Cached between builds."""
+def gather_wheels(log: Callable[[str], None], lock: Path | None = None) -> Path:
+    """Download the locked wheels (the default image's lock unless told) on the host (the host
+    trusts the registry's CA; containers do not), checking every hash. Cached between builds."""
     wheelhouse = _cache_dir() / "wheelhouse"
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    lock = IMAGES_DIR / "requirements.lock"
+    lock = lock or IMAGES_DIR / "requirements.lock"
     log(f"gathering wheels from {lock.name} into {wheelhouse}")
     cmd = [
         sys.executable,
@@ -227,16 +244,7 @@ def build(log: Callable[[str], None], force: bool = False) -> str:
         ctx = Path(tmp)
         shutil.copy2(IMAGES_DIR / "Dockerfile", ctx / "Dockerfile")
         shutil.copy2(IMAGES_DIR / "entrypoint.sh", ctx / "entrypoint.sh")
-        wh = ctx / "wheelhouse"
-        wh.mkdir()
-        lock = IMAGES_DIR / "requirements.lock"
-        wanted = _locked_files(lock, wheelhouse)
-        for src in wanted:
-            try:
-                os.link(src, wh / src.name)
-            except OSError:
-                shutil.copy2(src, wh / src.name)
-        shutil.copy2(lock, wh / "requirements.lock")
+        link_wheels(IMAGES_DIR / "requirements.lock", wheelhouse, ctx / "wheelhouse")
         shutil.copytree(
             WORKER_DIR, ctx / "worker", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
@@ -244,6 +252,17 @@ def build(log: Callable[[str], None], force: bool = False) -> str:
         image = _docker.build(ctx, tag, {"BASE": base}, log)
     log(f"built {tag} ({image[:19]})")
     return image
+
+
+def link_wheels(lock: Path, wheelhouse: Path, dest: Path) -> None:
+    """Put the wheels the lock names, and the lock, in a build context's directory."""
+    dest.mkdir()
+    for src in _locked_files(lock, wheelhouse):
+        try:
+            os.link(src, dest / src.name)
+        except OSError:
+            shutil.copy2(src, dest / src.name)
+    shutil.copy2(lock, dest / "requirements.lock")
 
 
 def _locked_files(lock: Path, wheelhouse: Path) -> list[Path]:

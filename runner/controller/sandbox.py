@@ -37,7 +37,7 @@ from runner.controller import (
     connect,
     engine,
     exercise,
-    images,
+    framework_images,
     launch,
     reporting,
     sessions,
@@ -50,12 +50,7 @@ from runner.controller.exercise import CALLS, SECONDS
 from runner.controller.failures import translate
 from runner.controller.launch import Running
 from runner.controller.signature import check_inputs, exercise_plans, signature
-from runner.errors import (
-    AirlockError,
-    InputError,
-    IntegrityError,
-    UsageError,
-)
+from runner.errors import AirlockError, InputError, IntegrityError, UsageError
 from runner.hf import base as hf_base
 from runner.hf import snapshot as hf_snapshot
 from runner.policy import Policy
@@ -219,8 +214,9 @@ class Sandbox:
             if static_only:
                 self._finish_static()
                 return
+            pooled = self._image if self._warm else None  # a pooled sandbox's is checked
+            self._image = framework_images.image_for(self._c.model.format, pooled)
             if not self._warm:  # a pooled sandbox takes no base (see _claim)
-                self._image = images.require_current()
                 self.base = hf_base.resolve(self.base, self.model_path, self.session, self.notes)
             assert self._image is not None
             self._c.sandbox = SandboxInfo(
@@ -309,7 +305,7 @@ class Sandbox:
         ready to be claimed once. It has seen no model; it is never reused after one."""
         sb = cls(None, policy)
         try:
-            sb._image = images.require_current()
+            sb._image = framework_images.image_for_formats(formats)
             sb._launch(warm=True)
             sb._connect(prepare=formats)
         except BaseException:

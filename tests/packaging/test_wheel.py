@@ -39,7 +39,12 @@ BUILD_INPUTS = [
     "sandbox_images",
     "proto",
 ]
-HOST_ONLY = {"lock.sh", "requirements.in", "seccomp/generate.py"}  # not in the wheel
+HOST_ONLY = {  # not in the wheel
+    "lock.sh",
+    "requirements.in",
+    "tensorflow/requirements.in",
+    "seccomp/generate.py",
+}
 PACKAGED = "runner/controller/image_sources/"
 
 
