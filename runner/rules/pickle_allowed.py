@@ -5,9 +5,13 @@ formats), numpy (arrays, scalars, dtypes, masked and record arrays, random gener
 standard library (collections, sets, bytes under protocol 2, copyreg's reconstructor) emit, and
 from torch's own weights_only allow-list. A path outside this list is never ordinary: one under
 torch or numpy that the list does not name is unusual, whatever its module looks like.
+scikit-learn's classes come from a generated list (runner.rules.pickle_allowed_sklearn), and
+joblib's array wrapper (a class whose constructor only stores its arguments) is listed here.
 """
 
 from __future__ import annotations
+
+from runner.rules.pickle_allowed_sklearn import SKLEARN_ALLOWED
 
 _STORAGE_TYPES = (
     *("BFloat16", "Bool", "Byte", "Char", "ComplexDouble", "ComplexFloat", "Double", "Float"),
@@ -125,7 +129,7 @@ _BUILTINS = (
     *("bool", "str", "tuple", "list", "dict", "range"),
 )
 
-ALLOWED: frozenset[str] = frozenset(
+BASE_ALLOWED: frozenset[str] = frozenset(
     (
         *(f"builtins.{n}" for n in _BUILTINS),
         *(f"collections.{n}" for n in ("OrderedDict", "Counter", "defaultdict", "deque")),
@@ -148,3 +152,6 @@ ALLOWED: frozenset[str] = frozenset(
         *(f"torch.nn.modules.{m}.{c}" for m, classes in _NN_MODULES.items() for c in classes),
     )
 )
+# joblib.numpy_pickle.NumpyArrayWrapper: what joblib.dump writes for each array (not its
+# legacy NDArrayWrapper, which reads a file the pickle names)
+ALLOWED: frozenset[str] = BASE_ALLOWED | SKLEARN_ALLOWED | {"joblib.numpy_pickle.NumpyArrayWrapper"}

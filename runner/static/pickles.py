@@ -172,13 +172,18 @@ class Walk:
     error: str = ""  # why the stream broke off, when it did
     extensions: list[tuple[str, int, int]] = field(default_factory=list)  # (op, code, offset)
     extension_count: int = 0  # all of them (`extensions` keeps the first few)
+    nested: list[Import] = field(default_factory=list)  # of pickles inside it (joblib arrays)
 
 
-def _walk(stream: Walkable, size: int, member: str, budget: Budget) -> Walk:
-    """One pickle, opcode by opcode, as the unpickler reads it, within the file's budget."""
+def _walk(stream: Walkable, size: int, member: str, budget: Budget, joblib: int = 0) -> Walk:
+    """One pickle, opcode by opcode, as the unpickler reads it, within the file's budget.
+    With `joblib`, as joblib's unpickler reads it: the array bytes after each array wrapper
+    are skipped (runner.static.joblib_layout); with joblib=2 (a raw file, which pickle.load
+    could read too), where those bytes would go on as opcodes they are walked as well."""
     w = Walk(imports=[])
     machine = Machine(member, budget.imports)
-    step, n = machine.step, 0
+    step, n, frame_end = machine.step, 0, 0
+    layout = _layout() if joblib else None
     try:
         for op, arg, pos in ops(stream):
             if budget.ops <= 0:
@@ -189,23 +194,69 @@ def _walk(stream: Walkable, size: int, member: str, budget: Budget) -> Walk:
             if n < 2 and w.first is None and name != "PROTO":
                 w.first = arg
             n += 1
-            if name == "FRAME" and isinstance(arg, int) and pos + 9 + arg > size:
-                w.error = f"a frame at offset {pos} runs past the end of the file"
-                break
+            if name == "FRAME" and isinstance(arg, int):
+                if pos + 9 + arg > size:
+                    w.error = f"a frame at offset {pos} runs past the end of the file"
+                    break
+                frame_end = pos + 9 + arg
             if name == "STOP":
                 w.end = stream.tell()
                 break
             step(name, arg, pos)
+            if layout is not None and (array := layout.step(name, arg, pos)) is not None:
+                _array_bytes(stream, size, member, budget, w, array, frame_end, joblib == 2)
     except MemoryError:
         raise  # the pre-flight's memory bound: its own finding
     except Exception as e:  # any break in a hostile stream is a finding, never a crash
         # a broken stream: what was read so far is what the unpickler would reach
         w.error = f"{type(e).__name__}: {e}"[:300]
-    w.imports = machine.imports
+    w.imports = machine.imports + w.nested
     w.extensions, w.extension_count = machine.extensions, machine.extension_count
     budget.imports -= len(machine.imports)
     budget.dropped += machine.dropped
     return w
+
+
+def _layout() -> Any:
+    from runner.static.joblib_layout import Layout  # it imports this module's readers
+
+    return Layout()
+
+
+def _array_bytes(
+    stream: Walkable,
+    size: int,
+    member: str,
+    budget: Budget,
+    w: Walk,
+    array: Any,
+    frame_end: int,
+    plain: bool,
+) -> None:
+    """Past the bytes joblib reads for one array (a nested pickle for an object array, its
+    imports kept), or a ValueError that ends the walk where they cannot be known."""
+    raw, here = stream.stream, stream.tell()
+    where = f"the joblib array at offset {here}"
+    if here < frame_end:
+        raise ValueError(f"{where} sits inside a pickle frame (joblib writes it after one)")
+    if array.objects:
+        inner = _walk(stream, size, f"{member} array at {here}".strip(), budget)
+        w.nested += inner.imports
+        if inner.error or inner.end is None:
+            raise ValueError(f"{where}: its nested pickle {inner.error or 'was not read'}")
+        return
+    if plain and raw.read(1)[:1] in _TABLE:  # pickle.load would read on: what would it run?
+        raw.seek(here)
+        inner = _walk(stream, size, f"{member} array at {here}, as pickle.load reads on", budget)
+        w.nested += inner.imports
+    raw.seek(here)
+    pad = raw.read(1)[0] if array.aligned and here < size else 0
+    end = stream.tell() + pad + array.nbytes
+    if end > size or (array.aligned and here >= size):
+        raise ValueError(f"{where} claims {array.nbytes} bytes, past the end of the file")
+    raw.seek(end)
+    if raw.tell() != end:
+        raise ValueError(f"{where} claims {array.nbytes} bytes, past the end of the stream")
 
 
 def imports_in_bytes(data: bytes, member: str = "") -> list[Import]:
@@ -227,12 +278,14 @@ class FileWalk:
     notes: list[Note] = field(default_factory=list)  # bounds reached, extension codes
 
 
-def walk_pickle_file(stream: IO[bytes], size: int) -> FileWalk:
+def walk_pickle_file(stream: IO[bytes], size: int, plain_check: bool = True) -> FileWalk:
     """A raw pickle file from its start: its pickle, or all five pickles of a legacy
     torch.save file, with their imports, where they end and what could not be read (a broken
-    stream is `error`, for runner.static.tamper to judge with the bytes that follow)."""
+    stream is `error`, for runner.static.tamper to judge with the bytes that follow). The
+    first pickle is read as joblib reads it too (a joblib dump is a pickle file with array
+    bytes between its opcodes); `plain_check`: also as pickle.load would read those bytes."""
     reader, budget = Walkable(stream, size), Budget()
-    w = _walk(reader, size, "", budget)
+    w = _walk(reader, size, "", budget, joblib=2 if plain_check else 1)
     legacy = w.first == TORCH_LEGACY_MAGIC
     found, extensions, count = w.imports, list(w.extensions), w.extension_count
     for i in range(1, TORCH_LEGACY_PICKLES if legacy else 1):
