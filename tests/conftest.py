@@ -66,6 +66,15 @@ def sandbox_image() -> tuple[str, str]:
     return _image.require_current()
 
 
+@pytest.fixture(scope="session")
+def tensorflow_image(sandbox_image: tuple[str, str]) -> tuple[str, str]:
+    """The TensorFlow framework image (tag, id), built once per run when missing: the only
+    build of it in the suite (minutes on a fresh machine), shared by every SavedModel test."""
+    from runner.controller import framework_images as images
+
+    return images.current_tag("tensorflow"), images.build_locked("tensorflow", print)
+
+
 from tests.fixtures.pki import pki  # noqa: E402, F401  (a key pair, a CA and a leaf certificate)
 
 
