@@ -29,10 +29,13 @@ ROWS: tuple[Row, ...] = (
     (
         "AL942",
         "SKOPS_UNTRUSTED_TYPE",
-        "skops archive builds untrusted types",
-        "MEDIUM",
+        "skops archive builds types skops does not trust by default",
+        "LOW",
         "static: the types a skops archive's schema.json names that skops does not trust by "
-        "default (what skops.io.get_untrusted_types lists), each judged as a pickle import",
+        "default (what skops.io.get_untrusted_types lists: what a user is asked to pass as "
+        "trusted=); low, as each type is also judged as a pickle import by its full path "
+        "(AL611, AL612), which says how bad it is: a decision tree skops leaves untrusted is "
+        "ordinary, posix.system is not",
     ),
 )
 # TamperKind value: (RuleName member, the finding's message)

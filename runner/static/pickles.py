@@ -278,14 +278,17 @@ class FileWalk:
     notes: list[Note] = field(default_factory=list)  # bounds reached, extension codes
 
 
-def walk_pickle_file(stream: IO[bytes], size: int, plain_check: bool = True) -> FileWalk:
+def walk_pickle_file(
+    stream: IO[bytes], size: int, plain_check: bool = True, joblib: bool = True
+) -> FileWalk:
     """A raw pickle file from its start: its pickle, or all five pickles of a legacy
     torch.save file, with their imports, where they end and what could not be read (a broken
     stream is `error`, for runner.static.tamper to judge with the bytes that follow). The
     first pickle is read as joblib reads it too (a joblib dump is a pickle file with array
-    bytes between its opcodes); `plain_check`: also as pickle.load would read those bytes."""
+    bytes between its opcodes); `plain_check`: also as pickle.load would read those bytes.
+    joblib=False: as pickle.load alone reads it (np.load's object arrays)."""
     reader, budget = Walkable(stream, size), Budget()
-    w = _walk(reader, size, "", budget, joblib=2 if plain_check else 1)
+    w = _walk(reader, size, "", budget, joblib=(2 if plain_check else 1) if joblib else 0)
     legacy = w.first == TORCH_LEGACY_MAGIC
     found, extensions, count = w.imports, list(w.extensions), w.extension_count
     for i in range(1, TORCH_LEGACY_PICKLES if legacy else 1):

@@ -173,3 +173,92 @@ def test_fuzz_the_npy_and_skops_readers(blob: bytes, tmp_path: Path) -> None:
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("schema.json", blob)
     skops_schema.examine(z)
+
+
+# --- NumPy ----------------------------------------------------------------------------------------
+
+
+def test_benign_arrays_are_clean(tmp_path: Path) -> None:
+    for path in (
+        sklearn_models.save_npy(tmp_path),
+        sklearn_models.save_npz(tmp_path),
+        sklearn_models.save_npz(tmp_path, "c.npz", compressed=True),
+    ):
+        assert _verdict(path) == ("clean", []), path
+    verdict, _ = _verdict(sklearn_models.save_object_npy(tmp_path))
+    assert verdict == "clean"  # a pickle of plain values: AL940 (low) only
+    ids = {f.rule_id for f in Sandbox(tmp_path / "obj.npy").preflight_report().findings}
+    assert ids == {"AL940"}
+
+
+def test_an_object_array_member_that_runs_a_command_is_named(tmp_path: Path) -> None:
+    path = sklearn_hostile.npz_object_array(tmp_path, str(tmp_path / "marker"))
+    imports = {(i.module, i.name, i.member) for i in preflight.examine(path).imports}
+    assert ("posix", "system", "objects.npy") in imports
+    report = Sandbox(path).preflight_report()
+    assert report.verdict.value == "malicious"
+    assert {"AL611", "AL940"} <= {f.rule_id for f in report.findings}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x93NUMPY\x01\x00\xff\xff",  # longer than the file
+        b"\x93NUMPY\x09\x00\x10\x00" + b" " * 16,  # no such version
+        b"\x93NUMPY\x01\x00\x10\x00{'descr': [1] * 9}",  # not a literal
+        b"\x93NUMPY\x01\x00\x40\x00{'descr': '<f8', 'fortran_order': False, 'shape': (10**9,)}"
+        + b" " * 4,  # claims more than the file holds
+        b"\x93NUMPY\x02\x00\x00\x00\x10\x00" + b" " * 16,  # over the header bound
+    ],
+)
+def test_an_unreadable_header_is_al941(header: bytes, tmp_path: Path) -> None:
+    p = tmp_path / "bad.npy"
+    p.write_bytes(header)
+    checks = {t.check.value for t in npy.examine(p).tamper}
+    assert checks == {"array-header-malformed"}, checks
+    assert "AL941" in {r for r, _ in _verdict(p)[1]}
+
+
+# --- skops ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator", sorted(sklearn_models.ESTIMATORS))
+def test_skops_types_are_what_skops_reports_and_benign_ones_are_clean(
+    estimator: str, tmp_path: Path
+) -> None:
+    import json
+    import zipfile
+
+    import skops.io
+
+    saved = sklearn_models.saved(estimator, "skops", tmp_path)
+    schema = json.loads(zipfile.ZipFile(saved.path).read("schema.json"))
+    _, untrusted, cut = skops_schema.walk(schema)
+    assert untrusted == set(skops.io.get_untrusted_types(file=saved.path)) and not cut
+    assert _verdict(saved.path) == ("clean", [])
+
+
+def test_a_skops_archive_that_builds_posix_system_is_named(tmp_path: Path) -> None:
+    import skops.io
+
+    path = sklearn_hostile.skops_reduce(tmp_path, str(tmp_path / "marker"))
+    assert skops.io.get_untrusted_types(file=path) == ["posix.system"]
+    report = Sandbox(path).preflight_report()
+    assert report.verdict.value == "malicious"
+    assert {"AL611", "AL942"} <= {f.rule_id for f in report.findings}
+    assert not (tmp_path / "marker").exists()
+
+
+def test_an_unreadable_schema_is_al941(tmp_path: Path) -> None:
+    import zipfile
+
+    for name, data in (("schema.json", b"{not json"), ("other.json", b"{}")):
+        p = tmp_path / f"{name}.skops"
+        with zipfile.ZipFile(p, "w") as zf:
+            zf.writestr(name, data)
+        checks = {t.check.value for t in skops_schema.examine(p).tamper}
+        assert checks == {"array-header-malformed"}, (name, checks)
+    deep = tmp_path / "deep.skops"
+    with zipfile.ZipFile(deep, "w") as zf:
+        zf.writestr("schema.json", "[" * 200_000 + "]" * 200_000)
+    assert {t.check.value for t in skops_schema.examine(deep).tamper} == {"array-header-malformed"}
