@@ -176,7 +176,10 @@ def _server(path: Path, threads: int) -> Any:
     params.cpuparams_batch.n_threads = max(1, threads)
     params.n_threads_http = 1
     params.warmup = False
-    params.use_jinja = False  # the chat template is rendered here, in Python (above)
+    # The chat template is rendered here, in Python (above): llama.cpp's own template engine
+    # is given a built-in one instead of the model's, so it never parses the model's.
+    params.use_jinja = False
+    params.chat_template = "chatml"
     params.ui = False
     params.verbosity = -1
     params.sampling.seed = SEED
