@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.controller import images
+from runner.controller import framework_images, images
 from tests.fixtures import user_code
 
 pytestmark = pytest.mark.docker
@@ -201,9 +201,9 @@ def test_the_wheel_installs_and_contains_a_payload(
     cwd = workdir / "user"
     cwd.mkdir()
     probe = (
-        "import json, runner.controller.images as i\n"
+        "import json, runner.controller.images as i, runner.controller.framework_images as f\n"
         "print(json.dumps({'module': i.__file__, 'sources': str(i.IMAGES_DIR),\n"
-        "                  'digest': i.content_digest()}))\n"
+        "                  'digest': i.content_digest(), 'tf': f.current_tag('tensorflow')}))\n"
     )
     proc = _run([str(venv / "bin" / "python"), "-c", probe], timeout=60, cwd=cwd, env=env)
     installed = json.loads(proc.stdout)
@@ -211,13 +211,14 @@ def test_the_wheel_installs_and_contains_a_payload(
     assert venv in site.parents, installed
     assert installed["sources"] == str(site / PACKAGED.rstrip("/")), installed
     assert installed["digest"] == images.content_digest(), "the wheel's image sources differ"
+    assert installed["tf"] == framework_images.current_tag("tensorflow"), "the framework's too"
     print(f"content digest, checkout and wheel: {installed['digest'][:16]}")
 
     airlock = str(venv / "bin" / "airlock")
     proc = _run([airlock, "image", "status"], timeout=60, cwd=cwd, env=env)
-    status = _last_line(proc.stdout)
+    status = next(ln for ln in proc.stdout.splitlines() if ln.startswith("default:"))
     print("image status:", status)
-    assert status.startswith(f"{tag} is current")
+    assert status.split(None, 1)[1].startswith(f"{tag} is current")
     proc = _run([airlock, "image", "build"], timeout=300, cwd=cwd, env=env)
     assert f"{tag} is already current" in proc.stderr, proc.stderr
     assert proc.stdout.strip() == image_id
