@@ -129,10 +129,13 @@ def needed(formats: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(fw for f in formats if (fw := table.framework_for(f))))
 
 
-def image_for(fmt: str, pooled: tuple[str, str] | None = None) -> tuple[str, str]:
+def image_for(
+    fmt: str, pooled: tuple[str, str] | None = None, notes: list[str] | None = None
+) -> tuple[str, str]:
     """The (tag, id) of the image a model of this format runs in: the default image, or the
-    framework image it needs (built now when missing and allowed). A pooled sandbox's image
-    is checked instead: a model it cannot load is refused before its bytes reach it."""
+    framework image it needs (built now when missing and allowed; a note says so). A pooled
+    sandbox's image is checked instead: a model it cannot load is refused before its bytes
+    reach it."""
     framework = table.framework_for(fmt)
     if pooled is not None:
         if framework and not pooled[0].startswith(f"{repository(framework)}:"):
@@ -142,7 +145,17 @@ def image_for(fmt: str, pooled: tuple[str, str] | None = None) -> tuple[str, str
                 f"start the pool with formats=({fmt!r},), or open a runner.Sandbox for it",
             )
         return pooled
-    return ensure(framework, fmt) if framework else images.require_current()
+    if not framework:
+        return images.require_current()
+    start, missing = time.monotonic(), _docker.image_id(current_tag(framework)) is None
+    tag, image = ensure(framework, fmt)
+    waited = time.monotonic() - start
+    if notes is not None and missing:
+        notes.append(
+            f"the {framework} sandbox image was built (or waited for) before this sandbox "
+            f"started: {waited:.0f} s, counted in the preflight phase"
+        )
+    return tag, image
 
 
 def image_for_formats(formats: Iterable[str]) -> tuple[str, str]:

@@ -215,7 +215,7 @@ class Sandbox:
                 self._finish_static()
                 return
             pooled = self._image if self._warm else None  # a pooled sandbox's is checked
-            self._image = framework_images.image_for(self._c.model.format, pooled)
+            self._image = framework_images.image_for(self._c.model.format, pooled, self.notes)
             if not self._warm:  # a pooled sandbox takes no base (see _claim)
                 self.base = hf_base.resolve(self.base, self.model_path, self.session, self.notes)
             assert self._image is not None
@@ -259,6 +259,7 @@ class Sandbox:
         start = time.monotonic()
         p = self.policy
         self._client = connect.wait_for_worker(self._dirs.run, p, self._run)
+        self._c.warmed = prepare or (self.format,)  # what the host asked (rules.allowances)
         try:  # library start-up happens here, in the baseline phase, before the model is read
             if prepare:
                 for fmt in prepare:
@@ -451,7 +452,7 @@ class Sandbox:
         if not d.can_infer or calls <= 0:
             self._c.notes.append(f"not exercised: {d.note or 'no calls asked for'}")
             return 0
-        if d.format == Format.HUGGINGFACE.value:
+        if d.format in (Format.HUGGINGFACE.value, Format.GGUF.value):  # texts, as text models
             return exercise.with_texts(self._text, self._c.notes, self._c, calls)
         planned = exercise_plans(d, self._client.faults if self._client else None, calls, seconds)
         if planned is None:

@@ -192,16 +192,21 @@ def test_a_savedmodel_builds_the_tensorflow_image_once(
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("WARNING", logger="runner.controller.framework_images")
-    tag, image = fi.image_for("savedmodel")
+    notes: list[str] = []
+    tag, image = fi.image_for("savedmodel", notes=notes)
     assert tag == fi.current_tag("tensorflow") and image == "sha256:tf"
+    assert notes == [
+        "the tensorflow sandbox image was built (or waited for) before this "
+        "sandbox started: 0 s, counted in the preflight phase"
+    ]
     assert engine.builds == ["tensorflow"]
     (first,) = [r.getMessage() for r in caplog.records]
     assert first.startswith("a TensorFlow SavedModel needs the tensorflow sandbox image: ")
     assert "(2 to 4 minutes; " in first and TF_BUILD in first
     engine.images["airlock-sandbox-tensorflow:00000000000000ff"] = ("sha256:old", 1)
     assert fi.estimate("tensorflow") == "about a minute"  # its own stage cached
-    assert fi.image_for("savedmodel") == (tag, image)
-    assert engine.builds == ["tensorflow"]
+    assert fi.image_for("savedmodel", notes=notes) == (tag, image)
+    assert engine.builds == ["tensorflow"] and len(notes) == 1  # current: no note
 
 
 def test_auto_build_off_is_one_line_naming_the_command(
