@@ -169,6 +169,12 @@ def _mentions_torch(path: Path, limit: int = 256 << 20) -> bool:
     return False
 
 
+def _mentions_sklearn(path: Path) -> bool:
+    from runner.worker import loaders_sklearn
+
+    return loaders_sklearn.mentions(path, (b"sklearn", b"NumpyArrayWrapper"))
+
+
 def _preimport(fmt: Format, path: Path | None) -> None:
     """Import what the format's loader needs and run it once on a tiny benign model of our own,
     before the model's code runs, so library start-up and lazy initialisation (which exec
@@ -182,6 +188,10 @@ def _preimport(fmt: Format, path: Path | None) -> None:
 
         loaders_torch.warm(Format.SAFETENSORS)
         loaders_hf.warm(path)
+    elif fmt is Format.PICKLE and path is not None and _mentions_sklearn(path):
+        from runner.worker import loaders_sklearn  # a pickled estimator or a joblib dump
+
+        loaders_sklearn.warm(path)
     elif fmt is not Format.PICKLE or (path is not None and _mentions_torch(path)):
         from runner.worker import loaders_torch
 

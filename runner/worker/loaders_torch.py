@@ -183,11 +183,19 @@ def _load_safetensors(
 
 
 def _load_pickle(path: Path, architecture: Path | None, threads: int, options: Options) -> Loaded:
+    from runner.worker import loaders_sklearn  # warmed before, when the file names sklearn
+
+    if loaders_sklearn.is_joblib_dump(path):  # joblib's layout: only joblib.load reads it
+        return loaders_sklearn.from_object(
+            Format.PICKLE, loaders_sklearn.load_joblib(path), threads
+        )
     try:
         with path.open("rb") as f:
             obj = pickle.load(f)  # the observation: what loading does
     except Exception as e:
         raise LoadError(f"unpickling failed: {type(e).__name__}: {e}") from e
+    if loaders_sklearn.is_estimator(obj):
+        return loaders_sklearn.from_object(Format.PICKLE, obj, threads)
     torch = sys.modules.get("torch")  # only when the pickle itself imported torch
     if torch is not None and isinstance(obj, (torch.nn.Module, dict)):
         return _from_state(Format.PICKLE, obj, architecture, options, path.parent)
