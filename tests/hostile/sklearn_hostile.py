@@ -88,7 +88,10 @@ def skops_reduce(d: Path, marker: str) -> Path:
     args["content"] = [command]
     hook = {"__class__": "system", "__module__": "posix"}
     hook |= {"__loader__": "ConstructorFromReduceNode", "content": args}
-    schema["content"]["content"]["hook"] = hook
+    attrs = schema["content"]  # the estimator's __dict__: a DictNode, keys typed in order
+    attrs["content"]["hook"] = hook
+    key = {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}
+    attrs["key_types"]["content"].append(key)
     members["schema.json"] = json.dumps(schema).encode()
     with zipfile.ZipFile(p, "w") as zf:
         for name, data in members.items():
