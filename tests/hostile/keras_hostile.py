@@ -23,15 +23,23 @@ from typing import Any
 
 from tests.fixtures import keras_models as km
 
-
-def _payload(x: Any, marker: str = "/tmp/airlock-keras-marker") -> Any:
-    # marshalled into the hostile Lambda layers: runs in the sandbox only
+# The function marshalled into the hostile Lambda layers (its marker a constant of its code:
+# Keras's func_load takes no list of defaults). Defining it runs nothing; it runs in the
+# sandbox only, when Keras builds the model and on every call.
+PAYLOAD = """
+def _payload(x):
     import subprocess
-
-    with open(marker, "w") as f:
-        f.write("pwned\n")
+    with open({marker!r}, "w") as f:
+        f.write("pwned\\n")
     subprocess.run(["/bin/sh", "-c", "true"], timeout=5, check=False)
     return x
+"""
+
+
+def payload_function(marker: str) -> Any:
+    namespace: dict[str, Any] = {}
+    exec(PAYLOAD.format(marker=marker), namespace)  # a def only: nothing is called
+    return namespace["_payload"]
 
 
 def _lambda_model(k: Any) -> Any:
@@ -48,11 +56,8 @@ def _lambda_model(k: Any) -> Any:
 def _lambda_code(marker: str) -> dict[str, Any]:
     from keras.src.utils.python_utils import func_dump
 
-    code, _, _ = func_dump(_payload)
-    return {
-        "class_name": "__lambda__",
-        "config": {"code": code, "defaults": [marker], "closure": None},
-    }
+    code, _, _ = func_dump(payload_function(marker))
+    return {"class_name": "__lambda__", "config": {"code": code, "defaults": None, "closure": None}}
 
 
 def _set_lambda(marker: str) -> Any:

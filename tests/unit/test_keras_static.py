@@ -122,7 +122,7 @@ def test_a_module_that_is_no_name_is_foreign(tmp_path: Path) -> None:
 def test_legacy_lambda_bytecode_lists_are_read(tmp_path: Path) -> None:
     from keras.src.utils.python_utils import func_dump
 
-    code, _, _ = func_dump(kh._payload)
+    code, _, _ = func_dump(kh.payload_function(str(tmp_path / "marker")))
     layer = {"class_name": "Lambda", "config": {"name": "l", "function": [code, None, None]}}
     signs = keras_config.examine(_archive(tmp_path / "m.keras", _model(layer)))
     assert {"AL950", "AL953"} <= _rules(signs), signs.tamper
