@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
-from runner.channel.text import MAX_NEW_TOKENS, TextResult
 from runner.cli import options as o
 from runner.cli.output import (
     ErrorAfterReport,
@@ -20,6 +18,7 @@ from runner.cli.output import (
     show,
     shown,
 )
+from runner.cli.text_ask import Generate, TextAsk, Texts
 from runner.controller.exercise import SECONDS
 from runner.errors import (
     EXIT_FINDINGS,
@@ -27,7 +26,6 @@ from runner.errors import (
     AirlockError,
     IntegrityError,
     UsageError,
-    untrusted_text,
 )
 from runner.policy import Policy, Runtime
 from runner.rules.catalog import Severity
@@ -99,79 +97,6 @@ ExerciseSeconds = Annotated[
 ]
 
 
-Texts = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--text",
-        "-t",
-        help="a text for a Hugging Face repository, tokenised in the sandbox by its own "
-        "tokenizer (repeatable)",
-    ),
-]
-Generate = Annotated[
-    int,
-    typer.Option(
-        "--generate",
-        min=0,
-        max=MAX_NEW_TOKENS,
-        help="with --text, a causal language model generates up to N tokens after each text "
-        "(greedy)",
-    ),
-]
-
-
-@dataclass
-class TextAsk:
-    """What `run` asks of a Hugging Face repository: texts, and tokens to generate."""
-
-    texts: list[str]
-    generate: int = 0
-    result: TextResult | None = None
-    generated: list[str] = field(default_factory=list)
-
-    def check(self, model: Path, arch: Path | None) -> None:
-        """--text needs a Hugging Face repository, --generate a causal language model: told
-        before a sandbox starts, where the host's read of the repository can tell."""
-        from runner.hf.cache import snapshot_of
-        from runner.hf.repo import describe_repo
-
-        if snapshot_of(model) is not None:
-            return  # read once it is made a plain directory (runner.hf.snapshot)
-        info = describe_repo(model) if model.is_dir() and arch is None else None
-        if info is None:
-            raise UsageError(
-                f"--text needs a Hugging Face repository (a directory with a config.json); "
-                f"{shown(model)} is not one",
-                "pass the model's inputs with --input NAME=FILE.npy",
-            )
-        if self.generate and info.task not in ("", "causal-lm"):
-            raise UsageError(
-                f"--generate needs a causal language model; {shown(model.name)} is a "
-                f"{info.task} model",
-                "drop --generate to get its outputs for the texts",
-            )
-
-    def ask(self, sb: Sandbox) -> dict[str, np.ndarray]:
-        self.result = sb.infer_text(self.texts)
-        if self.generate:
-            self.generated = [sb.generate(t, self.generate) for t in self.texts]
-        return dict(self.result.outputs)
-
-    def show(self) -> None:
-        r = self.result
-        if r is None:
-            return
-        out.print(f"task: {r.task}, {r.tokens} token(s)")
-        for i, t in enumerate(self.texts):
-            line = f"text {i + 1}: {untrusted_text(t, 80)!r}"
-            if r.labels:
-                line += f" -> {r.labels[i].label} ({r.labels[i].score:.4f})"
-            out.print(line, markup=False, highlight=False)
-            if i < len(self.generated):
-                shown_text = untrusted_text(self.generated[i], 2000)
-                out.print(f"  generated: {shown_text!r}", markup=False, highlight=False)
-
-
 def _open_and_infer(
     sb: Sandbox,
     feed: dict[str, Any] | np.ndarray | TextAsk | None,
@@ -235,7 +160,12 @@ def _print_outputs(outputs: dict[str, np.ndarray], brief: tuple[str, ...] = ()) 
 
 
 def _feed(
-    model: Path, arch: Path | None, inputs: list[str] | None, texts: list[str] | None, generate: int
+    model: Path,
+    arch: Path | None,
+    inputs: list[str] | None,
+    texts: list[str] | None,
+    generate: int,
+    fmt: str = "auto",
 ) -> dict[str, Any] | np.ndarray | TextAsk | None:
     """What the run feeds the model: arrays (--input), texts (--text), or nothing."""
     if texts and inputs:
@@ -244,7 +174,7 @@ def _feed(
         raise UsageError("--generate needs a prompt", "pass it with --text PROMPT")
     if texts:
         ask = TextAsk(texts, generate)
-        ask.check(model, arch)
+        ask.check(model, arch, fmt)
         return ask
     return _load_inputs(inputs) if inputs else None
 
@@ -281,7 +211,7 @@ def run_model(
     error after which there is a report to show is raised once the report is shown."""
     from runner.controller.sandbox import Sandbox
 
-    feed = _feed(model, arch, inputs, texts, generate)
+    feed = _feed(model, arch, inputs, texts, generate, fmt)
     loading = loading or o.Loading()
     from runner.hf.base import cached_base
     from runner.static.weights import check_usage

@@ -22,8 +22,8 @@ from runner.report import (
     TensorSummary,
     TracerInfo,
 )
+from runner.rules import allowances, cost, evaluation, gaps
 from runner.rules import catalog as rules
-from runner.rules import cost, evaluation, gaps
 from runner.rules.audit_log import MAX_AUDIT_BYTES, MAX_AUDIT_EVENTS, AuditEvents, parse_audit_log
 from runner.static import tamper as _static
 from runner.telemetry import events as telemetry
@@ -65,6 +65,7 @@ class Collected:
     static_imports: list[tuple[str, str, str]] = field(default_factory=list)
     integrity: Integrity | None = None
     static_only: bool = False  # a pre-flight without a sandbox, by request
+    warmed: tuple[str, ...] = ()  # the formats the worker was asked to warm in startup
 
 
 __all__ = ["MAX_AUDIT_BYTES", "MAX_AUDIT_EVENTS", "Collected", "build", "parse_audit_log"]
@@ -120,6 +121,7 @@ def build(c: Collected) -> Report:
     if bad:
         unreadable.append(f"{bad} audit entr(y/ies) of another shape")
     events = sorted(folder.events, key=lambda e: e.time)
+    events = allowances.apply(events, c.model.format, c.warmed)  # by the host's own format
     audit = c.worker_events.read if isinstance(c.worker_events, AuditEvents) else None
     found = gaps.Found(trace, events, folder, audit, tuple(unreadable))
     findings = evaluation.evaluate(events, _host_facts(c, trace, gaps.gaps(c, found)))

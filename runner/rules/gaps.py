@@ -20,6 +20,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runner.rules import allowances
 from runner.rules.audit_log import AuditRead
 from runner.rules.catalog import RuleName
 from runner.rules.evaluation import Gap, rule_of
@@ -54,6 +55,7 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "net.sendmmsg",
             "net.bind",
             "net.listen",
+            "net.accept",
             "net.lookup",
         ),
     ),
@@ -254,6 +256,8 @@ def _reported(e: Event) -> str:
 
 
 def _acted(e: Event, rule: RuleName | None) -> bool:
+    if allowances.allowed(e):
+        return False  # a library's own, by what the host knows (runner.rules.allowances)
     if e.kind in ("file.write", "file.modify"):  # in scratch, library code writes too
         return rule is not RuleName.WRITE_IN_SCRATCH
     # Unix sockets: libraries reach for them on their own (syslog, nscd); IP is the model's

@@ -83,17 +83,28 @@ def socketpair_call(c: Call) -> None:
             c.state.set_fd(c.pid, n, entry)
 
 
-def accept_call(c: Call) -> None:
-    """A connection accepted: the worker's own if its listening socket is."""
+def accept_call(c: Call) -> Event | None:
+    """A connection accepted: the worker's own if its listening socket is. One accepted on an
+    IP socket the model (or a library it loaded) listens on is an event: someone reached it."""
     n = c.returned
     if n is None:
-        return
+        return None
     n_listener = c.fd_arg(0)
     listener = c.state.socket_at(c.pid, n_listener) if n_listener is not None else None
     entry = Fd("socket", family="?", cloexec="SOCK_CLOEXEC" in c.arg(3))
     if listener is not None:
         entry.family, entry.own, entry.local = listener.family, listener.own, listener.local
     c.state.set_fd(c.pid, n, entry)
+    if listener is None or listener.own or listener.family not in ("AF_INET", "AF_INET6"):
+        return None
+    where = listener.local or "?"
+    return c.ev(
+        "net.accept",
+        f"{c.name}(fd {c.arg(0)[:12]}) on {listener.family} {where}: a connection came in",
+        family=listener.family,
+        local=where,
+        fd=n_listener,
+    )
 
 
 def _socket(c: Call) -> Fd | None:
@@ -129,8 +140,9 @@ def bind_event(c: Call) -> Event | None:
     addr = _address(c, c.arg(1))
     entry = _socket(c)
     path = addr.get("address") if addr["family"] == "AF_UNIX" else None
-    if c.ok and entry is not None:
-        entry.local = str(addr.get("address", ""))
+    if c.ok and entry is not None:  # an IP socket's with its port: listen and accept say it
+        ip = addr["family"] in ("AF_INET", "AF_INET6")
+        entry.local = _where(addr) if ip else str(addr.get("address", ""))
     if isinstance(path, str) and path.startswith("/"):
         if c.startup and c.ok and paths.is_under(path, c.state.own_dir) and entry is not None:
             entry.own = True  # the worker's gRPC or data-plane socket, before the model loads
@@ -140,7 +152,13 @@ def bind_event(c: Call) -> Event | None:
 
 
 def listen_event(c: Call) -> Event:
-    return c.ev("net.listen", f"listen(fd {c.arg(0)[:12] or '?'})")
+    """listen, with what the tracer knows of the socket: its family and the address (and port)
+    it was bound to, '' when it was not (the kernel then binds it to every address)."""
+    entry = _socket(c)
+    detail: dict[str, DetailValue] = {"fd": c.fd_arg(0)}
+    if entry is not None:
+        detail.update(family=entry.family or "?", local=entry.local)
+    return c.ev("net.listen", f"listen(fd {c.arg(0)[:12] or '?'})", **detail)
 
 
 def send_event(c: Call) -> Event | None:

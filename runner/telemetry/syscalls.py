@@ -36,8 +36,7 @@ def _bookkeeping(c: Call) -> Event | None:
 
 
 def _accept(c: Call) -> Event | None:
-    network.accept_call(c)
-    return None
+    return network.accept_call(c)
 
 
 def _socketpair(c: Call) -> Event | None:

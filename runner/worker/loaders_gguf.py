@@ -4,8 +4,9 @@ The header is read first with the same bounded reader the host uses (a file out 
 is not handed to llama.cpp). Every chat template in the metadata is then rendered over a fixed
 conversation the way Python serving stacks render one, with a plain (not sandboxed) jinja2
 Environment: a template that reaches Python's object model runs here, where the tracer and the
-audit hook see what it does. Then llama.cpp loads the model (CPU, the threads given, a small
-context) and Loaded.text completes texts greedily.
+audit hook see what it does (jinja2's own compile step, run with the audit recording paused, is
+not the template's doing: _render_all says why nothing of it runs there). Then llama.cpp loads
+the model (CPU, the threads given, a small context) and Loaded.text completes texts greedily.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.worker import audit
 from runner.worker.loaders import Loaded, LoadError, Options, Spec
 from runner.worker.shared import gguf_header
 from runner.worker.shared.formats import Format
@@ -133,17 +135,51 @@ def _environment() -> Any:
 
 
 def _render_all(templates: dict[str, str], bos: str, eos: str) -> dict[str, str]:
-    """Each template rendered over CONVERSATION: what it made (cut), or why it failed."""
+    """Each template rendered over CONVERSATION: what it made (cut), or why it failed.
+
+    Every template is compiled first, with the audit recording paused, and only then is any
+    rendered, with it on. Compiling is jinja2's own: it makes Python source of the template and
+    runs compile() and exec() on it, every time (AL603 for every chat model, if recorded). What
+    a template says cannot run while compiling, and so cannot hide in that pause:
+    - the generated module only imports jinja2.runtime and defines functions (root, blocks,
+      macros); what it writes of the template's are repr() of constants and names the lexer
+      checked (jinja2 >= 3.1.5 also escapes the name, CVE-2024-56201; we pass none);
+    - the optimizer and the code generator fold constants (nodes.*.as_const): literals,
+      operators, comparisons, getattr and getitem on what literals reach, and the built-in
+      filters and tests on those. Call has no as_const, and Name never folds: no callable the
+      template names is called, and no global (cycler, lipsum, namespace, raise_exception) or
+      context value (messages) is reached. What literals reach without a call is builtin types,
+      their C methods and descriptors: getattr, getitem, str() and comparisons on them run no
+      Python code of anyone's and raise no audit event (a type's [] makes a GenericAlias). A
+      constant that costs (9**9**9, 'a' * 10**10) costs at compile time: the load deadline or
+      the memory limit, both the host's findings. The tracer, which is never paused, sees any
+      syscall anyway;
+    - nothing of the model's has run before the compiles end (the header is read by our own
+      code), so no thread of a template's can use the pause: that is why all are compiled
+      before the first is rendered.
+    Rendering runs the compiled functions, where every reach into Python a template makes
+    (cycler.__init__.__globals__, |attr) happens, recorded."""
     env = _environment()
+    keys = sorted(templates)[:16]
+    with audit.paused():
+        compiled = {key: _compile(env, templates[key]) for key in keys}
     out: dict[str, str] = {}
-    for key in sorted(templates)[:16]:
-        out[key] = _render(env, templates[key], bos, eos)
+    for key in keys:
+        template = compiled[key]
+        out[key] = template if isinstance(template, str) else _render(template, bos, eos)
     return out
 
 
-def _render(env: Any, source: str, bos: str, eos: str) -> str:
+def _compile(env: Any, source: str) -> Any:
+    """The template, or why jinja2 refused it (a syntax error, nesting too deep)."""
     try:
-        template = env.from_string(source)
+        return env.from_string(source)
+    except Exception as e:  # TemplateSyntaxError, RecursionError, MemoryError, ...
+        return f"(the template did not compile: {type(e).__name__}: {str(e)[:200]})"
+
+
+def _render(template: Any, bos: str, eos: str) -> str:
+    try:
         parts: list[str] = []
         size = 0
         for chunk in template.generate(

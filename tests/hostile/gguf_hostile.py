@@ -1,7 +1,7 @@
 """Hostile GGUF files, built at test time with gguf.GGUFWriter (and byte edits of what it
 writes), each using GGUF's own code paths: a chat template that injects code when a serving
 stack renders it, and headers whose counts and lengths run past the file. Harmless outside the
-sandbox too: the injections only `touch` a marker path under /tmp."""
+sandbox too: the injections only `touch` a marker path under /tmp, or listen on loopback."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class Hostile:
     static: frozenset[str]  # static finding ids that must appear
     dynamic: frozenset[str]  # dynamic ones (any of them)
     loads: bool  # does the worker load it (else its load fails, with the report still made)
+    all_dynamic: frozenset[str] = frozenset()  # dynamic ones that must all appear
 
 
 def template_injection(d: Path, marker: str) -> Path:
@@ -35,6 +36,12 @@ def named_template_injection(d: Path, marker: str) -> Path:
     """The default template is Llama 3's; the injection hides in tokenizer.chat_template.rag."""
     extra = {"rag": gm.injection(marker)}
     return gm.tiny_llama(d / "inject-named.gguf", gm.LLAMA3, extra_templates=extra)
+
+
+def template_listener(d: Path, marker: str) -> Path:
+    """The template opens a loopback listener of its own beside llama.cpp's (one more than the
+    allowance for llama.cpp's HTTP front: runner.rules.allowances)."""
+    return gm.tiny_llama(d / "inject-listener.gguf", gm.injection_listener())
 
 
 def huge_kv_count(d: Path, marker: str) -> Path:
@@ -89,6 +96,16 @@ CORPUS = (
         frozenset({"AL960"}),
         SHELL,
         True,
+    ),
+    Hostile(
+        "gguf-template-listener",
+        "chat template imports socket through cycler's builtins and listens on 127.0.0.1:0, "
+        "as llama.cpp's own HTTP front does",
+        template_listener,
+        frozenset({"AL960"}),
+        frozenset({"AL103", "AL606"}),
+        True,
+        all_dynamic=frozenset({"AL103", "AL606"}),
     ),
     Hostile(
         "gguf-huge-kv-count",

@@ -24,6 +24,7 @@ def test_hostile_gguf(fx: Hostile, tmp_path: pytest.TempPathFactory) -> None:
     assert fx.static <= static, evidence
     if fx.dynamic:
         assert fx.dynamic & dynamic, evidence
+    assert fx.all_dynamic <= dynamic, evidence
     if fx.loads:
         assert error is None, (error, evidence)
     else:  # refused in the worker, said in one line; the static read still reported

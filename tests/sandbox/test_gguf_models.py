@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 import runner
+from runner.rules import allowances
 from runner.static.preflight import examine
 from tests.fixtures import gguf_models as gm
 
 pytestmark = pytest.mark.docker
 PROMPT = "hello world the"
-# What xllamacpp's in-process Server does that the sandbox's judgement counts against a benign
-# model until the tracer and the audit hook know them as the library's: llama.cpp's built-in
-# HTTP front binds and listens on 127.0.0.1 whenever a Server starts (AL103, and AL901 beside
-# it), and jinja2 compiles every template to Python and execs it (AL603).
-LIBRARY_FINDINGS = {"AL103", "AL901", "AL603"}
+
+
+def _findings(report: runner.Report) -> list[tuple[str, list[str]]]:
+    return [(f.rule_id, f.evidence) for f in report.findings]
 
 
 def _readable(p: Path) -> Path:
@@ -64,19 +64,20 @@ def test_tiny_llama_generates_as_in_process(tiny: Path) -> None:
     assert "chat template(s) rendered: tokenizer.chat_template" in d.note
     assert got == expected and got
     report = sb.report()
-    assert {f.rule_id for f in report.findings} <= LIBRARY_FINDINGS, report.findings
-    assert not [f for f in report.findings if f.source.value == "static"]
+    assert report.findings == [] and report.verdict is runner.Verdict.CLEAN, report.findings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="xllamacpp's HTTP front (AL103/AL901) and jinja2's compiled templates (AL603) are "
-    "judged as the model's until the tracer and the audit hook know them (see LIBRARY_FINDINGS)",
-)
 def test_tiny_llama_is_clean(tiny: Path) -> None:
+    """llama.cpp's HTTP front (a loopback listener: runner.rules.allowances) and jinja2's
+    compile step (run with the audit recording paused: loaders_gguf._render_all) are the
+    library's; the model's own load and generation do nothing a rule counts. The listener is
+    still listed, with the allowance that passed over it."""
     with runner.Sandbox(tiny) as sb:
         sb.generate(PROMPT, 4)
-    assert sb.report().verdict is runner.Verdict.CLEAN
+    report = sb.report()
+    assert report.verdict is runner.Verdict.CLEAN, _findings(report)
+    allowed = [e for e in report.events if allowances.allowed(e)]
+    assert {e.kind for e in allowed} == {"net.bind", "net.listen"}, report.events
 
 
 @pytest.fixture(scope="module")
@@ -98,4 +99,29 @@ def test_real_gemma3_scanned_and_generates_as_in_process(gemma: Path) -> None:
         got = sb.generate("Once upon a time", 8)
     assert "gemma3" in note and "no chat template" in note
     assert got == expected and got.strip()
-    assert {f.rule_id for f in sb.report().findings} <= LIBRARY_FINDINGS
+    report = sb.report()
+    assert report.verdict is runner.Verdict.CLEAN, _findings(report)
+
+
+def test_scan_exercises_a_gguf_with_texts(tiny: Path) -> None:
+    """scan's exercise sends a GGUF ordinary sentences and asks it to generate, as it does a
+    Hugging Face causal language model."""
+    with runner.Sandbox(tiny) as sb:
+        answered = sb.exercise()
+    report = sb.report()
+    assert answered > 0
+    assert any("text call(s) answered" in n and "generation" in n for n in report.notes)
+    assert report.verdict is runner.Verdict.CLEAN, _findings(report)
+
+
+def test_cli_run_text_and_generate_on_a_gguf(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.cli import main
+    from runner.errors import untrusted_text
+
+    expected, _ = in_process(tiny, PROMPT, 4)
+    assert main(["run", str(tiny), "--text", PROMPT, "--generate", "4"]) == 0
+    shown = capsys.readouterr().out
+    generated = untrusted_text(expected, 2000)  # as the CLI shows the model's text
+    assert "task: causal-lm" in shown and f"generated: {generated!r}" in shown, shown
