@@ -77,7 +77,8 @@ RULES: tuple[Rule, ...] = (
         RuleName.NETWORK_LISTEN,
         "Listening socket opened",
         Severity.HIGH,
-        "tracer: bind to an IP address, or listen",
+        "tracer: bind to an IP address, listen, or accept a connection (for a GGUF model, "
+        "llama.cpp's own loopback listener in the load phase is allowed: rules/allowances.py)",
     ),
     Rule(
         "AL104",
