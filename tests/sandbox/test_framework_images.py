@@ -65,7 +65,7 @@ def test_a_savedmodel_in_the_default_image_is_refused_naming_the_image(
     assert "needs the tensorflow sandbox image" in refused.value.message
     assert "formats=('savedmodel',)" in refused.value.hint
     # forced into the default image anyway, the worker does not load it and says why
-    monkeypatch.setattr(fi, "image_for", lambda fmt, pooled=None: images.require_current())
+    monkeypatch.setattr(fi, "image_for", lambda *args: images.require_current())
     with pytest.raises(AirlockError) as failed, Sandbox(savedmodel):
         pass
     said = failed.value.message.lower()
