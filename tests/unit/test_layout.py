@@ -31,6 +31,17 @@ WORKER_THIRD_PARTY = {
     "safetensors",
     "transformers",
     "tokenizers",
+    # the other formats' libraries (the default image; tensorflow in its own image)
+    "sklearn",
+    "joblib",
+    "skops",
+    "keras",
+    "h5py",
+    "gguf",
+    "xllamacpp",
+    "jinja2",
+    "ai_edge_litert",
+    "tensorflow",
 }
 # What the shared pieces (used by the host too) may import beyond the standard library.
 SHARED_THIRD_PARTY = {"numpy", "grpc", "google"}
