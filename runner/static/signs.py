@@ -78,7 +78,7 @@ FORMAT_READERS = {
     Format.KERAS_H5: "keras_config",
     Format.TFLITE: "tflite",
     Format.SAVEDMODEL: "tf_graph",
-    Format.JOBLIB: "joblib_layout",
+    Format.JOBLIB: "joblib_compressed",
     Format.SKOPS: "skops_schema",
     Format.NUMPY: "npy",
 }

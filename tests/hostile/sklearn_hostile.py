@@ -150,9 +150,9 @@ def joblib_in_frame(d: Path, marker: str) -> Path:
 
 def joblib_bomb(d: Path, marker: str) -> Path:
     """A zlib stream that inflates past the host's bound: a list of 1 MiB byte strings."""
-    from runner.static import joblib_layout
+    from runner.static import joblib_compressed
 
-    count = (joblib_layout.OUTPUT_FLOOR >> 20) + 8
+    count = (joblib_compressed.OUTPUT_FLOOR >> 20) + 8
     c = zlib.compressobj(1)
     item = b"\x8e" + struct.pack("<Q", 1 << 20) + b"\0" * (1 << 20)
     parts = [c.compress(b"\x80\x04](")]

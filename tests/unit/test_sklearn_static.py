@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from runner.controller.sandbox import Sandbox
 from runner.rules.catalog import Severity
 from runner.rules.pickle_globals import classify_global
-from runner.static import joblib_layout, npy, pickles, preflight, skops_schema
+from runner.static import joblib_compressed, npy, pickles, preflight, skops_schema
 from tests.fixtures import sklearn_models
 from tests.hostile import sklearn_hostile
 
@@ -158,7 +158,7 @@ def test_fuzz_the_compressed_reader(tail: bytes, kind: str, tmp_path: Path) -> N
     head = {"zlib": zlib.compress(SEED)[:40], "gzip": b"\x1f\x8b\x08\x00", "bz2": b"BZh9"}
     p = tmp_path / f"f.{kind}.joblib"
     p.write_bytes(head.get(kind, b"\xfd7zXZ\x00") + tail)
-    joblib_layout.examine(p)  # never raises
+    joblib_compressed.examine(p)  # never raises
 
 
 @FUZZ
