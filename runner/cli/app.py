@@ -91,9 +91,19 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+class _Lines(logging.Formatter):
+    """Warnings with their level and logger; progress lines (extra={"progress": True}) as
+    plain lines, as the user reads them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "progress", False):
+            return f"airlock: {record.getMessage()}"
+        return super().format(record)
+
+
 def _start_logging() -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("airlock: %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Lines("airlock: %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.WARNING)
     _state.handler = handler

@@ -250,7 +250,7 @@ def build_locked(framework: str, say: Log, force: bool = False, first: str = "")
 
 
 def _warn(line: str) -> None:
-    log.warning("%s", line)
+    log.warning("%s", line, extra={"progress": True})  # the CLI prints it as a plain line
 
 
 @contextlib.contextmanager
