@@ -37,7 +37,9 @@ def _kind(head: bytes) -> str:
     return ""
 
 
-def _decompressor(kind: str) -> Any:
+def _decompressor(kind: str, following: bool = False) -> Any:
+    """A decompressor for the stream's kind; `following`: for a stream after the first, which
+    lzma.LZMAFile reads as xz or lzma alike."""
     if kind == "zlib":
         return zlib.decompressobj()
     if kind == "gzip":
@@ -45,7 +47,8 @@ def _decompressor(kind: str) -> Any:
     if kind == "bz2":
         return bz2.BZ2Decompressor()
     if kind in ("xz", "lzma"):
-        return lzma.LZMADecompressor(lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE)
+        form = lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE
+        return lzma.LZMADecompressor(lzma.FORMAT_AUTO if following else form)
     import importlib
 
     return importlib.import_module("lz4.frame").LZ4FrameDecompressor()  # optional: ImportError
@@ -83,17 +86,38 @@ class Inflated(io.RawIOBase):
             out = d.decompress(data, min(CHUNK, room)) if data else d.flush()
             done = d.eof or not data
             rest = d.unused_data
+        elif d.eof:  # bz2.BZ2File and lzma.LZMAFile (joblib's readers) go on to a next stream
+            return self._next_stream(room)
         else:
             data = self.f.read(CHUNK) if d.needs_input else b""
             out = d.decompress(data, min(CHUNK, room)) if (data or not d.needs_input) else b""
-            done = d.eof or (not data and d.needs_input)
-            rest = d.unused_data if d.eof else b""
+            done = not data and d.needs_input and not d.eof
+            rest = b""
         self.made += len(out)
         self.buf += out
         if done:
             self.eof = True
             self.trailing = len(rest) + len(self.f.read(CHUNK))
         return bool(out) or not done
+
+    def _next_stream(self, room: int) -> bool:
+        """What Python's DecompressReader does at the end of a bz2, xz or lzma stream: the
+        bytes after it are the next stream (xz or lzma alike), or, when they are none, trailing
+        bytes it ignores."""
+        data = self.d.unused_data or self.f.read(CHUNK)
+        if data:
+            try:
+                self.d = _decompressor(self.kind, following=True)
+                out = self.d.decompress(data, min(CHUNK, room))
+            except (OSError, EOFError, lzma.LZMAError):
+                pass  # not a stream: the reader stops here, as joblib's does
+            else:
+                self.made += len(out)
+                self.buf += out
+                return True
+        self.eof = True
+        self.trailing = len(data) + len(self.f.read(CHUNK))
+        return False
 
     def read(self, n: int | None = -1) -> bytes:
         want = (1 << 62) if n is None or n < 0 else n

