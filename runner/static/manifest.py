@@ -166,6 +166,10 @@ def ordinary(rel: str) -> bool:
     return name in ORDINARY_NAMES or stem in ORDINARY_STEMS or suffix in ORDINARY_SUFFIXES
 
 
+# A TensorFlow SavedModel's own files beside saved_model.pb (its checkpoint and fingerprint)
+_SAVEDMODEL_FILES = re.compile(r"variables/variables\.(index|data-\d{5}-of-\d{5})|fingerprint\.pb")
+
+
 def anomalies(path: Path) -> list[str]:
     """What a model directory should not hold, or should hold only with a reason. Symlinks,
     special files, executables, Python code and git content always; empty and unknown files
@@ -187,8 +191,12 @@ def anomalies(path: Path) -> list[str]:
         return []
     out = []
     budget: Budget | None = Budget(DIR_READ_LIMIT, path.name)  # all the files together
+    savedmodel = (path / "saved_model.pb").is_file()
     for e in sorted(walked.entries, key=lambda e: e.rel):
         rel, suffix = shown(e.rel), PurePosixPath(e.rel).suffix
+        own = savedmodel and e.kind is tree.Kind.FILE and _SAVEDMODEL_FILES.fullmatch(e.rel)
+        if own and not e.mode & 0o111:
+            continue
         if ".git" in e.rel.split("/"):
             out.append(f"{rel}: git content")
         elif e.kind is tree.Kind.SYMLINK:
