@@ -42,6 +42,10 @@ CASES: list[tuple[str, Build, set[str], set[str]]] = [
     ),
     ("npz object array", sklearn_hostile.npz_object_array, {"AL611", "AL940"}, {"AL601"}),
     ("skops posix.system", sklearn_hostile.skops_reduce, {"AL611", "AL942"}, {"AL202"}),
+    # attacker review: once clean on the host (the nested pickle skipped as array bytes), and
+    # once only "breaks off" (the command in a second xz stream)
+    ("joblib xz dtype singleton", sklearn_hostile.joblib_dtype_singleton, {"AL701"}, {"AL601"}),
+    ("joblib xz second stream", sklearn_hostile.joblib_second_stream, {"AL611"}, {"AL601"}),
 ]
 
 
