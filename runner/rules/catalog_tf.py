@@ -17,8 +17,10 @@ ROWS: tuple[Row, ...] = (
         "HIGH",
         "static: ops in a SavedModel's graph or its functions, or Flex ops in a TFLite model, "
         "that touch files (ReadFile, WriteFile, MatchingFiles, file datasets and readers, "
-        "summary writers, debug dumps, PrintV2 to a file, and checkpoint ops such as SaveV2 and "
-        "RestoreV2 anywhere but the saver's own nodes and the functions only they call)",
+        "summary writers, debug dumps such as DumpTensor, PrintV2 to a file, and checkpoint ops "
+        "such as SaveV2 and RestoreV2 anywhere but the saver's own nodes and the functions only "
+        "they call; on the saver's restore side, which TensorFlow's v1 loader runs at load, "
+        "only the restore ops are its own)",
     ),
     (
         "AL971",
@@ -35,8 +37,9 @@ ROWS: tuple[Row, ...] = (
         "MEDIUM",
         "static: a saved_model.pb or TFLite flatbuffer that does not parse or is past its read "
         "bound (256 MiB of graph, 5 million protobuf fields, offsets outside the file), a "
-        "text-format saved_model.pbtxt, or a Flex op whose NodeDef does not parse: what it "
-        "holds was not checked",
+        "text-format saved_model.pbtxt, a Flex op whose NodeDef does not parse, or an op that "
+        "runs a graph held as data (DatasetFromGraph, MlirPassthroughOp): what it holds was not "
+        "checked",
     ),
     (
         "AL973",

@@ -8,8 +8,13 @@ What is judged (the op tables below; runner.static.tflite judges Flex ops with t
   the checkpoint ops every model saves and restores its variables with (SaveV2, RestoreV2,
   MergeV2Checkpoints, ...) only where something other than the saver reaches them: the saver's
   own nodes in the main graph (ancestors of saver_def's save and restore targets that no
-  signature and no collection needs) and the functions only they call are the model's own
-  checkpointing;
+  signature and no collection needs) and the functions only they call (by an attribute or as
+  a node's op) are the model's own checkpointing. TensorFlow's v1 loader runs the restore
+  target when it loads (the save target never runs there), so on the restore side only the
+  restore ops are the saver's own: a SaveV2 or MergeV2Checkpoints the restore target reaches
+  writes files at load;
+- ops that run a graph or program held as data (DatasetFromGraph's serialized GraphDef, an
+  MLIR module in an attribute), which the host does not read: AL972;
 - function references (an attribute's func, a PartitionedCall's f) that name no function of the
   library name a primitive op (TensorFlow runs it as one): judged as that op;
 - asset file names that are absolute or climb out of assets/ (AL975);
@@ -31,7 +36,8 @@ from runner.static.tamper import Tamper, TamperKind
 MAX_GRAPH_BYTES = 256 << 20  # saved_model.pb bytes read (the pre-flight child has 1 GiB)
 MAX_FIELDS = 5_000_000  # protobuf fields read in one file, every message together
 MAX_ATTR_DEPTH = 8  # NameAttrList inside AttrValue inside NameAttrList ...
-MAX_SHOWN = 8  # findings of one kind kept (the rest counted)
+MAX_SHOWN = 8  # findings of one kind shown (the rest counted)
+MAX_KEPT = 10_000  # evidence lines of one kind kept while reading (the rest not counted)
 
 
 class Unreadable(Exception):
@@ -105,6 +111,7 @@ class Node:
     ops: list[str] = field(default_factory=list)  # every op value (the last one wins in TF)
     inputs: list[str] = field(default_factory=list)
     funcs: list[str] = field(default_factory=list)  # function (or primitive op) names it calls
+    # (its ops may name a function too: TensorFlow runs a node whose op is a function's name)
     strings: dict[str, str] = field(default_factory=dict)  # attr name -> its string value
 
 
@@ -155,7 +162,8 @@ def _name_attr_list(w: Wire, start: int, length: int, node: Node, depth: int) ->
 class MetaGraph:
     nodes: list[Node] = field(default_factory=list)  # the main graph's
     functions: dict[str, list[Node]] = field(default_factory=dict)
-    saver_targets: list[str] = field(default_factory=list)
+    save_targets: list[str] = field(default_factory=list)  # saver_def's save tensor
+    restore_targets: list[str] = field(default_factory=list)  # its restore op (v1 load runs it)
     run_targets: list[str] = field(default_factory=list)  # signature tensors, collections
     concrete: list[str] = field(default_factory=list)  # the object graph's functions
     gradients: list[str] = field(default_factory=list)
@@ -180,22 +188,41 @@ def meta_graph(w: Wire, start: int, length: int) -> MetaGraph:
                 else:
                     _library(w, g_at, g_size, mg)
         elif number == 3:  # SaverDef: save_tensor_name 2, restore_op_name 3
-            mg.saver_targets += [w.text(a, n, 1024) for _, a, n in w.sub(at, size, 2, 3)]
+            for s_number, a, n in w.sub(at, size, 2, 3):
+                targets = mg.save_targets if s_number == 2 else mg.restore_targets
+                targets.append(w.text(a, n, 1024))
         elif number == 4:  # map entry: CollectionDef 2: node_list 1 (value 1)
             for _, c_at, c_size in w.sub(at, size, 2):
                 for _, l_at, l_size in w.sub(c_at, c_size, 1):
                     mg.run_targets += [w.text(a, n, 1024) for _, a, n in w.sub(l_at, l_size, 1)]
-        elif number == 5:  # map entry: SignatureDef 2: inputs 1, outputs 2 (TensorInfo 2: name 1)
+        elif number == 5:  # map entry: SignatureDef 2: inputs 1, outputs 2 (map entry: value 2)
             for _, s_at, s_size in w.sub(at, size, 2):
                 for _, e_at, e_size in w.sub(s_at, s_size, 1, 2):
                     for _, t_at, t_size in w.sub(e_at, e_size, 2):
-                        mg.run_targets += [w.text(a, n, 1024) for _, a, n in w.sub(t_at, t_size, 1)]
+                        mg.run_targets += _tensor_names(w, t_at, t_size, 0)
         elif number == 6:  # AssetFileDef: filename 2
             mg.assets += [w.text(a, n, 1024) for _, a, n in w.sub(at, size, 2)]
         else:  # SavedObjectGraph: concrete_functions 2 (map entry: key 1)
             for _, e_at, e_size in w.sub(at, size, 2):
                 mg.concrete += [w.text(a, n, 1024) for _, a, n in w.sub(e_at, e_size, 1)]
     return mg
+
+
+def _tensor_names(w: Wire, start: int, length: int, depth: int) -> list[str]:
+    """TensorInfo: name 1, coo_sparse 4 (values 1, indices 2, dense shape 3 tensor names),
+    composite_tensor 5 (components 2, TensorInfos): every tensor a signature names."""
+    if depth >= MAX_ATTR_DEPTH:
+        raise Unreadable(f"signature tensors nested more than {MAX_ATTR_DEPTH} deep")
+    names: list[str] = []
+    for number, at, size in w.sub(start, length, 1, 4, 5):
+        if number == 1:
+            names.append(w.text(at, size, 1024))
+        elif number == 4:
+            names += [w.text(a, n, 1024) for _, a, n in w.sub(at, size, 1, 2, 3)]
+        else:
+            for _, c_at, c_size in w.sub(at, size, 2):
+                names += _tensor_names(w, c_at, c_size, depth + 1)
+    return names
 
 
 def _library(w: Wire, start: int, length: int, mg: MetaGraph) -> None:
@@ -205,15 +232,15 @@ def _library(w: Wire, start: int, length: int, mg: MetaGraph) -> None:
         if number == 2:
             mg.gradients += [w.text(a, n, 1024) for _, a, n in w.sub(at, size, 2)]
             continue
-        names: list[str] = []
+        name = ""  # signature messages merge and OpDef's name is singular: the last one wins
         body: list[Node] = []
         for f_number, f_at, f_size in w.sub(at, size, 1, 3):
             if f_number == 1:
-                names += [w.text(a, n, 1024) for _, a, n in w.sub(f_at, f_size, 1)]
+                for _, a, n in w.sub(f_at, f_size, 1):
+                    name = w.text(a, n, 1024)
             else:
                 body.append(node_def(w, f_at, f_size, keep_inputs=False))
-        for name in names or [""]:  # every name it was given (the last one wins in TF)
-            mg.functions.setdefault(name, []).extend(body)
+        mg.functions.setdefault(name, []).extend(body)
 
 
 # --- the ops judged ---------------------------------------------------------------------------
@@ -236,11 +263,18 @@ FILE_OPS = frozenset(
         "FixedLengthRecordReaderV2", "LMDBReader", "RecordInput", "LoadAndRemapMatrix",
         "GenerateVocabRemapping", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3",
         "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2",
+        # registered in tensorflow-cpu 2.21 beside tf.raw_ops: a tensor dump to
+        # log_dir_path/file_name, calibration statistics to output_file_path, word2vec's
+        # corpus file (attributes)
+        "DumpTensor", "CalibrationStatisticsSaver", "Skipgram",
     }
 )  # fmt: skip
 # How every model saves and restores its variables: judged only outside the saver's own reach
-CHECKPOINT_OPS = frozenset(
-    {"Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice", "MergeV2Checkpoints"}
+RESTORE_OPS = frozenset({"Restore", "RestoreV2", "RestoreSlice", "DTensorRestoreV2"})
+CHECKPOINT_OPS = RESTORE_OPS | {"Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints"}
+# Ops that run a graph or a program they are given as data (a tensor, a string attribute)
+DATA_GRAPH_OPS = frozenset(
+    {"DatasetFromGraph", "MlirPassthroughOp", "_XlaHostComputeMlir", "_TPUCompileMlir"}
 )
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 NETWORK_OPS = frozenset(
@@ -261,22 +295,32 @@ _ATTR_FILE_OPS = {
                                   "log(error)")),
     "DecodeProtoV2": ("descriptor_source", ("", "local://")),
     "EncodeProto": ("descriptor_source", ("", "local://")),
+    "FixedUnigramCandidateSampler": ("vocab_file", ("",)),  # else its unigrams attribute
 }  # fmt: skip
 
 
+SAVE, RESTORE = "save", "restore"  # the saver's reaches (checkpointing=)
+
+
 def judge_op(
-    op: str, strings: dict[str, str], checkpointing: bool = False
+    op: str, strings: dict[str, str], checkpointing: str = ""
 ) -> tuple[TamperKind, str] | None:
     """(kind, what it does) for an op that touches files, Python or the network; None for the
-    rest. Checkpoint ops are the model's own checkpointing where only the saver reaches them."""
+    rest. Checkpoint ops are the model's own checkpointing where only the saver reaches them:
+    every one on its save side (SAVE), the restore ops on its restore side (RESTORE)."""
     if op in PYTHON_OPS:
         return TamperKind.GRAPH_PYTHON_OP, "calls back into Python"
     if op in NETWORK_OPS:
         return TamperKind.GRAPH_NETWORK_OP, "talks to other hosts"
     if op in FILE_OPS:
         return TamperKind.GRAPH_FILE_OP, "reads or writes files"
-    if op in CHECKPOINT_OPS and not checkpointing:
-        return TamperKind.GRAPH_FILE_OP, "saves or restores a checkpoint outside the saver"
+    if op in DATA_GRAPH_OPS:
+        return TamperKind.GRAPH_UNREADABLE, "runs a graph held as data (the host does not read it)"
+    if op in CHECKPOINT_OPS and checkpointing != SAVE:
+        if checkpointing != RESTORE:
+            return TamperKind.GRAPH_FILE_OP, "saves or restores a checkpoint outside the saver"
+        if op not in RESTORE_OPS:
+            return TamperKind.GRAPH_FILE_OP, "writes a checkpoint when the saver restores (at load)"
     if op in _ATTR_FILE_OPS:
         attr, quiet = _ATTR_FILE_OPS[op]
         value = strings.get(attr, "")
@@ -318,40 +362,53 @@ def _closure(functions: dict[str, list[Node]], roots: Iterable[str]) -> set[str]
         if name in seen or name not in functions:
             continue
         seen.add(name)
-        todo += [f for n in functions[name] for f in n.funcs]
+        todo += [f for n in functions[name] for f in (*n.funcs, *n.ops)]
     return seen
 
 
-def saver_only(mg: MetaGraph) -> tuple[set[str], set[str]]:
-    """(main-graph nodes, functions) that only the saver reaches: the model's checkpointing."""
+def saver_only(mg: MetaGraph) -> tuple[dict[str, str], dict[str, str]]:
+    """The main-graph nodes and the functions that only the saver reaches (the model's
+    checkpointing), each with its side: RESTORE for what the restore target reaches (also when
+    the save target reaches it too), SAVE for the rest."""
     by_name = {n.name: n for n in mg.nodes}
-    saver = _ancestors(by_name, mg.saver_targets) - _ancestors(by_name, mg.run_targets)
-    saver_roots = [f for n in mg.nodes if n.name in saver for f in n.funcs]
-    run_roots = [f for n in mg.nodes if n.name not in saver for f in n.funcs]
-    reached_by_saver = _closure(mg.functions, saver_roots)
-    orphans = set(mg.functions) - reached_by_saver
-    run = _closure(mg.functions, [*run_roots, *mg.concrete, *mg.gradients, *orphans])
-    return saver, set(mg.functions) - run
+    run = _ancestors(by_name, mg.run_targets)
+    restore = _ancestors(by_name, mg.restore_targets) - run
+    save = _ancestors(by_name, mg.save_targets) - run - restore
+
+    def calls(names: Iterable[str]) -> list[str]:
+        return [f for name in names for f in (*by_name[name].funcs, *by_name[name].ops)]
+
+    others = set(by_name) - save - restore
+    restore_fns = _closure(mg.functions, calls(restore))
+    save_fns = _closure(mg.functions, calls(save)) - restore_fns
+    orphans = set(mg.functions) - restore_fns - save_fns
+    run_fns = _closure(mg.functions, [*calls(others), *mg.concrete, *mg.gradients, *orphans])
+    nodes = {n: SAVE for n in save} | {n: RESTORE for n in restore}
+    fns = {f: SAVE for f in save_fns - run_fns} | {f: RESTORE for f in restore_fns - run_fns}
+    return nodes, fns
 
 
 def judge(mg: MetaGraph, found: dict[TamperKind, list[str]]) -> None:
     """Add each judged op of the meta graph to found (kind -> evidence)."""
     saver_nodes, saver_fns = saver_only(mg)
-    bodies: list[tuple[str, list[Node], bool]] = [("the main graph", mg.nodes, False)]
+    bodies: list[tuple[str, list[Node], str]] = [("the main graph", mg.nodes, "")]
     for name, body in mg.functions.items():
-        bodies.append((f"function {name!r}", body, name in saver_fns))
-    for where, body, in_saver in bodies:
+        bodies.append((f"function {name!r}", body, saver_fns.get(name, "")))
+    for where, body, side in bodies:
         for node in body:
-            own = in_saver or (where == "the main graph" and node.name in saver_nodes)
+            own = side or (saver_nodes.get(node.name, "") if where == "the main graph" else "")
             called = [f for f in node.funcs if f not in mg.functions]  # primitive ops by name
             for op in [*node.ops, *called]:
                 verdict = judge_op(op, node.strings, checkpointing=own)
                 if verdict is not None:
                     kind, what = verdict
-                    found.setdefault(kind, []).append(
+                    evidence = (
                         f"{what}: op {untrusted_text(op, 80)} (node "
                         f"{untrusted_text(node.name, 80)!r} in {untrusted_text(where, 120)})"
                     )
+                    kept = found.setdefault(kind, [])
+                    if len(kept) < MAX_KEPT:
+                        kept.append(evidence)
     for name in mg.assets:
         if asset_escapes(name):
             found.setdefault(TamperKind.ASSET_ESCAPE, []).append(

@@ -1,7 +1,7 @@
 """Hostile SavedModels in the TensorFlow image (tests/hostile/tf_hostile.py): each contained
 (no marker on the host, the host's files unchanged, no container left) and detected: the
-host's finding (AL970, the graph's WriteFile or SaveV2) beside the sandbox's (AL302, the file
-the serving function wrote in scratch when called)."""
+host's finding (AL970, the graph's WriteFile, SaveV2 or DumpTensor, or a TF1 saver's restore
+op that writes at load) beside the sandbox's (AL302, the file written in scratch)."""
 
 from __future__ import annotations
 
@@ -46,5 +46,5 @@ def test_graph_file_ops_are_contained_and_detected(
         assert report.verdict is runner.Verdict.SUSPICIOUS, (h.kind, sorted(ids))
         static = [e for f in report.findings if f.rule_id == "AL970" for e in f.evidence]
         dynamic = [e for f in report.findings if f.rule_id == "AL302" for e in f.evidence]
-        assert any("__inference_serve" in e for e in static), static
+        assert any(h.where in e for e in static), static
         assert any(MARKER in e for e in dynamic), dynamic

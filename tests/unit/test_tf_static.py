@@ -27,7 +27,7 @@ FUZZ = settings(
 )
 KINDS = [
     "savedmodel", "savedmodel_write", "savedmodel_pyfunc", "savedmodel_save", "keras_export",
-    "tflite", "tflite_dynamic", "tflite_flex_write",
+    "savedmodel_dump", "savedmodel_v1_restore", "tflite", "tflite_dynamic", "tflite_flex_write",
 ]  # fmt: skip
 needs_tf = pytest.mark.skipif(not tf_models.have_tensorflow(), reason="needs tensorflow")
 
@@ -73,6 +73,11 @@ def test_hostile_savedmodels_are_named(built: dict[str, Path]) -> None:
     save = _graph(built["savedmodel_save"])  # SaveV2 in the serving function, not the saver
     assert _ids(save) == {"AL970"} and "SaveV2" in save[0].evidence
     assert "outside the saver" in save[0].evidence
+    dump = _graph(built["savedmodel_dump"])  # no tf.raw_ops wrapper, registered all the same
+    assert _ids(dump) == {"AL970"} and "op DumpTensor" in dump[0].evidence
+    v1 = _graph(built["savedmodel_v1_restore"])  # the v1 loader runs the restore op at load
+    assert _ids(v1) == {"AL970"}
+    assert "when the saver restores (at load): op SaveV2" in v1[0].evidence
 
 
 @needs_tf
@@ -175,6 +180,63 @@ def test_checkpoint_ops_of_the_saver_are_its_own(tmp_path: Path) -> None:
     assert _ids(_examine(tmp_path, _saved(main, [_SAVE_FN], _SAVER + sig))) == {"AL970"}
     # a function nothing calls is judged as one that runs
     assert _ids(_examine(tmp_path, _saved([], [_SAVE_FN]))) == {"AL970"}
+
+
+def test_the_restore_side_of_the_saver_writes_nothing(tmp_path: Path) -> None:
+    """TensorFlow's v1 loader runs the saver's restore op at load: a SaveV2 or a merge it
+    reaches (directly or through a function) writes files then; the save side never runs."""
+    base = [_node("saver_filename", "Placeholder"), _node("serve", "MatMul")]
+    for restore in (
+        _node("restore", "NoOp", inputs=("^w", "^r")),
+        _node("restore", "StatefulPartitionedCall", inputs=("saver_filename",), f="save_fn"),
+    ):
+        main = [*base, restore, _node("w", "SaveV2"), _node("r", "RestoreV2")]
+        found = _examine(tmp_path, _saved(main, [_SAVE_FN], _SAVER + _SIG))
+        assert _ids(found) == {"AL970"}, found
+        assert any("when the saver restores" in t.evidence for t in found), found
+    # restoring only reads: the saver's own
+    main = [*base, _node("restore", "NoOp", inputs=("^r",)), _node("r", "RestoreV2")]
+    assert _examine(tmp_path, _saved(main, [], _SAVER + _SIG)) == []
+
+
+def test_saver_functions_called_as_an_op_or_through_a_sparse_output(tmp_path: Path) -> None:
+    main = [
+        _node("saver_filename", "Placeholder"),
+        _node("save", "StatefulPartitionedCall", inputs=("saver_filename",), f="save_fn"),
+        _node("serve", "StatefulPartitionedCall", f="serve_fn"),
+    ]
+    by_op = _fn("serve_fn", _node("call", "save_fn"))  # a node whose op is a function's name
+    assert _ids(_examine(tmp_path, _saved(main, [_SAVE_FN, by_op], _SAVER + _SIG))) == {"AL970"}
+    # a signature whose output is a sparse tensor made by the saver's node
+    serve = _fn("serve_fn", _node("mm", "MatMul"))
+    sparse = _f(4, _f(1, "save:0") + _f(2, "save:1") + _f(3, "save:2"))
+    sig = _f(5, _f(1, "s") + _f(2, _f(2, _f(1, "y") + _f(2, sparse))))
+    found = _examine(tmp_path, _saved(main, [_SAVE_FN, serve], _SAVER + sig))
+    assert _ids(found) == {"AL970"}, found
+    composite = _f(5, _f(2, sparse))
+    sig = _f(5, _f(1, "s") + _f(2, _f(2, _f(1, "y") + _f(2, composite))))
+    assert _ids(_examine(tmp_path, _saved(main, [_SAVE_FN, serve], _SAVER + sig))) == {"AL970"}
+
+
+def test_ops_the_op_lists_missed(tmp_path: Path) -> None:
+    """Ops registered in tensorflow-cpu without a tf.raw_ops wrapper that write files, and ops
+    that run a graph given as data (a dataset's GraphDef in a string constant)."""
+    for op in ("DumpTensor", "CalibrationStatisticsSaver", "Skipgram", "DTensorRestoreV2"):
+        assert _ids(_examine(tmp_path, _saved([], [_fn("f", _node("n", op))]))) == {"AL970"}, op
+    for op in ("DatasetFromGraph", "MlirPassthroughOp"):
+        found = _examine(tmp_path, _saved([_node("n", op)]))
+        assert _ids(found) == {"AL972"} and "graph held as data" in found[0].evidence, op
+
+
+def test_a_function_is_known_by_its_last_name(tmp_path: Path) -> None:
+    """OpDef's name is singular (the last one wins), so a function given many names is one
+    function: judged once, however many names it was given."""
+    names = b"".join(_f(1, _f(1, f"n{i}")) for i in range(20_000))
+    fn = names + b"".join(_f(3, _node(f"w{i}", "WriteFile")) for i in range(200))
+    graph = _f(2, _f(1, fn))
+    found = _examine(tmp_path, _f(2, _f(2, graph)))
+    assert _ids(found) == {"AL970"} and "function 'n19999'" in found[0].evidence
+    assert len(found) == tf_graph.MAX_SHOWN + 1
 
 
 def test_ops_called_by_name_and_second_op_fields(tmp_path: Path) -> None:
