@@ -129,42 +129,33 @@ def _head(p: Path, n: int) -> bytes:
         return f.read(n)
 
 
-def _is_model_file(p: Path, budget: Budget | None = None) -> bool:
-    """A model by content, or a file that claims to be one (by magic bytes or name) but is
-    damaged: it is evaluated, and its result says why it failed. Past the shared `budget`,
-    files are judged by their claims alone (16 bytes read)."""
-    try:
-        if budget is None or budget.left > 0:
-            detect(p, budget)
-            return True
-    except ReadLimit as e:
-        if budget is not None and e.budget is budget:
-            budget.left = 0  # spent: the files that follow are judged by their claims
-    except FormatError:
-        pass
-    except OSError:
-        return False
-    try:
-        head = _head(p, 16)
-    except OSError:
-        return False
-    return head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES
-
-
-def _is_model_by_content(p: Path, budget: Budget) -> bool:
-    """A model by its bytes alone (a file whose name claims otherwise, say a TFLite file named
-    .model or a pickle named .txt)."""
-    if budget.left <= 0:
+def _is_model_by_content(p: Path, budget: Budget | None) -> bool:
+    """A model by its bytes alone (also a file whose name claims otherwise, say a TFLite file
+    named .model or a pickle named .txt). Past the shared `budget`, nothing is read."""
+    if budget is not None and budget.left <= 0:
         return False
     try:
         detect(p, budget)
         return True
     except ReadLimit as e:
-        if e.budget is budget:
-            budget.left = 0
+        if budget is not None and e.budget is budget:
+            budget.left = 0  # spent: the files that follow are judged by their claims
         return False
     except (FormatError, OSError):
         return False
+
+
+def _is_model_file(p: Path, budget: Budget | None = None) -> bool:
+    """A model by content, or a file that claims to be one (by magic bytes or name) but is
+    damaged: it is evaluated, and its result says why it failed. Past the shared `budget`,
+    files are judged by their claims alone (16 bytes read)."""
+    if _is_model_by_content(p, budget):
+        return True
+    try:
+        head = _head(p, 16)
+    except OSError:
+        return False
+    return head.startswith((b"PK\x03\x04", b"\x80")) or p.suffix.lower() in MODEL_SUFFIXES
 
 
 def _read_list(p: Path) -> list[str] | None:

@@ -285,14 +285,11 @@ def image_tags(repository: str) -> list[str]:
 
 def image_size(tag: str) -> int | None:
     """The image's size in bytes (its layers and its parents'), or None when it is absent."""
-    try:
-        return int(client().api.inspect_image(tag).get("Size") or 0)
-    except docker.errors.ImageNotFound:
-        return None
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        raise EngineError(
-            "inspecting the image: the Docker engine is not reachable", ENGINE_HINT
-        ) from e
+    with _engine_call("inspecting the image"):
+        try:
+            return int(client().api.inspect_image(tag).get("Size") or 0)
+        except docker.errors.ImageNotFound:
+            return None
 
 
 def remove_image(tag: str) -> bool:
