@@ -13,8 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +22,11 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.backends.base import Backend, Job, Outcome
 from runner.batch.discovery import digest, discover
 from runner.behaviour.probes import ProbeSet, feed_for, from_arrays
 from runner.behaviour.probes import load as load_probe_file
 from runner.behaviour.probes import run as run_probes
-from runner.controller import engine as _docker
-from runner.controller import framework_images
 from runner.errors import AirlockError, InputError, UsageError, untrusted_text
 from runner.policy import Policy
 from runner.report import Report
@@ -174,78 +172,112 @@ def _verdict(report: Report, error: str | None) -> tuple[Verdict, str | None]:
     return verdict, error
 
 
-def _write(
-    out_dir: Path | None, path: Path, sha: str, report: Report
-) -> tuple[str | None, str | None, str | None]:
-    """Write the report and the ML-BOM under `out_dir` (when something ran). Returns the
-    names written (the report's, the BOM's) and the first error in writing them."""
-    from runner.integrity.bom import checked_bom
-
-    if out_dir is None or (report.sandbox is None and report.integrity is None):
-        return None, None, None
+def _stem(path: Path, sha: str, report: Report) -> str:
+    """The name a model's report and BOM files take: its repository and revision, when it came
+    from the Hugging Face cache, else its file's name; then its digest's first digits."""
     hf = report.model.huggingface
     name = f"{hf.repo_id.replace('/', '--')}@{hf.revision[:12]}" if hf and hf.repo_id else path.name
-    stem = f"{_safe(name)}-{sha[:12]}"
-    written: list[str] = []
+    return f"{_safe(name)}-{sha[:12]}"
+
+
+def _files(report: Report) -> tuple[str | None, str | None, str | None]:
+    """The report's JSON and the ML-BOM's (None when nothing ran), and the first error in
+    making them."""
+    from runner.integrity.bom import checked_bom
+
+    if report.sandbox is None and report.integrity is None:
+        return None, None, None
+    report_json = report.model_dump_json(indent=2) + "\n"
+    try:
+        return report_json, checked_bom(report), None
+    except (AirlockError, ValueError) as e:
+        return report_json, None, f"could not make the ML-BOM: {e}"
+
+
+def store(outcome: Outcome, out_dir: Path | None) -> EvalResult:
+    """The result line of an outcome, once its report and BOM are written under `out_dir`;
+    one model's unwritable files are its own error, never the batch's."""
+    result = outcome.result
+    if out_dir is None:
+        return result
+    names: dict[str, str] = {}
     error: str | None = None
-    makers: tuple[tuple[str, Callable[[], str]], ...] = (
-        (f"reports/{stem}.json", lambda: report.model_dump_json(indent=2) + "\n"),
-        (f"boms/{stem}.cdx.json", lambda: checked_bom(report)),
-    )
-    for name, make in makers:
-        try:  # one model's unwritable report is its own error, never the batch's
+    for key, name, text in (
+        ("report", f"reports/{outcome.stem}.json", outcome.report_json),
+        ("bom", f"boms/{outcome.stem}.cdx.json", outcome.bom_json),
+    ):
+        if text is None:
+            continue
+        try:
             target = out_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(make())
-            written.append(name)
-        except (AirlockError, OSError, ValueError) as e:
+            target.write_text(text)
+            names[key] = name
+        except OSError as e:
             error = error or f"could not write {name}: {e}"
-    report_name = next((n for n in written if n.startswith("reports/")), None)
-    bom_name = next((n for n in written if n.startswith("boms/")), None)
-    return report_name, bom_name, error
+    update: dict[str, Any] = dict(names)
+    if error and not result.error:
+        update["error"] = error
+    return result.model_copy(update=update) if update else result
+
+
+def run_job(job: Job, running: _Running | None = None) -> Outcome:
+    """Evaluate one job's model in its own fresh sandbox: what every backend runs, wherever
+    it runs it. Never raises an Exception: a failure is the outcome's error."""
+    try:
+        return evaluate_one(
+            job.path,
+            job.policy,
+            job.probes,
+            running,
+            job.sha256 or None,
+            job.baselines,
+            job.signing,
+        )
+    except Exception as e:  # a bug, or hostile data a parser did not survive: a value
+        log.debug("evaluating %s failed", job.path, exc_info=True)
+        return failed_result(job.path, job.sha256, e)
 
 
 def evaluate_one(
     path: Path,
     policy: Policy,
     probes: ProbeSet | None,
-    out_dir: Path | None,
     running: _Running | None = None,
     sha256: str | None = None,
     baselines: Any = None,
     signing: Any = None,
-) -> EvalResult:
+) -> Outcome:
     from runner.controller.sandbox import Sandbox
 
     start = time.monotonic()
     # like scan: a repository's own code runs in the sandbox, which is what is being evaluated
     sb = Sandbox(path, policy, signing=signing, trust_remote_code=True)
     try:
-        return _evaluated(sb, path, probes, out_dir, running, sha256, baselines, start)
+        return _evaluated(sb, path, probes, running, sha256, baselines, start)
     except Exception as e:  # a bug, or hostile data a parser did not survive: its report too
         log.debug("evaluating %s failed", path, exc_info=True)
-        return failed_result(path, sha256 or "", e, out_dir, sb.report())
+        return failed_result(path, sha256 or "", e, sb.report())
 
 
 def _evaluated(
     sb: Sandbox,
     path: Path,
     probes: ProbeSet | None,
-    out_dir: Path | None,
     running: _Running | None,
     sha256: str | None,
     baselines: Any,
     start: float,
-) -> EvalResult:
+) -> Outcome:
     run = _run(sb, probes, running)
     report = sb.report()
     sha = _model_sha(path, report, sha256)
     report, checked = _check_baseline(path, report, probes, run.outputs, baselines)
     verdict, error = _verdict(report, run.error)
-    report_name, bom_name, write_error = _write(out_dir, path, sha, report)
+    report_json, bom_json, file_error = _files(report)
     phases = {p.name: p.seconds for p in report.phases}
     hf = report.model.huggingface
-    return EvalResult(
+    result = EvalResult(
         path=str(path),
         repo_id=hf.repo_id or None if hf else None,
         revision=hf.revision or None if hf else None,
@@ -259,39 +291,40 @@ def _evaluated(
         seconds=round(time.monotonic() - start, 3),
         load_seconds=phases.get("load"),
         infer_seconds=phases.get("infer"),
-        error=error or write_error,
-        report=report_name,
-        bom=bom_name,
+        error=error or file_error,
         baseline=checked,
     )
+    return Outcome(result, _stem(path, sha, report), report_json, bom_json)
 
 
 def failed_result(
     path: Path,
     sha256: str,
-    e: Exception,
-    out_dir: Path | None = None,
+    e: BaseException,
     report: Report | None = None,
-) -> EvalResult:
-    """The result of a model whose evaluation raised something other than an AirlockError.
-    Its report is written under out_dir all the same: the sandbox's (verdict error at best),
-    or, when there is none, a minimal one that says why."""
+) -> Outcome:
+    """The outcome of a model whose evaluation raised something other than an AirlockError
+    (or whose task died). Its report is written all the same: the sandbox's (verdict error at
+    best), or, when there is none, a minimal one that says why."""
     from runner.controller import reporting
 
     error = f"internal error: {type(e).__name__}: {untrusted_text(str(e), 300)}"
-    report = reporting.with_error(report, "InternalError", error, str(path))
-    report_name = None
-    if out_dir is not None:
-        try:  # a model whose report cannot be written still has its error line
-            sha = sha256 or (digest(path) if path.exists() else "")
-            report_name = f"reports/{_safe(path.name)}-{sha[:12]}.json"
-            target = out_dir / report_name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(report.model_dump_json(indent=2) + "\n")
-        except Exception as write_error:
-            log.debug("writing the report of %s: %r", path, write_error)
-            report_name = None
-    return EvalResult(
+    return error_outcome(
+        path, sha256, error, reporting.with_error(report, "InternalError", error, str(path))
+    )
+
+
+def error_outcome(path: Path, sha256: str, error: str, report: Report | None = None) -> Outcome:
+    """A model's error line, with a report saying `error` (a minimal one when none is given)."""
+    from runner.controller import reporting
+
+    if report is None:
+        report = reporting.with_error(None, "InternalError", error, str(path))
+    try:
+        sha = sha256 or (digest(path) if path.exists() else "")
+    except OSError:
+        sha = ""
+    result = EvalResult(
         path=str(path),
         sha256=sha256,
         format=report.model.format,
@@ -301,7 +334,9 @@ def failed_result(
         probed=False,
         seconds=0.0,
         error=error,
-        report=report_name,
+    )
+    return Outcome(
+        result, f"{_safe(path.name)}-{sha[:12]}", report.model_dump_json(indent=2) + "\n"
     )
 
 
@@ -369,43 +404,41 @@ def _to_do(models: list[Path], skip: set[str]) -> list[tuple[Path, str]]:
     return [(m, sha) for m, sha in zip(models, shas, strict=True) if not (sha and sha in skip)]
 
 
-def _in_parallel(
-    todo: list[tuple[Path, str]],
-    work: Callable[[Path, str], EvalResult],
-    jobs: int,
-    obs: Observer,
-    running: _Running,
+def drive(
+    backend: Backend, jobs: list[Job], obs: Observer, out_dir: Path | None
 ) -> Iterator[EvalResult]:
-    """`work` on each model, `jobs` at a time, in order; results are yielded as they complete.
-    Anything raised meanwhile (KeyboardInterrupt, the iterator closed) cancels the rest and
-    kills the running sandboxes before it propagates."""
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="airlock-eval")
-    pending: dict[Future[EvalResult], Path] = {}
+    """Run `jobs` on `backend`, `backend.capacity` at a time, in order; results are yielded as
+    they complete, their reports and BOMs written under `out_dir`. Anything raised meanwhile
+    (KeyboardInterrupt, the iterator closed) cancels the rest on the backend, which leaves
+    nothing behind, before it propagates."""
+    queue = list(reversed(jobs))
+    in_flight = 0
     preflight.keep_spare()
-    queue = list(reversed(todo))
 
     def submit_next() -> None:
-        if queue and not running.cancelled.is_set():
-            path, sha = queue.pop()
-            obs.model_started(path)
-            pending[pool.submit(work, path, sha)] = path
+        nonlocal in_flight
+        if queue:
+            job = queue.pop()
+            obs.model_started(job.path)
+            backend.submit(job)
+            in_flight += 1
 
     try:
-        for _ in range(jobs):
+        backend.prepare(jobs)
+        for _ in range(backend.capacity):
             submit_next()
-        while pending:
-            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in done:
-                pending.pop(fut)
-                result = fut.result()
+        while in_flight:
+            for _job, outcome in backend.wait(0.5):
+                in_flight -= 1
+                result = store(outcome, out_dir)
                 obs.model_finished(result)
                 yield result
                 submit_next()
     except BaseException:
-        _cancel(running, pending)
+        backend.cancel()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        backend.close()
         preflight.keep_spare(False)
 
 
@@ -420,47 +453,30 @@ def evaluate(
     observer: Observer | None = None,
     baselines: str | Path | Any | None = None,
     signing: Any = None,
+    backend: str | Backend | None = None,
+    address: str | None = None,
 ) -> Iterator[EvalResult]:
     """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
     complete. With `baselines` (a registry or its path), a model that has a baseline for
-    these probes is checked against it. On KeyboardInterrupt, running sandboxes are torn
-    down before it propagates."""
+    these probes is checked against it. `backend`: 'local' (the default; threads driving this
+    machine's engine, `jobs` at a time), 'ray' (a task per model on a Ray cluster at
+    `address`), or a Backend; also from AIRLOCK_BACKEND. On KeyboardInterrupt, everything
+    running is torn down before it propagates."""
+    from runner.backends import make
+
     policy = policy or Policy()
-    jobs = jobs or default_jobs(policy)
-    check_jobs(jobs, policy)
+    chosen = make(backend, policy=policy, jobs=jobs, address=address)
     probe_set = _probe_set(probes)
     registry = _registry(baselines, probe_set)
     found = discover(paths)
     models = found.paths
     out = Path(out_dir) if out_dir is not None else None
     todo = _to_do(models, set(skip_sha256))
-    _docker.client()  # fail fast, once, when the engine is not reachable
-    # the framework images the models need: built once, before any sandbox starts
-    framework_images.prepare(framework_images.formats_of(m for m, _ in todo))
     obs = observer or Observer()
     obs.passed_over(found.skipped, found.more_skipped)
     obs.started(len(todo), len(models) - len(todo))
-    running = _Running()
-
-    def work(path: Path, sha: str) -> EvalResult:
-        try:
-            return evaluate_one(
-                path, policy, probe_set, out, running, sha or None, registry, signing
-            )
-        except Exception as e:  # a bug, or hostile data a parser did not survive: a value
-            log.debug("evaluating %s failed", path, exc_info=True)
-            return failed_result(path, sha, e, out)
-
-    yield from _in_parallel(todo, work, jobs, obs, running)
-
-
-def _cancel(running: _Running, pending: dict[Future[EvalResult], Path]) -> None:
-    """Stop everything: no new models, and the running sandboxes are killed (each worker
-    thread then tears its own sandbox down)."""
-    running.cancelled.set()
-    for fut in pending:
-        fut.cancel()
-    with running.lock:
-        boxes = list(running.sandboxes.values())
-    for sb in boxes:
-        sb.kill()
+    work = [
+        Job(i, path, sha, policy, probe_set, registry, signing)
+        for i, (path, sha) in enumerate(todo)
+    ]
+    yield from drive(chosen, work, obs, out)

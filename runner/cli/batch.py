@@ -58,6 +58,24 @@ Signatures = Annotated[
         "model), or one signature file when evaluating one model",
     ),
 ]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="where the models are evaluated: local (this machine's engine), ray (a task per "
+        "model on a Ray cluster) or kubernetes (a Job per model); default AIRLOCK_BACKEND, else "
+        "local",
+        show_default=False,
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="the Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default RAY_ADDRESS, else auto)",
+        show_default=False,
+    ),
+]
 RequireSignatures = Annotated[
     bool,
     typer.Option(
@@ -116,6 +134,8 @@ def _evaluate(
     baselines: Registry | None,
     signing: SigningOptions,
     skipped: list[str],
+    backend: str | None = None,
+    address: str | None = None,
 ) -> list[EvalResult]:
     """Evaluate the models not done yet, appending each result to results.jsonl as it comes;
     the paths discovery passed over are kept in `skipped`."""
@@ -142,6 +162,8 @@ def _evaluate(
                 observer=observer,
                 baselines=baselines,
                 signing=signing,
+                backend=backend,
+                address=address,
             ):
                 fh.write(json_line(result))
                 fh.flush()
@@ -193,6 +215,8 @@ def eval_(
     paths: Paths,
     probes: EvalProbes = None,
     jobs: Jobs = None,
+    backend: BackendOpt = None,
+    address: Address = None,
     out_dir: OutDir = Path("airlock-results"),
     resume: Resume = False,
     baseline: CheckBaselines = False,
@@ -224,6 +248,11 @@ def eval_(
         no_trace=no_trace,
     )
     _check(paths, probes, baseline, signature)
+    from runner.backends import chosen_name
+
+    backend = chosen_name(backend)
+    if address and backend != "ray":
+        raise UsageError(f"--address is for the ray backend, not {backend}", "pass --backend ray")
     signing = o.signing(signature, require_signature, trust_policy, key)
     results_path = out_dir / "results.jsonl"
     done = _previous(results_path, resume)
@@ -231,7 +260,7 @@ def eval_(
     baselines = Registry(registry) if baseline else None
     skipped: list[str] = []
     results = done + _evaluate(
-        paths, probes, jobs, policy, out_dir, done, baselines, signing, skipped
+        paths, probes, jobs, policy, out_dir, done, baselines, signing, skipped, backend, address
     )
     summary = batch_results.summary(results)
     write(out_dir / "summary.json", json.dumps({**summary, "skipped": skipped}, indent=2) + "\n")

@@ -326,6 +326,8 @@ def test_gc_removes_stale_framework_images(
 def test_evaluate_prepares_the_images_before_the_first_sandbox(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from runner.backends import local
+    from runner.backends.base import Outcome
     from runner.batch import evaluation
 
     order: list[str] = []
@@ -333,12 +335,12 @@ def test_evaluate_prepares_the_images_before_the_first_sandbox(
     d.mkdir(parents=True)
     (d / "saved_model.pb").write_bytes(b"\x08\x01")
 
-    def evaluate_one(path: Path, *args: object) -> evaluation.EvalResult:
+    def evaluate_one(path: Path, *args: object) -> Outcome:
         order.append(f"sandbox {path.name}, built {engine.builds}")
         return evaluation.failed_result(path, "", RuntimeError("fake"))
 
     monkeypatch.setattr(evaluation, "evaluate_one", evaluate_one)
-    monkeypatch.setattr(evaluation._docker, "client", lambda: None)
+    monkeypatch.setattr(local._docker, "client", lambda: None)
     results = list(evaluation.evaluate([tmp_path / "models"], jobs=1))
     assert len(results) == 1
     assert order == ["sandbox sm, built ['tensorflow']"]

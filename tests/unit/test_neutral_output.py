@@ -337,7 +337,8 @@ def test_the_failed_result_writes_its_report(tmp_path: Path) -> None:
 
     model = tmp_path / "evil\x1b[2J.onnx"
     model.write_bytes(b"\x08\x07")
-    result = evaluation.failed_result(model, "", RuntimeError("boom\x1b[31m"), tmp_path / "out")
+    outcome = evaluation.failed_result(model, "", RuntimeError("boom\x1b[31m"))
+    result = evaluation.store(outcome, tmp_path / "out")
     assert result.verdict is Verdict.ERROR and result.report is not None
     written = json.loads((tmp_path / "out" / result.report).read_text())
     assert written["verdict"] == "error" and "boom" in written["error"]["message"]
