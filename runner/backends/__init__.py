@@ -5,7 +5,7 @@ a Job per model. Each is imported only when chosen (its library is an optional e
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from runner.backends.base import BACKENDS, Backend, Job, Outcome
 from runner.errors import UsageError
@@ -47,7 +47,7 @@ def make(
     if name == "ray":
         from runner.backends.ray_cluster import RayBackend
 
-        return RayBackend(policy, address=address, jobs=jobs)
+        return cast(Backend, RayBackend(policy, address=address, jobs=jobs))
     from runner.backends.kubernetes import KubernetesBackend
 
-    return KubernetesBackend(policy, **options)
+    return cast(Backend, KubernetesBackend(policy, **options))
