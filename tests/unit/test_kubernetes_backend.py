@@ -237,7 +237,7 @@ def test_a_job_the_api_refuses_is_that_models_error_line(env: Any) -> None:
     def refuse(*_: Any, **__: Any) -> None:
         raise ApiException(status=403, reason="Forbidden")
 
-    fake.create_namespaced_job = refuse  # type: ignore[method-assign]
+    fake.create_namespaced_job = refuse
     backend.submit(jobs[0])
     [(job, out)] = backend.wait(0.01)
     assert job is jobs[0] and "403 Forbidden" in (out.result.error or "")

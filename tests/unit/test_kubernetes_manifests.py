@@ -60,7 +60,8 @@ def _job(root: Path, name: str = "model.onnx", index: int = 0, **policy: Any) ->
 
 
 def _pod(job_manifest: dict[str, Any]) -> dict[str, Any]:
-    return job_manifest["spec"]["template"]["spec"]
+    pod: dict[str, Any] = job_manifest["spec"]["template"]["spec"]
+    return pod
 
 
 def _container(job_manifest: dict[str, Any], name: str) -> dict[str, Any]:
@@ -94,7 +95,9 @@ def test_network_policy_denies_both_directions_for_exactly_the_session(root: Pat
 
 
 def test_job_hardening_field_by_field(root: Path) -> None:
-    policy = dict(cpus=1.5, memory_bytes=GIB, tmpfs_bytes=32 * MIB, wall_timeout_s=300.0)
+    policy: dict[str, Any] = dict(
+        cpus=1.5, memory_bytes=GIB, tmpfs_bytes=32 * MIB, wall_timeout_s=300.0
+    )
     job = _job(root, **policy)
     doc = m.job_manifest(job, SESSION, _settings(root))
     spec, pod = doc["spec"], _pod(doc)

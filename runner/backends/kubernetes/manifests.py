@@ -182,6 +182,8 @@ def _controller_container(
         job.policy.model_dump_json(),
         "--session",
         session,
+        "--image",
+        settings.image,
         "--out",
         f"{RESULTS_MOUNT}/{outcome_name(job.index)}",
     ]
