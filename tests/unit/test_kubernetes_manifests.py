@@ -247,3 +247,36 @@ def test_job_names_are_valid_whatever_the_file_name(name: str, index: int) -> No
     job = Job(index, Path("/models") / name, "", Policy())
     out = m.job_name(SESSION, job)
     assert is_dns_label(out) and out.startswith(f"airlock-{SESSION}-{index}")
+
+
+def test_plan_discovers_the_models_and_creates_nothing(root: Path) -> None:
+    """What --dry-run prints: discovery as in a real run, no cluster, no kubernetes library."""
+    import sys
+
+    from examples.make_examples import tiny_onnx
+    from runner.backends.kubernetes import plan
+
+    (root / "models" / "a.onnx").write_bytes(tiny_onnx())
+    (root / "models" / "b.onnx").write_bytes(tiny_onnx())
+    blocked = dict.fromkeys(("kubernetes", "kubernetes.client", "kubernetes.config"))
+    saved = {k: sys.modules.get(k) for k in blocked}
+    sys.modules.update(blocked)  # type: ignore[arg-type]  # importing it now fails
+    try:
+        text = plan(
+            [root / "models"],
+            session=SESSION,
+            model_root=root / "models",
+            image="registry.example.invalid/sandbox:1",
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == ["NetworkPolicy", "Job", "Job"]
+    subpaths = sorted(_container(d, "sandbox")["volumeMounts"][0]["subPath"] for d in docs[1:])
+    assert subpaths == ["a.onnx", "b.onnx"]
+    with pytest.raises(UsageError, match="not under the model volume"):
+        plan([root / "models"], model_root=root / "results")

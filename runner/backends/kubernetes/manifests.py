@@ -299,8 +299,13 @@ def dry_run_text(
     jobs: Sequence[Job], session: str, settings: KubernetesSettings | None = None
 ) -> str:
     """The manifests as one multi-document YAML stream (what --dry-run prints)."""
-    text: str = yaml.safe_dump_all(
-        manifests(jobs, session, settings), sort_keys=False, explicit_start=True, width=100
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's when it is there
+    text: str = yaml.dump_all(
+        manifests(jobs, session, settings),
+        Dumper=dumper,
+        sort_keys=False,
+        explicit_start=True,
+        width=100,
     )
     return text
 
