@@ -38,6 +38,8 @@ def make(
     if backend is not None and not isinstance(backend, str):
         return backend
     name = chosen_name(backend)
+    if options and name != "kubernetes":
+        raise UsageError(f"{', '.join(options)}: settings of the kubernetes backend, not {name}")
     if name == "local":
         if address:
             raise UsageError("--address is for the ray backend", "pass --backend ray")
@@ -50,4 +52,4 @@ def make(
         return cast(Backend, RayBackend(policy, address=address, jobs=jobs))
     from runner.backends.kubernetes import KubernetesBackend
 
-    return cast(Backend, KubernetesBackend(policy, **options))
+    return cast(Backend, KubernetesBackend(policy, jobs=jobs, **options))

@@ -455,17 +455,19 @@ def evaluate(
     signing: Any = None,
     backend: str | Backend | None = None,
     address: str | None = None,
+    backend_options: dict[str, Any] | None = None,
 ) -> Iterator[EvalResult]:
     """Evaluate every model named by `paths` in its own fresh sandbox; yield results as they
     complete. With `baselines` (a registry or its path), a model that has a baseline for
     these probes is checked against it. `backend`: 'local' (the default; threads driving this
     machine's engine, `jobs` at a time), 'ray' (a task per model on a Ray cluster at
-    `address`), or a Backend; also from AIRLOCK_BACKEND. On KeyboardInterrupt, everything
-    running is torn down before it propagates."""
+    `address`), 'kubernetes' (a Job per model; `backend_options` are its settings,
+    runner.backends.kubernetes.KubernetesSettings), or a Backend; also from AIRLOCK_BACKEND.
+    On KeyboardInterrupt, everything running is torn down before it propagates."""
     from runner.backends import make
 
     policy = policy or Policy()
-    chosen = make(backend, policy=policy, jobs=jobs, address=address)
+    chosen = make(backend, policy=policy, jobs=jobs, address=address, **(backend_options or {}))
     probe_set = _probe_set(probes)
     registry = _registry(baselines, probe_set)
     found = discover(paths)

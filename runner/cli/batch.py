@@ -4,9 +4,10 @@ prints it."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -76,6 +77,38 @@ Address = Annotated[
         show_default=False,
     ),
 ]
+_K8S = "Kubernetes backend (docs/kubernetes.md)"
+
+
+def _k8s(flag: str, help: str) -> Any:
+    return typer.Option(flag, help=help, rich_help_panel=_K8S, show_default=False)
+
+
+Namespace = Annotated[
+    str | None, _k8s("--namespace", "for the Jobs and the NetworkPolicy [airlock]")
+]
+Image = Annotated[str | None, _k8s("--image", "the sandbox image in your registry [the local tag]")]
+ControllerImage = Annotated[
+    str | None, _k8s("--controller-image", "an image with Airlock installed as a wheel")
+]
+RuntimeClass = Annotated[str | None, _k8s("--runtime-class", "gVisor's RuntimeClass [gvisor]")]
+ModelVolume = Annotated[
+    str | None, _k8s("--model-volume", "the PVC holding the models, mounted read-only")
+]
+ModelRoot = Annotated[Path | None, _k8s("--model-root", "where that volume's root is here")]
+ResultsVolume = Annotated[
+    str | None, _k8s("--results-volume", "a ReadWriteMany PVC the Jobs write outcomes to")
+]
+ResultsRoot = Annotated[Path | None, _k8s("--results-root", "where that volume is mounted here")]
+SeccompProfile = Annotated[
+    str | None,
+    _k8s(
+        "--seccomp-profile",
+        "the kubelet's seccomp subdirectory holding Airlock's profiles; '' for the runtime's "
+        "default [airlock]",
+    ),
+]
+DryRun = Annotated[bool, _k8s("--dry-run", "print the manifests (YAML) and create nothing; exit 0")]
 RequireSignatures = Annotated[
     bool,
     typer.Option(
@@ -136,6 +169,7 @@ def _evaluate(
     skipped: list[str],
     backend: str | None = None,
     address: str | None = None,
+    backend_options: dict[str, Any] | None = None,
 ) -> list[EvalResult]:
     """Evaluate the models not done yet, appending each result to results.jsonl as it comes;
     the paths discovery passed over are kept in `skipped`."""
@@ -164,6 +198,7 @@ def _evaluate(
                 signing=signing,
                 backend=backend,
                 address=address,
+                backend_options=backend_options,
             ):
                 fh.write(json_line(result))
                 fh.flush()
@@ -233,6 +268,16 @@ def eval_(
     wall_timeout: o.WallTimeout = o.WALL_TIMEOUT,
     no_trace: o.NoTrace = False,
     fail_on: o.FailOn = o.FAIL_ON,
+    namespace: Namespace = None,
+    image: Image = None,
+    controller_image: ControllerImage = None,
+    runtime_class: RuntimeClass = None,
+    model_volume: ModelVolume = None,
+    model_root: ModelRoot = None,
+    results_volume: ResultsVolume = None,
+    results_root: ResultsRoot = None,
+    seccomp_profile: SeccompProfile = None,
+    dry_run: DryRun = False,
 ) -> None:
     """Evaluate many models, a fresh sandbox each: JSONL results, a summary, reports."""
     from runner.batch import results as batch_results
@@ -253,6 +298,26 @@ def eval_(
     backend = chosen_name(backend)
     if address and backend != "ray":
         raise UsageError(f"--address is for the ray backend, not {backend}", "pass --backend ray")
+    given = {
+        "namespace": namespace,
+        "image": image,
+        "controller_image": controller_image,
+        "runtime_class": runtime_class,
+        "model_volume": model_volume,
+        "model_root": model_root,
+        "results_volume": results_volume,
+        "results_root": results_root,
+        "seccomp_profile": seccomp_profile,
+    }
+    k8s: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if (k8s or dry_run) and backend != "kubernetes":
+        flags = ", ".join("--" + k.replace("_", "-") for k in k8s) or "--dry-run"
+        raise UsageError(f"{flags}: for the kubernetes backend", "pass --backend kubernetes")
+    if dry_run:
+        from runner.backends.kubernetes import plan
+
+        sys.stdout.write(plan(paths, policy=policy, probes=probes, **k8s))
+        raise typer.Exit(0)
     signing = o.signing(signature, require_signature, trust_policy, key)
     results_path = out_dir / "results.jsonl"
     done = _previous(results_path, resume)
@@ -260,7 +325,18 @@ def eval_(
     baselines = Registry(registry) if baseline else None
     skipped: list[str] = []
     results = done + _evaluate(
-        paths, probes, jobs, policy, out_dir, done, baselines, signing, skipped, backend, address
+        paths,
+        probes,
+        jobs,
+        policy,
+        out_dir,
+        done,
+        baselines,
+        signing,
+        skipped,
+        backend,
+        address,
+        k8s if backend == "kubernetes" else None,
     )
     summary = batch_results.summary(results)
     write(out_dir / "summary.json", json.dumps({**summary, "skipped": skipped}, indent=2) + "\n")
