@@ -22,6 +22,7 @@ from runner.batch.evaluation import EvalResult
 from runner.errors import UsageError
 from runner.policy import Policy
 from runner.rules.catalog import Verdict
+from tests.unit.test_kubernetes_exit_state import _clean_outcome, _ended
 
 
 class FakeCluster:
@@ -32,6 +33,7 @@ class FakeCluster:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.conditions: dict[str, list[Any]] = {}
         self.missing: set[str] = set()
+        self.pods: dict[str, list[Any]] = {}  # Job name -> its Pods (default: ended with 0)
         self.on_create: Any = None
         self.closed = False
 
@@ -45,6 +47,13 @@ class FakeCluster:
         if "namespace" in self.missing:
             raise ApiException(status=404, reason="Not Found")
         return SimpleNamespace()
+
+    def list_namespaced_pod(self, ns: str, **kw: Any) -> Any:
+        self._record("list_pods", ns, **kw)
+        label, _, job = kw["label_selector"].partition("=")
+        if label != "batch.kubernetes.io/job-name":
+            return SimpleNamespace(items=[])
+        return SimpleNamespace(items=self.pods.get(job, [_ended(0)]))
 
     def read_runtime_class(self, name: str, **kw: Any) -> Any:
         self._record("read_runtime_class", name, **kw)
@@ -184,7 +193,8 @@ def test_outcomes_come_back_from_the_results_volume(env: Any) -> None:
     def pod(body: dict[str, Any]) -> None:  # the Pod of model 0 writes its outcome
         index = int(body["metadata"]["labels"][m.INDEX_LABEL])
         if index == 0:
-            outcome_file.write_atomic(backend.results_dir / m.outcome_name(0), _outcome(jobs[0]))
+            path = backend.results_dir / m.outcome_name(0)
+            outcome_file.write_atomic(path, _outcome(jobs[0]), assumed_exit=0)
 
     fake.on_create = pod
     for job in jobs:
@@ -208,7 +218,12 @@ def test_outcomes_come_back_from_the_results_volume(env: Any) -> None:
 
 @pytest.mark.parametrize(
     ("content", "why"),
-    [(b"{not json", "not JSON"), (b'{"result": {}}', "validation"), (b"x" * (2 << 20), "larger")],
+    [
+        (b"{not json", "not JSON"),
+        (b'{"version": 2, "result": {}}', "validation"),
+        (b"x" * (2 << 20), "larger"),
+        (b'{"result": {}, "stem": "a"}', "version"),  # a version-1 file is not an outcome
+    ],
 )
 def test_an_unreadable_outcome_is_that_models_error_line(
     env: Any, tmp_path: Path, content: bytes, why: str
@@ -228,6 +243,49 @@ def test_an_unreadable_outcome_is_that_models_error_line(
     [(job, out)] = _drain(backend, 1)
     assert out.result.verdict is Verdict.ERROR and why in (out.result.error or "")
     assert out.result.path == str(job.path)
+
+
+def test_the_kubelets_exit_state_is_read_before_the_job_goes(env: Any) -> None:
+    fake, backend, jobs = env
+    backend.prepare(jobs[:1])
+    backend.submit(jobs[0])
+    [name] = list(fake.jobs)
+    outcome_file.write_atomic(
+        backend.results_dir / m.outcome_name(0), _clean_outcome(), assumed_exit=0
+    )
+    [(_, out)] = _drain(backend, 1)
+    assert out.result.verdict is Verdict.CLEAN and out.result.path == str(jobs[0].path)
+    order = [n for n, _, _ in fake.calls if n in ("list_pods", "delete_job")]
+    assert order == ["list_pods", "delete_job"]
+    [(args, kw)] = fake.named("list_pods")
+    assert args == ("airlock",)
+    assert kw == {"label_selector": f"batch.kubernetes.io/job-name={name}"}
+
+
+@pytest.mark.parametrize(
+    ("pods", "assumed", "why"),
+    [
+        ([_ended(137, "OOMKilled")], 137, "OOM"),
+        ([_ended(1, "Error")], 0, "exit code 1"),
+        ([], 0, "no Pod"),
+        ([_ended(0), _ended(0)], 0, "2 Pods"),
+        ([_ended(0)], None, "no exit record"),
+    ],
+)
+def test_an_unconfirmed_exit_keeps_the_drivers_line_from_clean(
+    env: Any, tmp_path: Path, pods: list[Any], assumed: int | None, why: str
+) -> None:
+    fake, backend, jobs = env
+    fake.on_create = lambda body: outcome_file.write_atomic(
+        backend.results_dir / m.outcome_name(0), _clean_outcome(), assumed_exit=assumed
+    )
+    fake.pods = {
+        m.job_manifest(jobs[0], backend.session, backend.settings)["metadata"]["name"]: pods
+    }
+    out = tmp_path / "out"
+    [result] = evaluation.drive(backend, jobs[:1], evaluation.Observer(), out)
+    assert result.verdict is Verdict.ERROR and why in (result.error or ""), result
+    assert result.report and why in (out / result.report).read_text()
 
 
 def test_a_job_the_api_refuses_is_that_models_error_line(env: Any) -> None:
@@ -271,6 +329,7 @@ def test_drive_writes_results_reports_as_the_local_backend(env: Any, tmp_path: P
     fake.on_create = lambda body: outcome_file.write_atomic(
         backend.results_dir / m.outcome_name(int(body["metadata"]["labels"][m.INDEX_LABEL])),
         _outcome(jobs[int(body["metadata"]["labels"][m.INDEX_LABEL])]),
+        assumed_exit=0,
     )
     out = tmp_path / "out"
     results = list(evaluation.drive(backend, jobs, evaluation.Observer(), out))

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from runner.backends.base import Job, Outcome
+from runner.backends.kubernetes import exit_state, outcome_file
 from runner.backends.kubernetes import manifests as m
-from runner.backends.kubernetes import outcome_file
 from runner.backends.kubernetes.settings import settings_from
 from runner.batch.evaluation import error_outcome
 from runner.behaviour import probes as _probes
@@ -228,7 +228,7 @@ class KubernetesBackend:
         for name, job in list(self._pending.items()):
             path = self.results_dir / m.outcome_name(job.index)
             if path.exists():
-                finished.append((job, self._read(job, path)))
+                finished.append((job, self._read(job, path, name)))
                 self._forget(name)
         if not self._pending:
             return finished
@@ -248,7 +248,7 @@ class KubernetesBackend:
             if why is None:
                 continue
             path = self.results_dir / m.outcome_name(job.index)  # written just before it ended
-            outcome = self._read(job, path) if path.exists() else self._error(job, why)
+            outcome = self._read(job, path, name) if path.exists() else self._error(job, why)
             finished.append((job, outcome))
             self._forget(name)
         return finished
@@ -270,17 +270,36 @@ class KubernetesBackend:
                 return "its Job completed without writing an outcome to the results volume"
         return None
 
-    def _read(self, job: Job, path: Path) -> Outcome:
+    def _read(self, job: Job, path: Path, name: str) -> Outcome:
+        """The outcome written for `job`, its report standing as written only when the
+        kubelet confirms the sandbox container's exit (exit_state); before its Job goes."""
         try:
-            outcome = outcome_file.read(path, self.settings.max_outcome_bytes)
+            read = outcome_file.read_file(path, self.settings.max_outcome_bytes)
         except (OSError, ValueError) as e:
             return self._error(
                 job, f"its outcome file is unreadable: {untrusted_text(str(e), 300)}"
             )
+        outcome = exit_state.confirm(read.outcome(), read.assumed_code, self._observe(name))
         result = outcome.result.model_copy(
             update={"path": str(job.path), "report": None, "bom": None}
         )
         return Outcome(result, outcome.stem, outcome.report_json, outcome.bom_json)
+
+    def _observe(self, name: str) -> exit_state.Observed:
+        """The sandbox container's state in the Job's Pod, as the kubelet reports it (a bounded
+        wait while it has not terminated)."""
+        assert self._api is not None
+        core = self._api.core
+
+        def pods(label: str) -> Any:
+            return core.list_namespaced_pod(
+                self.settings.namespace,
+                label_selector=f"{label}={name}",
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )
+
+        interval = min(self.settings.poll_s, 1.0)
+        return exit_state.read(pods, self.settings.confirm_wait_s, interval, _api_errors())
 
     def _error(self, job: Job, message: str) -> Outcome:
         return error_outcome(job.path, job.sha256, f"kubernetes: {message}")

@@ -9,11 +9,14 @@ container: the static pre-flight on the model's bytes (the model volume, read-on
 worker's health, prepare, load, describe, the probes, shutdown; then it reads the tracer's and
 the worker's logs (bounded, by the same readers) and builds the report with the same rules.
 
-What it cannot see, it says: the container's exit state (and so an OOM kill, the exit code the
-tracer's record is checked against), the host-side resource samples (memory peak, pids, the
-scratch's use), a log flood. Without the exit state the analysis counts the run as not seen to
-its end, so the verdict is never clean: suspicious or malicious when the evidence says so,
-else error, with a note saying why (docs/kubernetes.md).
+The sandbox container's exit state is not visible from inside the Pod: once the worker is shut
+down and the tracer's log has settled (the container's first process is the tracer, which
+exits with the worker's status), the controller assumes the exit code of the tracer's exit
+record of the worker (its code, or 128 + its signal) and says so in the outcome file
+(`assumed_exit`); the driver confirms it from the kubelet before it accepts the report
+(runner.backends.kubernetes.exit_state). Without such a record nothing is assumed: the run counts
+as not seen to its end, and the verdict is never clean. What stays unseen here: the host-side
+resource samples (memory peak, pids, the scratch's use) and a log flood (docs/kubernetes.md).
 
 The outcome (the result line, the report, the ML-BOM) goes to --out atomically; exit 0 once it
 is written, 1 when it could not be.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -39,6 +43,7 @@ from runner.behaviour.probes import run as run_probes
 from runner.channel.client import Description, LoadOptions, RpcFailure, WorkerClient
 from runner.controller import reporting, teardown
 from runner.controller.admission import Admission
+from runner.controller.engine import ContainerState
 from runner.controller.launch import SOCKET_NAME, TRACE_LOG_NAME
 from runner.controller.signature import check_inputs, signature
 from runner.errors import AirlockError, DeadlineExceeded, ModelLoadError, SandboxError
@@ -47,6 +52,7 @@ from runner.report import ModelInfo, SandboxInfo
 from runner.rules.analysis import Collected
 from runner.rules.catalog import Verdict
 from runner.static import preflight
+from runner.telemetry import strace
 from runner.telemetry.events import Phase
 
 log = logging.getLogger(__name__)
@@ -55,12 +61,18 @@ RUN_DIR = Path("/airlock/run")
 TRACE_DIR = Path("/airlock/trace")
 POLL_S = 0.05
 BLIND = (
-    "kubernetes: the in-pod controller cannot see the sandbox container's exit state or "
-    "sample its resources (no OOM, exit code or memory-peak evidence): the verdict cannot be clean"
+    "kubernetes: the tracer's log has no exit record of the worker, and the in-pod controller "
+    "cannot see the sandbox container's exit state: the verdict cannot be clean"
+)
+ASSUMED = (
+    "kubernetes: the sandbox container's exit code ({code}) is taken from the tracer's exit "
+    "record of the worker; the driver confirms it (and that it was no OOM kill) from the "
+    "kubelet's containerStatuses before it accepts this report. Not sampled inside a Pod: "
+    "the container's memory peak, pids and scratch use, and a log flood"
 )
 UNSEEN = (
-    "not judged: the sandbox container's exit state and resources are not visible to the "
-    "in-pod controller, so nothing here can be clean (docs/kubernetes.md)"
+    "not judged: the tracer's log has no exit record of the worker and the sandbox "
+    "container's exit state is not visible to the in-pod controller (docs/kubernetes.md)"
 )
 NO_DATA_PLANE = "kubernetes: every tensor went inline over gRPC (no shared-memory data plane)"
 
@@ -78,7 +90,7 @@ class Attached:
             policy=policy,
             model=ModelInfo(path=model, format="unknown", detected_by="", size_bytes=0, files=[]),
         )
-        self.c.notes += [BLIND, NO_DATA_PLANE]
+        self.c.notes.append(NO_DATA_PLANE)
         self.session = session
         self.image = image
         self.client: WorkerClient | None = None
@@ -198,6 +210,20 @@ class Attached:
         self.c.phases["teardown"] = time.monotonic() - start
         steps.settle(self.c)
 
+    def assume_exit(self) -> int | None:
+        """The sandbox container's exit code as the tracer's exit record of the worker gives
+        it (its code, or 128 + its signal), set as a provisional final state for the analysis;
+        None (and no final state) when the log has no such record."""
+        code = _recorded_exit(self.c.trace_log)
+        if code is None:
+            self.c.notes.append(BLIND)
+            return None
+        self.c.final_state = ContainerState(
+            status="exited", running=False, exit_code=code, oom_killed=False, error=""
+        )
+        self.c.notes.append(ASSUMED.format(code=code))
+        return code
+
     def _shutdown(self, client: WorkerClient) -> None:
         self.c.shutdown_requested = True
         try:
@@ -205,6 +231,26 @@ class Attached:
         except RpcFailure as e:
             log.debug("the worker did not take the shutdown call: %s", e)
         _settle(self.trace_dir / TRACE_LOG_NAME, 5.0)
+
+
+def _recorded_exit(data: bytes | None) -> int | None:
+    """The worker's exit status in the tracer's log (the first process traced), or None."""
+    if not data:
+        return None
+    try:
+        trace = strace.parse(data)
+    except Exception:  # the parser does not raise; if it ever does, nothing is assumed
+        log.debug("parsing the tracer's log failed", exc_info=True)
+        return None
+    record = trace.exits.get(trace.first_pid) if trace.first_pid is not None else None
+    if record is None:
+        return None
+    if record.code is not None:
+        return record.code if 0 <= record.code <= 255 else None
+    try:
+        return 128 + int(signal.Signals[record.signal])
+    except KeyError:
+        return None
 
 
 def _settle(path: Path, seconds: float) -> None:
@@ -220,14 +266,15 @@ def _settle(path: Path, seconds: float) -> None:
         time.sleep(POLL_S)
 
 
-def evaluate(args: argparse.Namespace) -> Outcome:
-    """The model's outcome, as evaluation.evaluate_one makes it; never raises an Exception."""
+def evaluate(args: argparse.Namespace) -> tuple[Outcome, int | None]:
+    """The model's outcome, as evaluation.evaluate_one makes it, and the exit code assumed of
+    the sandbox container (None: none); never raises an Exception."""
     policy = Policy.model_validate_json(args.policy)
     display = Path(args.display_path)
     start = time.monotonic()
     dirs = (args.run_dir, args.trace_dir, args.worker_model or args.model)
     a = Attached(args.model, policy, args.session, args.image, dirs)
-    probed, note, error = False, "", None
+    probed, note, error, assumed = False, "", None, None
     try:
         probes = load_probes(args.probes) if args.probes else None
         try:
@@ -240,11 +287,12 @@ def evaluate(args: argparse.Namespace) -> Outcome:
             error = e.diagnostics()
         finally:
             a.finish()
+        assumed = a.assume_exit()
         report = reporting.build(a.c)
     except Exception as e:  # a bug, or hostile data a parser did not survive: a value
         log.debug("evaluating %s failed", args.model, exc_info=True)
-        return ev.failed_result(display, args.sha256, e)
-    return _outcome(report, display, args.sha256, probed, note, error, start)
+        return ev.failed_result(display, args.sha256, e), None
+    return _outcome(report, display, args.sha256, probed, note, error, start), assumed
 
 
 def _outcome(
@@ -294,9 +342,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    outcome = evaluate(args)
+    outcome, assumed = evaluate(args)
     try:
-        outcome_file.write_atomic(args.out, outcome)
+        outcome_file.write_atomic(args.out, outcome, assumed)
     except OSError as e:
         print(f"airlock pod: could not write {args.out}: {e}", file=sys.stderr)
         return 1

@@ -62,6 +62,12 @@ class KubernetesSettings(BaseModel):
     )
     poll_s: float = Field(default=2.0, gt=0, description="how often the Jobs are listed")
     max_outcome_bytes: int = Field(default=256 << 20, ge=1 << 20)
+    confirm_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long the driver waits for the kubelet to report the sandbox "
+        "container terminated once its outcome is in",
+    )
     dry_run: bool = False
 
     @field_validator("namespace", "model_volume", "results_volume", "runtime_class")
