@@ -36,6 +36,7 @@ class FakeCluster:
         self.pods: dict[str, list[Any]] = {}  # Job name -> its Pods (default: ended with 0)
         self.on_create: Any = None
         self.closed = False
+        self.policies: Any = SimpleNamespace(items=[])  # what listing NetworkPolicies answers
 
     def _record(self, name: str, *args: Any, **kw: Any) -> None:
         kw.pop("_request_timeout", None)
@@ -64,6 +65,10 @@ class FakeCluster:
     # networking
     def create_namespaced_network_policy(self, ns: str, body: dict[str, Any], **kw: Any) -> None:
         self._record("create_np", ns, body, **kw)
+
+    def list_namespaced_network_policy(self, ns: str, **kw: Any) -> Any:
+        self._record("list_np", ns, **kw)
+        return self.policies
 
     def delete_namespaced_network_policy(self, name: str, ns: str, **kw: Any) -> None:
         self._record("delete_np", name, ns, **kw)

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from runner.backends.base import Job, Outcome
-from runner.backends.kubernetes import exit_state, outcome_file
+from runner.backends.kubernetes import exit_state, outcome_file, policy_overlap
 from runner.backends.kubernetes import manifests as m
 from runner.backends.kubernetes.settings import settings_from
-from runner.batch.evaluation import error_outcome
+from runner.batch.evaluation import _safe, error_outcome
 from runner.behaviour import probes as _probes
 from runner.controller import sessions
 from runner.errors import AirlockError, UsageError, untrusted_text
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'airlock[kubernetes]'"
 REQUEST_TIMEOUT_S = 15
 DEFAULT_PARALLELISM = 8
+DRIVER_GRACE_S = 300  # past the Job's own deadline, the driver gives up on it
+MAX_STEM = 200
 
 
 @dataclass
@@ -109,6 +111,7 @@ class KubernetesBackend:
         self._api: _Api | None = api
         self._manifests: dict[int, dict[str, Any]] = {}
         self._pending: dict[str, Job] = {}  # Job name -> job
+        self._give_up: dict[str, float] = {}  # Job name -> when the driver stops waiting
         self._done: list[tuple[Job, Outcome]] = []
         self._policy_made = False
         self._cancelled = False
@@ -143,6 +146,7 @@ class KubernetesBackend:
         ns, rc = self.settings.namespace, self.settings.runtime_class
         self._call(f"reading the namespace {ns}", api.core.read_namespace, ns)
         self._call(f"reading the RuntimeClass {rc}", api.node.read_runtime_class, rc)
+        self._check_other_policies()
         self.results_dir.joinpath(m.OUTCOMES_DIR).mkdir(parents=True, exist_ok=True)
         probes = next((j.probes for j in jobs if j.probes is not None), None)
         if probes is not None:
@@ -152,6 +156,25 @@ class KubernetesBackend:
             "creating the NetworkPolicy", api.networking.create_namespaced_network_policy, ns, body
         )
         self._policy_made = True
+
+    def _check_other_policies(self) -> None:
+        """Refuse a namespace where another NetworkPolicy may open the session's Pods (policies
+        are additive: one allowing egress undoes the deny-all)."""
+        assert self._api is not None
+        ns = self.settings.namespace
+        listed = self._call(
+            "listing the NetworkPolicies", self._api.networking.list_namespaced_network_policy, ns
+        )
+        varying = frozenset({m.INDEX_LABEL, m.MODEL_LABEL})
+        own = m.network_policy_name(self.session)
+        found = policy_overlap.opening(listed, own, m.common_labels(self.session), varying)
+        if found:
+            raise UsageError(
+                f"the namespace {ns} has NetworkPolicies that may allow traffic to or from the "
+                f"sandboxes' Pods: {', '.join(found[:5])}",
+                "use a namespace of Airlock's own, without other NetworkPolicies "
+                "(docs/kubernetes.md)",
+            )
 
     def _check_results_root(self) -> None:
         root = self.settings.results_root.expanduser()
@@ -206,6 +229,8 @@ class KubernetesBackend:
             self._done.append((job, self._error(job, f"the Job was not created: {e.message}")))
             return
         self._pending[name] = job
+        limit = m.deadline_seconds(job.policy, self.settings) + DRIVER_GRACE_S
+        self._give_up[name] = time.monotonic() + limit
 
     def wait(self, timeout: float) -> list[tuple[Job, Outcome]]:
         if self._done:
@@ -241,10 +266,16 @@ class KubernetesBackend:
             )
         except AirlockError as e:  # the API server is away: try again at the next poll
             log.warning("%s", e.message)
-            return finished
-        states = {j.metadata.name: j for j in listed.items}
+            listed = None
+        states = _by_name(listed)
+        now = time.monotonic()
         for name, job in list(self._pending.items()):
-            why = self._failed(states.get(name))
+            why = self._failed(states.get(name)) if states is not None else None
+            if why is None and now > self._give_up.get(name, now + 1):
+                why = (
+                    "its Job did not end within its deadline and the driver's grace "
+                    f"({DRIVER_GRACE_S} s): the driver stopped waiting for it"
+                )
             if why is None:
                 continue
             path = self.results_dir / m.outcome_name(job.index)  # written just before it ended
@@ -257,16 +288,22 @@ class KubernetesBackend:
         """Why the Job ended without an outcome, or None while it may still give one."""
         if state is None:
             return "its Job is gone from the cluster (deleted by someone else?)"
-        for cond in (state.status.conditions if state.status else None) or []:
-            if cond.status != "True":
+        status = getattr(state, "status", None)
+        conditions = getattr(status, "conditions", None)
+        for cond in conditions[:64] if isinstance(conditions, list | tuple) else []:
+            if getattr(cond, "status", None) != "True":
                 continue
-            if cond.type == "Failed":
-                if cond.reason == "DeadlineExceeded":
+            kind, reason = getattr(cond, "type", None), getattr(cond, "reason", None)
+            message = getattr(cond, "message", None)
+            reason = reason if isinstance(reason, str) else ""
+            message = message if isinstance(message, str) else ""
+            if kind == "Failed":
+                if reason == "DeadlineExceeded":
                     deadline = m.deadline_seconds(self.policy, self.settings)
                     return f"its Job hit its deadline (activeDeadlineSeconds={deadline})"
-                detail = untrusted_text(f"{cond.reason or ''} {cond.message or ''}".strip(), 300)
+                detail = untrusted_text(f"{reason} {message}".strip(), 300)
                 return f"its Job failed ({detail or 'no reason given'}) before it wrote an outcome"
-            if cond.type == "Complete":
+            if kind == "Complete":
                 return "its Job completed without writing an outcome to the results volume"
         return None
 
@@ -280,10 +317,13 @@ class KubernetesBackend:
                 job, f"its outcome file is unreadable: {untrusted_text(str(e), 300)}"
             )
         outcome = exit_state.confirm(read.outcome(), read.assumed_code, self._observe(name))
+        sha = job.sha256 or outcome.result.sha256
         result = outcome.result.model_copy(
-            update={"path": str(job.path), "report": None, "bom": None}
+            update={"path": str(job.path), "sha256": sha, "report": None, "bom": None}
         )
-        return Outcome(result, outcome.stem, outcome.report_json, outcome.bom_json)
+        # the stem names files under the driver's --out: never a path, whoever wrote the file
+        stem = outcome.stem if _plain(outcome.stem) else f"{_safe(job.path.name)}-{sha[:12]}"
+        return Outcome(result, stem, outcome.report_json, outcome.bom_json)
 
     def _observe(self, name: str) -> exit_state.Observed:
         """The sandbox container's state in the Job's Pod, as the kubelet reports it (a bounded
@@ -307,6 +347,7 @@ class KubernetesBackend:
     def _forget(self, name: str) -> None:
         """The model is done: its Job (and Pod) go now, not at its TTL."""
         self._pending.pop(name, None)
+        self._give_up.pop(name, None)
         assert self._api is not None
         try:
             self._call(
@@ -365,3 +406,26 @@ class KubernetesBackend:
             if closer is not None:
                 closer()
             self._api = None
+
+
+def _by_name(listed: Any) -> dict[str, Any] | None:
+    """The listed Jobs by name; None when the answer is not a listing (as if the API were
+    away: asked again at the next poll). Never raises."""
+    items = getattr(listed, "items", None)
+    if not isinstance(items, list | tuple):
+        return None
+    out = {}
+    for j in items:
+        name = getattr(getattr(j, "metadata", None), "name", None)
+        if isinstance(name, str):
+            out[name] = j
+    return out
+
+
+def _plain(stem: str) -> bool:
+    """A stem as evaluation._stem makes them: one plain file name, never a path."""
+    return (
+        0 < len(stem) <= MAX_STEM
+        and stem not in (".", "..")
+        and all(c.isalnum() or c in "._-@" for c in stem)
+    )
