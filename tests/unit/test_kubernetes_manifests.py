@@ -163,8 +163,31 @@ def test_controller_writes_results_and_reads_trace_only(root: Path) -> None:
     mounts = {v["name"]: v for v in ctl["volumeMounts"]}
     assert mounts["trace"]["readOnly"] is True
     assert mounts["model"]["readOnly"] is True
-    assert mounts["results"]["subPath"] == SESSION
-    assert ctl["args"][ctl["args"].index("--out") + 1] == "/airlock/results/outcomes/3.json"
+    # its own model's directory only: no Pod can write another model's outcome
+    writable = [v for v in ctl["volumeMounts"] if v["name"] == "results" and not v.get("readOnly")]
+    assert [v["subPath"] for v in writable] == [f"{SESSION}/outcomes/3"]
+    assert ctl["args"][ctl["args"].index("--out") + 1] == "/airlock/results/outcome.json"
+    assert m.outcome_name(3) == "outcomes/3/outcome.json"
+
+
+def test_the_probes_are_mounted_read_only(root: Path) -> None:
+    import numpy as np
+
+    from runner.behaviour.probes import from_arrays
+
+    job = _job(root, index=1)
+    job = type(job)(**{**job.__dict__, "probes": from_arrays({"x": np.zeros((1, 2), "f4")})})
+    ctl = _container(m.job_manifest(job, SESSION, _settings(root)), "controller")
+    probes = [v for v in ctl["volumeMounts"] if v["mountPath"] == m.PROBES_MOUNT]
+    assert probes == [
+        {
+            "name": "results",
+            "mountPath": m.PROBES_MOUNT,
+            "subPath": f"{SESSION}/probes.npz",
+            "readOnly": True,
+        }
+    ]
+    assert ctl["args"][ctl["args"].index("--probes") + 1] == m.PROBES_MOUNT
     assert ctl["securityContext"]["capabilities"]["add"] == ["DAC_OVERRIDE"]
 
 

@@ -218,6 +218,11 @@ class KubernetesBackend:
         assert self._api is not None, "prepare() first"
         body = self._manifests.get(job.index) or m.job_manifest(job, self.session, self.settings)
         name = body["metadata"]["name"]
+        try:  # its own directory, the one its Pod mounts (the kubelet would make it as root)
+            self.results_dir.joinpath(m.outcome_dir(job.index)).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._done.append((job, self._error(job, f"its results directory: {e}")))
+            return
         try:
             self._call(
                 f"creating the Job {name}",

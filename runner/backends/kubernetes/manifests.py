@@ -40,9 +40,19 @@ PROBES_FILE = "probes.npz"
 CONTROLLER_TMP_BYTES = 64 << 20
 
 
+PROBES_MOUNT = "/airlock/probes.npz"
+OUTCOME_FILE = "outcome.json"
+
+
+def outcome_dir(index: int) -> str:
+    """Model `index`'s own directory, relative to the session's results directory: the only
+    part of the results volume its Pod can write (no Pod can write another model's outcome)."""
+    return f"{OUTCOMES_DIR}/{index}"
+
+
 def outcome_name(index: int) -> str:
     """The outcome file of model `index`, relative to the session's results directory."""
-    return f"{OUTCOMES_DIR}/{index}.json"
+    return f"{outcome_dir(index)}/{OUTCOME_FILE}"
 
 
 def common_labels(session: str) -> dict[str, str]:
@@ -185,10 +195,19 @@ def _controller_container(
         "--image",
         settings.image,
         "--out",
-        f"{RESULTS_MOUNT}/{outcome_name(job.index)}",
+        f"{RESULTS_MOUNT}/{OUTCOME_FILE}",
     ]
+    probes_mount = []
     if job.probes is not None:
-        args += ["--probes", f"{RESULTS_MOUNT}/{PROBES_FILE}"]
+        args += ["--probes", PROBES_MOUNT]
+        probes_mount = [
+            {
+                "name": "results",
+                "mountPath": PROBES_MOUNT,
+                "subPath": f"{session}/{PROBES_FILE}",
+                "readOnly": True,
+            }
+        ]
     res = {"cpu": settings.controller_cpu, "memory": str(settings.controller_memory_bytes)}
     return {
         "name": "controller",
@@ -205,7 +224,12 @@ def _controller_container(
             {"name": "model", "mountPath": model_target, "subPath": subpath, "readOnly": True},
             {"name": "run", "mountPath": "/airlock/run"},
             {"name": "trace", "mountPath": "/airlock/trace", "readOnly": True},
-            {"name": "results", "mountPath": RESULTS_MOUNT, "subPath": session},
+            {
+                "name": "results",
+                "mountPath": RESULTS_MOUNT,
+                "subPath": f"{session}/{outcome_dir(job.index)}",
+            },
+            *probes_mount,
             {"name": "controller-tmp", "mountPath": "/tmp"},  # noqa: S108
         ],
     }
