@@ -127,7 +127,7 @@ def _start(tmp: Path) -> RayCluster:
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
     # a short temp dir: Ray's Unix socket paths must fit in 107 bytes
-    tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # tests know it by /tmp/rt-
     try:
         for attempt in range(3):  # a raylet can die when its agents start slowly here
             try:

@@ -27,6 +27,7 @@ from tests.sandbox.test_cli import AIRLOCK, ROOT, airlock
 
 pytestmark = pytest.mark.docker
 
+CLUSTER_MARK = "/tmp/rt-"  # the fixture's temp dirs
 LIMITS = ["--memory", "1g", "--load-timeout", "10", "--call-timeout", "10"]
 
 
@@ -52,8 +53,12 @@ def _ours(owner: str) -> bool:
             return True  # that process is gone: a leftover
     except (psutil.NoSuchProcess, ValueError):
         return True
-    me = psutil.Process()
-    return any(p.pid == me.pid for p in proc.parents())
+    me = os.getpid()
+    try:  # a worker of our cluster's raylets (their command lines name its temp dir)
+        family = [proc, *proc.parents()]
+        return any(p.pid == me or CLUSTER_MARK in " ".join(p.cmdline()) for p in family)
+    except psutil.Error:
+        return True
 
 
 def _containers() -> list[str]:
@@ -137,6 +142,7 @@ def test_ctrl_c_leaves_nothing_and_resume_completes(
             break
         time.sleep(0.2)
     time.sleep(3)  # the next models' sandboxes start
+    assert run.poll() is None and _containers(), "nothing running to interrupt"
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=180)
     assert run.returncode == 130, stderr[-3000:]
@@ -177,6 +183,7 @@ def test_node_killed_mid_batch_loses_no_line(ray_cluster: RayCluster, tmp_path: 
         if len(_containers()) >= 2:
             break  # both nodes run a hanging model
         time.sleep(0.2)
+    assert len(_containers()) >= 2, "the hanging models did not start on both nodes"
     ray_cluster.kill_worker()
     _, stderr = run.communicate(timeout=400)
     assert run.returncode in (1, 3), stderr[-3000:]
