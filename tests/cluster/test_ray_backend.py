@@ -119,6 +119,32 @@ def test_mixed_batch_gives_the_local_verdicts_on_both_nodes(
     assert leftovers() == []
 
 
+def test_a_sandbox_no_node_can_run_is_refused_before_anything_runs(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "plain.pkl").write_bytes(pickle.dumps({"step": 1}))
+    for extra, asked in ((["--memory", "8g"], "8.0 GiB memory"), (["--cpus", "2"], "2 CPU")):
+        out = tmp_path / "o"
+        argv = [*AIRLOCK, "eval", str(models), "--backend", "ray", "--out", str(out), *extra]
+        proc = subprocess.run(
+            [*argv, "--address", ray_cluster.address],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        line = proc.stderr.strip().splitlines()[-1]
+        assert line.startswith("airlock: error: no node of the Ray cluster"), proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert asked in line and "the largest is node" in line and "3.0 GiB memory" in line
+    written = tmp_path / "o" / "results.jsonl"
+    assert not (written.exists() and _lines(written)) and leftovers() == []  # nothing ran
+
+
 def test_ctrl_c_leaves_nothing_and_resume_completes(
     ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
