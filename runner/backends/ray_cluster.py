@@ -81,8 +81,9 @@ class RayBackend:
                 configure_logging=False,
             )
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+            said = " ".join(str(e).split(" Traceback ")[0].split())[:200].rstrip(": ")  # no trace
             raise UsageError(
-                f"no Ray cluster at {self.address}: {' '.join(str(e).split())[:200]}",
+                f"no Ray cluster at {self.address}: {said}",
                 ray_nodes.START_HINT,
             ) from None
         self._connected = True
