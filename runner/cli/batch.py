@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from runner.backends import chosen_name
 from runner.cli import options as o
 from runner.cli.output import err, json_line, note, out, shown, write
 from runner.errors import UsageError
@@ -246,6 +247,20 @@ def _print_summary(summary: Summary, results_path: Path) -> None:
         )
 
 
+def _backend_options(
+    backend: str, address: str | None, dry_run: bool, **given: Any
+) -> dict[str, Any]:
+    """The Kubernetes settings given (those not None); an option of another backend than the
+    one chosen is a usage error."""
+    if address and backend != "ray":
+        raise UsageError(f"--address is for the ray backend, not {backend}", "pass --backend ray")
+    k8s: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if (k8s or dry_run) and backend != "kubernetes":
+        flags = ", ".join("--" + k.replace("_", "-") for k in k8s) or "--dry-run"
+        raise UsageError(f"{flags}: for the kubernetes backend", "pass --backend kubernetes")
+    return k8s
+
+
 def eval_(
     paths: Paths,
     probes: EvalProbes = None,
@@ -280,6 +295,7 @@ def eval_(
     dry_run: DryRun = False,
 ) -> None:
     """Evaluate many models, a fresh sandbox each: JSONL results, a summary, reports."""
+    # long function: typer reads every option from this signature; the work is in the helpers
     from runner.batch import results as batch_results
     from runner.behaviour.baseline import Registry
 
@@ -293,26 +309,21 @@ def eval_(
         no_trace=no_trace,
     )
     _check(paths, probes, baseline, signature)
-    from runner.backends import chosen_name
-
     backend = chosen_name(backend)
-    if address and backend != "ray":
-        raise UsageError(f"--address is for the ray backend, not {backend}", "pass --backend ray")
-    given = {
-        "namespace": namespace,
-        "image": image,
-        "controller_image": controller_image,
-        "runtime_class": runtime_class,
-        "model_volume": model_volume,
-        "model_root": model_root,
-        "results_volume": results_volume,
-        "results_root": results_root,
-        "seccomp_profile": seccomp_profile,
-    }
-    k8s: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    if (k8s or dry_run) and backend != "kubernetes":
-        flags = ", ".join("--" + k.replace("_", "-") for k in k8s) or "--dry-run"
-        raise UsageError(f"{flags}: for the kubernetes backend", "pass --backend kubernetes")
+    k8s = _backend_options(
+        backend,
+        address,
+        dry_run,
+        namespace=namespace,
+        image=image,
+        controller_image=controller_image,
+        runtime_class=runtime_class,
+        model_volume=model_volume,
+        model_root=model_root,
+        results_volume=results_volume,
+        results_root=results_root,
+        seccomp_profile=seccomp_profile,
+    )
     if dry_run:
         from runner.backends.kubernetes import plan
 
