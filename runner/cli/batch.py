@@ -89,6 +89,14 @@ Namespace = Annotated[
     str | None, _k8s("--namespace", "for the Jobs and the NetworkPolicy [airlock]")
 ]
 Image = Annotated[str | None, _k8s("--image", "the sandbox image in your registry [the local tag]")]
+FrameworkImages = Annotated[
+    list[str] | None,
+    _k8s(
+        "--framework-image",
+        "FRAMEWORK=REF: a framework sandbox image in your registry (tensorflow=...), for the "
+        "models whose format needs it [its local tag]; repeatable",
+    ),
+]
 ControllerImage = Annotated[
     str | None, _k8s("--controller-image", "an image with Airlock installed as a wheel")
 ]
@@ -247,6 +255,19 @@ def _print_summary(summary: Summary, results_path: Path) -> None:
         )
 
 
+def _pairs(given: list[str] | None, flag: str) -> dict[str, str] | None:
+    """KEY=VALUE options as a dict (None when none was given)."""
+    if not given:
+        return None
+    pairs = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"{flag} {item!r}: not KEY=VALUE", f"e.g. {flag} tensorflow=REF")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def _backend_options(
     backend: str, address: str | None, dry_run: bool, **given: Any
 ) -> dict[str, Any]:
@@ -285,6 +306,7 @@ def eval_(
     fail_on: o.FailOn = o.FAIL_ON,
     namespace: Namespace = None,
     image: Image = None,
+    framework_image: FrameworkImages = None,
     controller_image: ControllerImage = None,
     runtime_class: RuntimeClass = None,
     model_volume: ModelVolume = None,
@@ -316,6 +338,7 @@ def eval_(
         dry_run,
         namespace=namespace,
         image=image,
+        framework_images=_pairs(framework_image, "--framework-image"),
         controller_image=controller_image,
         runtime_class=runtime_class,
         model_volume=model_volume,

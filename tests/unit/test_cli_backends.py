@@ -85,3 +85,36 @@ def test_a_model_outside_the_model_volume_is_one_line(tmp_path: Path) -> None:
     )
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and "model volume" in p.stderr
+
+
+def test_a_model_needing_a_framework_image_gets_it(tmp_path: Path) -> None:
+    models = _models(tmp_path)
+    (models / "sm").mkdir()
+    (models / "sm" / "saved_model.pb").write_bytes(b"\x08\x01")
+    args = ["eval", str(models), "--backend", "kubernetes", "--dry-run"]
+    args += ["--model-root", str(tmp_path / "vol"), "--image", "reg.invalid/airlock-sandbox:1"]
+    p = _airlock(*args, "--framework-image", "tensorflow=reg.invalid/airlock-tf:1")
+    assert p.returncode == 0, p.stderr
+    images = {}
+    for doc in yaml.safe_load_all(p.stdout):
+        if doc["kind"] == "Job":
+            pod = doc["spec"]["template"]["spec"]
+            model = doc["metadata"]["labels"]["airlock.model"]
+            images[model] = {c["image"] for c in pod["containers"] + pod["initContainers"]} - {
+                "airlock-controller:latest"
+            }
+    assert images == {
+        "a.onnx": {"reg.invalid/airlock-sandbox:1"},
+        "B_model_31m.onnx": {"reg.invalid/airlock-sandbox:1"},
+        "sm": {"reg.invalid/airlock-tf:1"},
+    }, images
+
+
+def test_a_bad_framework_image_is_one_line(tmp_path: Path) -> None:
+    models = _models(tmp_path)
+    base = ["eval", str(models), "--backend", "kubernetes", "--dry-run"]
+    base += ["--model-root", str(tmp_path / "vol")]
+    for value, says in (("tensorflow", "not KEY=VALUE"), ("jax=reg/x:1", "not a framework")):
+        p = _airlock(*base, "--framework-image", value)
+        assert p.returncode == 2, p.stdout
+        assert len(p.stderr.strip().splitlines()) == 1 and says in p.stderr, p.stderr

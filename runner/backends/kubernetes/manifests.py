@@ -17,6 +17,8 @@ as the Docker backend's host does, so that the model's uid cannot touch the trac
 
 from __future__ import annotations
 
+import functools
+
 import math
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -146,12 +148,29 @@ def _hardened(caps: list[str], seccomp: dict[str, str], user: int = 0) -> dict[s
     }
 
 
+@functools.lru_cache(maxsize=64)  # a Job's three containers ask for the same model
+def _format_of(path: Path) -> str | None:
+    from runner.controller import framework_images
+
+    formats = framework_images.formats_of([path])
+    return formats[0] if formats else None
+
+
+def sandbox_image(job: Job, settings: KubernetesSettings) -> str:
+    """The image the model's sandbox runs: by its format, read from its bytes as the local
+    backend does (a model whose format cannot be read gets the default image, and its own
+    Pod says why it does not load)."""
+    fmt = _format_of(job.path)
+    return settings.image_for(fmt) if fmt else settings.image
+
+
 def _sandbox_container(
     job: Job, settings: KubernetesSettings, model_target: str, subpath: str
 ) -> dict[str, Any]:
     p = job.policy
+    image = sandbox_image(job, settings)
     spec = launch.container_spec(
-        p, settings.image, "k8s", _NO_DIRS, []
+        p, image, "k8s", _NO_DIRS, []
     )  # the Docker backend's command line, environment and capabilities, word for word
     limits = {
         "cpu": f"{math.ceil(p.cpus * 1000)}m",
@@ -160,7 +179,7 @@ def _sandbox_container(
     }
     return {
         "name": "sandbox",
-        "image": settings.image,
+        "image": image,
         "imagePullPolicy": "IfNotPresent",
         "args": spec.command,
         "env": [{"name": k, "value": v} for k, v in sorted(spec.environment.items())],
@@ -193,7 +212,7 @@ def _controller_container(
         "--session",
         session,
         "--image",
-        settings.image,
+        sandbox_image(job, settings),
         "--out",
         f"{RESULTS_MOUNT}/{OUTCOME_FILE}",
     ]
@@ -239,7 +258,7 @@ def _seal_container(job: Job, settings: KubernetesSettings) -> dict[str, Any]:
     """Root owns the emptyDir: chmod needs no capability."""
     return {
         "name": "seal-trace",
-        "image": settings.image,
+        "image": sandbox_image(job, settings),
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/chmod", "0700", "/airlock/trace"],
         "resources": {

@@ -29,6 +29,12 @@ class KubernetesSettings(BaseModel):
         default_factory=_local_image,
         description="the sandbox image in your registry (airlock image build, then push)",
     )
+    framework_images: dict[str, str] = Field(
+        default_factory=dict,
+        description="the framework sandbox images in your registry, by framework "
+        "(tensorflow=REF): the image a model whose format needs one runs in (default its "
+        "local tag)",
+    )
     controller_image: str = Field(
         default="airlock-controller:latest",
         description="an image with Airlock installed as a wheel: the in-pod controller",
@@ -83,6 +89,31 @@ class KubernetesSettings(BaseModel):
         if not v or any(c.isspace() for c in v):
             raise ValueError(f"{v!r} is not an image reference")
         return v
+
+    @field_validator("framework_images")
+    @classmethod
+    def _frameworks(cls, v: dict[str, str]) -> dict[str, str]:
+        from runner.worker.shared import images as table
+
+        for framework, ref in v.items():
+            if framework not in table.FRAMEWORKS:
+                raise ValueError(
+                    f"{framework!r} is not a framework image Airlock has "
+                    f"({', '.join(sorted(table.FRAMEWORKS))})"
+                )
+            cls._image(ref)
+        return v
+
+    def image_for(self, fmt: str) -> str:
+        """The sandbox image a model of this format runs in: the default one, or the framework
+        image its format needs (named, else its local tag)."""
+        from runner.controller import framework_images
+        from runner.worker.shared import images as table
+
+        framework = table.framework_for(fmt)
+        if not framework:
+            return self.image
+        return self.framework_images.get(framework) or framework_images.current_tag(framework)
 
 
 def settings_from(fields: dict[str, Any]) -> KubernetesSettings:
