@@ -407,10 +407,10 @@ def _to_do(models: list[Path], skip: set[str]) -> list[tuple[Path, str]]:
 def drive(
     backend: Backend, jobs: list[Job], obs: Observer, out_dir: Path | None
 ) -> Iterator[EvalResult]:
-    """Run `jobs` on `backend`, `backend.capacity` at a time, in order; results are yielded as
-    they complete, their reports and BOMs written under `out_dir`. Anything raised meanwhile
-    (KeyboardInterrupt, the iterator closed) cancels the rest on the backend, which leaves
-    nothing behind, before it propagates."""
+    """Run `jobs` on a prepared `backend`, `backend.capacity` at a time, in order; results are
+    yielded as they complete, their reports and BOMs written under `out_dir`. Anything raised
+    meanwhile (KeyboardInterrupt, the iterator closed) cancels the rest on the backend, which
+    leaves nothing behind, before it propagates; the backend is closed at the end."""
     queue = list(reversed(jobs))
     in_flight = 0
     preflight.keep_spare()
@@ -424,7 +424,6 @@ def drive(
             in_flight += 1
 
     try:
-        backend.prepare(jobs)
         for _ in range(backend.capacity):
             submit_next()
         while in_flight:
@@ -474,11 +473,16 @@ def evaluate(
     models = found.paths
     out = Path(out_dir) if out_dir is not None else None
     todo = _to_do(models, set(skip_sha256))
-    obs = observer or Observer()
-    obs.passed_over(found.skipped, found.more_skipped)
-    obs.started(len(todo), len(models) - len(todo))
     work = [
         Job(i, path, sha, policy, probe_set, registry, signing)
         for i, (path, sha) in enumerate(todo)
     ]
+    try:  # what can never run is refused before the batch starts (engine, images, nodes)
+        chosen.prepare(work)
+    except BaseException:
+        chosen.close()
+        raise
+    obs = observer or Observer()
+    obs.passed_over(found.skipped, found.more_skipped)
+    obs.started(len(todo), len(models) - len(todo))
     yield from drive(chosen, work, obs, out)

@@ -136,6 +136,7 @@ def test_an_outcomes_stem_never_names_a_path(env: Any, tmp_path: Path, stem: str
         backend.results_dir / m.outcome_name(0), forged, assumed_exit=0
     )
     out = tmp_path / "deep" / "out"
+    backend.prepare([job])
     [result] = evaluation.drive(backend, [job], evaluation.Observer(), out)
     assert result.report == f"reports/m0.onnx-{job.sha256[:12]}.json"
     assert result.sha256 == job.sha256  # the driver's digest, not the file's

@@ -288,6 +288,7 @@ def test_an_unconfirmed_exit_keeps_the_drivers_line_from_clean(
         m.job_manifest(jobs[0], backend.session, backend.settings)["metadata"]["name"]: pods
     }
     out = tmp_path / "out"
+    backend.prepare(jobs[:1])
     [result] = evaluation.drive(backend, jobs[:1], evaluation.Observer(), out)
     assert result.verdict is Verdict.ERROR and why in (result.error or ""), result
     assert result.report and why in (out / result.report).read_text()
@@ -337,6 +338,7 @@ def test_drive_writes_results_reports_as_the_local_backend(env: Any, tmp_path: P
         assumed_exit=0,
     )
     out = tmp_path / "out"
+    backend.prepare(jobs)
     results = list(evaluation.drive(backend, jobs, evaluation.Observer(), out))
     assert sorted(r.path for r in results) == sorted(str(j.path) for j in jobs)
     assert all(r.verdict is Verdict.CLEAN and r.report for r in results)
