@@ -89,8 +89,17 @@ def _log(tmp: Path) -> str:
     return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
 
 
+LOOPBACK = Path(__file__).parent / "ray_loopback"  # see its sitecustomize.py
+
+
+def _loopback_env() -> dict[str, str]:
+    """PYTHONPATH with the loopback patch first, for every process the tests start."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(LOOPBACK), path) if p)}
+
+
 def _ray_start(args: list[str], log: Path) -> None:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **_loopback_env()}
     with log.open("w") as out:
         subprocess.run(
             [RAY, "start", *args],
@@ -128,6 +137,10 @@ def _start(tmp: Path) -> RayCluster:
 def ray_cluster() -> Iterator[RayCluster]:
     # a short temp dir: Ray's Unix socket paths must fit in 107 bytes
     tmp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # tests know it by /tmp/rt-
+    import tests.cluster.ray_loopback.sitecustomize  # noqa: F401  (this process's Ray too)
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ.update(_loopback_env())  # the airlock drivers the tests start inherit it
     try:
         for attempt in range(3):  # a raylet can die when its agents start slowly here
             try:
@@ -142,3 +155,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     finally:
         kill(str(tmp))
         shutil.rmtree(tmp, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
