@@ -18,7 +18,6 @@ as the Docker backend's host does, so that the model's uid cannot touch the trac
 from __future__ import annotations
 
 import functools
-
 import math
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
