@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from runner.controller.failures import diagnose
 from runner.controller.launch import DATA_SOCKET_NAME, SOCKET_NAME, Running
 from runner.errors import DeadlineExceeded, UsageError
 from runner.policy import Deadline, Policy
+from runner.rules.analysis import Collected
 from runner.worker.shared import tensors
 
 POLL_S = 0.02
@@ -29,32 +31,58 @@ POLL_S = 0.02
 
 def wait_for_worker(run_dir: Path, policy: Policy, run: Running) -> WorkerClient:
     """A client to the worker once it answers its health check. The caller closes it."""
-    socket_path = run_dir / SOCKET_NAME
-    client = WorkerClient(str(socket_path), policy.max_reply_bytes, policy.max_request_bytes)
-    deadline = time.monotonic() + policy.startup_timeout_s
+    client = WorkerClient(
+        str(run_dir / SOCKET_NAME), policy.max_reply_bytes, policy.max_request_bytes
+    )
+
+    def still_running() -> None:
+        st = engine.state(run.container)
+        if st is None or not st.running:
+            raise diagnose("the worker exited during startup", policy, run)
+
     try:
-        while True:
-            if socket_path.exists():
-                try:
-                    client.health(timeout_s=1.0)
-                    return client
-                except RpcFailure:
-                    pass
-            st = engine.state(run.container)
-            if st is None or not st.running:
-                raise diagnose("the worker exited during startup", policy, run)
-            if time.monotonic() > deadline:
-                run.collected.deadline = Deadline.STARTUP
-                raise DeadlineExceeded(
-                    f"the worker did not answer within startup_timeout_s="
-                    f"{policy.startup_timeout_s}",
-                    "raise the startup timeout, or check 'airlock doctor'",
-                    deadline=Deadline.STARTUP,
-                )
-            time.sleep(POLL_S)
+        await_health(
+            client,
+            run_dir / SOCKET_NAME,
+            policy,
+            run.collected,
+            "raise the startup timeout, or check 'airlock doctor'",
+            still_running,
+        )
+        return client
     except BaseException:
         client.close()
         raise
+
+
+def await_health(
+    client: WorkerClient,
+    socket_path: Path,
+    policy: Policy,
+    collected: Collected,
+    hint: str,
+    still_running: Callable[[], None] = lambda: None,
+) -> None:
+    """Ask the worker for its health over its socket until it answers; `still_running` raises
+    when the worker is known to be gone; past the startup deadline, DeadlineExceeded (with
+    `hint`) and the deadline recorded in `collected`."""
+    deadline = time.monotonic() + policy.startup_timeout_s
+    while True:
+        if socket_path.exists():
+            try:
+                client.health(timeout_s=1.0)
+                return
+            except RpcFailure:
+                pass
+        still_running()
+        if time.monotonic() > deadline:
+            collected.deadline = Deadline.STARTUP
+            raise DeadlineExceeded(
+                f"the worker did not answer within startup_timeout_s={policy.startup_timeout_s}",
+                hint,
+                deadline=Deadline.STARTUP,
+            )
+        time.sleep(POLL_S)
 
 
 def open_data_plane(run_dir: Path, policy: Policy, run: Running) -> DataPlane | None:

@@ -41,13 +41,13 @@ from runner.behaviour.probes import ProbeSet, feed_for
 from runner.behaviour.probes import load as load_probes
 from runner.behaviour.probes import run as run_probes
 from runner.channel.client import Description, LoadOptions, RpcFailure, WorkerClient
-from runner.controller import reporting, teardown
+from runner.controller import connect, reporting, teardown
 from runner.controller.admission import Admission
 from runner.controller.engine import ContainerState
 from runner.controller.launch import SOCKET_NAME, TRACE_LOG_NAME
 from runner.controller.signature import check_inputs, signature
-from runner.errors import AirlockError, DeadlineExceeded, ModelLoadError, SandboxError
-from runner.policy import Deadline, Policy
+from runner.errors import AirlockError, ModelLoadError, SandboxError
+from runner.policy import Policy
 from runner.report import ModelInfo, SandboxInfo
 from runner.rules.analysis import Collected
 from runner.rules.catalog import Verdict
@@ -125,22 +125,10 @@ class Attached:
         sock = self.run_dir / SOCKET_NAME
         client = WorkerClient(str(sock), p.max_reply_bytes, p.max_request_bytes)
         self.client = client
-        deadline = time.monotonic() + p.startup_timeout_s
-        while True:
-            if sock.exists():
-                try:
-                    client.health(timeout_s=1.0)
-                    return client
-                except RpcFailure:
-                    pass
-            if time.monotonic() > deadline:
-                self.c.deadline = Deadline.STARTUP
-                raise DeadlineExceeded(
-                    f"the worker did not answer within startup_timeout_s={p.startup_timeout_s}",
-                    "see the sandbox container's state: kubectl describe pod",
-                    deadline=Deadline.STARTUP,
-                )
-            time.sleep(POLL_S)
+        connect.await_health(
+            client, sock, p, self.c, "see the sandbox container's state: kubectl describe pod"
+        )
+        return client
 
     def load(self) -> None:
         assert self.client is not None
