@@ -1,0 +1,98 @@
+"""Time to verdict on a 1 GB pytorch_model.bin, the way `airlock scan` runs it (pre-flight with
+the manifest's sha256 and the static read, launch, load in the sandbox, exercise, teardown and
+analysis), against the least an in-process load does: read every byte, sha256 them and
+torch.load(weights_only=True) the file. Both with the page cache warm. Issue 17's target: at
+most 1.3x."""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import runner
+from runner.controller.exercise import SECONDS
+from runner.controller.sandbox import Sandbox
+from runner.report import Report
+
+TENSORS = 16
+TENSOR_BYTES = 64 << 20  # 16 x 64 MiB float32: 1 GiB of weights
+REPEATS = 2
+
+
+def _checkpoint(root: Path) -> Path:
+    """A Hugging Face style checkpoint: root/pytorch_model.bin, a state dict of float32 tensors."""
+    import torch
+
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    n = TENSOR_BYTES // 4
+    state = {
+        f"model.layers.{i}.mlp.weight": torch.full((n // 4096, 4096), float(i))
+        for i in range(TENSORS)
+    }
+    path = root / "pytorch_model.bin"
+    torch.save(state, path)
+    path.chmod(0o644)
+    return path
+
+
+def _in_process(path: Path) -> float:
+    import torch
+
+    start = time.perf_counter()
+    data = path.read_bytes()
+    hashlib.sha256(data).hexdigest()
+    state = torch.load(path, weights_only=True)
+    took = time.perf_counter() - start
+    assert len(state) == TENSORS
+    del data, state
+    return took
+
+
+def _scan(path: Path) -> tuple[float, Report]:
+    """As `airlock scan PATH` does (runner/cli/models.py run_model): a sandbox that trusts the
+    repository's code, opened, exercised from the model's signature, closed; then its report."""
+    start = time.perf_counter()
+    sb = Sandbox(path, runner.Policy(memory_bytes=4 << 30), trust_remote_code=True)
+    with sb:
+        sb.exercise(seconds=SECONDS)
+    report = sb.report()
+    return time.perf_counter() - start, report
+
+
+def test_scan_a_1gb_pytorch_model_bin(
+    tmp_path: Path, record: Callable[[str, dict[str, object]], None]
+) -> None:
+    path = _checkpoint(tmp_path / "repo")
+    size = path.stat().st_size
+    path.read_bytes()  # warm the page cache for both sides
+    base = statistics.median(_in_process(path) for _ in range(REPEATS))
+    runs = [_scan(path) for _ in range(REPEATS)]
+    for _, report in runs:
+        assert report.verdict is runner.Verdict.CLEAN, (report.verdict, report.error)
+    scan = statistics.median(t for t, _ in runs)
+    ratio = scan / base
+    print(f"\nscan of a {size / (1 << 20):.0f} MiB pytorch_model.bin, median of {REPEATS} (s)")
+    print(f"{'in-process read+sha256+load':>28} {'scan to verdict':>16} {'ratio':>7}")
+    print(f"{base:>28.2f} {scan:>16.2f} {ratio:>6.2f}x")
+    phases = []
+    for i, (t, report) in enumerate(runs):
+        row = {p.name: p.seconds for p in report.phases}
+        phases.append(row)
+        row["rest (no phase: report, analysis)"] = t - sum(row.values())
+        shown = " · ".join(f"{k} {v:.2f}s" for k, v in row.items())
+        print(f"run {i + 1}: {t:.2f} s, verdict {report.verdict.value}; phases: {shown}")
+    record(
+        "scan_large",
+        {
+            "size_bytes": size,
+            "in_process_read_sha256_load_s": base,
+            "scan_to_verdict_s": scan,
+            "ratio": ratio,
+            "runs_s": [t for t, _ in runs],
+            "phases": phases,
+        },
+    )
