@@ -191,9 +191,12 @@ def _answer(conn: socket.socket, handle: Callable[[Any], Any], max_bytes: int) -
 
 
 def _reply(conn: socket.socket, status: int, payload: bytes) -> None:
-    # sendmsg, not send (which libc makes a sendto): the tracer watches sendto for network
-    # attempts, and the data plane must not stop for it on every call
+    # os.write, neither send (a sendto in libc) nor sendmsg: the tracer stops on both, and
+    # Python's sendmsg is an audit event, which the audit log would record on every call (a
+    # busy sandbox would fill the log with the worker's own replies and then drop the model's
+    # events). A write on a connected socket is neither traced nor audited.
     data = memoryview(struct.pack("<BI", status, len(payload)) + payload)
+    fd = conn.fileno()
     while data:
-        sent = conn.sendmsg([data])
+        sent = os.write(fd, data)
         data = data[sent:]

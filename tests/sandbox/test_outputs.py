@@ -138,3 +138,22 @@ def test_dropped_views_give_their_memory_back(tmp_path: Path) -> None:
         (copied,) = sb.infer({"x": x}).values()
         assert not in_shared_memory(copied)
     assert [o.name for o in sb.report().outputs] == ["y"]
+
+
+def test_calls_leave_no_events_of_their_own(tmp_path: Path) -> None:
+    # The worker's replies once went out with sendmsg: a tracer stop and an audit line on every
+    # call, which filled the bounded audit log in a long session and then dropped the model's
+    # own events. Replies are plain writes now: calls add nothing to the evidence.
+    from tests.benchmarks.bench_latency import WIDTH, _model
+
+    path = _model("mlp", tmp_path / "mlp.onnx")
+    x = np.ones((3, WIDTH), np.float32)
+    with runner.Sandbox(path) as sb:
+        for _ in range(200):
+            sb.infer({"x": x})
+    report = sb.report()
+    assert report.calls == 200
+    sends = [e for e in report.events if "send" in e.kind]
+    assert sends == [], [e.kind for e in sends[:5]]
+    assert report.events_dropped == 0
+    assert report.verdict == runner.Verdict.CLEAN
