@@ -39,11 +39,18 @@ from runner.channel.replies import (
 from runner.errors import untrusted_text
 from runner.worker.shared import frames, tensors
 from runner.worker.shared._proto import worker_pb2 as pb
-from runner.worker.shared.frames import align, describe_shared, put_tensor, recv_exact
+from runner.worker.shared.frames import (
+    align,
+    describe_shared,
+    put_tensor,
+    recv_exact,
+    recv_spinning,
+)
 
 log = logging.getLogger(__name__)
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
+SPIN_S = 100e-6  # how long to wait for a reply without sleeping (a small model answers sooner)
 _STATUS_CODES = {
     frames.STATUS_BAD_INPUT: "INVALID_ARGUMENT",
     frames.STATUS_MODEL_RAISED: "ABORTED",
@@ -299,7 +306,10 @@ class DataPlane:
         self._sock.settimeout(timeout_s)
         try:
             self._sock.sendall(struct.pack("<I", len(body)) + body)
-            status, length = struct.unpack("<BI", self._recv(5))
+            head = recv_spinning(self._sock, 5, SPIN_S)
+            if head is None:
+                raise ConnectionError("the worker closed the data connection")
+            status, length = struct.unpack("<BI", head)
             if length > self._max_reply:
                 self.close()
                 raise ReplyTooLarge(f"a reply of {length} bytes is larger than max")

@@ -28,7 +28,10 @@ from runner.worker.shared.frames import (
     describe_shared,
     put_tensor,
     recv_exact,
+    recv_spinning,
 )
+
+SPIN_S = 200e-6  # after a reply, how long to wait for the next request without sleeping
 
 
 class CallError(Exception):
@@ -169,7 +172,7 @@ def _hello(conn: socket.socket) -> SharedMemory | None:
 
 def _answer(conn: socket.socket, handle: Callable[[Any], Any], max_bytes: int) -> None:
     while True:
-        head = recv_exact(conn, 4)
+        head = recv_spinning(conn, 4, SPIN_S)
         if head is None:
             return
         (length,) = struct.unpack("<I", head)

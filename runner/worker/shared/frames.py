@@ -5,7 +5,9 @@ exactly n bytes are read. See the "Data plane" comment in proto/airlock/worker/v
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from typing import Any
 
 import numpy as np
@@ -47,3 +49,26 @@ def recv_exact(conn: socket.socket, n: int) -> bytes | None:
         chunks.append(chunk)
         n -= len(chunk)
     return b"".join(chunks)
+
+
+def recv_spinning(conn: socket.socket, n: int, spin_s: float) -> bytes | None:
+    """Like recv_exact, but the first bytes are polled for without sleeping for up to spin_s
+    first: on a call loop the reply (or the next request) comes within tens of microseconds,
+    and waking a thread that slept costs as much again. A blocking socket is polled with
+    MSG_DONTWAIT (no fcntl: the tracer stops on it), one with a timeout (non-blocking
+    underneath) with plain reads."""
+    deadline = time.perf_counter() + spin_s
+    blocking = conn.gettimeout() is None
+    while True:
+        try:
+            chunk = conn.recv(n, socket.MSG_DONTWAIT) if blocking else os.read(conn.fileno(), n)
+        except BlockingIOError:
+            if time.perf_counter() < deadline:
+                continue
+            return recv_exact(conn, n)
+        if not chunk:
+            return None
+        if len(chunk) == n:
+            return chunk
+        rest = recv_exact(conn, n - len(chunk))
+        return None if rest is None else chunk + rest
