@@ -27,8 +27,16 @@ def record() -> object:
     return write
 
 
+HERE = Path(__file__).resolve().parent
+COLLECTED: list[str] = []  # the benchmarks of this session
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    COLLECTED.extend(i.nodeid for i in items if HERE in Path(str(i.path)).resolve().parents)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not WRITTEN:  # no benchmark ran (a collection that only passed by this directory)
+    if not COLLECTED:  # no benchmark in this session (make test only passed by this directory)
         return
     # through a JSON round trip, as a later reader of bench-results/ sees the figures
     results = {name: json.loads(json.dumps(figures)) for name, figures in WRITTEN.items()}
@@ -36,5 +44,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_sep("=", "issue 17 targets")
     for line in targets.table(rows).splitlines():
         terminalreporter.write_line(line)
+    failed = [r.nodeid for r in terminalreporter.stats.get("failed", [])]
+    if failed:  # a benchmark that failed recorded nothing: its rows say "not run"
+        terminalreporter.write_line(f"failed in this run (no figures): {', '.join(failed)}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "targets.json").write_text(json.dumps(targets.as_json(rows), indent=2) + "\n")
