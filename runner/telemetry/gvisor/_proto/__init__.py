@@ -1,0 +1,1 @@
+"""Generated from runner/telemetry/gvisor/proto; run scripts/gen_gvisor_proto.py."""
