@@ -3,12 +3,16 @@
 The request is checked (the path, the architecture file, a forced format); the bounded static
 read starts in its child process and runs while the container starts; the manifest is hashed,
 the signature checked against the trust policy and the provenance claims read. A required
-signature that is missing or does not verify stops the run before anything executes. The host
+signature that is missing or does not verify stops the run before anything executes: then the
+files are hashed first. Otherwise they are hashed in a thread while the container starts (a
+gigabyte is most of a second), and the digests, the signature check and the provenance join
+the collection when the static read does, before the model's bytes reach the worker. The host
 only reads bytes here: nothing of the model is deserialised.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from runner.hf.repo import describe_repo, require_trust
 from runner.integrity.provenance_claims import ProvenanceInfo, provenance_for
 from runner.integrity.trust import SignatureCheck
 from runner.report import (
+    FileDigest,
     HfInfo,
     Integrity,
     ModelInfo,
@@ -80,6 +85,7 @@ class Admission:
     trust_remote_code: bool = True
     # The repo id and revision naming a Hugging Face cache snapshot (runner.hf.cache), if any
     hf_names: tuple[str, str] = ("", "")
+    hashing: Future[list[FileDigest]] | None = None  # the manifest, hashed while we go on
 
     def start(self) -> None:
         """Start the static read, hash the files, check the signature; raise when the run
@@ -94,26 +100,26 @@ class Admission:
             ident = preflight.identify(path)
         except OSError as e:
             raise UsageError(f"{path}: cannot be read ({e.strerror})") from e
-        digests = file_digests(path)
         odd = anomalies(path)
         if odd:
             c.notes.append(
                 f"the model directory holds {len(odd)} unusual file(s): " + "; ".join(odd[:5])
             )
-        root = root_digest(digests)
         c.model = ModelInfo(
             path=shown(path.resolve()),
             format=self.format if self.format != "auto" else _format(ident.format, hf),
             detected_by=ident.reason,
-            size_bytes=sum(d.size_bytes for d in digests),
-            files=digests,
-            root_digest=root,
+            size_bytes=0,
+            files=[],
             anomalies=odd,
             huggingface=hf,
         )
-        self.signature, notes = preflight.check_signature(path, root, self.signing)
-        c.notes += notes
-        self.provenance = provenance_for(path, root, files=digests)
+        if self.signing.require or self.signing.signature is not None:
+            self._manifest(file_digests(path))  # it decides whether anything runs
+        else:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="airlock-hash")
+            self.hashing = pool.submit(file_digests, path)
+            pool.shutdown(wait=False)  # its thread ends once the digests are done
         sig = self.signature
         if self.signing.require and (sig is None or not sig.verified):
             self.finish()
@@ -130,13 +136,50 @@ class Admission:
             if not static.tamper and not static.aborted:
                 raise UsageError(ident.error, FORMAT_HINT)
 
+    def _manifest(self, digests: list[FileDigest]) -> None:
+        """The files' digests into the model's record, then the signature and provenance."""
+        c, root = self.collected, root_digest(digests)
+        c.model = c.model.model_copy(
+            update={
+                "size_bytes": sum(d.size_bytes for d in digests),
+                "files": digests,
+                "root_digest": root,
+            }
+        )
+        self.signature, notes = preflight.check_signature(self.path, root, self.signing)
+        c.notes += notes
+        self.provenance = provenance_for(self.path, root, files=digests)
+
+    def _hashed(self) -> None:
+        """Wait for the manifest hashed in the background (once)."""
+        hashing, self.hashing = self.hashing, None
+        if hashing is None:
+            return
+        try:
+            digests = hashing.result()
+        except OSError as e:
+            raise UsageError(f"{self.path}: cannot be read ({e.strerror})") from e
+        self._manifest(digests)
+
     def cancel(self) -> None:
         """Interrupted: do not wait for the static read."""
+        if self.hashing is not None:
+            self.hashing.cancel()
+            self.hashing = None
         if self.pending is not None:
             self.pending.cancel()
 
     def finish(self) -> preflight.StaticResult | None:
-        """Wait for the static read (bounded) and put what it found in the collection."""
+        """Wait for the manifest and the static read (bounded) and put what they found in the
+        collection."""
+        try:
+            self._hashed()
+        except UsageError:
+            self._static()  # its child process is waited for either way
+            raise
+        return self._static()
+
+    def _static(self) -> preflight.StaticResult | None:
         pending, self.pending = self.pending, None
         if pending is None:
             return None
