@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine is reachable: install Debian's docker.io, runsc, debootstrap
 # and strace when needed (as root), then start dockerd with the default bridge off and
-# gVisor registered as the `runsc` runtime. Idempotent: does nothing when the engine answers
-# and runsc is registered.
+# gVisor registered as the `runsc` runtime, and as `runsc-airlock` (sandbox_images/runsc-airlock,
+# installed in /usr/local/lib/airlock: runsc with a session's pod-init configuration, for
+# AIRLOCK_RUNSC_TRACER=gvisor). Idempotent: does nothing when the engine answers, both runtimes
+# are registered and the wrapper is current.
 set -euo pipefail
 
 log() { echo "engine: $*" >&2; }
 
-engine_ok() { docker info >/dev/null 2>&1; }
-runsc_ok() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
+WRAPPER_SRC="$(cd "$(dirname "$0")/.." && pwd)/sandbox_images/runsc-airlock"
+WRAPPER=/usr/local/lib/airlock/runsc-airlock
 
-if engine_ok && runsc_ok; then
+engine_ok() { docker info >/dev/null 2>&1; }
+runtimes() { docker info --format '{{json .Runtimes}}' 2>/dev/null; }
+runsc_ok() { runtimes | grep -q '"runsc"' && runtimes | grep -q '"runsc-airlock"'; }
+wrapper_text() { sed "s|^RUNSC=.*|RUNSC=$(command -v runsc)|" "$WRAPPER_SRC"; }
+wrapper_ok() { [ -x "$WRAPPER" ] && wrapper_text | cmp -s - "$WRAPPER"; }
+install_wrapper() {
+  mkdir -p "$(dirname "$WRAPPER")"
+  wrapper_text > "$WRAPPER.tmp"
+  chmod 0755 "$WRAPPER.tmp"
+  mv -f "$WRAPPER.tmp" "$WRAPPER"
+}
+
+if engine_ok && runsc_ok && { [ ! -f "$WRAPPER_SRC" ] || wrapper_ok; }; then
   exit 0
 fi
 
 if [ "$(id -u)" != 0 ]; then
+  if engine_ok && runtimes | grep -q '"runsc"'; then
+    log "runsc-airlock is not registered or not current (only AIRLOCK_RUNSC_TRACER=gvisor needs it); 'sudo make setup' installs it"
+    exit 0
+  fi
   log "the Docker engine is not reachable and setting it up needs root; run 'sudo make setup'"
   exit 3
 fi
@@ -32,6 +50,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 RUNSC="$(command -v runsc)"
+install_wrapper
+if engine_ok && runsc_ok; then
+  exit 0  # the wrapper was updated: the engine runs it from the same path
+fi
 mkdir -p /etc/docker
 cat > /etc/docker/daemon.json <<JSON
 {
@@ -43,13 +65,16 @@ cat > /etc/docker/daemon.json <<JSON
     "runsc": {
       "path": "$RUNSC",
       "runtimeArgs": ["--network=none", "--host-uds=all", "--platform=ptrace"]
+    },
+    "runsc-airlock": {
+      "path": "$WRAPPER"
     }
   }
 }
 JSON
 
 if engine_ok; then
-  log "reloading dockerd to register runsc"
+  log "reloading dockerd to register runsc and runsc-airlock"
   pkill -HUP dockerd || true
   for _ in $(seq 1 20); do runsc_ok && exit 0; sleep 0.5; done
   log "runsc not registered after reload; restarting dockerd"

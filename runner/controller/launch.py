@@ -17,6 +17,7 @@ from runner.controller import engine, images, sessions, staging
 from runner.policy import Policy
 from runner.rules.analysis import Collected
 from runner.telemetry import tracer
+from runner.telemetry.gvisor import session as gvisor_session
 from runner.telemetry.resources import Sampler
 
 SOCKET_NAME = "worker.sock"
@@ -94,7 +95,7 @@ def container_spec(
 ) -> engine.ContainerSpec:
     p = policy
     profile = "airlock-traced.json" if p.trace else "airlock-strict.json"
-    return engine.ContainerSpec(
+    spec = engine.ContainerSpec(
         image=image,
         name=f"airlock-{session}",
         command=[
@@ -121,6 +122,7 @@ def container_spec(
         seccomp_json=engine.seccomp_json(images.IMAGES_DIR / "seccomp" / profile),
         cap_add=TRACER_CAPS if p.trace else ["SETUID", "SETGID"],
     )
+    return gvisor_session.adjust(spec, p, dirs.root)  # opt-in: gVisor's trace points
 
 
 @dataclass

@@ -20,6 +20,7 @@ from runner.controller import engine
 from runner.controller.launch import AUDIT_LOG_NAME, TRACE_LOG_NAME, Running
 from runner.errors import SandboxError, untrusted_text
 from runner.rules.analysis import Collected, parse_audit_log
+from runner.telemetry.gvisor import session as gvisor_session
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def _resources(run: Running) -> None:
 
 
 def _trace(c: Collected, trace_dir: Path) -> None:
+    if gvisor_session.collect(c, trace_dir.parent):  # gVisor's trace points, not strace's log
+        return
     try:
         with (trace_dir / TRACE_LOG_NAME).open("rb") as f:
             c.trace_log = f.read(MAX_TRACE_BYTES)

@@ -1,0 +1,89 @@
+"""One session's gVisor tracing: the sink started and the container pointed at it before the
+container starts, the tracer's log made from what it received at teardown.
+
+Both ends are one call each from the controller (runner.controller.launch.container_spec and
+runner.controller.teardown._trace). The sink is kept here by the session's directory, which
+only the host sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.policy import Policy, Runtime
+from runner.telemetry.gvisor import decode, enabled, points
+from runner.telemetry.gvisor.sink import Sink
+
+if TYPE_CHECKING:
+    from runner.controller.engine import ContainerSpec
+    from runner.rules.analysis import Collected
+
+log = logging.getLogger(__name__)
+
+RUNTIME = "runsc-airlock"  # scripts/engine.sh registers it: sandbox_images/runsc-airlock
+CONFIG_ENV = "AIRLOCK_GVISOR_CONFIG"  # the wrapper reads it from the bundle, then blanks it
+DIR_NAME = "gvisor"  # under the session's root, 0700, never mounted
+CONFIG_NAME = "pod-init.json"
+
+_sinks: dict[Path, Sink] = {}
+_lock = threading.Lock()
+
+
+def applies(policy: Policy) -> bool:
+    return policy.trace and policy.runtime is Runtime.RUNSC and enabled()
+
+
+def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
+    """The container spec, traced by gVisor instead of strace when that applies: the sink
+    listening, the pod-init configuration written, the wrapper runtime, the worker started
+    without strace (and without the capability strace needs)."""
+    if not applies(policy):
+        return spec
+    directory = root / DIR_NAME
+    sink = Sink(directory).start()
+    with _lock:
+        _sinks[root] = sink
+    config = points.write_config(directory / CONFIG_NAME, sink.path)
+    return dataclasses.replace(
+        spec,
+        runtime=RUNTIME,
+        environment={"AIRLOCK_TRACE": "0", CONFIG_ENV: str(config)},
+        cap_add=[c for c in spec.cap_add if c != "SYS_PTRACE"],
+    )
+
+
+def collect(c: Collected, root: Path) -> bool:
+    """The tracer's log from the session's sink, if it had one (False: strace's log is read).
+    A sink runsc never connected to gives a log that says so, never a clean one."""
+    with _lock:
+        sink = _sinks.pop(root, None)
+    if sink is None:
+        return False
+    received = sink.close()
+    out = decode.Log()
+    for kind, payload in received.messages:
+        decode.feed(out, kind, payload)
+    losses = decode.Losses(
+        received.dropped_by_runsc,
+        received.past_caps,
+        received.bad_headers,
+        received.connections,
+    )
+    c.trace_log = decode.render(out, losses)
+    c.trace_log_size = len(c.trace_log)
+    if not received.connections:
+        c.notes.append(
+            "gvisor tracer: runsc never connected to the host's sink; nothing the model did "
+            "was recorded, and the verdict cannot be clean"
+        )
+    elif losses.dropped_by_runsc or losses.past_caps:
+        c.notes.append(
+            f"gvisor tracer: {losses.dropped_by_runsc} point(s) dropped by runsc, "
+            f"{losses.past_caps} past the sink's caps: the trace is incomplete"
+        )
+    log.debug("gvisor tracer: %d messages, %d bytes", len(received.messages), received.bytes)
+    return True

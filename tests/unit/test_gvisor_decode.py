@@ -1,0 +1,303 @@
+"""gVisor's trace points as the tracer's log: messages decoded into strace's lines, read by the
+strace path's reader into the same events; hostile bytes counted, never raised; the sink's
+protocol (handshake, header, drops) against a stand-in for runsc."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.policy import Policy, Runtime
+from runner.rules.analysis import Collected
+from runner.telemetry import folding, strace, syscalls
+from runner.telemetry.events import Phase, PhaseClock
+from runner.telemetry.gvisor import decode, points, session, sink
+from runner.telemetry.gvisor._proto import common_pb2, sentry_pb2, syscall_pb2
+
+T = common_pb2.MessageType
+AT = 1_800_000_000_000_000_000  # ns
+
+
+def ctx(tid: int = 1, t: int = 0, group: int | None = None) -> common_pb2.ContextData:
+    return common_pb2.ContextData(
+        time_ns=AT + t, thread_id=tid, thread_group_id=tid if group is None else group
+    )
+
+
+def done(result: int = 0, errno: int = 0) -> syscall_pb2.Exit:
+    return syscall_pb2.Exit(result=result, errorno=errno)
+
+
+def sockaddr_in(ip: str, port: int) -> bytes:
+    return struct.pack("<H", 2) + struct.pack(">H", port) + socket.inet_aton(ip) + b"\0" * 8
+
+
+def hostile_run() -> list[tuple[int, bytes]]:
+    """What a model that runs a shell, connects out and writes outside scratch sends."""
+    m: list[tuple[int, object]] = [
+        (T.MESSAGE_SYSCALL_OPEN, syscall_pb2.Open(
+            context_data=ctx(t=1), exit=done(3), sysno=257, fd=-100,
+            pathname="/etc/passwd", flags=0o2000000)),
+        (T.MESSAGE_SENTRY_CLONE, sentry_pb2.CloneInfo(
+            context_data=ctx(t=2), created_thread_id=7, flags=0x3D0F00)),  # a thread
+        (T.MESSAGE_SENTRY_CLONE, sentry_pb2.CloneInfo(
+            context_data=ctx(t=3), created_thread_id=8, flags=0x4100 | 17)),  # vfork
+        (T.MESSAGE_SYSCALL_EXECVE, syscall_pb2.Execve(
+            context_data=ctx(8, 4), sysno=59, pathname="/bin/sh", argv=["sh", "-c", "id"])),
+        (T.MESSAGE_SENTRY_EXEC, sentry_pb2.ExecveInfo(
+            context_data=ctx(8, 5), binary_path="/usr/bin/dash", argv=["sh", "-c", "id"])),
+        (T.MESSAGE_SYSCALL_EXECVE, syscall_pb2.Execve(
+            context_data=ctx(8, 6), exit=done(0), sysno=59, pathname="\x01garbage")),
+        (T.MESSAGE_SENTRY_TASK_EXIT, sentry_pb2.TaskExit(context_data=ctx(8, 7), exit_status=0)),
+        (T.MESSAGE_SYSCALL_SOCKET, syscall_pb2.Socket(
+            context_data=ctx(t=8), exit=done(4), sysno=41, domain=2, type=1 | 0o2000000)),
+        (T.MESSAGE_SYSCALL_CONNECT, syscall_pb2.Connect(
+            context_data=ctx(t=9), exit=done(errno=113), sysno=42, fd=4,
+            address=sockaddr_in("10.1.2.3", 443))),
+        (T.MESSAGE_SYSCALL_OPEN, syscall_pb2.Open(
+            context_data=ctx(t=10), exit=done(5), sysno=257, fd=-100,
+            pathname="/opt/airlock/x", flags=0o1101, mode=0o644)),
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(
+            context_data=ctx(t=11), exit=done(errno=1), sysno=165, arg1=0x7FFD0000, arg2=1)),
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(
+            context_data=ctx(t=12), exit=done(0), sysno=62, arg1=99, arg2=9)),
+        (T.MESSAGE_SENTRY_TASK_EXIT, sentry_pb2.TaskExit(
+            context_data=ctx(t=13), exit_status=3 << 8)),
+    ]  # fmt: skip
+    return [(k, msg.SerializeToString()) for k, msg in m]  # type: ignore[attr-defined]
+
+
+def to_log(messages: list[tuple[int, bytes]], losses: decode.Losses | None = None) -> bytes:
+    log = decode.Log()
+    for kind, payload in messages:
+        decode.feed(log, kind, payload)
+    return decode.render(log, losses or decode.Losses())
+
+
+def events(raw: bytes) -> tuple[strace.Trace, list]:
+    trace = strace.parse(raw)
+    folder = folding.new_folder()
+    syscalls.tracer_events(trace, PhaseClock(((0.0, Phase.LOAD),)), folder, "/w.sock")
+    return trace, folder.events
+
+
+def test_messages_become_the_strace_paths_events() -> None:
+    trace, evs = events(to_log(hostile_run()))
+    assert trace.problems() == [] and trace.first_pid == 1
+    assert trace.exits[1].code == 3 and trace.exits[8].code == 0
+    kinds = {e.kind: e for e in evs}
+    exec_ = kinds["process.exec"]
+    assert exec_.detail["path"] == "/bin/sh" and exec_.detail["argv"] == ["sh", "-c", "id"]
+    assert exec_.result == "ok"
+    assert sum(e.kind == "process.exec" for e in evs) == 1  # the exit point adds no second
+    assert sum(e.kind == "process.fork" for e in evs) == 1  # the thread is no fork
+    assert kinds["net.connect"].detail["address"] == "10.1.2.3"
+    assert kinds["net.connect"].detail["port"] == 443
+    assert kinds["net.connect"].result == "EHOSTUNREACH"
+    assert kinds["file.write"].detail["path"] == "/opt/airlock/x"
+    assert kinds["priv.escape"].detail["syscall"] == "mount"
+    assert kinds["signal.send"].detail["signal"] == "SIGKILL"
+    assert kinds["signal.send"].detail["target"] == 99
+
+
+def test_an_exec_whose_exit_never_came_is_unfinished_not_lost() -> None:
+    enter = syscall_pb2.Execve(context_data=ctx(t=1), sysno=59, pathname="/bin/sh", argv=["sh"])
+    _, evs = events(to_log([(T.MESSAGE_SYSCALL_EXECVE, enter.SerializeToString())]))
+    assert [e.kind for e in evs] == ["process.exec"] and evs[0].result == "?"
+
+
+def test_sockaddrs_as_strace_prints_them() -> None:
+    assert network_of(decode.sockaddr(b"\x01\x00/airlock/run/w.sock\0\0")) == {
+        "family": "AF_UNIX",
+        "address": "/airlock/run/w.sock",
+    }
+    assert network_of(decode.sockaddr(b"\x01\x00\0abstract"))["address"] == "@abstract"
+    six = (
+        struct.pack("<H", 10)
+        + struct.pack(">H", 53)
+        + b"\0" * 4
+        + socket.inet_pton(socket.AF_INET6, "::1")
+    )
+    assert network_of(decode.sockaddr(six + b"\0" * 4)) == {
+        "family": "AF_INET6",
+        "port": 53,
+        "address": "::1",
+    }
+    assert network_of(decode.sockaddr(b"\x2a\x00xx"))["family"] == "?"
+    assert decode.sockaddr(b"") == "NULL"
+
+
+def network_of(token: str) -> dict:
+    from runner.telemetry.network import parse_sockaddr
+
+    return parse_sockaddr(token)
+
+
+def test_what_could_not_be_read_keeps_the_log_from_whole() -> None:
+    raw = to_log(
+        [*hostile_run(), (999, b"x"), (T.MESSAGE_SYSCALL_OPEN, b"\xff\xff\xff")],
+        decode.Losses(dropped_by_runsc=5, past_caps=2),
+    )
+    trace = strace.parse(raw)
+    assert trace.malformed == 4  # unknown type, undecodable, runsc's drops, the sink's caps
+    text = raw.decode()
+    assert "gvisor: 5 trace point(s) runsc dropped" in text
+    assert "gvisor: 1 message(s) of a type Airlock does not read (999)" in text
+    nobody = strace.parse(decode.render(decode.Log(), decode.Losses(connections=0)))
+    assert nobody.malformed == 1 and nobody.first_pid is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 70000), st.binary(max_size=300)), max_size=20))
+def test_hostile_messages_never_raise(messages: list[tuple[int, bytes]]) -> None:
+    log = decode.Log()
+    for kind, payload in messages:
+        decode.feed(log, kind, payload)
+    raw = decode.render(log, decode.Losses())
+    trace, _ = events(raw)
+    # every line decoded is in strace's shape; each kind of message not read is one line not
+    assert trace.malformed == len(log.unparsed)
+
+
+known = st.sampled_from([int(v) for v in T.values()])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            known,
+            st.builds(
+                lambda path, argv, addr, sysno, a: (
+                    syscall_pb2.Execve(
+                        context_data=ctx(a % 5, a), sysno=sysno, pathname=path, argv=argv
+                    ).SerializeToString()
+                    + syscall_pb2.Connect(address=addr).SerializeToString()
+                ),
+                st.text(max_size=400),
+                st.lists(st.text(max_size=40), max_size=40),
+                st.binary(max_size=200),
+                st.integers(0, 500),
+                st.integers(0, 10**6),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_well_formed_but_hostile_fields_never_raise(messages: list[tuple[int, bytes]]) -> None:
+    log = decode.Log()
+    for kind, payload in messages:
+        decode.feed(log, kind, payload)
+    trace, _ = events(decode.render(log, decode.Losses()))
+    assert trace.oversized == 0  # strings are cut like strace's -s 256
+    assert trace.malformed == len(log.unparsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_the_sinks_header_reader_counts_bad_datagrams(data: bytes) -> None:
+    s = object.__new__(sink.Sink)
+    s.received = sink.Received()
+    s._take(data, False, [0])
+    r = s.received
+    assert len(r.messages) + r.bad_headers == 1
+
+
+def runsc_stand_in(path: Path, datagrams: list[bytes]) -> bytes:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    c.connect(str(path))
+    c.sendall(common_pb2.Handshake(version=1).SerializeToString())
+    reply = c.recv(1024)
+    for d in datagrams:
+        c.sendall(d)
+    c.close()
+    return reply
+
+
+def test_the_sink_speaks_runscs_protocol() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        s = sink.Sink(Path(d) / "gvisor").start()
+        assert (Path(d) / "gvisor").stat().st_mode & 0o777 == 0o700
+        payloads = hostile_run()
+        datagrams = [
+            sink.HEADER.pack(8, kind, 0 if i < 3 else 2) + p for i, (kind, p) in enumerate(payloads)
+        ]
+        reply = runsc_stand_in(s.path, [*datagrams, b"\x01"])
+        got = s.close()
+    assert common_pb2.Handshake.FromString(reply).version == 1
+    assert got.connections == 1 and got.dropped_by_runsc == 2 and got.bad_headers == 1
+    assert got.messages == payloads
+
+
+def test_a_sink_nobody_connected_to_is_never_clean() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        spec = session.adjust(_spec(), Policy(runtime=Runtime.RUNSC), root)
+        assert spec.runtime == "runsc-airlock"
+        assert spec.environment["AIRLOCK_TRACE"] == "0"
+        config = Path(spec.environment[session.CONFIG_ENV])
+        assert config.parent == root / "gvisor" and '"remote"' in config.read_text()
+        c = Collected(policy=Policy(runtime=Runtime.RUNSC), model=None)  # type: ignore[arg-type]
+        assert session.collect(c, root)
+        assert b"never connected" in (c.trace_log or b"")
+        assert any("never connected" in n for n in c.notes)
+        assert not session.collect(c, root)  # once
+
+
+@pytest.fixture(autouse=True)
+def _gvisor_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRLOCK_RUNSC_TRACER", "gvisor")
+
+
+def test_off_by_default_and_under_runc(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec()
+    assert session.adjust(spec, Policy(runtime=Runtime.RUNC), Path("/nonexistent")) is spec
+    monkeypatch.delenv("AIRLOCK_RUNSC_TRACER")
+    assert session.adjust(spec, Policy(runtime=Runtime.RUNSC), Path("/nonexistent")) is spec
+
+
+def _spec():  # type: ignore[no-untyped-def]
+    from runner.controller.engine import ContainerSpec
+
+    return ContainerSpec(
+        image="i", name="n", command=[], labels={}, runtime="runsc", mounts=[],
+        environment={"AIRLOCK_TRACE": "1"}, memory_bytes=1, nano_cpus=1, pids=1, open_files=1,
+        tmpfs={}, seccomp_json="{}", cap_add=["SYS_PTRACE", "SETUID", "SETGID"],
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="needs runsc")
+def test_every_point_enabled_is_one_runsc_has() -> None:
+    out = subprocess.run(["runsc", "trace", "metadata"], capture_output=True, text=True).stdout
+    have = {line.split(",")[0].removeprefix("Name: ") for line in out.splitlines()}
+    assert [p for p in points.point_names() if p not in have] == []
+
+
+def test_a_peer_that_is_not_runsc_or_never_lets_go_cannot_hang_the_sink() -> None:
+    import time
+
+    with tempfile.TemporaryDirectory() as d:
+        s = sink.Sink(Path(d) / "gvisor").start()
+        bad = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        bad.connect(str(s.path))
+        bad.sendall(b"\xff\xff\xff")  # no handshake
+        held = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        held.connect(str(s.path))
+        held.sendall(common_pb2.Handshake(version=1).SerializeToString())
+        held.recv(64)
+        held.sendall(sink.HEADER.pack(8, 5, 0))  # one message, and the peer stays
+        time.sleep(0.2)
+        start = time.monotonic()
+        got = s.close()
+        assert time.monotonic() - start < 1.0
+        bad.close()
+        held.close()
+    assert got.connections == 2 and got.bad_headers == 1 and len(got.messages) == 1
