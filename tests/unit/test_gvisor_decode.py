@@ -301,3 +301,36 @@ def test_a_peer_that_is_not_runsc_or_never_lets_go_cannot_hang_the_sink() -> Non
         bad.close()
         held.close()
     assert got.connections == 2 and got.bad_headers == 1 and len(got.messages) == 1
+
+
+def test_a_raw_exit_replaces_its_enter_and_a_message_of_no_thread_is_counted() -> None:
+    def raw(t: int, sysno: int, ended: bool, tid: int = 1) -> tuple[int, bytes]:
+        m = syscall_pb2.Syscall(context_data=ctx(tid, t), sysno=sysno, arg1=4, arg2=5)
+        if ended:
+            m.exit.CopyFrom(done(0))
+        return T.MESSAGE_SYSCALL_RAW, m.SerializeToString()
+
+    nameless = syscall_pb2.Syscall(sysno=50, exit=done(0)).SerializeToString()
+    log = decode.Log()
+    for kind, payload in [
+        raw(1, 50, False), raw(2, 50, True), raw(3, 62, False, tid=2),
+        (T.MESSAGE_SYSCALL_RAW, nameless),
+    ]:  # fmt: skip
+        decode.feed(log, kind, payload)
+    trace = strace.parse(decode.render(log, decode.Losses()))
+    assert [(c.name, c.result) for c in trace.calls] == [("listen", "0"), ("kill", "?")]
+    assert trace.malformed == 1  # the message without its thread, said as such
+
+
+def test_only_the_workers_first_unlink_at_teardown_is_taken_for_its_socket() -> None:
+    def unlink(t: int, group: int) -> tuple[int, bytes]:
+        c = ctx(group + 4, t, group)
+        m = syscall_pb2.Syscall(context_data=c, sysno=87, arg1=0x7F00, exit=done(0))
+        return T.MESSAGE_SYSCALL_RAW, m.SerializeToString()
+
+    log = decode.Log(teardown_ns=AT + 10)
+    for kind, payload in [unlink(5, 1), unlink(11, 2), unlink(12, 1), unlink(13, 1)]:
+        decode.feed(log, kind, payload)
+    trace, evs = events(decode.render(log, decode.Losses()))
+    assert log.excused == 1 and len(trace.calls) == 3  # before teardown, another process, again
+    assert all(e.kind == "file.modify" and e.detail.get("resolved") is False for e in evs)

@@ -219,6 +219,9 @@ class Log:
     skipped: int = 0  # past MAX_LINES
     pending_exec: dict[int, int] = field(default_factory=dict)  # thread group -> line index
     exec_done: set[int] = field(default_factory=set)  # groups whose exec sentry/execve said
+    pending_raw: dict[int, tuple[int, int]] = field(default_factory=dict)  # tid -> (sysno, line)
+    teardown_ns: int = 0  # when the host began tearing down (0: unknown)
+    excused: int = 0  # the worker's own unlink of its socket at teardown (see _raw)
 
     def count(self, why: str) -> None:
         if len(self.unparsed) < 64 or why in self.unparsed:
@@ -233,6 +236,9 @@ class Log:
             return -1
         t = max(0, min(int(ctx.time_ns), 10**20))
         tid = max(0, min(int(ctx.thread_id), 10**9))
+        if not tid or not t:  # whose, or when, is unknown: it would pass for the worker's
+            self.count("message(s) without the thread or time they came from")
+            return -1
         self.lines.append((t, len(self.lines), f"{tid} {t // 10**9}.{t % 10**9:09d} {body}"))
         return len(self.lines) - 1
 
@@ -357,9 +363,43 @@ def _chroot(log: Log, m: Any) -> None:
 
 
 def _raw(log: Log, m: Any) -> None:
+    """A raw point. Enter and exit are both enabled (runsc 20221219 loads a raw exit's context
+    by its enter point's configuration): the exit replaces its enter, an enter never ended
+    stays, unfinished."""
     name = _syscall_name(m.sysno, points.SYSNO)
     args = [m.arg1, m.arg2, m.arg3, m.arg4, m.arg5, m.arg6]
-    log.add(m.context_data, _call(name, _raw_args(name, args), _result(m.exit, m.HasField("exit"))))
+    ended = m.HasField("exit")
+    tid = int(m.context_data.thread_id)
+    line = _call(name, _raw_args(name, args), _result(m.exit, ended))
+    before = log.pending_raw.pop(tid, None)
+    if ended and _own_unlink(log, name, m):
+        if before is not None:
+            log.lines[before[1]] = (0, -1, "")
+        return
+    if ended and before is not None and before[0] == int(m.sysno):
+        keep = log.lines[before[1]]
+        log.lines[before[1]] = (keep[0], keep[1], " ".join(keep[2].split(" ", 2)[:2]) + " " + line)
+        return
+    at = log.add(m.context_data, line)
+    if not ended and at >= 0 and len(log.pending_raw) < 100_000:
+        log.pending_raw[tid] = (int(m.sysno), at)
+
+
+WORKER_GROUP = 1  # the container's first process: the worker (strace's first pid)
+
+
+def _own_unlink(log: Log, name: str, m: Any) -> bool:
+    """gRPC removing the worker's socket as the server stops (strace's path knows it by its path,
+    runner.telemetry.files.modify_event). A raw point has no path: the first successful unlink
+    by the worker's process once the host is tearing down is taken for it, and counted; any
+    other unlink is the model's, with its path unknown."""
+    ctx = m.context_data
+    if name != "unlink" or log.excused or not log.teardown_ns or m.exit.errorno:
+        return False
+    if int(ctx.thread_group_id) != WORKER_GROUP or int(ctx.time_ns) < log.teardown_ns:
+        return False
+    log.excused += 1
+    return True
 
 
 def _clone(log: Log, m: Any) -> None:
@@ -443,7 +483,7 @@ class Losses:
 def render(log: Log, losses: Losses) -> bytes:
     """The tracer's log: every decoded call in time order, then a line in no strace shape for
     each kind of loss (the reader counts them unread: the verdict cannot be clean)."""
-    out = [text for _, _, text in sorted(log.lines)]
+    out = [text for _, _, text in sorted(log.lines) if text]
     problems = dict(log.unparsed)
     if log.skipped:
         problems[f"message(s) past the decoder's cap of {MAX_LINES}"] = log.skipped

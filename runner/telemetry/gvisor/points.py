@@ -8,8 +8,9 @@ enabled, by its schema when it has one, raw otherwise, except:
 - clone, clone3, fork, vfork: `sentry/clone` says every new task, with its flags, whichever
   call made it (clone3's flags live in memory a raw point does not read).
 `sentry/execve` confirms a program started, `sentry/task_exit` gives each exit's status.
-Exit points only (the call with its result), except execve and execveat: their arguments are
-gone from memory once the new program runs, so their enter point is read too.
+Exit points only (the call with its result), except execve and execveat (their arguments are
+gone from memory once the new program runs) and the raw points (runsc 20221219 reads a raw
+exit's context fields from its enter point's configuration): their enter points are read too.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def point_names() -> list[str]:
     out: list[str] = []
     for s in traced():
         base = f"syscall/{s}" if s in SCHEMA else f"syscall/sysno/{SYSNO[s]}"
-        if s in WITH_ENTER:
+        if s in WITH_ENTER or s not in SCHEMA:
             out.append(f"{base}/enter")
         out.append(f"{base}/exit")
     return [*out, *SENTRY]

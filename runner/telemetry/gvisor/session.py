@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.policy import Policy, Runtime
+from runner.telemetry.events import Phase
 from runner.telemetry.gvisor import decode, enabled, points
 from runner.telemetry.gvisor.sink import Sink
 
@@ -64,7 +65,8 @@ def collect(c: Collected, root: Path) -> bool:
     if sink is None:
         return False
     received = sink.close()
-    out = decode.Log()
+    teardown = [t for t, phase in c.marks if phase is Phase.TEARDOWN]
+    out = decode.Log(teardown_ns=int(teardown[-1] * 1e9) if teardown else 0)
     for kind, payload in received.messages:
         decode.feed(out, kind, payload)
     losses = decode.Losses(
@@ -84,6 +86,11 @@ def collect(c: Collected, root: Path) -> bool:
         c.notes.append(
             f"gvisor tracer: {losses.dropped_by_runsc} point(s) dropped by runsc, "
             f"{losses.past_caps} past the sink's caps: the trace is incomplete"
+        )
+    if out.excused:
+        c.notes.append(
+            "gvisor tracer: one unlink by the worker's process at teardown, whose path gVisor's "
+            "raw point does not say, was taken for gRPC removing the worker's socket"
         )
     log.debug("gvisor tracer: %d messages, %d bytes", len(received.messages), received.bytes)
     return True
