@@ -19,7 +19,7 @@ from runner.policy import Policy, Runtime
 from runner.rules.analysis import Collected
 from runner.telemetry import folding, strace, syscalls
 from runner.telemetry.events import Phase, PhaseClock
-from runner.telemetry.gvisor import decode, points, session, sink
+from runner.telemetry.gvisor import decode, points, session, sink, text
 from runner.telemetry.gvisor._proto import common_pb2, sentry_pb2, syscall_pb2
 
 T = common_pb2.MessageType
@@ -115,24 +115,24 @@ def test_an_exec_whose_exit_never_came_is_unfinished_not_lost() -> None:
 
 
 def test_sockaddrs_as_strace_prints_them() -> None:
-    assert network_of(decode.sockaddr(b"\x01\x00/airlock/run/w.sock\0\0")) == {
+    assert network_of(text.sockaddr(b"\x01\x00/airlock/run/w.sock\0\0")) == {
         "family": "AF_UNIX",
         "address": "/airlock/run/w.sock",
     }
-    assert network_of(decode.sockaddr(b"\x01\x00\0abstract"))["address"] == "@abstract"
+    assert network_of(text.sockaddr(b"\x01\x00\0abstract"))["address"] == "@abstract"
     six = (
         struct.pack("<H", 10)
         + struct.pack(">H", 53)
         + b"\0" * 4
         + socket.inet_pton(socket.AF_INET6, "::1")
     )
-    assert network_of(decode.sockaddr(six + b"\0" * 4)) == {
+    assert network_of(text.sockaddr(six + b"\0" * 4)) == {
         "family": "AF_INET6",
         "port": 53,
         "address": "::1",
     }
-    assert network_of(decode.sockaddr(b"\x2a\x00xx"))["family"] == "?"
-    assert decode.sockaddr(b"") == "NULL"
+    assert network_of(text.sockaddr(b"\x2a\x00xx"))["family"] == "?"
+    assert text.sockaddr(b"") == "NULL"
 
 
 def network_of(token: str) -> dict:

@@ -16,198 +16,16 @@ Raw points (no schema) carry integers only: a path or an address they point at i
 
 from __future__ import annotations
 
-import errno as _errno
-import ipaddress
-import signal as _signal
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.telemetry.gvisor import points
+from runner.telemetry.gvisor import text as tx
 from runner.telemetry.gvisor._proto import common_pb2, sentry_pb2, syscall_pb2
 
 MAX_LINES = 400_000  # runner.telemetry.strace.MAX_LINES: the reader keeps no more
-STRING_BYTES = 256  # strace -s 256
-MAX_ARGV = 32
 T = common_pb2.MessageType
-AT_FDCWD = -100
-
-
-def _s(value: str | bytes, limit: int = STRING_BYTES) -> str:
-    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
-    cut = raw[:limit]
-    return '"' + "".join(f"\\x{b:02x}" for b in cut) + '"' + ("..." if len(raw) > limit else "")
-
-
-UNKNOWN_STRING = '""...'  # memory a raw point does not read: a string cut before its start
-
-
-def _errname(n: int) -> str:
-    return _errno.errorcode.get(n, "EUNKNOWN") if 0 < n < 4096 else "EUNKNOWN"
-
-
-def _result(exit_: Any, has_exit: bool) -> str:
-    if not has_exit:
-        return "?"
-    if exit_.errorno:
-        return f"-1 {_errname(int(exit_.errorno))}"
-    return str(int(exit_.result))
-
-
-def _flags(value: int, names: Iterable[tuple[int, str]], base: str = "") -> str:
-    out = [base] if base else []
-    rest = value
-    for bit, name in names:
-        if bit and value & bit == bit:
-            out.append(name)
-            rest &= ~bit
-    if rest:
-        out.append(hex(rest))
-    return "|".join(out) or "0"
-
-
-_O_FLAGS = (
-    (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
-    (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o10000, "O_DSYNC"),
-    (0o20000000, "O_TMPFILE"), (0o200000, "O_DIRECTORY"), (0o400000, "O_NOFOLLOW"),
-    (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"), (0o10000000, "O_PATH"),
-    (0o40000, "O_DIRECT"), (0o4010000, "O_SYNC"),
-)  # fmt: skip
-_ACCESS = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")
-
-
-def open_flags(value: int) -> str:
-    value &= 0xFFFFFFFF
-    return _flags(value & ~3, _O_FLAGS, _ACCESS[value & 3])
-
-
-_CLONE = (
-    (0x100, "CLONE_VM"), (0x200, "CLONE_FS"), (0x400, "CLONE_FILES"), (0x800, "CLONE_SIGHAND"),
-    (0x1000, "CLONE_PIDFD"), (0x2000, "CLONE_PTRACE"), (0x4000, "CLONE_VFORK"),
-    (0x8000, "CLONE_PARENT"), (0x10000, "CLONE_THREAD"), (0x20000, "CLONE_NEWNS"),
-    (0x40000, "CLONE_SYSVSEM"), (0x80000, "CLONE_SETTLS"), (0x100000, "CLONE_PARENT_SETTID"),
-    (0x200000, "CLONE_CHILD_CLEARTID"), (0x800000, "CLONE_UNTRACED"),
-    (0x1000000, "CLONE_CHILD_SETTID"), (0x2000000, "CLONE_NEWCGROUP"),
-    (0x4000000, "CLONE_NEWUTS"), (0x8000000, "CLONE_NEWIPC"), (0x10000000, "CLONE_NEWUSER"),
-    (0x20000000, "CLONE_NEWPID"), (0x40000000, "CLONE_NEWNET"), (0x80000000, "CLONE_IO"),
-)  # fmt: skip
-
-
-def _signame(n: int) -> str:
-    try:
-        return _signal.Signals(n).name
-    except ValueError:
-        return str(n)
-
-
-def clone_flags(value: int) -> str:
-    value &= 0xFFFFFFFFFFFFFFFF
-    sig = value & 0xFF
-    text = _flags(value & ~0xFF, _CLONE)
-    return text if not sig else (f"{text}|{_signame(sig)}" if text != "0" else _signame(sig))
-
-
-_FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
-_SOCK_TYPE = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
-
-
-def family(n: int) -> str:
-    return _FAMILY.get(n, str(n))
-
-
-_SOCK_FLAGS = ((0o4000, "SOCK_NONBLOCK"), (0o2000000, "SOCK_CLOEXEC"))
-
-
-def sock_type(n: int) -> str:
-    base = _SOCK_TYPE.get(n & 0xF, str(n & 0xF))
-    return _flags(n & ~0xF & 0xFFFFFFFF, _SOCK_FLAGS, base)
-
-
-def sockaddr(raw: bytes) -> str:
-    """A sockaddr's bytes as strace prints it (the fields network.parse_sockaddr reads)."""
-    if len(raw) < 2:
-        return "NULL" if not raw else "{sa_family=?}"
-    fam = struct.unpack_from("<H", raw)[0]
-    if fam == 1:
-        path, nul = raw[2:], b"\0"
-        if path[:1] == nul:
-            return f"{{sa_family=AF_UNIX, sun_path=@{_s(path[1:].rstrip(nul), 108)}}}"
-        return f"{{sa_family=AF_UNIX, sun_path={_s(path.split(nul, 1)[0], 108)}}}"
-    if fam == 2 and len(raw) >= 8:
-        port = struct.unpack_from(">H", raw, 2)[0]
-        addr = str(ipaddress.IPv4Address(raw[4:8]))
-        return f"{{sa_family=AF_INET, sin_port=htons({port}), sin_addr=inet_addr({_s(addr)})}}"
-    if fam == 10 and len(raw) >= 24:
-        port = struct.unpack_from(">H", raw, 2)[0]
-        addr = str(ipaddress.IPv6Address(raw[8:24]))
-        return (
-            f"{{sa_family=AF_INET6, sin6_port=htons({port}), "
-            f"inet_pton(AF_INET6, {_s(addr)}, &sin6_addr)}}"
-        )
-    name = _FAMILY.get(fam)
-    return f"{{sa_family={name}}}" if name else f"{{sa_family={fam:#x} /* AF_??? */}}"
-
-
-def _fd(n: int) -> str:
-    n = _i32(n)
-    return "AT_FDCWD" if n == AT_FDCWD else str(n)
-
-
-def _i32(n: int) -> int:
-    n &= 0xFFFFFFFF
-    return n - (1 << 32) if n & 0x80000000 else n
-
-
-def _argv(items: Iterable[str]) -> str:
-    got = list(items)
-    shown = ", ".join(_s(a) for a in got[:MAX_ARGV])
-    return f"[{shown}{', ...' if len(got) > MAX_ARGV else ''}]"
-
-
-# --- raw points: integers only ---------------------------------------------------------------
-
-_RAW_PATHS = {
-    "truncate": (0,), "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3), "unlink": (0,),
-    "unlinkat": (1,), "mkdir": (0,), "mkdirat": (1,), "rmdir": (0,), "link": (0, 1),
-    "linkat": (1, 3), "symlink": (0, 1), "symlinkat": (0, 2), "chmod": (0,), "fchmodat": (1,),
-    "chown": (0,), "fchownat": (1,), "lchown": (0,), "mknod": (0,), "mknodat": (1,),
-    "setxattr": (0, 1), "lsetxattr": (0, 1), "fsetxattr": (1,), "removexattr": (0, 1),
-    "lremovexattr": (0, 1), "fremovexattr": (1,), "utime": (0,), "utimes": (0,),
-    "utimensat": (1,), "futimesat": (1,), "openat2": (1,), "memfd_create": (0,),
-    "mount": (0, 1, 2), "umount2": (0,), "pivot_root": (0, 1), "acct": (0,), "swapon": (0,),
-    "swapoff": (0,), "sethostname": (0,), "setdomainname": (0,), "add_key": (0, 1),
-    "request_key": (0, 1),
-}  # fmt: skip
-_RAW_DIRFDS = {
-    "renameat": (0, 2), "renameat2": (0, 2), "unlinkat": (0,), "mkdirat": (0,),
-    "linkat": (0, 2), "symlinkat": (1,), "fchmodat": (0,), "fchownat": (0,), "mknodat": (0,),
-    "utimensat": (0,), "futimesat": (0,), "openat2": (0,), "open_by_handle_at": (0,),
-}  # fmt: skip
-_RAW_SIGNALS = {
-    "kill": 1, "tkill": 1, "tgkill": 2, "rt_sigqueueinfo": 1, "rt_tgsigqueueinfo": 2,
-    "pidfd_send_signal": 1,
-}  # fmt: skip
-# the number of arguments strace prints (the handlers read some by position)
-_RAW_ARITY = {"kill": 2, "tkill": 2, "listen": 2, "unlink": 1, "rmdir": 1, "chmod": 2}
-
-
-def _raw_args(name: str, args: list[int]) -> list[str]:
-    paths, dirfds = _RAW_PATHS.get(name, ()), _RAW_DIRFDS.get(name, ())
-    sig = _RAW_SIGNALS.get(name)
-    out = []
-    for i, v in enumerate(args[: _RAW_ARITY.get(name, 6)]):
-        if i in paths:
-            out.append(UNKNOWN_STRING if v else "NULL")
-        elif i in dirfds:
-            out.append(_fd(v))
-        elif i == sig:
-            out.append(_signame(v & 0xFFFFFFFF))
-        elif v < 1 << 31 or v >= (1 << 64) - (1 << 31):
-            out.append(str(_i32(v) if v >= 1 << 31 else v))
-        else:
-            out.append(hex(v))
-    return out
 
 
 @dataclass
@@ -243,6 +61,11 @@ class Log:
         return len(self.lines) - 1
 
 
+def _end(m: Any) -> str:
+    """The call's result as strace prints it ("?" for an enter point's message)."""
+    return tx.result(m.exit, m.HasField("exit"))
+
+
 def _call(name: str, args: Iterable[str], result: str) -> str:
     return f"{name}({', '.join(args)}) = {result}"
 
@@ -256,44 +79,44 @@ def _syscall_name(sysno: int, allowed: Iterable[str]) -> str:
 
 def _open(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("open", "openat", "creat"))
-    path = _s(m.pathname)
+    path = tx.s(m.pathname)
     if name == "openat":
-        args = [_fd(m.fd), path, open_flags(m.flags)]
+        args = [tx.fd(m.fd), path, tx.open_flags(m.flags)]
     elif name == "open":
-        args = [path, open_flags(m.flags)]
+        args = [path, tx.open_flags(m.flags)]
     else:
         args = [path, f"{m.mode & 0o7777:#o}"]
     if m.flags & 0o100 and name != "creat":
         args.append(f"{m.mode & 0o7777:#o}")
-    log.add(m.context_data, _call(name, args, _result(m.exit, m.HasField("exit"))))
+    log.add(m.context_data, _call(name, args, _end(m)))
 
 
 def _addr_call(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("connect", "bind"))
-    args = [str(_i32(m.fd)), sockaddr(bytes(m.address)), str(len(m.address))]
-    log.add(m.context_data, _call(name, args, _result(m.exit, m.HasField("exit"))))
+    args = [str(tx.i32(m.fd)), tx.sockaddr(bytes(m.address)), str(len(m.address))]
+    log.add(m.context_data, _call(name, args, _end(m)))
 
 
 def _accept(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("accept", "accept4"))
-    addr = sockaddr(bytes(m.address)) if m.address else "NULL"
-    args = [str(_i32(m.fd)), addr, f"[{len(m.address)}]" if m.address else "NULL"]
+    addr = tx.sockaddr(bytes(m.address)) if m.address else "NULL"
+    args = [str(tx.i32(m.fd)), addr, f"[{len(m.address)}]" if m.address else "NULL"]
     if name == "accept4":
-        args.append(_flags(m.flags & 0xFFFFFFFF, _SOCK_FLAGS))
-    log.add(m.context_data, _call(name, args, _result(m.exit, m.HasField("exit"))))
+        args.append(tx.flags(m.flags & 0xFFFFFFFF, tx.SOCK_FLAGS))
+    log.add(m.context_data, _call(name, args, _end(m)))
 
 
 def _socket(log: Log, m: Any) -> None:
     _syscall_name(m.sysno, ("socket",))
-    args = [family(m.domain), sock_type(m.type), str(m.protocol)]
-    log.add(m.context_data, _call("socket", args, _result(m.exit, m.HasField("exit"))))
+    args = [tx.family(m.domain), tx.sock_type(m.type), str(m.protocol)]
+    log.add(m.context_data, _call("socket", args, _end(m)))
 
 
 def _socketpair(log: Log, m: Any) -> None:
     _syscall_name(m.sysno, ("socketpair",))
     ends = f"[{m.socket1}, {m.socket2}]"
-    args = [family(m.domain), sock_type(m.type), str(m.protocol), ends]
-    log.add(m.context_data, _call("socketpair", args, _result(m.exit, m.HasField("exit"))))
+    args = [tx.family(m.domain), tx.sock_type(m.type), str(m.protocol), ends]
+    log.add(m.context_data, _call("socketpair", args, _end(m)))
 
 
 def _execve(log: Log, m: Any) -> None:
@@ -304,36 +127,36 @@ def _execve(log: Log, m: Any) -> None:
         at = log.pending_exec.pop(group, -1)
         if at >= 0:
             t, order, text = log.lines[at]
-            log.lines[at] = (t, order, text.removesuffix(" = ?") + f" = {_result(m.exit, True)}")
+            log.lines[at] = (t, order, text.removesuffix(" = ?") + f" = {tx.result(m.exit, True)}")
             return
         if group in log.exec_done:  # the program it started is said (its memory is not)
             log.exec_done.discard(group)
             return
     if name == "execve":
-        args = [_s(m.pathname), _argv(m.argv), f"0 /* {len(m.envv)} vars */"]
+        args = [tx.s(m.pathname), tx.argv(m.argv), f"0 /* {len(m.envv)} vars */"]
     else:
-        flags = _flags(m.flags, ((0x1000, "AT_EMPTY_PATH"), (0x100, "AT_SYMLINK_NOFOLLOW")))
-        args = [_fd(m.fd), _s(m.pathname), _argv(m.argv), "0", flags]
-    at = log.add(ctx, _call(name, args, _result(m.exit, m.HasField("exit"))))
+        flags = tx.flags(m.flags, ((0x1000, "AT_EMPTY_PATH"), (0x100, "AT_SYMLINK_NOFOLLOW")))
+        args = [tx.fd(m.fd), tx.s(m.pathname), tx.argv(m.argv), "0", flags]
+    at = log.add(ctx, _call(name, args, _end(m)))
     if not m.HasField("exit") and at >= 0:
         log.pending_exec[group] = at
 
 
 def _chdir(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("chdir", "fchdir"))
-    args = [_s(m.pathname)] if name == "chdir" else [str(_i32(m.fd))]
-    log.add(m.context_data, _call(name, args, _result(m.exit, m.HasField("exit"))))
+    args = [tx.s(m.pathname)] if name == "chdir" else [str(tx.i32(m.fd))]
+    log.add(m.context_data, _call(name, args, _end(m)))
 
 
 def _setid(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("setuid", "setgid"))
-    log.add(m.context_data, _call(name, [str(m.id)], _result(m.exit, m.HasField("exit"))))
+    log.add(m.context_data, _call(name, [str(m.id)], _end(m)))
 
 
 def _setresid(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("setresuid", "setresgid"))
-    args = [str(_i32(m.rid)), str(_i32(m.eid)), str(_i32(m.sid))]
-    log.add(m.context_data, _call(name, args, _result(m.exit, m.HasField("exit"))))
+    args = [str(tx.i32(m.rid)), str(tx.i32(m.eid)), str(tx.i32(m.sid))]
+    log.add(m.context_data, _call(name, args, _end(m)))
 
 
 _FCNTL = {
@@ -346,7 +169,7 @@ def _fcntl(log: Log, m: Any) -> None:
     cmd = _FCNTL.get(m.cmd, str(m.cmd))
     arg = ("FD_CLOEXEC" if m.args == 1 else str(m.args)) if cmd == "F_SETFD" else str(m.args)
     args = [str(m.fd), cmd, arg]
-    log.add(m.context_data, _call("fcntl", args, _result(m.exit, m.HasField("exit"))))
+    log.add(m.context_data, _call("fcntl", args, _end(m)))
 
 
 def _dup(log: Log, m: Any) -> None:
@@ -354,12 +177,12 @@ def _dup(log: Log, m: Any) -> None:
     args = [str(m.old_fd)] + ([str(m.new_fd)] if name != "dup" else [])
     if name == "dup3":
         args.append("O_CLOEXEC" if m.flags & 0o2000000 else "0")
-    log.add(m.context_data, _call(name, args, _result(m.exit, m.HasField("exit"))))
+    log.add(m.context_data, _call(name, args, _end(m)))
 
 
 def _chroot(log: Log, m: Any) -> None:
     _syscall_name(m.sysno, ("chroot",))
-    log.add(m.context_data, _call("chroot", [_s(m.pathname)], _result(m.exit, m.HasField("exit"))))
+    log.add(m.context_data, _call("chroot", [tx.s(m.pathname)], _end(m)))
 
 
 def _raw(log: Log, m: Any) -> None:
@@ -370,7 +193,7 @@ def _raw(log: Log, m: Any) -> None:
     args = [m.arg1, m.arg2, m.arg3, m.arg4, m.arg5, m.arg6]
     ended = m.HasField("exit")
     tid = int(m.context_data.thread_id)
-    line = _call(name, _raw_args(name, args), _result(m.exit, ended))
+    line = _call(name, tx.raw_args(name, args), tx.result(m.exit, ended))
     before = log.pending_raw.pop(tid, None)
     if ended and _own_unlink(log, name, m):
         if before is not None:
@@ -404,7 +227,7 @@ def _own_unlink(log: Log, name: str, m: Any) -> bool:
 
 def _clone(log: Log, m: Any) -> None:
     """A new task (clone, clone3, fork, vfork), said by its parent."""
-    args = ["child_stack=NULL", f"flags={clone_flags(m.flags)}"]
+    args = ["child_stack=NULL", f"flags={tx.clone_flags(m.flags)}"]
     log.add(m.context_data, _call("clone", args, str(int(m.created_thread_id))))
 
 
@@ -416,7 +239,7 @@ def _exec_done(log: Log, m: Any) -> None:
         t, order, text = log.lines[at]
         log.lines[at] = (t, order, text.removesuffix(" = ?") + " = 0")
     else:
-        args = [_s(m.binary_path), _argv(m.argv), f"0 /* {len(m.env)} vars */"]
+        args = [tx.s(m.binary_path), tx.argv(m.argv), f"0 /* {len(m.env)} vars */"]
         log.add(m.context_data, _call("execve", args, "0"))
     if len(log.exec_done) < 100_000:
         log.exec_done.add(group)
@@ -431,7 +254,7 @@ def _task_exit(log: Log, m: Any) -> None:
     if not sig:
         log.add(ctx, f"+++ exited with {(status >> 8) & 0xFF} +++")
         return
-    name = _signame(sig)
+    name = tx.signame(sig)
     name = name if name.startswith("SIG") else f"SIG{sig}"
     log.add(ctx, f"+++ killed by {name}{' (core dumped)' if status & 0x80 else ''} +++")
 
