@@ -334,3 +334,38 @@ def test_only_the_workers_first_unlink_at_teardown_is_taken_for_its_socket() -> 
     trace, evs = events(decode.render(log, decode.Losses()))
     assert log.excused == 1 and len(trace.calls) == 3  # before teardown, another process, again
     assert all(e.kind == "file.modify" and e.detail.get("resolved") is False for e in evs)
+
+
+def _judged(losses: decode.Losses, messages: list[tuple[int, bytes]] | None = None):  # type: ignore[no-untyped-def]
+    from runner.controller.engine import ContainerState
+    from runner.report import ModelInfo
+    from runner.rules import analysis
+
+    quiet = [
+        (T.MESSAGE_SYSCALL_OPEN, syscall_pb2.Open(
+            context_data=ctx(t=1), exit=done(3), sysno=257, fd=-100, pathname="/etc/ld.so.cache",
+            flags=0o2000000).SerializeToString()),
+        (T.MESSAGE_SENTRY_TASK_EXIT, sentry_pb2.TaskExit(context_data=ctx(t=9 * 10**9))
+            .SerializeToString()),
+    ]  # fmt: skip
+    c = Collected(
+        policy=Policy(runtime=Runtime.RUNSC),
+        model=ModelInfo(path="/m.onnx", format="onnx", detected_by="t", size_bytes=1, files=[]),
+    )
+    t0 = AT / 1e9
+    c.marks = [(t0 - 1, Phase.STARTUP), (t0 + 2, Phase.LOAD), (t0 + 8, Phase.TEARDOWN)]
+    c.trace_log = to_log(messages if messages is not None else quiet, losses)
+    c.final_state = ContainerState("exited", False, 0, False, "")
+    c.shutdown_requested = True
+    return analysis.build(c)
+
+
+def test_drops_or_no_connection_keep_the_verdict_from_clean() -> None:
+    from runner.rules.catalog import Verdict
+
+    assert _judged(decode.Losses()).verdict is Verdict.CLEAN
+    for losses in (decode.Losses(dropped_by_runsc=1), decode.Losses(connections=0)):
+        report = _judged(losses)
+        assert report.verdict is not Verdict.CLEAN, losses
+        assert any("gvisor:" in " ".join(f.evidence) for f in report.findings), report.findings
+    assert _judged(decode.Losses(connections=0), []).verdict is not Verdict.CLEAN
