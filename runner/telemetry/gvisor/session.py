@@ -92,5 +92,5 @@ def collect(c: Collected, root: Path) -> bool:
             "gvisor tracer: one unlink by the worker's process at teardown, whose path gVisor's "
             "raw point does not say, was taken for gRPC removing the worker's socket"
         )
-    log.debug("gvisor tracer: %d messages, %d bytes", len(received.messages), received.bytes)
+    log.debug("gvisor tracer: %d messages", len(received.messages))
     return True

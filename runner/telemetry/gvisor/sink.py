@@ -39,7 +39,7 @@ class Received:
     """What the sink took: the messages (type, payload) and what it could not take."""
 
     messages: list[tuple[int, bytes]] = field(default_factory=list)
-    bytes: int = 0
+    payload_bytes: int = 0
     past_caps: int = 0
     bad_headers: int = 0  # datagrams too short, cut (longer than MAX_DATAGRAM), bad handshakes
     dropped_by_runsc: int = 0
@@ -148,8 +148,8 @@ class Sink:
             r.bad_headers += 1
             return
         payload = data[size:]
-        if len(r.messages) >= MAX_MESSAGES or r.bytes + len(payload) > MAX_BYTES:
+        if len(r.messages) >= MAX_MESSAGES or r.payload_bytes + len(payload) > MAX_BYTES:
             r.past_caps += 1
             return
         r.messages.append((kind, payload))
-        r.bytes += len(payload)
+        r.payload_bytes += len(payload)
