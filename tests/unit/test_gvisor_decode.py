@@ -369,3 +369,32 @@ def test_drops_or_no_connection_keep_the_verdict_from_clean() -> None:
         assert report.verdict is not Verdict.CLEAN, losses
         assert any("gvisor:" in " ".join(f.evidence) for f in report.findings), report.findings
     assert _judged(decode.Losses(connections=0), []).verdict is not Verdict.CLEAN
+
+
+def test_the_runtime_wrapper_passes_the_config_to_create_and_blanks_it(tmp_path: Path) -> None:
+    import json
+
+    fake = tmp_path / "runsc"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    source = Path(__file__).parents[2] / "sandbox_images" / "runsc-airlock"
+    wrapper = tmp_path / "runsc-airlock"
+    wrapper.write_text(source.read_text().replace("RUNSC=/usr/bin/runsc", f"RUNSC={fake}"))
+    wrapper.chmod(0o755)
+    config = tmp_path / "pod-init.json"
+    config.write_text("{}")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    env = ["PATH=/usr/bin", f"{session.CONFIG_ENV}={config}"]
+    (bundle / "config.json").write_text(json.dumps({"process": {"env": env}}))
+
+    def run(*args: str) -> str:
+        return subprocess.run([str(wrapper), *args], capture_output=True, text=True).stdout
+
+    created = run("--root", "/r", "create", "--bundle", str(bundle), "c1")
+    assert f"--pod-init-config={config} --root /r create" in created
+    assert created.startswith("--network=none --host-uds=all --platform=ptrace")
+    spec = json.loads((bundle / "config.json").read_text())
+    assert spec["process"]["env"] == ["PATH=/usr/bin", f"{session.CONFIG_ENV}=host"]
+    assert "--pod-init-config" not in run("--root", "/r", "start", "c1")
+    assert "--pod-init-config" not in run("create", "--bundle", str(bundle), "c2")  # blanked
