@@ -19,7 +19,8 @@ from setuptools.errors import FileError
 SOURCES = Path(__file__).resolve().parent / "sandbox_images"
 TARGET = ("runner", "controller", "image_sources")
 # What images.py hashes into the tag and builds from, and the sandbox's seccomp profiles. The
-# host-only helpers (lock.sh, the requirements.in files, seccomp/generate.py) stay behind.
+# host-only helpers (lock.sh, the requirements.in files, seccomp/generate.py, the runsc-airlock
+# runtime wrapper that scripts/engine.sh installs) stay behind.
 PATTERNS = (
     "Dockerfile",
     "entrypoint.sh",

@@ -44,6 +44,7 @@ HOST_ONLY = {  # not in the wheel
     "requirements.in",
     "tensorflow/requirements.in",
     "seccomp/generate.py",
+    "runsc-airlock",  # the OCI runtime wrapper scripts/engine.sh installs on the host
 }
 PACKAGED = "runner/controller/image_sources/"
 
