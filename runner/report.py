@@ -160,6 +160,11 @@ class Phase(_Model):
 
 class TracerInfo(_Model):
     enabled: bool
+    kind: str = Field(
+        default="",
+        description="strace (inside the sandbox, under runc) or gvisor (gVisor's trace points, "
+        "read on the host, under runsc); empty when tracing was off",
+    )
     exit_code: int | None = Field(default=None, description="the tracer's (container's) exit code")
     worker_exit: str = Field(default="", description="the worker's exit record in the log")
     log_bytes: int = 0

@@ -2,8 +2,8 @@
 # Make sure a Docker engine is reachable: install Debian's docker.io, runsc, debootstrap
 # and strace when needed (as root), then start dockerd with the default bridge off and
 # gVisor registered as the `runsc` runtime, and as `runsc-airlock` (sandbox_images/runsc-airlock,
-# installed in /usr/local/lib/airlock: runsc with a session's pod-init configuration, for
-# AIRLOCK_RUNSC_TRACER=gvisor). Idempotent: does nothing when the engine answers, both runtimes
+# installed in /usr/local/lib/airlock: runsc with a session's pod-init configuration, which
+# runsc's default tracer, gVisor's trace points, needs). Idempotent: does nothing when the engine answers, both runtimes
 # are registered and the wrapper is current.
 set -euo pipefail
 
@@ -30,7 +30,7 @@ fi
 
 if [ "$(id -u)" != 0 ]; then
   if engine_ok && runtimes | grep -q '"runsc"'; then
-    log "runsc-airlock is not registered or not current (only AIRLOCK_RUNSC_TRACER=gvisor needs it); 'sudo make setup' installs it"
+    log "runsc-airlock is not registered or not current (runsc's default tracer needs it; AIRLOCK_RUNSC_TRACER=strace does not); 'sudo make setup' installs it"
     exit 0
   fi
   log "the Docker engine is not reachable and setting it up needs root; run 'sudo make setup'"

@@ -46,12 +46,18 @@ def check_node(runtime: str, formats: list[str], paths: list[str]) -> str:
     from runner.controller import engine as _docker
     from runner.controller import framework_images, images
     from runner.errors import AirlockError
+    from runner.telemetry import gvisor
+    from runner.telemetry.gvisor import session as gvisor_session
 
     host = socket.gethostname()
     try:
         info = _docker.engine_info()
-        if runtime not in (info.get("Runtimes") or {}):
+        runtimes = info.get("Runtimes") or {}
+        if runtime not in runtimes:
             return f"on {host}: the Docker engine has no {runtime} runtime"
+        if runtime == "runsc" and gvisor.enabled() and gvisor_session.RUNTIME not in runtimes:
+            wrapper = gvisor_session.RUNTIME
+            return f"on {host}: the Docker engine has no {wrapper} runtime (gVisor's tracer)"
         images.require_current()
         for framework in framework_images.needed(formats):
             framework_images.ensure(framework)

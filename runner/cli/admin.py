@@ -122,6 +122,13 @@ def doctor() -> None:
             "runsc passes Unix sockets across bind mounts (--host-uds)",
             "run 'make engine'",
         )
+        from runner.telemetry.gvisor import session as _gvisor
+
+        line(
+            _gvisor.RUNTIME in runtimes,
+            f"runtime {_gvisor.RUNTIME} registered (runsc traced by gVisor's trace points)",
+            "run 'sudo make engine'",
+        )
     line(not (info.get("Driver") == "" or info.get("NCPU", 0) < 1), "engine has CPUs")
     found = _frameworks.statuses()
     st = found.pop("default")

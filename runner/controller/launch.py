@@ -122,7 +122,26 @@ def container_spec(
         seccomp_json=engine.seccomp_json(images.IMAGES_DIR / "seccomp" / profile),
         cap_add=TRACER_CAPS if p.trace else ["SETUID", "SETGID"],
     )
-    return gvisor_session.adjust(spec, p, dirs.root)  # opt-in: gVisor's trace points
+    return spec
+
+
+def start(
+    policy: Policy,
+    image: str,
+    session: str,
+    dirs: sessions.SessionDirs,
+    binds: list[engine.BindMount],
+) -> str:
+    """Create and start the session's container; returns its id. Under runsc (tracing on) the
+    container is traced by gVisor's trace points into a sink on the host, which is stopped
+    again if the container does not start."""
+    spec = container_spec(policy, image, session, dirs, binds)
+    spec = gvisor_session.adjust(spec, policy, dirs.root)
+    try:
+        return engine.create_and_start(spec)
+    except BaseException:
+        gvisor_session.discard(dirs.root)
+        raise
 
 
 @dataclass

@@ -245,10 +245,10 @@ class Sandbox:
         self._dirs = dirs = sessions.make_dirs(self.session)
         model = None if warm else self.model_path.resolve()
         self._targets = launch.mounts(dirs, model, self.architecture, self._c.notes, self.base)
-        spec = launch.container_spec(
+        container = launch.start(
             self.policy, self._image[0], self.session, dirs, self._targets.binds
         )
-        self._run = Running(engine.create_and_start(spec), self._c)
+        self._run = Running(container, self._c)
         self._run.watch()
         if not warm:
             self._run.start_wall_timer(self.policy.wall_timeout_s)

@@ -47,6 +47,7 @@ class Collected:
     notes: list[str] = field(default_factory=list)
     error: AirlockError | None = None
     trace_log: bytes | None = None
+    tracer_kind: str = "strace"  # "gvisor" when the log came from gVisor's trace points
     trace_log_size: int | None = None  # the log's size on the host, when teardown records it
     worker_events: list[tuple[float, str, list[str]]] = field(default_factory=list)
     worker_events_dropped: int = 0
@@ -226,6 +227,7 @@ def _tracer_info(c: Collected, trace: _strace.Trace | None) -> TracerInfo:
         worker_exit = f"killed by {record.signal}"
     return TracerInfo(
         enabled=c.policy.trace,
+        kind=c.tracer_kind if c.policy.trace else "",
         exit_code=st.exit_code if st else None,
         worker_exit=worker_exit,
         log_bytes=len(c.trace_log or b""),

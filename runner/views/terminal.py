@@ -88,11 +88,12 @@ def _run_rows(report: Report) -> list[Row]:
         )
     if report.tracer is not None:
         tr = report.tracer
+        state = (tr.kind or "on") if tr.enabled else "off"  # strace, gvisor, or off
         rows.append(
             (
                 "tracer",
                 _line(
-                    f"{'on' if tr.enabled else 'off'}, {tr.syscalls} syscalls traced, worker "
+                    f"{state}, {tr.syscalls} syscalls traced, worker "
                     f"{tr.worker_exit or 'exit not recorded'}"
                 ),
             )

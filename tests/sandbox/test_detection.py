@@ -112,7 +112,11 @@ def test_inference_time_payload_is_attributed_to_infer(tmp_path: Path) -> None:
 
 
 @pytest.mark.runsc
-def test_detection_under_gvisor(tmp_path: Path) -> None:
+def test_detection_under_gvisor_with_strace_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AIRLOCK_RUNSC_TRACER=strace: runsc's former tracer, strace inside the sandbox
+    monkeypatch.setenv("AIRLOCK_RUNSC_TRACER", "strace")
     path = hostile.write(tmp_path / "shell.pkl", hostile.shell_marker("/tmp/m"))
     sb = runner.Sandbox(path, runner.Policy(runtime=runner.Runtime.RUNSC))
     with sb:
@@ -121,6 +125,7 @@ def test_detection_under_gvisor(tmp_path: Path) -> None:
     assert {"AL202", "AL601"} <= {f.rule_id for f in report.findings}
     assert report.verdict is runner.Verdict.MALICIOUS
     assert report.tracer is not None and report.tracer.worker_exit == "exited with 0"
+    assert report.tracer.kind == "strace"
 
 
 def test_static_read_names_the_gadget_before_it_runs(tmp_path: Path) -> None:

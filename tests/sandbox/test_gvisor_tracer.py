@@ -1,5 +1,5 @@
-"""gVisor's trace points as the tracer under runsc (AIRLOCK_RUNSC_TRACER=gvisor, opt-in): the
-worker starts without strace, the events come from the host's sink, the rules are the same.
+"""gVisor's trace points, runsc's default tracer (AIRLOCK_RUNSC_TRACER unset): the worker starts
+without strace, the events come from the host's sink, the rules are the same.
 Two container runs: a benign ONNX model is clean, with events received; a pickle that runs a
 shell is caught by the exec it makes, its marker never reaches the host, and the sink's socket,
 which it tries to reach, is not there in the sandbox."""
@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.runsc, pytest.mark.docker]
 
 
 @pytest.fixture(autouse=True)
-def _gvisor_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRLOCK_RUNSC_TRACER", "gvisor")
+def _default_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRLOCK_RUNSC_TRACER", raising=False)  # the default: gvisor
 
 
 def _runsc() -> runner.Policy:
@@ -38,6 +38,7 @@ def test_a_benign_model_is_clean_with_events_from_the_sink(tmp_path: Path) -> No
     assert out["y"].shape == built.reference["y"].shape
     assert report.verdict is runner.Verdict.CLEAN, [f.rule_id for f in report.findings]
     assert report.tracer is not None and report.tracer.enabled
+    assert report.tracer.kind == "gvisor"
     assert report.tracer.syscalls > 100  # the worker's start-up, from gVisor's points
     assert report.tracer.malformed_lines == 0
     assert report.tracer.worker_exit == "exited with 0"

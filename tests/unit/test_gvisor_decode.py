@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runner.errors import EngineError, UsageError
 from runner.policy import Policy, Runtime
 from runner.rules.analysis import Collected
 from runner.telemetry import folding, strace, syscalls
@@ -255,13 +256,56 @@ def test_a_sink_nobody_connected_to_is_never_clean() -> None:
 @pytest.fixture(autouse=True)
 def _gvisor_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRLOCK_RUNSC_TRACER", "gvisor")
+    monkeypatch.setattr(session, "_registered", True)  # no engine asked in unit tests
 
 
-def test_off_by_default_and_under_runc(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_on_by_default_under_runsc_only_and_strace_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     spec = _spec()
     assert session.adjust(spec, Policy(runtime=Runtime.RUNC), Path("/nonexistent")) is spec
+    assert session.adjust(spec, Policy(runtime=Runtime.RUNSC, trace=False), Path("/x")) is spec
     monkeypatch.delenv("AIRLOCK_RUNSC_TRACER")
+    assert session.applies(Policy(runtime=Runtime.RUNSC))  # the default under runsc
+    monkeypatch.setenv("AIRLOCK_RUNSC_TRACER", " Strace ")
     assert session.adjust(spec, Policy(runtime=Runtime.RUNSC), Path("/nonexistent")) is spec
+
+
+def test_an_unknown_tracer_name_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRLOCK_RUNSC_TRACER", "ptrace")
+    with pytest.raises(UsageError, match="AIRLOCK_RUNSC_TRACER='ptrace' is not a tracer") as e:
+        session.adjust(_spec(), Policy(runtime=Runtime.RUNSC), Path("/nonexistent"))
+    assert "gvisor, strace" in e.value.hint
+
+
+def test_a_missing_wrapper_runtime_is_a_clear_engine_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from runner.controller import engine
+
+    monkeypatch.setattr(session, "_registered", False)
+    monkeypatch.setattr(engine, "engine_info", lambda: {"Runtimes": {"runc": {}, "runsc": {}}})
+    with pytest.raises(EngineError, match="no runsc-airlock runtime") as e:
+        session.adjust(_spec(), Policy(runtime=Runtime.RUNSC), tmp_path)
+    assert "AIRLOCK_RUNSC_TRACER=strace" in e.value.hint
+    assert not (tmp_path / "gvisor").exists()  # no sink was started
+
+
+def test_a_container_that_does_not_start_leaves_no_sink(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from runner.controller import engine, launch, sessions
+
+    def refuse(spec: object) -> str:
+        raise EngineError("starting the sandbox: refused", "")
+
+    monkeypatch.setattr(launch, "container_spec", lambda *a: _spec())
+    monkeypatch.setattr(engine, "create_and_start", refuse)
+    dirs = sessions.SessionDirs(tmp_path, tmp_path / "r", tmp_path / "t", tmp_path / "s")
+    with pytest.raises(EngineError, match="refused"):
+        launch.start(Policy(runtime=Runtime.RUNSC), "i", "s", dirs, [])
+    assert tmp_path not in session._sinks
+    assert not session.collect(Collected(policy=Policy(), model=None), tmp_path)  # type: ignore[arg-type]
 
 
 def _spec():  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.errors import EngineError
 from runner.policy import Policy, Runtime
 from runner.telemetry.events import Phase
 from runner.telemetry.gvisor import decode, enabled, points
@@ -32,10 +33,27 @@ CONFIG_NAME = "pod-init.json"
 
 _sinks: dict[Path, Sink] = {}
 _lock = threading.Lock()
+_registered = False  # once the engine has said so: a runtime is not unregistered in a run
 
 
 def applies(policy: Policy) -> bool:
     return policy.trace and policy.runtime is Runtime.RUNSC and enabled()
+
+
+def _require_runtime() -> None:
+    """A clear error, before anything starts, when the engine lacks the wrapper runtime."""
+    global _registered
+    if _registered:
+        return
+    from runner.controller import engine
+
+    if RUNTIME not in (engine.engine_info().get("Runtimes") or {}):
+        raise EngineError(
+            f"the Docker engine has no {RUNTIME} runtime, which gVisor's tracer needs under runsc",
+            "run 'sudo make engine' from a checkout (scripts/engine.sh registers it), "
+            "or set AIRLOCK_RUNSC_TRACER=strace to trace with strace inside the sandbox",
+        )
+    _registered = True
 
 
 def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
@@ -44,6 +62,7 @@ def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
     without strace (and without the capability strace needs)."""
     if not applies(policy):
         return spec
+    _require_runtime()
     directory = root / DIR_NAME
     sink = Sink(directory).start()
     with _lock:
@@ -55,6 +74,14 @@ def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
         environment={"AIRLOCK_TRACE": "0", CONFIG_ENV: str(config)},
         cap_add=[c for c in spec.cap_add if c != "SYS_PTRACE"],
     )
+
+
+def discard(root: Path) -> None:
+    """Stop the session's sink when its container never started (nothing to collect)."""
+    with _lock:
+        sink = _sinks.pop(root, None)
+    if sink is not None:
+        sink.close(timeout_s=0.5)
 
 
 def collect(c: Collected, root: Path) -> bool:
@@ -75,6 +102,7 @@ def collect(c: Collected, root: Path) -> bool:
         received.bad_headers,
         received.connections,
     )
+    c.tracer_kind = "gvisor"
     c.trace_log = decode.render(out, losses)
     c.trace_log_size = len(c.trace_log)
     if not received.connections:
