@@ -72,6 +72,10 @@ def hostile_run() -> list[tuple[int, bytes]]:
             context_data=ctx(t=12), exit=done(0), sysno=62, arg1=99, arg2=9)),
         (T.MESSAGE_SENTRY_TASK_EXIT, sentry_pb2.TaskExit(
             context_data=ctx(t=13), exit_status=3 << 8)),
+        # the raw points counted against the schema points with strings (no context)
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(exit=done(3), sysno=257, arg3=0o2000000)),
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(sysno=59)),
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(exit=done(5), sysno=257, arg3=0o1101)),
     ]  # fmt: skip
     return [(k, msg.SerializeToString()) for k, msg in m]  # type: ignore[attr-defined]
 
@@ -389,6 +393,8 @@ def _judged(losses: decode.Losses, messages: list[tuple[int, bytes]] | None = No
         (T.MESSAGE_SYSCALL_OPEN, syscall_pb2.Open(
             context_data=ctx(t=1), exit=done(3), sysno=257, fd=-100, pathname="/etc/ld.so.cache",
             flags=0o2000000).SerializeToString()),
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(
+            exit=done(3), sysno=257, arg3=0o2000000).SerializeToString()),
         (T.MESSAGE_SENTRY_TASK_EXIT, sentry_pb2.TaskExit(context_data=ctx(t=9 * 10**9))
             .SerializeToString()),
     ]  # fmt: skip
@@ -442,3 +448,31 @@ def test_the_runtime_wrapper_passes_the_config_to_create_and_blanks_it(tmp_path:
     assert spec["process"]["env"] == ["PATH=/usr/bin", f"{session.CONFIG_ENV}=host"]
     assert "--pod-init-config" not in run("--root", "/r", "start", "c1")
     assert "--pod-init-config" not in run("create", "--bundle", str(bundle), "c2")  # blanked
+
+
+def test_a_call_whose_schema_point_runsc_dropped_keeps_the_verdict_from_clean() -> None:
+    # runsc drops, uncounted, a point whose path or argv is not UTF-8 (protobuf refuses the
+    # string): the raw point of the same call still comes, and the difference is a loss
+    from runner.rules.catalog import Verdict
+
+    quiet = _judged(decode.Losses())
+    hidden = [
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(exit=done(4), sysno=257, arg3=0o1101)),
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(sysno=59)),  # an execve's enter
+        (T.MESSAGE_SENTRY_TASK_EXIT, sentry_pb2.TaskExit(context_data=ctx(t=9 * 10**9))),
+    ]  # fmt: skip
+    report = _judged(decode.Losses(), [(k, m.SerializeToString()) for k, m in hidden])
+    assert quiet.verdict is Verdict.CLEAN and report.verdict is not Verdict.CLEAN
+    evidence = " ".join(e for f in report.findings for e in f.evidence)
+    assert "gvisor: 1 openat call(s) whose point runsc did not send" in evidence
+    assert "1 of them for writing" in evidence
+    assert "gvisor: 1 execve call(s) whose point runsc did not send" in evidence
+
+
+def test_no_point_carries_a_string_the_model_sets_in_its_context() -> None:
+    config = points.pod_init_config(Path("/sink.sock"))["trace_session"]["points"]
+    assert all("process_name" not in p["context_fields"] for p in config)
+    names = {p["name"] for p in config}
+    for name, when in points.COUNTED.items():  # each counted schema point has its raw twin
+        assert f"syscall/sysno/{points.SYSNO[name]}/{when}" in names
+        assert any(n.startswith(f"syscall/{name}/") for n in names)

@@ -40,6 +40,8 @@ class Log:
     pending_raw: dict[int, tuple[int, int]] = field(default_factory=dict)  # tid -> (sysno, line)
     teardown_ns: int = 0  # when the host began tearing down (0: unknown)
     excused: int = 0  # the worker's own unlink of its socket at teardown (see _raw)
+    # points.COUNTED: (raw points, schema points) per call, (raw, schema) of them for writing
+    checked: dict[str, list[int]] = field(default_factory=dict)
 
     def count(self, why: str) -> None:
         if len(self.unparsed) < 64 or why in self.unparsed:
@@ -47,6 +49,12 @@ class Log:
         else:
             other = "other message(s) not read"
             self.unparsed[other] = self.unparsed.get(other, 0) + 1
+
+    def check(self, name: str, raw: bool, writes: bool) -> None:
+        """One call of points.COUNTED, said by its raw point or by its schema point."""
+        tally = self.checked.setdefault(name, [0, 0, 0, 0])
+        tally[0 if raw else 1] += 1
+        tally[2 if raw else 3] += writes
 
     def add(self, ctx: Any, body: str) -> int:
         if len(self.lines) >= MAX_LINES:
@@ -77,6 +85,9 @@ def _syscall_name(sysno: int, allowed: Iterable[str]) -> str:
     return name
 
 
+WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY, O_RDWR, O_CREAT, O_TRUNC
+
+
 def _open(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("open", "openat", "creat"))
     path = tx.s(m.pathname)
@@ -88,6 +99,7 @@ def _open(log: Log, m: Any) -> None:
         args = [path, f"{m.mode & 0o7777:#o}"]
     if m.flags & 0o100 and name != "creat":
         args.append(f"{m.mode & 0o7777:#o}")
+    log.check(name, raw=False, writes=name == "creat" or bool(m.flags & WRITE_FLAGS))
     log.add(m.context_data, _call(name, args, _end(m)))
 
 
@@ -132,6 +144,8 @@ def _execve(log: Log, m: Any) -> None:
         if group in log.exec_done:  # the program it started is said (its memory is not)
             log.exec_done.discard(group)
             return
+    if not m.HasField("exit"):
+        log.check(name, raw=False, writes=False)  # the enter point, counted (points.COUNTED)
     if name == "execve":
         args = [tx.s(m.pathname), tx.argv(m.argv), f"0 /* {len(m.envv)} vars */"]
     else:
@@ -145,6 +159,8 @@ def _execve(log: Log, m: Any) -> None:
 def _chdir(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, ("chdir", "fchdir"))
     args = [tx.s(m.pathname)] if name == "chdir" else [str(tx.i32(m.fd))]
+    if name == "chdir":
+        log.check(name, raw=False, writes=False)
     log.add(m.context_data, _call(name, args, _end(m)))
 
 
@@ -182,6 +198,7 @@ def _dup(log: Log, m: Any) -> None:
 
 def _chroot(log: Log, m: Any) -> None:
     _syscall_name(m.sysno, ("chroot",))
+    log.check("chroot", raw=False, writes=False)
     log.add(m.context_data, _call("chroot", [tx.s(m.pathname)], _end(m)))
 
 
@@ -192,6 +209,11 @@ def _raw(log: Log, m: Any) -> None:
     name = _syscall_name(m.sysno, points.SYSNO)
     args = [m.arg1, m.arg2, m.arg3, m.arg4, m.arg5, m.arg6]
     ended = m.HasField("exit")
+    if name in points.COUNTED:  # only counted against its schema point (points.COUNTED)
+        if ended == (points.COUNTED[name] == "exit"):
+            flags = {"open": m.arg2, "openat": m.arg3}.get(name, 0)
+            log.check(name, raw=True, writes=name == "creat" or bool(flags & WRITE_FLAGS))
+        return
     tid = int(m.context_data.thread_id)
     line = _call(name, tx.raw_args(name, args), tx.result(m.exit, ended))
     before = log.pending_raw.pop(tid, None)
@@ -322,5 +344,12 @@ def render(log: Log, losses: Losses) -> bytes:
         problems["sink(s) runsc never connected to: nothing was recorded"] = 1
     if losses.connections > 1:
         problems["connection(s) to the sink beyond runsc's first"] = losses.connections - 1
+    for name, (raw, schema, raw_w, schema_w) in sorted(log.checked.items()):
+        if raw != schema:  # gVisor dropped the schema point of the call (a string not UTF-8)
+            problems[
+                f"{name} call(s) whose point runsc did not send (a path or argument that is not "
+                f"UTF-8?), {max(0, raw_w - schema_w)} of them for writing: {raw} raw, "
+                f"{schema} with arguments"
+            ] = abs(raw - schema)
     out += [f"gvisor: {n} {what}" for what, n in sorted(problems.items())]
     return ("\n".join(out) + "\n").encode() if out else b""

@@ -65,7 +65,19 @@ SCHEMA = frozenset(
 UNKNOWN_TO_RUNSC = frozenset({"mount_setattr", "quotactl_fd"})
 BY_SENTRY_CLONE = frozenset({"clone", "clone3", "fork", "vfork"})
 WITH_ENTER = frozenset({"execve", "execveat"})
-CONTEXT = ["container_id", "thread_id", "group_id", "time", "process_name", "credentials"]
+# No string context field: runsc marshals each point with protobuf, which refuses a string that
+# is not UTF-8, and then drops the point without counting it. A thread that named itself with
+# such bytes (prctl PR_SET_NAME) would have hidden every call it made, had process_name been
+# asked for (container_id is runsc's own).
+CONTEXT = ["container_id", "thread_id", "group_id", "time", "credentials"]
+# The schema points that carry the model's strings (a path, argv): a path or argument that is
+# not UTF-8 makes runsc drop the point the same way. Their raw points are enabled too, without
+# context (nothing to marshal but integers), and counted against them (decode.Log.checked):
+# a call whose schema point never came is a loss, and the run is not clean.
+COUNTED = {
+    "open": "exit", "openat": "exit", "creat": "exit", "chdir": "exit", "chroot": "exit",
+    "execve": "enter", "execveat": "enter",
+}  # fmt: skip
 SENTRY = ("sentry/execve", "sentry/clone", "sentry/task_exit")
 # runsc drops a point when the socket is full; it retries first (25 us, doubling to 10 ms: up
 # to about 10 s per point before a drop), so a slow reader slows the model, not the evidence
@@ -93,9 +105,15 @@ def point_names() -> list[str]:
     return [*out, *SENTRY]
 
 
+def counted_names() -> list[str]:
+    """The raw points counted against COUNTED's schema points (enabled with no context)."""
+    return [f"syscall/sysno/{SYSNO[s]}/{when}" for s, when in COUNTED.items() if s in traced()]
+
+
 def pod_init_config(endpoint: Path) -> dict[str, Any]:
     """runsc's --pod-init-config: the points, their context, the remote sink at `endpoint`."""
     points = [{"name": n, "context_fields": CONTEXT} for n in point_names()]
+    points += [{"name": n, "context_fields": []} for n in counted_names()]
     sink = {
         "name": "remote",
         "config": {
