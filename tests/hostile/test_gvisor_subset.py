@@ -9,7 +9,8 @@
 - complete: the log came from gVisor's points whole (nothing dropped, nothing unread).
 
 Kept small: runsc runs on gVisor's ptrace platform here. The payloads reach the network, the
-resolver, files outside the scratch space, a fileless exec and a file read from a later call.
+resolver, files outside the scratch space, a fileless exec and a file read from a later call;
+and one writes through a path that is not UTF-8, whose point runsc cannot send at all.
 """
 
 from __future__ import annotations
@@ -88,6 +89,52 @@ SUBSET: list[tuple[Fixture, Callable[[Report, str], bool]]] = [
 ]
 
 
+NOT_UTF8_SOURCE = """
+import torch
+
+class W(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = "/airlock/run/QQpwn"
+
+    def forward(self, x):
+        t = torch.from_file(self.p, shared=True, size=16, dtype=torch.uint8)
+        t.fill_(42)
+        return x * 0.0 + t[:4].to(torch.float32)
+"""
+
+
+def not_utf8_write(d: Path, marker: str) -> Path:
+    # TorchScript whose forward writes into Airlock's run directory through a path that is not
+    # UTF-8 (its bytes patched into the archive after scripting): runsc cannot marshal the
+    # open's point and drops it; only its raw twin comes
+    import importlib.util
+    import io
+    import sys
+    import zipfile
+
+    import torch
+
+    src = d / "tsw_src.py"
+    src.write_text(NOT_UTF8_SOURCE)
+    spec = importlib.util.spec_from_file_location("tsw_src", src)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["tsw_src"] = mod
+    spec.loader.exec_module(mod)
+    plain = d / "plain.pt"
+    torch.jit.script(mod.W()).save(str(plain))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info).replace(b"QQpwn", b"\xff\xfepwn"))
+    plain.unlink()
+    src.unlink()
+    out = d / "not_utf8.pt"
+    out.write_bytes(buf.getvalue())
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _default_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRLOCK_RUNSC_TRACER", raising=False)  # gvisor, the default
@@ -109,3 +156,22 @@ def test_under_gvisor(fx: Fixture, proof: Callable[[Report, str], bool], tmp_pat
     # complete: every point received and read
     assert report.tracer.malformed_lines == 0 and report.tracer.syscalls > 100
     assert not [n for n in report.notes if "dropped" in n or "never connected" in n]
+
+
+def test_a_point_runsc_cannot_send_keeps_the_verdict_from_clean(tmp_path: Path) -> None:
+    import numpy as np
+
+    fx = Fixture(
+        "not UTF-8 path",
+        "a TorchScript write into /airlock/run through a path that is not UTF-8",
+        not_utf8_write,
+        frozenset({"AL905"}),
+        infer=np.zeros((1, 4), np.float32),
+        policy={"runtime": runner.Runtime.RUNSC},
+    )
+    report, _ = run_fixture(fx, tmp_path)  # contained, seen from the host
+    assert report.tracer is not None and report.tracer.kind == "gvisor"
+    assert report.verdict is not runner.Verdict.CLEAN
+    evidence = [e for f in report.findings if f.rule_id == "AL905" for e in f.evidence]
+    lost = "gvisor: 1 openat call(s) whose point runsc did not send"  # that one call, no other
+    assert any(lost in e and "1 of them for writing" in e for e in evidence), evidence
