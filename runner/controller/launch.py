@@ -27,6 +27,7 @@ DATA_SOCKET = f"/airlock/run/{DATA_SOCKET_NAME}"
 AUDIT_LOG_NAME = "audit.jsonl"
 CONTAINER_AUDIT_LOG = f"/airlock/run/{AUDIT_LOG_NAME}"
 TRACE_LOG_NAME = "strace.log"
+RUN_DIR_OWN = frozenset({SOCKET_NAME, DATA_SOCKET_NAME, AUDIT_LOG_NAME})  # nothing else is made
 TRACER_CAPS = ["SYS_PTRACE", "SETUID", "SETGID"]
 ARCH_TARGET = "/airlock/arch/architecture.py"
 BASE_ROOT = "/base"

@@ -12,12 +12,13 @@ removed. What failed is said in the report, and the verdict is error at best.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runner.controller import engine
-from runner.controller.launch import AUDIT_LOG_NAME, TRACE_LOG_NAME, Running
+from runner.controller.launch import AUDIT_LOG_NAME, RUN_DIR_OWN, TRACE_LOG_NAME, Running
 from runner.errors import SandboxError, untrusted_text
 from runner.rules.analysis import Collected, parse_audit_log
 from runner.telemetry.gvisor import session as gvisor_session
@@ -96,6 +97,27 @@ def _trace(c: Collected, trace_dir: Path) -> None:
         log.debug("reading the tracer's log: %r", e)
 
 
+MAX_LEFT = 16  # names kept of what the model left in the run directory (the rest counted)
+
+
+def _left(c: Collected, run_dir: Path) -> None:
+    """What is in the run directory besides the worker's sockets and audit log, once the
+    container stopped: the host's own view of writes into it, whatever the tracer said.
+    Bounded: MAX_LEFT names, the rest counted, the listing stopped at 100,000 entries."""
+    names: list[str] = []
+    seen = 0
+    with os.scandir(run_dir) as entries:
+        for seen, entry in enumerate(entries, 1):
+            if seen > 100_000:
+                break
+            if entry.name not in RUN_DIR_OWN:
+                names.append(entry.name)
+    shown = sorted(names)[:MAX_LEFT]
+    c.run_dir_left = ["/airlock/run/" + untrusted_text(n, 120) for n in shown]
+    if len(names) > MAX_LEFT or seen > 100_000:
+        c.run_dir_left.append(f"{len(names) - len(shown)} more entries (or more) not listed")
+
+
 def _audit(c: Collected, run_dir: Path) -> None:
     # the worker's self-reported events: hostile data
     c.worker_events, c.worker_events_dropped = parse_audit_log(run_dir / AUDIT_LOG_NAME)
@@ -114,6 +136,7 @@ def finish_container(
         steps.run("reading the tracer's log", _trace, c, trace_dir)
     if run_dir is not None:
         steps.run("reading the worker's audit log", _audit, c, run_dir)
+        steps.run("listing the run directory", _left, c, run_dir)
     if not steps.run("removing the container", engine.remove, run.container):
         steps.run("removing the container, again", engine.remove, run.container)
     return steps

@@ -63,6 +63,7 @@ class Collected:
     tamper: list[_static.Tamper] = field(default_factory=list)
     scratch_full: bool = False
     output_flood: bool = False
+    run_dir_left: list[str] = field(default_factory=list)  # found there after the container
     static_imports: list[tuple[str, str, str]] = field(default_factory=list)
     integrity: Integrity | None = None
     static_only: bool = False  # a pre-flight without a sandbox, by request
@@ -176,6 +177,7 @@ def _host_facts(
         tamper=tuple((t.check, t.evidence) for t in c.tamper),
         scratch_full=c.scratch_full,
         output_flood=c.output_flood,
+        run_dir_left=tuple(c.run_dir_left),
         static_imports=tuple(c.static_imports),
         gaps=found_gaps,
         load_cost=cost.load_cost(c.samples, c.model.size_bytes),

@@ -161,13 +161,28 @@ def listen_event(c: Call) -> Event:
     return c.ev("net.listen", f"listen(fd {c.arg(0)[:12] or '?'})", **detail)
 
 
+def _unread(token: str) -> bool:
+    """The call's address or message given, but not read: a pointer where a struct would be
+    (strace could not read the memory; gVisor's raw points never read it)."""
+    t = token.strip()
+    return bool(t) and t not in ("NULL", "0") and not t.startswith(("{", "["))
+
+
 def send_event(c: Call) -> Event | None:
-    """sendto, sendmsg, sendmmsg: to the call's address, or the socket's connect."""
+    """sendto, sendmsg, sendmmsg: to the call's address, or the socket's connect. A message or
+    address given but not read is judged as the worst it could be: an unknown destination for
+    sendto, descriptors possibly passed for sendmsg and sendmmsg (on the model's sockets)."""
     token = c.arg(4) if c.name == "sendto" else c.arg(1)
     found = [_address(c, m.group()) for m in _STRUCT.finditer(token[:65536])]
     entry = _socket(c)
-    passing = "SCM_RIGHTS" in token
-    if found:
+    unread = _unread(token)
+    passing = "SCM_RIGHTS" in token or (unread and c.name != "sendto")
+    if entry is not None and entry.own and unread and c.name != "sendto":
+        return None  # the worker's own traffic, its message unread (docs/gvisor-tracer.md)
+    dest: dict[str, DetailValue]
+    if unread and c.name == "sendto":
+        dest, via = {"family": "?", "resolved": False}, "unread address"
+    elif found:
         dest, via = found[0], "call"
     elif entry is not None and entry.peer:
         dest, via = dict(entry.peer), "connect"
@@ -187,7 +202,11 @@ def send_event(c: Call) -> Event | None:
         detail["destinations"] = [_where(a) for a in found[:MAX_DESTINATIONS]]
     what = f"{dest.get('family')} {_where(dest)}" if via != "unseen" else "an unseen socket"
     summary = f"{c.name} fd {c.arg(0)[:12]} to {what} ({via})" + (
-        ", passing descriptors" if passing else ""
+        ", its message unread: it may pass descriptors"
+        if unread and passing and "SCM_RIGHTS" not in token
+        else ", passing descriptors"
+        if passing
+        else ""
     )
     kind = "net.lookup" if dest.get("port") == 53 else f"net.{c.name}"
     return c.ev(kind, summary, **detail)

@@ -54,6 +54,46 @@ def _proof(name: str) -> Callable[[Report, str], bool]:
     return PROOF[name]
 
 
+# Written against gVisor's points by an attacker review: each was judged without the tracer's
+# finding before its fix (docs/gvisor-tracer.md).
+RENAMED_THREAD = """
+import ctypes
+ctypes.CDLL(None).prctl(15, b"\\xff\\xfeA", 0, 0, 0)  # PR_SET_NAME: not UTF-8
+open("/proc/self/environ", "rb").read()
+"""
+PASSED_SOCKET = """
+import socket
+a, b = socket.socketpair()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+socket.send_fds(a, [b"x"], [u.fileno()])
+a.close(); u.close()
+_, fds, _, _ = socket.recv_fds(b, 16, 1)
+socket.socket(fileno=fds[0]).sendto(b"exfil", ("127.0.0.1", 9))
+"""
+TEARDOWN_UNLINK = """
+import gc, os, threading
+from runner.worker import server
+svc = [o for o in gc.get_objects() if isinstance(o, server.WorkerService)][0]
+class AtShutdown(threading.Event):
+    def set(self):
+        try:
+            os.unlink("/airlock/run/data.sock")
+        finally:
+            os._exit(0)  # before gRPC removes its socket
+svc._done = AtShutdown()
+"""
+
+
+def _code(source: str) -> Callable[[Path, str], Path]:
+    return lambda d, marker: hostile.write(d / "payload.pkl", hostile.code_pickle(source))
+
+
+def _event(kind: str, key: str) -> Callable[[Report, str], bool]:
+    return lambda r, _: any(
+        e.kind == kind and e.detail.get(key) for e in r.events if e.source.value == "tracer"
+    )
+
+
 SUBSET: list[tuple[Fixture, Callable[[Report, str], bool]]] = [
     (
         Fixture(
@@ -86,6 +126,33 @@ SUBSET: list[tuple[Fixture, Callable[[Report, str], bool]]] = [
     (_named(TRACER_CORPUS, "sendmsg udp"), _cites("[tracer] sendmsg fd")),
     (_named(TRACER_CORPUS, "memfd execveat"), _proof("memfd execveat")),
     (_named(CORPUS, "4th-call TorchScript"), _cites("read /proc/self/environ")),
+    (
+        Fixture(
+            "renamed thread",
+            "a thread renamed with bytes that are not UTF-8, then a sensitive read",
+            _code(RENAMED_THREAD),
+            frozenset({"AL303"}),
+        ),
+        _cites("read /proc/self/environ"),
+    ),
+    (
+        Fixture(
+            "passed socket",
+            "a UDP socket passed over a socketpair, then a sendto 127.0.0.1:9 on it",
+            _code(PASSED_SOCKET),
+            frozenset({"AL105", "AL108"}),
+        ),
+        _event("net.sendmsg", "passes_fds"),
+    ),
+    (
+        Fixture(
+            "teardown unlink",
+            "an unlink of the data socket at shutdown, exiting before gRPC removes its own",
+            _code(TEARDOWN_UNLINK),
+            frozenset({"AL301"}),
+        ),
+        lambda r, _: not any("taken for gRPC" in n for n in r.notes),
+    ),
 ]
 
 

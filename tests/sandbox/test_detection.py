@@ -134,3 +134,26 @@ def test_static_read_names_the_gadget_before_it_runs(tmp_path: Path) -> None:
     static = [f for f in report.findings if f.rule_id == "AL611"]
     assert static and static[0].source.value == "static"
     assert "static: the pickle imports builtins.eval" in static[0].evidence[0]
+
+
+LEAVE_A_FILE = """
+import os
+fd = os.open("/airlock/run/implant", os.O_WRONLY | os.O_CREAT, 0o600)
+os.close(fd)
+"""
+
+
+def test_files_left_in_the_run_directory_are_found_by_the_host(tmp_path: Path) -> None:
+    # the host lists /airlock/run once the container stopped, whatever the tracer read: a
+    # path another thread rewrote during the call can be reported wrong by either tracer
+    path = hostile.write(tmp_path / "left.pkl", hostile.code_pickle(LEAVE_A_FILE))
+    report = _scan(path)
+    host = [
+        e
+        for f in report.findings
+        if f.rule_id == "AL305"
+        for e in f.evidence
+        if e == "host: found after the container stopped: /airlock/run/implant"
+    ]
+    assert host, [f.evidence for f in report.findings]
+    assert report.verdict is runner.Verdict.MALICIOUS

@@ -376,12 +376,21 @@ def test_only_the_workers_first_unlink_at_teardown_is_taken_for_its_socket() -> 
         m = syscall_pb2.Syscall(context_data=c, sysno=87, arg1=0x7F00, exit=done(0))
         return T.MESSAGE_SYSCALL_RAW, m.SerializeToString()
 
-    log = decode.Log(teardown_ns=AT + 10)
+    from runner.controller import launch
+
+    assert session.SOCKET_NAME == launch.SOCKET_NAME
+    log = decode.Log(teardown_ns=AT + 10, socket_removed=True)
     for kind, payload in [unlink(5, 1), unlink(11, 2), unlink(12, 1), unlink(13, 1)]:
         decode.feed(log, kind, payload)
     trace, evs = events(decode.render(log, decode.Losses()))
     assert log.excused == 1 and len(trace.calls) == 3  # before teardown, another process, again
     assert all(e.kind == "file.modify" and e.detail.get("resolved") is False for e in evs)
+    # the model unlinked something else at teardown and exited before gRPC removed its socket:
+    # the host finds the socket still there, and nothing is excused
+    log = decode.Log(teardown_ns=AT + 10, socket_removed=False)
+    decode.feed(log, *unlink(12, 1))
+    trace, evs = events(decode.render(log, decode.Losses()))
+    assert log.excused == 0 and [e.kind for e in evs] == ["file.modify"]
 
 
 def _judged(losses: decode.Losses, messages: list[tuple[int, bytes]] | None = None):  # type: ignore[no-untyped-def]
@@ -476,3 +485,54 @@ def test_no_point_carries_a_string_the_model_sets_in_its_context() -> None:
     for name, when in points.COUNTED.items():  # each counted schema point has its raw twin
         assert f"syscall/sysno/{points.SYSNO[name]}/{when}" in names
         assert any(n.startswith(f"syscall/{name}/") for n in names)
+
+
+def test_what_a_raw_point_did_not_read_is_judged_as_the_worst_it_could_be() -> None:
+    def raw(t: int, sysno: int, *args: int, result: int = 0) -> tuple[int, object]:
+        kw = {f"arg{i + 1}": a for i, a in enumerate(args)}
+        return T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(
+            context_data=ctx(t=t), exit=done(result), sysno=sysno, **kw
+        )
+
+    buf = 0x7F0000001000
+    m: list[tuple[int, object]] = [
+        (T.MESSAGE_SYSCALL_SOCKETPAIR, syscall_pb2.SocketPair(
+            context_data=ctx(t=1), exit=done(0), sysno=53, domain=1, type=2,
+            socket1=5, socket2=6)),
+        (T.MESSAGE_SYSCALL_SOCKET, syscall_pb2.Socket(
+            context_data=ctx(t=2), exit=done(7), sysno=41, domain=1, type=1)),
+        (T.MESSAGE_SYSCALL_BIND, syscall_pb2.Bind(
+            context_data=ctx(t=3), exit=done(0), sysno=49, fd=7,
+            address=b"\x01\x00/w.sock\0")),
+        raw(4, 46, 5, buf, 0, result=5),  # sendmsg on the model's socketpair: msghdr unread
+        raw(5, 44, 5, buf, 5, 0, 0x10000, 16, result=5),  # sendto with an address not read
+        raw(6, 44, 5, buf, 5, 0, 0, 0, result=5),  # sendto without an address
+        raw(7, 46, 7, buf, 0, result=5),  # sendmsg on a Unix socket the model bound
+        raw(8, 437, 0xFFFFFF9C, buf, buf + 64, 24, result=8),  # openat2: its how unread
+    ]  # fmt: skip
+    _, evs = events(to_log([(k, msg.SerializeToString()) for k, msg in m]))  # type: ignore[attr-defined]
+    sends = [e for e in evs if e.kind.startswith("net.send")]
+    vias = [e.detail["via"] for e in sends]
+    assert vias == ["socketpair", "unread address", "socketpair", "socket"]
+    assert sends[0].detail["passes_fds"] and "may pass descriptors" in sends[0].summary
+    assert sends[1].detail["family"] == "?"  # AL105: a destination the tracer never saw
+    assert not sends[2].detail["passes_fds"] and sends[3].detail["passes_fds"]
+    (write,) = [e for e in evs if e.kind == "file.write"]
+    assert write.detail.get("resolved") is False and "O_CREAT" in str(write.detail["flags"])
+
+
+def test_a_log_past_the_hosts_cap_is_cut_and_says_so() -> None:
+    from runner.controller import teardown
+
+    assert decode.MAX_LOG_BYTES == teardown.MAX_TRACE_BYTES
+    log = decode.Log()
+    for kind, payload in hostile_run():
+        decode.feed(log, kind, payload)
+    whole = decode.render(log, decode.Losses(dropped_by_runsc=1))
+    cut = decode.render(log, decode.Losses(dropped_by_runsc=1), max_bytes=64 * 1024 + 200)
+    assert len(cut) < len(whole)
+    lines = cut.decode().splitlines()
+    assert any("past the host's cap of" in line for line in lines if line.startswith("gvisor: "))
+    assert any("runsc dropped" in line for line in lines)  # the other losses are kept
+    trace = strace.parse(cut)
+    assert trace.malformed >= 2  # both are lines the reader counts unread

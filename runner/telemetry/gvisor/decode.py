@@ -25,6 +25,7 @@ from runner.telemetry.gvisor import text as tx
 from runner.telemetry.gvisor._proto import common_pb2, sentry_pb2, syscall_pb2
 
 MAX_LINES = 400_000  # runner.telemetry.strace.MAX_LINES: the reader keeps no more
+MAX_LOG_BYTES = 256 << 20  # runner.controller.teardown.MAX_TRACE_BYTES: the host reads no more
 T = common_pb2.MessageType
 
 
@@ -39,6 +40,7 @@ class Log:
     exec_done: set[int] = field(default_factory=set)  # groups whose exec sentry/execve said
     pending_raw: dict[int, tuple[int, int]] = field(default_factory=dict)  # tid -> (sysno, line)
     teardown_ns: int = 0  # when the host began tearing down (0: unknown)
+    socket_removed: bool = False  # the host found the worker's gRPC socket gone afterwards
     excused: int = 0  # the worker's own unlink of its socket at teardown (see _raw)
     # points.COUNTED: (raw points, schema points) per call, (raw, schema) of them for writing
     checked: dict[str, list[int]] = field(default_factory=dict)
@@ -236,10 +238,13 @@ WORKER_GROUP = 1  # the container's first process: the worker (strace's first pi
 def _own_unlink(log: Log, name: str, m: Any) -> bool:
     """gRPC removing the worker's socket as the server stops (strace's path knows it by its path,
     runner.telemetry.files.modify_event). A raw point has no path: the first successful unlink
-    by the worker's process once the host is tearing down is taken for it, and counted; any
-    other unlink is the model's, with its path unknown."""
+    by the worker's process once the host is tearing down is taken for it, and counted, if the
+    host then finds the socket gone (a model that unlinks something else and exits before gRPC
+    would have spent the excuse otherwise); any other unlink is the model's, its path unknown."""
     ctx = m.context_data
     if name != "unlink" or log.excused or not log.teardown_ns or m.exit.errorno:
+        return False
+    if not log.socket_removed:  # then that unlink removed something else: the model's
         return False
     if int(ctx.thread_group_id) != WORKER_GROUP or int(ctx.time_ns) < log.teardown_ns:
         return False
@@ -325,11 +330,23 @@ class Losses:
     connections: int = 1
 
 
-def render(log: Log, losses: Losses) -> bytes:
-    """The tracer's log: every decoded call in time order, then a line in no strace shape for
-    each kind of loss (the reader counts them unread: the verdict cannot be clean)."""
-    out = [text for _, _, text in sorted(log.lines) if text]
+def render(log: Log, losses: Losses, max_bytes: int = MAX_LOG_BYTES) -> bytes:
+    """The tracer's log: every decoded call in time order, up to max_bytes, then a line in no
+    strace shape for each kind of loss (the reader counts them unread: the verdict cannot be
+    clean); calls past max_bytes are one of those losses."""
+    out: list[str] = []
+    budget, cut = max_bytes - 64 * 1024, 0  # room for the loss lines, always kept
+    for _, _, text in sorted(log.lines):
+        if not text:
+            continue
+        budget -= len(text) + 1
+        if budget < 0:
+            cut += 1
+            continue
+        out.append(text)
     problems = dict(log.unparsed)
+    if cut:
+        problems[f"call(s) past the host's cap of {max_bytes} bytes of log"] = cut
     if log.skipped:
         problems[f"message(s) past the decoder's cap of {MAX_LINES}"] = log.skipped
     if losses.dropped_by_runsc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ RUNTIME = "runsc-airlock"  # scripts/engine.sh registers it: sandbox_images/runs
 CONFIG_ENV = "AIRLOCK_GVISOR_CONFIG"  # the wrapper reads it from the bundle, then blanks it
 DIR_NAME = "gvisor"  # under the session's root, 0700, never mounted
 CONFIG_NAME = "pod-init.json"
+SOCKET_NAME = "worker.sock"  # runner.controller.launch.SOCKET_NAME, which gRPC removes at exit
 
 _sinks: dict[Path, Sink] = {}
 _lock = threading.Lock()
@@ -93,7 +95,11 @@ def collect(c: Collected, root: Path) -> bool:
         return False
     received = sink.close()
     teardown = [t for t, phase in c.marks if phase is Phase.TEARDOWN]
-    out = decode.Log(teardown_ns=int(teardown[-1] * 1e9) if teardown else 0)
+    socket = root / "run" / SOCKET_NAME  # on the host, after the container stopped
+    out = decode.Log(
+        teardown_ns=int(teardown[-1] * 1e9) if teardown else 0,
+        socket_removed=not os.path.lexists(socket),
+    )
     for kind, payload in received.messages:
         decode.feed(out, kind, payload)
     losses = decode.Losses(

@@ -174,12 +174,19 @@ _RAW_SIGNALS = {
 _RAW_ARITY = {"kill": 2, "tkill": 2, "listen": 2, "unlink": 1, "rmdir": 1, "chmod": 2}
 
 
+# openat2's flags live in its struct open_how, which a raw point does not read: the call is
+# judged as the worst it could be, an open for writing (runner.telemetry.files.open_event)
+UNREAD_OPEN_HOW = "{flags=O_RDWR|O_CREAT|O_TRUNC /* not read: a raw point */, mode=0, resolve=0}"
+
+
 def raw_args(name: str, args: list[int]) -> list[str]:
     paths, dirfds = _RAW_PATHS.get(name, ()), _RAW_DIRFDS.get(name, ())
     sig = _RAW_SIGNALS.get(name)
     out = []
     for i, v in enumerate(args[: _RAW_ARITY.get(name, 6)]):
-        if i in paths:
+        if name == "openat2" and i == 2:
+            out.append(UNREAD_OPEN_HOW if v else "NULL")
+        elif i in paths:
             out.append(UNKNOWN_STRING if v else "NULL")
         elif i in dirfds:
             out.append(fd(v))
