@@ -111,7 +111,12 @@ def remove_dirs(root: Path) -> None:
         mount_point = root / sub
         if os.path.ismount(mount_point):
             subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        shutil.rmtree(root, ignore_errors=True)
+    except RecursionError:  # a tree deeper than Python's recursion limit (a model can make one)
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", str(root)], check=False, capture_output=True
+        )
 
 
 def _alive(pid_and_time: str) -> bool:
