@@ -137,8 +137,8 @@ def start(
     container is traced by gVisor's trace points into a sink on the host, which is stopped
     again if the container does not start."""
     spec = container_spec(policy, image, session, dirs, binds)
-    spec = gvisor_session.adjust(spec, policy, dirs.root)
     try:
+        spec = gvisor_session.adjust(spec, policy, dirs.root)
         return engine.create_and_start(spec)
     except BaseException:
         gvisor_session.discard(dirs.root)

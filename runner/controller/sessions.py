@@ -13,6 +13,7 @@ uid can write in `run/`; the tracer's log grows with what the model does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -111,12 +112,14 @@ def remove_dirs(root: Path) -> None:
         mount_point = root / sub
         if os.path.ismount(mount_point):
             subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)
-    try:
+    with contextlib.suppress(RecursionError):  # deeper than Python's limit: a model can
         shutil.rmtree(root, ignore_errors=True)
-    except RecursionError:  # a tree deeper than Python's recursion limit (a model can make one)
+    if os.path.lexists(root):  # too deep, or more levels than descriptors: rm walks without
         subprocess.run(
             ["rm", "-rf", "--one-file-system", "--", str(root)], check=False, capture_output=True
         )
+    if os.path.lexists(root):
+        raise OSError(f"{root} could not be removed")
 
 
 def _alive(pid_and_time: str) -> bool:

@@ -38,6 +38,7 @@ from runner.rules.audit_log import (
 )
 from runner.telemetry import events as telemetry
 from runner.telemetry import strace, syscalls
+from runner.telemetry.gvisor import session as gvisor_session
 from runner.telemetry.procstate import State
 
 if TYPE_CHECKING:
@@ -59,7 +60,9 @@ def sizes(sb: Sandbox) -> tuple[int, int]:
     dirs = sb._dirs
     if dirs is None:
         return (-1, -1)
-    return (_size(dirs.trace / TRACE_LOG_NAME), _size(dirs.run / AUDIT_LOG_NAME))
+    sink = gvisor_session.progress(dirs.root)  # under runsc: what gVisor's sink took so far
+    trace = sink if sink is not None else _size(dirs.trace / TRACE_LOG_NAME)
+    return (trace, _size(dirs.run / AUDIT_LOG_NAME))
 
 
 def _complete(data: bytes) -> bytes:
@@ -120,7 +123,11 @@ def _collected(sb: Sandbox) -> tuple[analysis.Collected, bytes]:
         last_outputs=dict(c.last_outputs),
     )
     if dirs is not None:
-        live.trace_log, live.trace_log_size = _trace(dirs.trace / TRACE_LOG_NAME)
+        snap = gvisor_session.snapshot(dirs.root)
+        if snap is not None:  # gVisor's trace points: the sink's messages so far, decoded
+            live.trace_log, live.trace_log_size, live.tracer_kind = snap, len(snap), "gvisor"
+        else:
+            live.trace_log, live.trace_log_size = _trace(dirs.trace / TRACE_LOG_NAME)
         live.worker_events, live.worker_events_dropped, audit = _audit(dirs.run / AUDIT_LOG_NAME)
     if run is not None:
         sampler = run.sampler
@@ -199,6 +206,7 @@ class Evidence:
             (),
         )  # the host's own evidence at the full judgement
         self.quiet_checks = self.full_checks = 0
+        self.sink_at: int | None = None  # gVisor's sink at the full judgement (None: strace)
 
     def _host(self) -> tuple[int, tuple[int, ...]]:
         """What the host observed besides the logs: the pids limit hits, the reply faults."""
@@ -218,6 +226,8 @@ class Evidence:
         self.full_checks += 1
         self.trace_at = self.audit_at = -1
         host = self._host()
+        dirs = self.sb._dirs
+        self.sink_at = gvisor_session.progress(dirs.root) if dirs is not None else None
         try:
             live, audit = _collected(self.sb)
         except Exception as e:  # the report says what could not be read
@@ -256,7 +266,12 @@ class Evidence:
         dirs, state = self.sb._dirs, self.state
         if dirs is None or state is None or self.trace_at < 0 or self._host() != self.host:
             return False
-        trace = _chunk(dirs.trace / TRACE_LOG_NAME, self.trace_at)
+        trace: bytes | None = b""
+        if self.sink_at is not None:  # gVisor's points: quiet only if the sink took nothing more
+            if gvisor_session.progress(dirs.root) != self.sink_at:
+                return False
+        else:
+            trace = _chunk(dirs.trace / TRACE_LOG_NAME, self.trace_at)
         audit = _chunk(dirs.run / AUDIT_LOG_NAME, self.audit_at)
         if trace is None or audit is None:
             return False
@@ -282,8 +297,11 @@ class Evidence:
         return True
 
     def spent(self) -> tuple[int, int, int, int]:
-        """The evidence so far: trace bytes and calls, audit bytes and lines (as last read)."""
-        return self.trace_at, self.trace_lines, self.audit_at, self.audit_lines
+        """The evidence so far: trace bytes and calls, audit bytes and lines (as last read).
+        Under gVisor a call can be two of the sink's messages: half its messages count as calls,
+        so a replica is recycled before the sink's cap (sink.MAX_MESSAGES) is reached."""
+        calls = max(self.trace_lines, (self.sink_at or 0) // 2)
+        return self.trace_at, calls, self.audit_at, self.audit_lines
 
 
 def _numbers(audit: bytes) -> dict[int | None, int]:

@@ -180,7 +180,10 @@ def send_event(c: Call) -> Event | None:
     if entry is not None and entry.own and unread and c.name != "sendto":
         return None  # the worker's own traffic, its message unread (docs/gvisor-tracer.md)
     dest: dict[str, DetailValue]
-    if unread and c.name == "sendto":
+    known = entry.family if entry is not None else ""
+    if unread and c.name == "sendto" and known in ("AF_INET", "AF_INET6"):
+        dest, via = {"family": known, "resolved": False}, "unread address"
+    elif unread and c.name == "sendto":  # a connected socketpair would refuse an address
         dest, via = {"family": "?", "resolved": False}, "unread address"
     elif found:
         dest, via = found[0], "call"

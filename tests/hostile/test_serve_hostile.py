@@ -56,3 +56,34 @@ def test_the_fourth_request_quarantines_the_model(tmp_path: Path) -> None:
     names = {c.id for c in engine.containers.list(all=True)}
     engine.close()
     assert not names & set(ids)
+
+
+@pytest.mark.runsc
+def test_under_runsc_the_sinks_evidence_is_judged_while_serving(tmp_path: Path) -> None:
+    # gVisor's trace points keep the evidence in the host's sink, not in a log file: the
+    # per-request judgement reads the sink so far, and the fourth call is caught before its
+    # outputs go back, as under runc
+    from runner import Policy, Runtime
+
+    model = torchscript_fourth_call(tmp_path, str(tmp_path / "marker"))
+    x = np.ones((2, 4), np.float32)
+    policy = Policy(runtime=Runtime.RUNSC)
+    with Server(model, policy, replicas=1, grpc_port=0, http_port=0, log=lambda e: None) as server:
+        ids = server.backend.containers()
+        answered = 0
+        for _ in range(4):
+            try:
+                out = server.backend.infer({"x": x}, 60.0)
+            except Unavailable as e:
+                assert "AL303" in e.reason
+                break
+            np.testing.assert_array_equal(out["output"], x * 2)  # never the environment
+            answered += 1
+        assert answered < 4 and "AL303" in server.quarantined
+    report = server.backend.report()
+    closed = report["closed"]
+    assert any(f["rule_id"] == "AL303" for c in closed for f in c["findings"])
+    engine = docker.from_env()
+    names = {c.id for c in engine.containers.list(all=True)}
+    engine.close()
+    assert not names & set(ids)

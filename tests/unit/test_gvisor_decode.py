@@ -509,11 +509,17 @@ def test_what_a_raw_point_did_not_read_is_judged_as_the_worst_it_could_be() -> N
         raw(6, 44, 5, buf, 5, 0, 0, 0, result=5),  # sendto without an address
         raw(7, 46, 7, buf, 0, result=5),  # sendmsg on a Unix socket the model bound
         raw(8, 437, 0xFFFFFF9C, buf, buf + 64, 24, result=8),  # openat2: its how unread
+        (T.MESSAGE_SYSCALL_RAW, syscall_pb2.Syscall(  # openat2 this runsc does not implement
+            context_data=ctx(t=9), exit=done(errno=38), sysno=437, arg1=0xFFFFFF9C, arg2=buf)),
+        (T.MESSAGE_SYSCALL_SOCKET, syscall_pb2.Socket(
+            context_data=ctx(t=10), exit=done(9), sysno=41, domain=2, type=2)),
+        raw(11, 44, 9, buf, 5, 0, buf + 128, 16, result=5),  # UDP sendto, its address unread
     ]  # fmt: skip
     _, evs = events(to_log([(k, msg.SerializeToString()) for k, msg in m]))  # type: ignore[attr-defined]
     sends = [e for e in evs if e.kind.startswith("net.send")]
     vias = [e.detail["via"] for e in sends]
-    assert vias == ["socketpair", "unread address", "socketpair", "socket"]
+    assert vias == ["socketpair", "unread address", "socketpair", "socket", "unread address"]
+    assert sends[4].detail["family"] == "AF_INET"  # AL101: the network, wherever it went
     assert sends[0].detail["passes_fds"] and "may pass descriptors" in sends[0].summary
     assert sends[1].detail["family"] == "?"  # AL105: a destination the tracer never saw
     assert not sends[2].detail["passes_fds"] and sends[3].detail["passes_fds"]
@@ -536,3 +542,14 @@ def test_a_log_past_the_hosts_cap_is_cut_and_says_so() -> None:
     assert any("runsc dropped" in line for line in lines)  # the other losses are kept
     trace = strace.parse(cut)
     assert trace.malformed >= 2  # both are lines the reader counts unread
+
+
+def test_the_decoder_keeps_no_more_text_than_the_host_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(decode, "MAX_LOG_BYTES", 300)
+    log = decode.Log()
+    for kind, payload in hostile_run():
+        decode.feed(log, kind, payload)
+    assert log.skipped and log.text_bytes <= 300 + 400  # one line past the cap at most
+    assert b"past the decoder's caps" in decode.render(log, decode.Losses(), max_bytes=1 << 20)

@@ -41,6 +41,7 @@ class Log:
     pending_raw: dict[int, tuple[int, int]] = field(default_factory=dict)  # tid -> (sysno, line)
     teardown_ns: int = 0  # when the host began tearing down (0: unknown)
     socket_removed: bool = False  # the host found the worker's gRPC socket gone afterwards
+    text_bytes: int = 0  # of the lines kept: none is kept past MAX_LOG_BYTES
     excused: int = 0  # the worker's own unlink of its socket at teardown (see _raw)
     # points.COUNTED: (raw points, schema points) per call, (raw, schema) of them for writing
     checked: dict[str, list[int]] = field(default_factory=dict)
@@ -59,15 +60,17 @@ class Log:
         tally[2 if raw else 3] += writes
 
     def add(self, ctx: Any, body: str) -> int:
-        if len(self.lines) >= MAX_LINES:
-            self.skipped += 1
+        if len(self.lines) >= MAX_LINES or self.text_bytes > MAX_LOG_BYTES:
+            self.skipped += 1  # past the reader's line cap or the host's byte cap: counted
             return -1
         t = max(0, min(int(ctx.time_ns), 10**20))
         tid = max(0, min(int(ctx.thread_id), 10**9))
         if not tid or not t:  # whose, or when, is unknown: it would pass for the worker's
             self.count("message(s) without the thread or time they came from")
             return -1
-        self.lines.append((t, len(self.lines), f"{tid} {t // 10**9}.{t % 10**9:09d} {body}"))
+        line = f"{tid} {t // 10**9}.{t % 10**9:09d} {body}"
+        self.text_bytes += len(line) + 1
+        self.lines.append((t, len(self.lines), line))
         return len(self.lines) - 1
 
 
@@ -88,6 +91,7 @@ def _syscall_name(sysno: int, allowed: Iterable[str]) -> str:
 
 
 WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY, O_RDWR, O_CREAT, O_TRUNC
+ENOSYS = 38
 
 
 def _open(log: Log, m: Any) -> None:
@@ -217,6 +221,11 @@ def _raw(log: Log, m: Any) -> None:
             log.check(name, raw=True, writes=name == "creat" or bool(flags & WRITE_FLAGS))
         return
     tid = int(m.context_data.thread_id)
+    if name == "openat2" and ended and m.exit.errorno == ENOSYS:  # this runsc has no openat2:
+        before = log.pending_raw.pop(tid, None)  # nothing was opened, its enter line goes too
+        if before is not None and before[0] == int(m.sysno):
+            log.lines[before[1]] = (0, -1, "")
+        return
     line = _call(name, tx.raw_args(name, args), tx.result(m.exit, ended))
     before = log.pending_raw.pop(tid, None)
     if ended and _own_unlink(log, name, m):
@@ -348,7 +357,8 @@ def render(log: Log, losses: Losses, max_bytes: int = MAX_LOG_BYTES) -> bytes:
     if cut:
         problems[f"call(s) past the host's cap of {max_bytes} bytes of log"] = cut
     if log.skipped:
-        problems[f"message(s) past the decoder's cap of {MAX_LINES}"] = log.skipped
+        caps = f"{MAX_LINES} lines, {MAX_LOG_BYTES} bytes"
+        problems[f"message(s) past the decoder's caps ({caps})"] = log.skipped
     if losses.dropped_by_runsc:
         problems["trace point(s) runsc dropped (the sink's socket was full)"] = (
             losses.dropped_by_runsc

@@ -78,6 +78,33 @@ def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
     )
 
 
+def progress(root: Path) -> int | None:
+    """How much the session's sink has taken so far (messages, and what it could not take), or
+    None when the session is not traced by gVisor: evidence to judge again when it changed."""
+    with _lock:
+        sink = _sinks.get(root)
+    if sink is None:
+        return None
+    r = sink.received
+    return len(r.messages) + r.past_caps + r.bad_headers + r.dropped_by_runsc + r.connections
+
+
+def snapshot(root: Path) -> bytes | None:
+    """The tracer's log so far, for an interim report while the sandbox runs (None: the session
+    is not traced by gVisor). What runsc has sent and the sink has read, decoded as at close."""
+    with _lock:
+        sink = _sinks.get(root)
+    if sink is None:
+        return None
+    r = sink.received
+    messages = list(r.messages)  # the sink's thread appends meanwhile: a copy, read once
+    out = decode.Log()
+    for kind, payload in messages:
+        decode.feed(out, kind, payload)
+    losses = decode.Losses(r.dropped_by_runsc, r.past_caps, r.bad_headers, r.connections)
+    return decode.render(out, losses)
+
+
 def discard(root: Path) -> None:
     """Stop the session's sink when its container never started (nothing to collect)."""
     with _lock:
