@@ -58,6 +58,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Before the first Docker test, open one sandbox on a small torch checkpoint, with a load
+    deadline far above any test's: on a machine just started, the image's files (torch's
+    libraries) are not yet in the page cache, and the first sandbox to import torch took over
+    10 s, past the tight deadlines some tests set for their hanging fixtures. Whether this
+    sandbox opens is for the tests themselves to find out; it only warms the machine."""
+    if not any("docker" in item.keywords for item in request.session.items):
+        return
+    import runner
+    from tests.fixtures import models
+
+    path = models.state_dict_checkpoint(tmp_path_factory.mktemp("warm"))
+    try:
+        with runner.Sandbox(path, runner.Policy(load_timeout_s=300)):
+            pass
+    except Exception as e:  # the tests that need the engine report it
+        print(f"warming the machine: {type(e).__name__}: {e}")
+
+
 @pytest.fixture(scope="session")
 def sandbox_image() -> tuple[str, str]:
     """The current image; fails (not skips) when it is missing: run `make image`."""

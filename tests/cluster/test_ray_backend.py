@@ -28,7 +28,10 @@ from tests.sandbox.test_cli import AIRLOCK, ROOT, airlock
 pytestmark = pytest.mark.docker
 
 CLUSTER_MARK = "/tmp/rt-"  # the fixture's temp dirs
+# tight, so the hanging fixtures end soon; the mixed batch, whose benign torch files must load
+# in time with both nodes busy, allows them twice as long
 LIMITS = ["--memory", "1g", "--load-timeout", "10", "--call-timeout", "10"]
+ROOMY = ["--memory", "1g", "--load-timeout", "20", "--call-timeout", "20"]
 
 
 def _hang(path: Path) -> None:
@@ -41,6 +44,14 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 def _verdicts(out: Path) -> dict[str, object]:
     return {Path(str(r["path"])).name: r["verdict"] for r in _lines(out / "results.jsonl")}
+
+
+def _why(out: Path, names: set[str]) -> str:
+    """The top findings and error of the named models' lines: what a failed comparison shows."""
+    rows = [r for r in _lines(out / "results.jsonl") if Path(str(r["path"])).name in names]
+    return "; ".join(
+        f"{r['path']}: {r['verdict']} {r.get('top_findings')} {r.get('error')}" for r in rows
+    )
 
 
 def _ours(owner: str) -> bool:
@@ -100,10 +111,10 @@ def test_mixed_batch_gives_the_local_verdicts_on_both_nodes(
     expected = batch_fixture.build(models, full=False)
     _hang(models / "hang.pkl")
     expected["hang.pkl"] = "suspicious"
-    local = airlock("eval", str(models), "--jobs", "2", "--out", str(tmp_path / "l"), *LIMITS)
+    local = airlock("eval", str(models), "--jobs", "2", "--out", str(tmp_path / "l"), *ROOMY)
     assert local.returncode == 1, local.stderr
     proc = subprocess.run(
-        _ray(ray_cluster, str(models), "--out", str(tmp_path / "r"), *LIMITS),
+        _ray(ray_cluster, str(models), "--out", str(tmp_path / "r"), *ROOMY),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -111,7 +122,10 @@ def test_mixed_batch_gives_the_local_verdicts_on_both_nodes(
         check=False,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert _verdicts(tmp_path / "r") == _verdicts(tmp_path / "l") == expected
+    for run in ("l", "r"):
+        got = _verdicts(tmp_path / run)
+        odd = {n for n in set(got) | set(expected) if got.get(n) != expected.get(n)}
+        assert not odd, f"{run}: {_why(tmp_path / run, odd)}"
     lines = _lines(tmp_path / "r" / "results.jsonl")
     assert all((tmp_path / "r" / str(r["report"])).is_file() for r in lines if r["report"])
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["models"] == len(expected)
