@@ -49,8 +49,12 @@ def _leaks() -> list[str]:
     return found
 
 
+def _uses_docker(session: pytest.Session) -> bool:
+    return any("docker" in item.keywords for item in session.items)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not any("docker" in item.keywords for item in session.items):
+    if not _uses_docker(session):
         return
     leaks = _leaks()
     if leaks:
@@ -61,11 +65,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def warm_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Before the first Docker test, open one sandbox on a small torch checkpoint, with a load
-    deadline far above any test's: on a machine just started, the image's files (torch's
-    libraries) are not yet in the page cache, and the first sandbox to import torch took over
-    10 s, past the tight deadlines some tests set for their hanging fixtures. Whether this
+    deadline far above any test's: on a machine just started or long idle, the image's files
+    (torch's libraries) are not in the page cache, and the first sandbox to import torch took
+    27-57 s to open, past the tight deadlines some tests set for their hanging fixtures. Whether this
     sandbox opens is for the tests themselves to find out; it only warms the machine."""
-    if not any("docker" in item.keywords for item in request.session.items):
+    if not _uses_docker(request.session):
         return
     import runner
     from tests.fixtures import models
