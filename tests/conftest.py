@@ -67,8 +67,9 @@ def warm_machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     """Before the first Docker test, open one sandbox on a small torch checkpoint, with a load
     deadline far above any test's: on a machine just started or long idle, the image's files
     (torch's libraries) are not in the page cache, and the first sandbox to import torch took
-    27-57 s to open, past the tight deadlines some tests set for their hanging fixtures. Whether this
-    sandbox opens is for the tests themselves to find out; it only warms the machine."""
+    27-57 s to open, past the tight deadlines some tests set for their hanging fixtures.
+    Whether this sandbox opens is for the tests themselves to find out; it only warms the
+    machine."""
     if not _uses_docker(request.session):
         return
     import runner
