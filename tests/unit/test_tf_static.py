@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -294,10 +294,12 @@ def _bounded(found: list[Tamper]) -> None:
         assert len(t.evidence) <= 500 and t.evidence.isprintable(), t.evidence
 
 
-def _file(data: bytes, name: str) -> Path:
-    d = Path(tempfile.mkdtemp())
-    (d / name).write_bytes(data)
-    return d / name
+@contextlib.contextmanager
+def _file(data: bytes, name: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="fuzz-tf-") as d:
+        path = Path(d) / name
+        path.write_bytes(data)
+        yield path
 
 
 _SEED_PB = _saved(
@@ -325,7 +327,8 @@ def _apply(seed: bytes, edits: list[tuple[int, int]]) -> bytearray:
 @given(st.binary(max_size=2048) | _mutated(_SEED_PB))
 def test_fuzz_savedmodel_reader(data: bytes) -> None:
     start = time.monotonic()
-    found = tf_graph.examine(_file(data, "saved_model.pb")).tamper
+    with _file(data, "saved_model.pb") as path:
+        found = tf_graph.examine(path).tamper
     assert time.monotonic() - start < 5
     _bounded(found)
 
@@ -338,7 +341,8 @@ def test_fuzz_tflite_reader(built: dict[str, Path]) -> None:
     @given(st.sampled_from([0, 1]).flatmap(lambda i: _mutated(seeds[i])) | st.binary(max_size=512))
     def check(data: bytes) -> None:
         start = time.monotonic()
-        found = tflite.examine(_file(data, "m.tflite")).tamper
+        with _file(data, "m.tflite") as path:
+            found = tflite.examine(path).tamper
         assert time.monotonic() - start < 5
         _bounded(found)
 
