@@ -177,7 +177,7 @@ def _load_torch(path: Path, architecture: Path | None, threads: int, options: Op
     torch = _torch()
     torch.set_num_threads(threads)
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = _plain_state(torch, path, mapped=architecture is None)
     except pickle.UnpicklingError:
         # Not a plain state dict: unpickle it fully. Running this is the point of the
         # sandbox; it happens here and nowhere else.
@@ -188,6 +188,31 @@ def _load_torch(path: Path, architecture: Path | None, threads: int, options: Op
     except Exception as e:
         raise LoadError(f"torch.load failed: {type(e).__name__}: {e}") from e
     return _from_state(Format.TORCH, state, architecture, options, path.parent)
+
+
+def _plain_state(torch: Any, path: Path, mapped: bool) -> Any:
+    """The file read as a plain state dict (weights_only=True: no code runs, and no module can
+    be in what it returns). With `mapped`, when no architecture is to use the values, the
+    storages are mapped from the file (mmap=True) rather than copied: a 1 GiB state dict then
+    loads in milliseconds, and its pages count against no memory limit. A mapped record is
+    read as the bytes lie in the file, so a record stored compressed would not give the values
+    torch.load gives; that is why only a state dict that is listed (names and shapes), never
+    computed with, is mapped. The legacy format cannot be mapped, and a mapped load that fails
+    is read again the usual way, so every error is torch.load's own."""
+    if mapped and _is_zip(path):
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except pickle.UnpicklingError:
+            raise
+        except Exception:  # noqa: S110  (read again the usual way, below)
+            pass
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def _is_zip(path: Path) -> bool:
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+    return False
 
 
 def _load_safetensors(

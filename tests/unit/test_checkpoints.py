@@ -205,3 +205,52 @@ def test_weights_with_no_architecture_are_a_usage_error_before_a_sandbox(
         code = main(argv)
         err = capsys.readouterr().err
         assert code != 0 and "holds only weights" not in err, err
+
+
+def _deflated(src: Path, dst: Path) -> Path:
+    """src's archive again with every record compressed: torch.load reads it, and a mapping of
+    the file would see the compressed bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    return dst
+
+
+def test_a_state_dict_is_mapped_only_when_no_architecture_computes_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.worker import loaders_torch
+    from runner.worker.loaders import Options
+
+    mapped: list[bool] = []  # whether each torch.load that returned mapped the file
+    load = torch.load
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        out = load(*args, **kwargs)  # type: ignore[arg-type]
+        mapped.append(bool(kwargs.get("mmap")))
+        return out
+
+    monkeypatch.setattr(torch, "load", recorded)
+    weight = torch.rand(64, 64)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": weight, "bias": torch.zeros(64)}, plain)
+    described = loaders_torch._load_torch(plain, None, 1, Options())
+    assert described.run is None and "'weight' [64, 64]" in described.note
+    assert mapped == [True]
+
+    packed = _deflated(plain, tmp_path / "packed.pt")
+    assert "'weight' [64, 64]" in loaders_torch._load_torch(packed, None, 1, Options()).note
+    assert mapped == [True, False]  # torch refuses to map it: read the usual way
+    arch = tmp_path / "arch.py"
+    arch.write_text(
+        "import torch\n\ndef build_model(config):\n    return torch.nn.Linear(64, 64)\n"
+    )
+    x = np.ones((1, 64), dtype=np.float32)
+    for path in (plain, packed):  # an architecture computes with the values: never mapped
+        loaded = loaders_torch._load_torch(path, arch, 1, Options())
+        assert loaded.run is not None
+        (out,) = loaded.run({"input": x}).values()
+        np.testing.assert_allclose(out, x @ weight.numpy().T, rtol=1e-5)  # torch.load's values
+    assert mapped == [True, False, False, False]
