@@ -194,12 +194,13 @@ def _plain_state(torch: Any, path: Path, mapped: bool) -> Any:
     """The file read as a plain state dict (weights_only=True: no code runs, and no module can
     be in what it returns). With `mapped`, when no architecture is to use the values, the
     storages are mapped from the file (mmap=True) rather than copied: a 1 GiB state dict then
-    loads in milliseconds, and its pages count against no memory limit. A mapped record is
-    read as the bytes lie in the file, so a record stored compressed would not give the values
-    torch.load gives; that is why only a state dict that is listed (names and shapes), never
-    computed with, is mapped. The legacy format cannot be mapped, and a mapped load that fails
-    is read again the usual way, so every error is torch.load's own."""
-    if mapped and _is_zip(path):
+    loads in milliseconds, and none of its weights is read. A mapped record is read as the
+    bytes lie in the file, so a record stored compressed would not give the values torch.load
+    gives; that is why only a state dict that is listed (names and shapes), never computed
+    with, is mapped. A mapped load that fails (torch refuses to map the legacy format and, as
+    measured, compressed records) is read again the usual way, so every error is torch.load's
+    own."""
+    if mapped:
         try:
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
         except pickle.UnpicklingError:
@@ -207,12 +208,6 @@ def _plain_state(torch: Any, path: Path, mapped: bool) -> Any:
         except Exception:  # noqa: S110  (read again the usual way, below)
             pass
     return torch.load(str(path), map_location="cpu", weights_only=True)
-
-
-def _is_zip(path: Path) -> bool:
-    with contextlib.suppress(OSError), path.open("rb") as f:
-        return f.read(4) == b"PK\x03\x04"
-    return False
 
 
 def _load_safetensors(
