@@ -18,6 +18,7 @@ import mmap
 import os
 import socket
 import struct
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,7 +51,20 @@ from runner.worker.shared.frames import (
 log = logging.getLogger(__name__)
 
 SHM_THRESHOLD = 64 << 10  # inputs this large go through shared memory
-SPIN_S = 100e-6  # how long to wait for a reply without sleeping (a small model answers sooner)
+# How long to poll for a reply before sleeping: waking a thread that slept costs about as much
+# as a small model's whole call. The poll follows the model: twice the last call's wait, from
+# SPIN_S up to MAX_SPIN_S; a model slower than that is waited for asleep, polled only SPIN_S.
+SPIN_S = 100e-6
+MAX_SPIN_S = 1e-3
+
+
+def next_spin(waited_s: float) -> float:
+    """How long to poll for the next reply, given how long the last one took."""
+    if waited_s > MAX_SPIN_S:
+        return SPIN_S
+    return min(MAX_SPIN_S, max(SPIN_S, 2 * waited_s))
+
+
 _STATUS_CODES = {
     frames.STATUS_BAD_INPUT: "INVALID_ARGUMENT",
     frames.STATUS_MODEL_RAISED: "ABORTED",
@@ -156,6 +170,7 @@ class DataPlane:
         self._path = socket_path
         self._max_reply = max_reply_bytes
         self._max_request = max_request_bytes
+        self._spin_s = SPIN_S
         self._sock: socket.socket | None = None
         self._shm: mmap.mmap | None = None
         self._memfd = -1  # until it is handed to the worker
@@ -256,7 +271,7 @@ class DataPlane:
             not self._shared
             or not arr.flags.c_contiguous
             or arr.dtype.byteorder == ">"
-            or arr.dtype.name not in tensors.ALLOWED_DTYPES
+            or tensors.dtype_name(arr.dtype) not in tensors.ALLOWED_DTYPES
         ):
             return None
         at = arr.ctypes.data - self._base
@@ -306,7 +321,9 @@ class DataPlane:
         self._sock.settimeout(timeout_s)
         try:
             self._sock.sendall(struct.pack("<I", len(body)) + body)
-            head = recv_spinning(self._sock, 5, SPIN_S)
+            sent = time.perf_counter()
+            head = recv_spinning(self._sock, 5, self._spin_s)
+            self._spin_s = next_spin(time.perf_counter() - sent)
             if head is None:
                 raise ConnectionError("the worker closed the data connection")
             status, length = struct.unpack("<BI", head)

@@ -268,7 +268,7 @@ def feed_for_call(specs: Sequence[TensorSpec], inputs: dict[str, Any]) -> dict[s
     for key, value in inputs.items():
         name = shown_of.get(str(key), untrusted_text(str(key), SHOWN_NAME_CHARS))
         arr = np.asarray(value)
-        if arr.dtype.name not in tensors.ALLOWED_DTYPES:
+        if tensors.dtype_name(arr.dtype) not in tensors.ALLOWED_DTYPES:
             raise FeedError(f"input {name!r} is {arr.dtype.name}, which cannot be sent")
         feed[name] = arr
     try:

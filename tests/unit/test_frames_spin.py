@@ -60,3 +60,13 @@ def test_a_timeout_still_applies_after_the_spin() -> None:
     a.settimeout(0.05)
     with a, b, pytest.raises(TimeoutError):
         recv_spinning(a, 4, 1e-4)
+
+
+def test_the_hosts_poll_follows_the_model() -> None:
+    from runner.channel.dataplane import MAX_SPIN_S, SPIN_S, next_spin
+
+    assert next_spin(0.0) == SPIN_S  # never less than the floor
+    assert next_spin(200e-6) == pytest.approx(400e-6)  # twice the last wait
+    assert next_spin(0.9e-3) == MAX_SPIN_S  # capped
+    assert next_spin(MAX_SPIN_S * 1.01) == SPIN_S  # a slow model is waited for asleep
+    assert next_spin(30.0) == SPIN_S

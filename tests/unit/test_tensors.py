@@ -46,3 +46,13 @@ def test_decode_rejects(dtype: str, shape: list[int], data: bytes, needle: str) 
     msg = pb.Tensor(name="t", dtype=dtype, shape=shape, data=data)
     with pytest.raises(tensors.TensorError, match=needle):
         tensors.decode(msg)
+
+
+def test_dtype_names_are_those_numpy_gives() -> None:
+    kinds = [np.dtype(n) for n in sorted(tensors.ALLOWED_DTYPES)]
+    kinds += [d.newbyteorder(">") for d in kinds] + [np.dtype("U3"), np.dtype("O")]
+    kinds += [np.dtype([("a", "<f4"), ("b", "O")]), np.dtype(float, metadata={"k": 1})]
+    for _ in range(2):  # the second time from what was remembered
+        assert [tensors.dtype_name(d) for d in kinds] == [d.name for d in kinds]
+    with pytest.raises(tensors.TensorError, match="object"):
+        tensors.check_dtype("t", np.array([None]))

@@ -31,6 +31,21 @@ ALLOWED_DTYPES = frozenset(
     }
 )
 MAX_DIMS = 32
+# Each allowed dtype as it travels (little-endian) and as it is handed back (native), by name.
+_WIRE = {n: (np.dtype(n).newbyteorder("<"), np.dtype(n)) for n in ALLOWED_DTYPES}
+_NAMES: dict[np.dtype, str] = {}  # dtype.name is computed in Python each time: about 2 us
+_MAX_NAMES = 256
+
+
+def dtype_name(dt: np.dtype) -> str:
+    """dt.name, remembered for the dtypes seen so far (equal dtypes have equal names). A call
+    asks for it several times on each side, and it costs more than the call's own checks."""
+    name = _NAMES.get(dt)
+    if name is None:
+        name = dt.name
+        if len(_NAMES) < _MAX_NAMES:
+            _NAMES[dt] = name
+    return name
 
 
 class TensorError(ValueError):
@@ -50,7 +65,7 @@ def little_endian(name: str, array: np.ndarray) -> np.ndarray:
 
 def describe(name: str, arr: np.ndarray, message: Any) -> None:
     message.name = name
-    message.dtype = arr.dtype.name
+    message.dtype = dtype_name(arr.dtype)
     message.shape.extend(int(d) for d in arr.shape)
 
 
@@ -77,7 +92,7 @@ def check_inputs(specs: Sequence[Any], feed: dict[str, np.ndarray]) -> None:
         )
     for name, arr in feed.items():
         spec = expected[name]
-        if spec.dtype and arr.dtype.name != spec.dtype:
+        if spec.dtype and dtype_name(arr.dtype) != spec.dtype:
             raise InputError(f"input {name!r} is {arr.dtype.name}; the model expects {spec.dtype}")
         if spec.shape:
             ok = len(spec.shape) == arr.ndim and all(
@@ -91,19 +106,20 @@ def check_inputs(specs: Sequence[Any], feed: dict[str, np.ndarray]) -> None:
 
 
 def check_dtype(name: str, arr: np.ndarray) -> None:
-    if arr.dtype.name not in ALLOWED_DTYPES:
+    if dtype_name(arr.dtype) not in ALLOWED_DTYPES:
         raise TensorError(f"tensor {name!r} has dtype {arr.dtype.name}, which cannot be sent")
 
 
 def decode_buffer(message: Any, data: Any) -> tuple[str, np.ndarray]:
     """Like decode, with the bytes given separately (a shared-memory view: not copied)."""
     dtype = message.dtype
-    if dtype not in ALLOWED_DTYPES:
+    wire = _WIRE.get(dtype)
+    if wire is None:
         raise TensorError(f"tensor {message.name!r} has unsupported dtype {dtype!r}")
     shape = tuple(int(d) for d in message.shape)
     if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
         raise TensorError(f"tensor {message.name!r} has an invalid shape {shape}")
-    dt = np.dtype(dtype).newbyteorder("<")
+    dt, native = wire
     count = 1
     for d in shape:
         count *= d
@@ -112,7 +128,7 @@ def decode_buffer(message: Any, data: Any) -> tuple[str, np.ndarray]:
             f"tensor {message.name!r}: {len(data)} bytes do not fit shape {shape} of {dtype}"
         )
     arr = np.frombuffer(data, dtype=dt).reshape(shape)
-    return message.name, arr.astype(np.dtype(dtype), copy=False)
+    return message.name, arr.astype(native, copy=False)
 
 
 def decode(message: Any) -> tuple[str, np.ndarray]:
