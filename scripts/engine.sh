@@ -5,6 +5,11 @@
 # installed in /usr/local/lib/airlock: runsc with a session's pod-init configuration, which
 # runsc's default tracer, gVisor's trace points, needs). Idempotent: does nothing when the engine answers, both runtimes
 # are registered and the wrapper is current.
+#
+# runsc comes from Debian trixie when it can (the one package taken from there, pinned): bookworm's
+# (2022-12) has only gVisor's ptrace and KVM platforms, KVM hangs in a nested VM, and ptrace stops
+# at every system call; trixie's has systrap, gVisor's default platform since 2023, which needs
+# neither. If trixie's cannot be had, bookworm's is used on ptrace (slower; nothing else changes).
 set -euo pipefail
 
 log() { echo "engine: $*" >&2; }
@@ -14,8 +19,21 @@ WRAPPER=/usr/local/lib/airlock/runsc-airlock
 
 engine_ok() { docker info >/dev/null 2>&1; }
 runtimes() { docker info --format '{{json .Runtimes}}' 2>/dev/null; }
-runsc_ok() { runtimes | grep -q '"runsc"' && runtimes | grep -q '"runsc-airlock"'; }
-wrapper_text() { sed "s|^RUNSC=.*|RUNSC=$(command -v runsc)|" "$WRAPPER_SRC"; }
+TRIXIE_LIST=/etc/apt/sources.list.d/airlock-runsc-trixie.list
+TRIXIE_PIN=/etc/apt/preferences.d/airlock-runsc-trixie
+TRIXIE_FAILED=/var/lib/airlock/runsc-trixie-failed  # tried once and failed: bookworm's stays
+
+has_systrap() { command -v runsc >/dev/null 2>&1 && runsc flags 2>&1 | grep -q systrap; }
+platform() { if has_systrap; then echo systrap; else echo ptrace; fi; }
+runsc_settled() { has_systrap || [ -e "$TRIXIE_FAILED" ]; }
+runsc_ok() {
+  runtimes | grep -q '"runsc"' && runtimes | grep -q '"runsc-airlock"' \
+    && runtimes | grep -q -- "--platform=$(platform)"
+}
+wrapper_text() {
+  sed -e "s|^RUNSC=.*|RUNSC=$(command -v runsc)|" -e "s|^PLATFORM=.*|PLATFORM=$(platform)|" \
+    "$WRAPPER_SRC"
+}
 wrapper_ok() { [ -x "$WRAPPER" ] && wrapper_text | cmp -s - "$WRAPPER"; }
 install_wrapper() {
   mkdir -p "$(dirname "$WRAPPER")"
@@ -24,7 +42,23 @@ install_wrapper() {
   mv -f "$WRAPPER.tmp" "$WRAPPER"
 }
 
-if engine_ok && runsc_ok && { [ ! -f "$WRAPPER_SRC" ] || wrapper_ok; }; then
+trixie_runsc() {
+  log "installing runsc from Debian trixie (gVisor's systrap platform; bookworm's has only ptrace)"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" > "$TRIXIE_LIST"
+  printf 'Package: runsc\nPin: release n=trixie\nPin-Priority: 990\n\nPackage: *\nPin: release n=trixie\nPin-Priority: -1\n' > "$TRIXIE_PIN"
+  if apt-get update -qq -o Dir::Etc::sourcelist="$TRIXIE_LIST" -o Dir::Etc::sourceparts=- \
+    -o APT::Get::List-Cleanup=0 >&2 \
+    && apt-get install -y -qq --no-install-recommends runsc >&2 && has_systrap; then
+    return 0
+  fi
+  rm -f "$TRIXIE_LIST" "$TRIXIE_PIN"
+  mkdir -p "$(dirname "$TRIXIE_FAILED")"
+  touch "$TRIXIE_FAILED"
+  log "trixie's runsc could not be installed: gVisor runs on bookworm's, on the ptrace platform (slower)"
+  return 1
+}
+
+if engine_ok && runsc_ok && runsc_settled && { [ ! -f "$WRAPPER_SRC" ] || wrapper_ok; }; then
   exit 0
 fi
 
@@ -39,7 +73,6 @@ fi
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v runsc >/dev/null 2>&1 || need+=(runsc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
@@ -47,6 +80,15 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+if ! runsc_settled; then
+  export DEBIAN_FRONTEND=noninteractive
+  trixie_runsc || true
+fi
+if ! command -v runsc >/dev/null 2>&1; then
+  log "installing runsc (apt-get)"
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends runsc >&2
 fi
 
 RUNSC="$(command -v runsc)"
@@ -64,7 +106,7 @@ cat > /etc/docker/daemon.json <<JSON
   "runtimes": {
     "runsc": {
       "path": "$RUNSC",
-      "runtimeArgs": ["--network=none", "--host-uds=all", "--platform=ptrace"]
+      "runtimeArgs": ["--network=none", "--host-uds=all", "--platform=$(platform)"]
     },
     "runsc-airlock": {
       "path": "$WRAPPER"

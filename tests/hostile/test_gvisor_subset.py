@@ -8,7 +8,7 @@
   names the call;
 - complete: the log came from gVisor's points whole (nothing dropped, nothing unread).
 
-Kept small: runsc runs on gVisor's ptrace platform here. The payloads reach the network, the
+Kept small: each runsc sandbox takes seconds here. The payloads reach the network, the
 resolver, files outside the scratch space, a fileless exec and a file read from a later call;
 and one writes through a path that is not UTF-8, whose point runsc cannot send at all.
 """

@@ -105,7 +105,8 @@ def test_the_runtime_wrapper_passes_the_config_to_create_and_blanks_it(tmp_path:
     fake.chmod(0o755)
     source = Path(__file__).parents[2] / "sandbox_images" / "runsc-airlock"
     wrapper = tmp_path / "runsc-airlock"
-    wrapper.write_text(source.read_text().replace("RUNSC=/usr/bin/runsc", f"RUNSC={fake}"))
+    text = source.read_text().replace("RUNSC=/usr/bin/runsc", f"RUNSC={fake}")
+    wrapper.write_text(text.replace("PLATFORM=ptrace", "PLATFORM=systrap"))
     wrapper.chmod(0o755)
     config = tmp_path / "pod-init.json"
     config.write_text("{}")
@@ -119,7 +120,7 @@ def test_the_runtime_wrapper_passes_the_config_to_create_and_blanks_it(tmp_path:
 
     created = run("--root", "/r", "create", "--bundle", str(bundle), "c1")
     assert f"--pod-init-config={config} --root /r create" in created
-    assert created.startswith("--network=none --host-uds=all --platform=ptrace")
+    assert created.startswith("--network=none --host-uds=all --platform=systrap")
     spec = json.loads((bundle / "config.json").read_text())
     assert spec["process"]["env"] == ["PATH=/usr/bin", f"{session.CONFIG_ENV}=host"]
     assert "--pod-init-config" not in run("--root", "/r", "start", "c1")
