@@ -125,3 +125,25 @@ def test_the_runtime_wrapper_passes_the_config_to_create_and_blanks_it(tmp_path:
     assert spec["process"]["env"] == ["PATH=/usr/bin", f"{session.CONFIG_ENV}=host"]
     assert "--pod-init-config" not in run("--root", "/r", "start", "c1")
     assert "--pod-init-config" not in run("create", "--bundle", str(bundle), "c2")  # blanked
+
+
+def test_under_gvisor_the_worker_has_one_malloc_arena_and_keeps_it_through_the_tracer_switch(
+    tmp_path: Path,
+) -> None:
+    """A thread's own malloc arena costs a sentry trip per few pages under gVisor; runc keeps
+    glibc's default (one arena there slows small calls)."""
+    from runner.controller import launch, sessions
+
+    dirs = sessions.SessionDirs(tmp_path, tmp_path / "run", tmp_path / "trace", tmp_path / "a")
+    runc = launch.container_spec(Policy(), "i", "s", dirs, [])
+    assert "MALLOC_ARENA_MAX" not in runc.environment
+    gvisor = launch.container_spec(Policy(runtime=Runtime.RUNSC), "i", "s", dirs, [])
+    assert gvisor.environment["MALLOC_ARENA_MAX"] == "1"
+    assert gvisor.environment["AIRLOCK_TRACE"] == "1"  # strace's switches, until adjusted
+    adjusted = session.adjust(gvisor, Policy(runtime=Runtime.RUNSC), tmp_path)
+    try:
+        assert adjusted.environment["MALLOC_ARENA_MAX"] == "1"
+        assert adjusted.environment["AIRLOCK_TRACE"] == "0"
+        assert not {"AIRLOCK_TRACE_SET", "AIRLOCK_TRACE_REFUSE"} & adjusted.environment.keys()
+    finally:
+        session.discard(tmp_path)

@@ -73,7 +73,11 @@ def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
     return dataclasses.replace(
         spec,
         runtime=RUNTIME,
-        environment={"AIRLOCK_TRACE": "0", CONFIG_ENV: str(config)},
+        environment={  # strace's switches replaced; the rest (the allocator's setting) kept
+            **{k: v for k, v in spec.environment.items() if not k.startswith("AIRLOCK_")},
+            "AIRLOCK_TRACE": "0",
+            CONFIG_ENV: str(config),
+        },
         cap_add=[c for c in spec.cap_add if c != "SYS_PTRACE"],
     )
 
