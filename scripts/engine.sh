@@ -23,7 +23,8 @@ TRIXIE_LIST=/etc/apt/sources.list.d/airlock-runsc-trixie.list
 TRIXIE_PIN=/etc/apt/preferences.d/airlock-runsc-trixie
 TRIXIE_FAILED=/var/lib/airlock/runsc-trixie-failed  # tried once and failed: bookworm's stays
 
-has_systrap() { command -v runsc >/dev/null 2>&1 && runsc flags 2>&1 | grep -q systrap; }
+# no pipe into grep -q: under pipefail, runsc killed by SIGPIPE after the match would fail it
+has_systrap() { command -v runsc >/dev/null 2>&1 && [[ "$(runsc flags 2>&1 || true)" == *systrap* ]]; }
 platform() { if has_systrap; then echo systrap; else echo ptrace; fi; }
 runsc_settled() { has_systrap || [ -e "$TRIXIE_FAILED" ]; }
 runsc_ok() {
