@@ -72,18 +72,17 @@ if [ "$(id -u)" != 0 ]; then
   exit 3
 fi
 
+export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
 if ! runsc_settled; then
-  export DEBIAN_FRONTEND=noninteractive
   trixie_runsc || true
 fi
 if ! command -v runsc >/dev/null 2>&1; then

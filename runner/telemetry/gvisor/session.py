@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from runner.errors import EngineError
 from runner.policy import Policy, Runtime
+from runner.telemetry import tracer
 from runner.telemetry.events import Phase
 from runner.telemetry.gvisor import decode, enabled, points
 from runner.telemetry.gvisor.sink import Sink
@@ -74,7 +75,7 @@ def adjust(spec: ContainerSpec, policy: Policy, root: Path) -> ContainerSpec:
         spec,
         runtime=RUNTIME,
         environment={  # strace's switches replaced; the rest (the allocator's setting) kept
-            **{k: v for k, v in spec.environment.items() if not k.startswith("AIRLOCK_")},
+            **{k: v for k, v in spec.environment.items() if k not in tracer.environment(True)},
             "AIRLOCK_TRACE": "0",
             CONFIG_ENV: str(config),
         },
