@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -9,8 +11,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from runner.backends.base import Job, Outcome
 from runner.batch import evaluation
 from runner.controller import engine as _docker
-from runner.controller import framework_images
+from runner.controller import framework_images, zygote
+from runner.errors import AirlockError
 from runner.policy import Policy
+
+log = logging.getLogger(__name__)
 
 
 class LocalBackend:
@@ -18,7 +23,8 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, policy: Policy, jobs: int | None = None) -> None:
+    def __init__(self, policy: Policy, jobs: int | None = None, warm: bool = True) -> None:
+        self.warm = warm  # fork each worker from a zygote under runc (runner.controller.zygote)
         self._jobs = jobs or evaluation.default_jobs(policy)
         evaluation.check_jobs(self._jobs, policy)
         self._pool = ThreadPoolExecutor(max_workers=self._jobs, thread_name_prefix="airlock-eval")
@@ -33,7 +39,28 @@ class LocalBackend:
     def prepare(self, jobs: Sequence[Job]) -> None:
         _docker.client()  # fail fast, once, when the engine is not reachable
         # the framework images the models need: built once, before any sandbox starts
-        framework_images.prepare(framework_images.formats_of(j.path for j in jobs))
+        formats = framework_images.formats_of(j.path for j in jobs)
+        framework_images.prepare(formats)
+        policies = {j.policy for j in jobs}
+        warms = zygote.TORCH_FAMILY.intersection(formats)
+        if self.warm and len(jobs) > 1 and warms and all(zygote.usable(p) for p in policies):
+            self._start_zygote(jobs[0].policy, zygote.warm_formats(formats))
+
+    def _start_zygote(self, policy: Policy, formats: tuple[str, ...]) -> None:
+        """One zygote for the batch (runner.controller.zygote): each sandbox is still fresh,
+        but its worker is forked warm instead of importing torch and transformers again. A
+        zygote that cannot start leaves the batch cold, with a warning."""
+        # while the zygote warms, the host imports its BOM validator (jsonschema builds an IRI
+        # grammar on import: about 1.5 s of CPU the first report would otherwise wait for)
+        threading.Thread(
+            target=importlib.import_module, args=("runner.integrity.bom",), daemon=True
+        ).start()
+        try:
+            self.running.zygote = zygote.Zygote(policy, formats=formats)
+            self.running.zygote.start()
+        except AirlockError as e:
+            log.warning("warm starts are off for this batch: %s", e)
+            self.running.zygote = None
 
     def submit(self, job: Job) -> None:
         if self.running.cancelled.is_set():
@@ -66,6 +93,9 @@ class LocalBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        z, self.running.zygote = self.running.zygote, None
+        if z is not None:
+            z.close()
 
 
 def cancel_running(running: evaluation._Running) -> None:

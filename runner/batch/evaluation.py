@@ -79,6 +79,7 @@ class _Running:
     sandboxes: dict[int, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    zygote: Any = None  # runner.controller.zygote.Zygote: the batch's warm starts, when it has one
 
 
 def _severity_counts(report: Report) -> dict[str, int]:
@@ -252,7 +253,8 @@ def evaluate_one(
 
     start = time.monotonic()
     # like scan: a repository's own code runs in the sandbox, which is what is being evaluated
-    sb = Sandbox(path, policy, signing=signing, trust_remote_code=True)
+    zygote = running.zygote if running is not None else None
+    sb = Sandbox(path, policy, signing=signing, trust_remote_code=True, zygote=zygote)
     try:
         return _evaluated(sb, path, probes, running, sha256, baselines, start)
     except Exception as e:  # a bug, or hostile data a parser did not survive: its report too

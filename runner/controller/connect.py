@@ -36,8 +36,7 @@ def wait_for_worker(run_dir: Path, policy: Policy, run: Running) -> WorkerClient
     )
 
     def still_running() -> None:
-        st = engine.state(run.container)
-        if st is None or not st.running:
+        if run.worker_exited():
             raise diagnose("the worker exited during startup", policy, run)
 
     try:

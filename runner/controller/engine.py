@@ -79,6 +79,8 @@ class ContainerSpec:
     seccomp_json: str
     cap_add: list[str] = field(default_factory=list)
     user: str = "0:0"
+    entrypoint: list[str] | None = None  # the image's own when None
+    pid_mode: str | None = None  # "host" for the zygote only (runner.controller.zygote)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ def create_and_start(spec: ContainerSpec) -> str:
         container = client().containers.create(
             image=spec.image,
             command=spec.command,
+            entrypoint=spec.entrypoint,
+            pid_mode=spec.pid_mode,
             name=spec.name,
             labels=spec.labels,
             runtime=spec.runtime,

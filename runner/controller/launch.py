@@ -9,9 +9,11 @@ read-only root, no-new-privileges, every other capability dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.controller import engine, images, sessions, staging
 from runner.policy import Policy, Runtime
@@ -19,6 +21,9 @@ from runner.rules.analysis import Collected
 from runner.telemetry import tracer
 from runner.telemetry.gvisor import session as gvisor_session
 from runner.telemetry.resources import Sampler
+
+if TYPE_CHECKING:
+    from runner.controller.zygote import WarmWorker, Zygote
 
 SOCKET_NAME = "worker.sock"
 CONTAINER_SOCKET = f"/airlock/run/{SOCKET_NAME}"
@@ -156,6 +161,56 @@ def start(
         raise
 
 
+def start_warm(
+    policy: Policy,
+    image: str,
+    session: str,
+    dirs: sessions.SessionDirs,
+    binds: list[engine.BindMount],
+    zygote: Zygote,
+) -> tuple[str, WarmWorker]:
+    """Create and start the session's container holding only `sleep`, and have the zygote fork
+    its worker into it (runner.controller.zygote); the container is removed if that fails."""
+    from runner.controller.zygote import HOLDER
+
+    spec = container_spec(policy, image, session, dirs, binds)
+    holder = dataclasses.replace(spec, entrypoint=HOLDER[0], command=HOLDER[1], cap_add=[])
+    container = engine.create_and_start(holder)
+    try:
+        return container, zygote.spawn(container, spec.command, dirs.trace / TRACE_LOG_NAME)
+    except BaseException:
+        engine.remove(container)
+        raise
+
+
+def start_running(
+    policy: Policy,
+    image: str,
+    session: str,
+    dirs: sessions.SessionDirs,
+    binds: list[engine.BindMount],
+    zygote: Zygote | None,
+    collected: Collected,
+) -> Running:
+    """Start the session's container: warm when the zygote serves this policy and image, cold
+    otherwise, and cold (with a note) when the warm start fails."""
+    from runner.controller.zygote import WarmStartError
+
+    args = (policy, image, session, dirs, binds)
+    if zygote is not None and zygote.serves(policy, image):
+        try:
+            container, worker = start_warm(*args, zygote)
+        except WarmStartError as e:
+            collected.notes.append(f"warm start: {e}; started cold")
+        else:
+            collected.notes.append(
+                "warm start: the worker was forked from a zygote that has seen no model, into "
+                "this fresh container (docs/performance.md)"
+            )
+            return Running(container, collected, warm=worker)
+    return Running(start(*args), collected)
+
+
 @dataclass
 class Running:
     """A started container and what the host holds of it: its resource sampler and the
@@ -165,6 +220,7 @@ class Running:
     collected: Collected
     sampler: Sampler = field(init=False)
     wall_expired: threading.Event = field(default_factory=threading.Event)
+    warm: WarmWorker | None = None  # a worker the zygote forked in (the container holds sleep)
     _wall_timer: threading.Timer | None = None
 
     def __post_init__(self) -> None:
@@ -177,6 +233,13 @@ class Running:
     def kill(self) -> None:
         self.collected.killed_by_host = True
         engine.kill(self.container)
+
+    def worker_exited(self, timeout_s: float = 0.0) -> bool:
+        """Whether the worker has exited (for a cold sandbox: the container has stopped)."""
+        if self.warm is not None:
+            return self.warm.poll_exit(timeout_s) is not None
+        st = engine.wait(self.container, timeout_s) if timeout_s else engine.state(self.container)
+        return st is None or not st.running
 
     def start_wall_timer(self, seconds: float) -> None:
         self._wall_timer = threading.Timer(seconds, self._wall_time_up)

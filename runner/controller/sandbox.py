@@ -35,7 +35,6 @@ from runner.channel.dataplane import DataPlane
 from runner.channel.text import TextResult
 from runner.controller import (
     connect,
-    engine,
     exercise,
     framework_images,
     launch,
@@ -50,6 +49,7 @@ from runner.controller.exercise import CALLS, SECONDS
 from runner.controller.failures import translate
 from runner.controller.launch import Running
 from runner.controller.signature import check_inputs, exercise_plans, signature
+from runner.controller.zygote import Zygote
 from runner.errors import AirlockError, InputError, IntegrityError, UsageError
 from runner.hf import base as hf_base
 from runner.hf import snapshot as hf_snapshot
@@ -78,8 +78,10 @@ class Sandbox:
         state_key: str = "",
         strict: bool = True,
         base: str | Path | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
         self.policy = policy or Policy()
+        self.zygote = zygote  # a warm start under runc (runner.controller.zygote), if it serves
         # how to load: a repository's own code may run (a scan runs it anyway: see
         # runner.cli.models); a checkpoint's weights key; a non-strict state dict load; the
         # base model an adapter applies to
@@ -190,7 +192,7 @@ class Sandbox:
             client.shutdown(timeout_s=2.0)
         except RpcFailure as e:  # it is killed in teardown if it still runs
             log.debug("the worker did not take the shutdown call: %s", e)
-        engine.wait(run.container, timeout_s=5.0)
+        run.worker_exited(timeout_s=5.0)
 
     # --- the steps -----------------------------------------------------------------------------
 
@@ -245,10 +247,9 @@ class Sandbox:
         self._dirs = dirs = sessions.make_dirs(self.session)
         model = None if warm else self.model_path.resolve()
         self._targets = launch.mounts(dirs, model, self.architecture, self._c.notes, self.base)
-        container = launch.start(
-            self.policy, self._image[0], self.session, dirs, self._targets.binds
-        )
-        self._run = Running(container, self._c)
+        zygote = None if warm else self.zygote  # a pooled sandbox starts cold
+        args = (self.policy, self._image[0], self.session, dirs, self._targets.binds)
+        self._run = launch.start_running(*args, zygote, self._c)
         self._run.watch()
         if not warm:
             self._run.start_wall_timer(self.policy.wall_timeout_s)

@@ -11,6 +11,7 @@ removed. What failed is said in the report, and the verdict is error at best.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -63,6 +64,9 @@ class Steps:
 
 def _stop(run: Running) -> None:
     """Record the container's state, killing it first if it still runs."""
+    if run.warm is not None:
+        _stop_warm(run)
+        return
     c = run.collected
     try:
         st = engine.state(run.container)
@@ -72,6 +76,36 @@ def _stop(run: Running) -> None:
     if st is not None and st.running:
         run.kill()
         st = engine.wait(run.container, timeout_s=5.0)
+    c.final_state = st
+
+
+def _stop_warm(run: Running) -> None:
+    """A forked worker: its exit status comes from the zygote that reaped it, as a cold
+    sandbox's comes from strace; the tracer then finishes its log and the container, which
+    only holds `sleep`, is stopped. A worker still running is killed with its container."""
+    warm = run.warm
+    assert warm is not None
+    c = run.collected
+    try:
+        if warm.poll_exit(0.0) is None:
+            run.kill()
+            warm.poll_exit(5.0)
+        if not warm.tracer_done(1.0):  # the worker left processes running: kill them
+            run.kill()
+        if not warm.stop_tracer(5.0):
+            c.notes.append("the host's strace did not finish its log: it was killed")
+        if warm.tracer_lost and c.error is None:  # calls may have gone untraced: not clean
+            c.error = SandboxError(
+                "the host's strace ended before the warm worker did; the sandbox was killed",
+                "the trace is incomplete; run the model again",
+            )
+    finally:
+        engine.kill(run.container)
+        warm.close()
+    st = engine.wait(run.container, timeout_s=5.0)
+    if st is not None:
+        code = warm.exit_code if warm.exit_code is not None and warm.exit_code >= 0 else None
+        st = dataclasses.replace(st, exit_code=code)
     c.final_state = st
 
 

@@ -45,12 +45,12 @@ def _runsc_vs_runc(c: Figures) -> float:
 
 TARGETS = (
     Target(
-        "warm start: runc TorchScript open-to-first-inference / (floor + in-process load)",
+        "warm start: runc TorchScript open-to-first-inference, forked worker / (floor + load)",
         "coldstart",
         2.0,
         True,
         "x",
-        lambda c: float(c["runc_torchscript"]["ratio_vs_floor_plus_load"]),
+        lambda c: float(c["runc_torchscript_warm"]["ratio_vs_floor_plus_load"]),
     ),
     Target(
         "batch throughput at --jobs 2: models/min / the issue's 9 models/min",
