@@ -32,7 +32,7 @@ def resolve_address(address: str | None) -> str:
         return chosen
     rest = chosen.removeprefix("ray://")
     host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise UsageError(
             f"--address {chosen!r}: not a Ray cluster's address",
             "give auto, HOST:PORT (the head's GCS port) or ray://HOST:PORT (its client port)",

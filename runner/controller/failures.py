@@ -31,6 +31,7 @@ from runner.errors import (
     untrusted_text,
 )
 from runner.policy import Deadline, Policy
+from runner.telemetry import resources
 
 
 def translate(
@@ -111,10 +112,27 @@ def wall_error(policy: Policy, run: Running) -> DeadlineExceeded:
     )
 
 
+def _worker_state(run: Running) -> engine.ContainerState | None:
+    """The container's state once it stopped (up to 3 s); for a warm sandbox, whose container
+    only holds `sleep`, the forked worker's: its exit status from the zygote, and whether the
+    kernel killed anything in the container's memory cgroup."""
+    if run.warm is None:
+        return engine.wait(run.container, timeout_s=3.0)
+    code = run.warm.poll_exit(3.0)
+    gone = code is not None
+    return engine.ContainerState(
+        status="exited" if gone else "running",
+        running=not gone,
+        exit_code=code if code is not None and code >= 0 else None,
+        oom_killed=resources.oom_kills(run.container) > 0,
+        error="",
+    )
+
+
 def diagnose(what: str, policy: Policy, run: Running) -> AirlockError:
     """Explain why the worker is gone, from the host's own evidence."""
     c = run.collected
-    st = engine.wait(run.container, timeout_s=3.0)
+    st = _worker_state(run)
     if run.wall_expired.is_set():
         return wall_error(policy, run)
     if st is not None and st.oom_killed:

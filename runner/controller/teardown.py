@@ -22,6 +22,7 @@ from runner.controller import engine
 from runner.controller.launch import AUDIT_LOG_NAME, RUN_DIR_OWN, TRACE_LOG_NAME, Running
 from runner.errors import SandboxError, untrusted_text
 from runner.rules.analysis import Collected, parse_audit_log
+from runner.telemetry import resources
 from runner.telemetry.gvisor import session as gvisor_session
 
 log = logging.getLogger(__name__)
@@ -94,19 +95,25 @@ def _stop_warm(run: Running) -> None:
             run.kill()
         if not warm.stop_tracer(5.0):
             c.notes.append("the host's strace did not finish its log: it was killed")
-        if warm.tracer_lost and c.error is None:  # calls may have gone untraced: not clean
-            c.error = SandboxError(
-                "the host's strace ended before the warm worker did; the sandbox was killed",
-                "the trace is incomplete; run the model again",
-            )
+        if warm.tracer_lost:  # calls may have gone untraced: never clean
+            lost = "the host's strace ended before the warm worker did; the sandbox was killed"
+            c.notes.append(lost)
+            if c.error is None:
+                c.error = SandboxError(lost, "the trace is incomplete; run the model again")
     finally:
         engine.kill(run.container)
         warm.close()
     st = engine.wait(run.container, timeout_s=5.0)
+    known = warm.exit_code is not None and warm.exit_code >= 0
     if st is not None:
-        code = warm.exit_code if warm.exit_code is not None and warm.exit_code >= 0 else None
-        st = dataclasses.replace(st, exit_code=code)
+        oom = st.oom_killed or resources.oom_kills(run.container) > 0
+        st = dataclasses.replace(st, exit_code=warm.exit_code if known else None, oom_killed=oom)
     c.final_state = st
+    if not known and not c.killed_by_host:  # the zygote did not say: nothing to check against
+        raise SandboxError(
+            "the warm worker's exit status is unknown (the zygote did not report it)",
+            "the report cannot check the tracer's log against it; run the model again",
+        )
 
 
 def _resources(run: Running) -> None:

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -43,6 +44,7 @@ from runner.controller import engine, images, sessions
 from runner.errors import SandboxError
 from runner.policy import Policy, Runtime
 from runner.telemetry import tracer
+from runner.telemetry.gvisor.points import SYSNO
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ HOLDER = (["sleep"], ["infinity"])  # what a warm sandbox's container runs itsel
 ZYGOTE_MEMORY = 4 << 30
 STEP_TIMEOUT_S = 10.0
 _STATUS_KEYS = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapAmb", "NoNewPrivs")
-_SAME_AS_INIT = ("CapBnd", "Seccomp", "Seccomp_filters")
+_SAME_AS_INIT = ("CapBnd", "Seccomp")
 
 
 class WarmStartError(SandboxError):
@@ -117,9 +119,15 @@ class WarmWorker:
         tracer_proc = self.tracer
         assert tracer_proc is not None
 
+        pidfd = os.pidfd_open(self.pid)  # readable once the worker has exited
+
         def watch() -> None:
             tracer_proc.wait()
-            if self.exit_code is None and not self._closing.is_set():
+            try:  # strace ends after its last tracee's exit: the worker has exited by then
+                alive = not select.select([pidfd], [], [], 0.2)[0]
+            finally:
+                os.close(pidfd)
+            if alive and not self._closing.is_set():  # not the host's own kill of strace
                 self.tracer_lost = True
                 log.warning("the host's strace ended before the warm worker: killing it")
                 engine.kill(container)
@@ -145,6 +153,7 @@ class WarmWorker:
             self.tracer.wait(timeout=timeout_s)
             return True
         except subprocess.TimeoutExpired:
+            self._closing.set()
             _kill_group(self.tracer)
             return False
 
@@ -199,7 +208,7 @@ class Zygote:
                     "--control",
                     f"/airlock/run/{CONTROL}",
                     "--formats",
-                    ",".join(WARM_FORMATS),
+                    ",".join(self.formats),
                 ],
                 labels=sessions.owner_labels(self.session, dirs.root),
                 runtime=Runtime.RUNC.value,
@@ -254,6 +263,9 @@ class Zygote:
         try:
             _move_to_cgroups(worker.pid, init)
             problems = differences(worker.pid, init)
+            status = _status(worker.pid)  # still waiting on its pipe: one thread, untraced
+            if status.get("Threads") != "1" or status.get("TracerPid") != "0":
+                problems.append("more than one thread, or traced already")
             if problems:
                 raise WarmStartError(
                     "the warm worker is not confined like its container: " + "; ".join(problems),
@@ -284,6 +296,7 @@ class Zygote:
                 "argv": argv,
                 "environment": environment,
                 "rlimits": {"nofile": self.policy.open_files, "core": 0},
+                "refuse": [SYSNO[name] for name in tracer.REFUSED.split(",")],
             }
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.settimeout(STEP_TIMEOUT_S)
@@ -401,8 +414,9 @@ def differences(pid: int, init: int) -> list[str]:
             problems.append(f"{key} {status.get(key)!r}, not its container's")
     if status.get("Seccomp") != "2":
         problems.append("no seccomp filter")
-    if int(status.get("Threads", "0")) != 1 or status.get("TracerPid") != "0":
-        problems.append("more than one thread, or traced already")
+    filters, init_filters = status.get("Seccomp_filters", ""), init_status.get("Seccomp_filters")
+    if not init_filters or filters != str(int(init_filters) + 1):  # the profile's, and its own
+        problems.append(f"Seccomp_filters {filters!r}, not the container's and one more")
     return problems
 
 

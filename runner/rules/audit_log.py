@@ -193,7 +193,7 @@ def _line(
         r.unnumbered += 1
     if name == DROPPED_EVENT:
         count = args[0] if args else ""
-        if count.isdigit() and len(count) <= 18:
+        if count.isascii() and count.isdigit() and len(count) <= 18:  # "²" is a digit too
             r.writer_dropped = max(r.writer_dropped, int(count))
         return expected
     _keep(out, (t, name, args), past_cap)

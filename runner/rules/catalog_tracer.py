@@ -104,6 +104,7 @@ PRIVILEGE: tuple[Row, ...] = (
         "CRITICAL",
         "tracer: io_uring_setup/enter/register, whose operations no syscall tracer sees "
         "(refused by the tracer); a process killed by SIGSYS for a 32-bit (int 0x80) or x32 "
-        "syscall, which the seccomp profile does not admit",
+        "syscall, which the seccomp profile does not admit; a clone with CLONE_UNTRACED, whose "
+        "child ptrace would not follow (refused by the profile, seen under a warm start's tracer)",
     ),
 )

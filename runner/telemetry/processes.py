@@ -50,6 +50,9 @@ def fork_event(c: Call) -> Event | None:
     child = c.returned
     if child is not None and child > 0:
         c.state.clone(c.pid, child, flags)
+    if "CLONE_UNTRACED" in flags:  # a child ptrace would not follow (the profile refuses it)
+        summary = f"{c.name} with CLONE_UNTRACED = {c.call.result}"
+        return c.ev("priv.evasion", summary, syscall=c.name)
     if "CLONE_THREAD" in flags:
         return None
     return c.ev("process.fork", f"{c.name} -> child {c.call.result}", child=c.call.result)

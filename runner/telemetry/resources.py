@@ -107,6 +107,25 @@ def _find(container_id: str) -> _Paths:
     return p
 
 
+def oom_kills(container_id: str) -> int:
+    """How many processes the kernel killed in the container's memory cgroup for its limit (a
+    warm sandbox's worker is not the container's first process, whose death the engine's own
+    OOMKilled flag follows)."""
+    p = _find(container_id)
+    if p.memory is None:
+        return 0
+    name = "memory.events" if p.memory.name == "memory.current" else "memory.oom_control"
+    try:
+        lines = (p.memory.parent / name).read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isascii() and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
 def _read_int(path: Path | None) -> int | None:
     if path is None:
         return None

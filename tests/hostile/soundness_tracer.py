@@ -309,6 +309,24 @@ except (OSError, subprocess.SubprocessError):
 ABI_CODE = {"int80": "53b814000000cd805bc3", "x32": "b8270000400f05c3"}
 
 
+# A child made with CLONE_UNTRACED, which ptrace never follows: under a tracer attached with -p
+# (a warm start) nothing else stopped its calls, until the profile refused the flag (an attacker
+# review of runner.controller.zygote). Refused, the payload runs the same shell where the tracer
+# sees it, so the run can prove which way it went.
+UNTRACED_CLONE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+pid = libc.syscall(56, 0x00800000 | 17, 0, 0, 0, 0)  # clone(CLONE_UNTRACED | SIGCHLD)
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", "echo untraced > __MARKER__"])
+if pid < 0:
+    pid = os.fork()
+    if pid == 0:
+        os.execv("/bin/sh", ["sh", "-c", "echo refused-untraced > __MARKER__"])
+os.waitpid(pid, 0)
+"""
+
+
 def _code(name: str, code: str, **subs: str) -> Callable[[Path, str], Path]:
     def build(d: Path, marker: str) -> Path:
         text = code.replace("__MARKER__", marker).replace("__NAME__", Path(marker).name)
@@ -433,6 +451,12 @@ OTHERS = [
         "AL402",
     ),
     _fx("setuid root", "setuid(0) and setgid(0)", _code("setuid", SETUID_ROOT), "AL401"),
+    _fx(
+        "untraced clone",
+        "a shell in a child cloned with CLONE_UNTRACED (refused, then run traced)",
+        _code("untraced", UNTRACED_CLONE),
+        "AL202",
+    ),
     _fx(
         "int 0x80",
         "a 32-bit syscall (int 0x80) in a child",

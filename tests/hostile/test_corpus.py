@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import runner
+from runner.controller.zygote import Zygote
 from tests.hostile.corpus import CORPUS, Fixture
 
 
@@ -39,14 +40,16 @@ def _containers(session: str) -> list[str]:
     ).stdout.split()
 
 
-def run_fixture(fx: Fixture, tmp_path: Path) -> tuple[runner.Report, BaseException | None]:
-    marker = f"/tmp/airlock-hostile-{uuid.uuid4().hex}"
+def run_fixture(
+    fx: Fixture, tmp_path: Path, zygote: Zygote | None = None, marker: str = ""
+) -> tuple[runner.Report, BaseException | None]:
+    marker = marker or f"/tmp/airlock-hostile-{uuid.uuid4().hex}"
     models = tmp_path / "m"
     models.mkdir()
     (tmp_path / "canary.txt").write_text("the host's file, unchanged\n")
     path = fx.build(models, marker)
     before = _snapshot(tmp_path)
-    sb = runner.Sandbox(path, runner.Policy(**fx.policy))  # type: ignore[arg-type]
+    sb = runner.Sandbox(path, runner.Policy(**fx.policy), zygote=zygote)  # type: ignore[arg-type]
     error: BaseException | None = None
     try:
         with sb:

@@ -113,6 +113,10 @@ PROOF: dict[str, Callable[[Report, str], bool]] = {
         }
     ),
     "setuid root": lambda r, _: len(_events(r, "priv.setid")) >= 2,
+    "untraced clone": lambda r, _: any(
+        "refused-untraced" in " ".join(map(str, e.detail.get("argv") or []))
+        for e in _events(r, "process.exec")
+    ),
     "int 0x80": lambda r, _: any(
         e.detail.get("signal") == "SIGSYS" for e in _events(r, "priv.evasion")
     ),
