@@ -20,6 +20,7 @@ if _typing.TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imp
     from runner.batch.evaluation import evaluate as evaluate
     from runner.controller.pool import SandboxPool as SandboxPool
     from runner.controller.sandbox import Sandbox as Sandbox
+    from runner.controller.zygote import Zygote as Zygote
     from runner.errors import AirlockError as AirlockError
     from runner.errors import BomError as BomError
     from runner.errors import DeadlineExceeded as DeadlineExceeded
@@ -73,6 +74,7 @@ _EXPORTS = {
     "Event": "telemetry.events",
     "Sandbox": "controller.sandbox",
     "SandboxPool": "controller.pool",
+    "Zygote": "controller.zygote",
     "Server": "serve.app",
     "evaluate": "batch.evaluation",
     "EvalResult": "batch.evaluation",

@@ -46,6 +46,14 @@ Jobs = Annotated[
 OutDir = Annotated[
     Path, typer.Option("--out", help="results.jsonl, summary.json and one report per model")
 ]
+Cold = Annotated[
+    bool,
+    typer.Option(
+        "--cold",
+        help="start every sandbox's worker from nothing; under runc, a batch of torch-family "
+        "models otherwise forks each worker from a zygote that has seen no model",
+    ),
+]
 Resume = Annotated[
     bool, typer.Option("--resume", help="skip models whose sha256 already has a line")
 ]
@@ -176,7 +184,7 @@ def _evaluate(
     baselines: Registry | None,
     signing: SigningOptions,
     skipped: list[str],
-    backend: str | None = None,
+    backend: Any = None,  # a name, or a runner.backends.base.Backend
     address: str | None = None,
     backend_options: dict[str, Any] | None = None,
 ) -> list[EvalResult]:
@@ -282,6 +290,14 @@ def _backend_options(
     return k8s
 
 
+def _cold_backend(backend: str, policy: Policy, jobs: int | None) -> Any:
+    if backend != "local":
+        raise UsageError(f"--cold is for the local backend, not {backend}", "drop --cold")
+    from runner.backends.local import LocalBackend
+
+    return LocalBackend(policy, jobs, warm=False)
+
+
 def eval_(
     paths: Paths,
     probes: EvalProbes = None,
@@ -290,6 +306,7 @@ def eval_(
     address: Address = None,
     out_dir: OutDir = Path("airlock-results"),
     resume: Resume = False,
+    cold: Cold = False,
     baseline: CheckBaselines = False,
     registry: o.RegistryOpt = None,
     signature: Signatures = None,
@@ -353,6 +370,7 @@ def eval_(
         sys.stdout.write(plan(paths, policy=policy, probes=probes, **k8s))
         raise typer.Exit(0)
     signing = o.signing(signature, require_signature, trust_policy, key)
+    chosen: Any = _cold_backend(backend, policy, jobs) if cold else backend
     results_path = out_dir / "results.jsonl"
     done = _previous(results_path, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +386,7 @@ def eval_(
         baselines,
         signing,
         skipped,
-        backend,
+        chosen,
         address,
         k8s if backend == "kubernetes" else None,
     )

@@ -152,3 +152,20 @@ def test_a_batch_forks_its_workers_warm_and_leaves_nothing(tmp_path: Path) -> No
         assert WARM_NOTE in f.read_text()
     assert [c.name for c in engine.list_sessions() if c.id not in before] == []
     assert set(sessions.tmp_base().glob(f"{sessions.DIR_PREFIX}*")) <= dirs_before
+
+
+def test_eval_cold_forks_nothing_and_cold_is_for_the_local_backend(tmp_path: Path) -> None:
+    from tests.sandbox.test_cli import airlock
+
+    x = models.sample_input()
+    (tmp_path / "m").mkdir()
+    models.torchscript_model(tmp_path / "m", x)
+    models.full_module_pickle(tmp_path / "m", x)
+    out = tmp_path / "out"
+    proc = airlock("eval", str(tmp_path / "m"), "--cold", "--jobs", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    reports = list((out / "reports").glob("*.json"))
+    assert len(reports) == 2 and not any(WARM_NOTE in f.read_text() for f in reports)
+    proc = airlock("eval", str(tmp_path / "m"), "--cold", "--backend", "ray", "--out", str(out))
+    assert proc.returncode == 2 and "--cold is for the local backend" in proc.stderr
+    assert "Traceback" not in proc.stderr
