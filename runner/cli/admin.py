@@ -130,6 +130,12 @@ def doctor() -> None:
             "run 'sudo make engine'",
         )
     line(not (info.get("Driver") == "" or info.get("NCPU", 0) < 1), "engine has CPUs")
+    import shutil
+
+    tools = [t for t in ("strace", "nsenter") if shutil.which(t) is None]
+    warm = "ok  " if not tools else "note"
+    why = "" if not tools else f" (missing {', '.join(tools)}: batches start cold; 'make engine')"
+    out.print(f"{warm} warm starts: strace and nsenter on the host{why}", markup=False)
     found = _frameworks.statuses()
     st = found.pop("default")
     line(

@@ -55,6 +55,8 @@ TORCH_FAMILY = frozenset({*WARM_FORMATS, "safetensors", "torch-package", "pickle
 CONTROL = "control.sock"
 PYTHON = ["/opt/airlock/venv/bin/python", "-B", "-I"]
 ZYGOTE_CAPS = ["SYS_ADMIN", "SYS_CHROOT", "SETUID", "SETGID", "SETPCAP"]
+# the tracer's cgroups: the sandbox's CPU (v1), or all of the sandbox's (v2, one hierarchy)
+TRACER_CGROUPS = frozenset({"cpu", "cpuacct", ""})
 HOLDER = (["sleep"], ["infinity"])  # what a warm sandbox's container runs itself
 ZYGOTE_MEMORY = 4 << 30
 STEP_TIMEOUT_S = 10.0
@@ -358,11 +360,15 @@ def _cgroup_mounts() -> dict[frozenset[str], Path]:
     return found
 
 
-def _move_to_cgroups(pid: int, init: int) -> None:
+def _move_to_cgroups(pid: int, init: int, only: frozenset[str] | None = None) -> None:
+    """Move `pid` into the cgroups of the container's first process `init`: every hierarchy,
+    or those with a controller in `only` ("" for the unified one)."""
     mounts = _cgroup_mounts()
     for line in Path(f"/proc/{init}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         key = frozenset(controllers.split(",")) if controllers else frozenset({""})
+        if only is not None and not key & only:
+            continue
         where = mounts.get(key)
         if where is None:
             raise WarmStartError(f"no mounted cgroup hierarchy for {controllers!r}", _HINT)
@@ -445,6 +451,11 @@ def _attach(pid: int, init: int, trace_log: Path) -> tuple[subprocess.Popen[byte
             _kill_group(proc)
             raise WarmStartError("strace could not attach to the warm worker", _HINT)
         time.sleep(0.002)
+    try:  # its CPU is the sandbox's: a model that makes calls by the million throttles itself
+        _move_to_cgroups(int(_status(pid)["TracerPid"]), init, TRACER_CGROUPS)
+    except BaseException:
+        _kill_group(proc)
+        raise
     return proc, ns_pid
 
 

@@ -125,7 +125,7 @@ def setid_event(c: Call) -> Event:
 
 def refused_event(c: Call) -> Event:
     args = ", ".join(text(a)[:80] for a in c.args[:3])
-    kind = "priv.evasion" if c.name.startswith("io_uring") else "priv.escape"
+    kind = "priv.evasion" if c.name.startswith("io_uring") or c.name == "seccomp" else "priv.escape"
     return c.ev(kind, f"{c.name}({args})")
 
 

@@ -28,8 +28,9 @@ files          files written, sensitive reads, probes     file.write/.probe/    
                                                           .unresolved
 modify         files changed (rename, unlink, chmod, ...) file.modify            AL301 AL302 AL305
 reach-refused  another process's memory or descriptors    process.reach          AL203
-evasion        io_uring: calls the tracer would not see   priv.evasion           AL405
-               (and SIGSYS exits: another ABI's calls)
+evasion        io_uring: calls the tracer would not see;  priv.evasion           AL405
+               seccomp: a filter of the model's own (and
+               SIGSYS exits: another ABI's calls)
 escape         privilege and escape (mount, unshare, ...) priv.escape            AL402
 
 The last three are refused: recorded, answered EPERM, never run.
@@ -87,7 +88,7 @@ FAMILIES: tuple[Family, ...] = (
         "pidfd_getfd,process_vm_readv,process_vm_writev,process_madvise",
         refused=True,
     ),
-    _family("evasion", "io_uring_setup,io_uring_enter,io_uring_register", refused=True),
+    _family("evasion", "io_uring_setup,io_uring_enter,io_uring_register,seccomp", refused=True),
     _family(
         "escape",
         "mount,umount2,pivot_root,unshare,setns,bpf,keyctl,add_key,request_key,init_module,"

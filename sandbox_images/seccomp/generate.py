@@ -235,7 +235,6 @@ ALLOWED = [
     "sched_setparam",
     "sched_setscheduler",
     "sched_yield",
-    "seccomp",
     "select",
     "semctl",
     "semget",
@@ -327,6 +326,11 @@ OBSERVED = [
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
+    # seccomp filters of the model's own: a user-notification listener holds a call between
+    # the tracer's reading of its arguments and the kernel's, long enough to swap a path
+    # (an attacker review: a write outside /tmp logged as one inside); nothing in a model needs
+    # a filter
+    "seccomp",
     # privilege and escape
     "mount",
     "umount2",

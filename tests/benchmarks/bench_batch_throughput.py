@@ -7,6 +7,8 @@ policy, against loading the same models once each in-process (no isolation at al
 from __future__ import annotations
 
 import json
+import os
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +116,54 @@ def _phase_text(phases: list[dict[str, Any]], seconds: float | None) -> str:
     return " · ".join(parts)
 
 
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has spent (user, nice, system, irq, softirq) since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _engine_cpu() -> float:
+    import psutil
+
+    total = 0.0
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if p.info["name"] in ("dockerd", "containerd") and p.info["cpu_times"] is not None:
+            t = p.info["cpu_times"]
+            total += t.user + t.system
+    return total
+
+
+def _cpu_now() -> dict[str, float]:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "machine": _machine_cpu(),
+        "host controller": me.ru_utime + me.ru_stime,
+        "host children (strace, pre-flight readers)": kids.ru_utime + kids.ru_stime,
+        "engine (dockerd, containerd)": _engine_cpu(),
+    }
+
+
+def _cpu_split(
+    before: dict[str, float], after: dict[str, float], out_dir: Path
+) -> dict[str, float]:
+    """Where the batch's CPU went: the sandboxes' own cgroups by phase (from the reports), the
+    host's controller, its children, the engine, and the rest of the machine (the zygote, the
+    shims, the kernel's work for them)."""
+    split = {k: after[k] - before[k] for k in before}
+    sandboxes: dict[str, float] = {}
+    for f in (out_dir / "reports").glob("*.json"):
+        for ph in json.loads(f.read_text()).get("per_phase") or []:
+            key = f"sandboxes: {ph['phase']}"
+            sandboxes[key] = sandboxes.get(key, 0.0) + float(ph["cpu_seconds"])
+    machine = split.pop("machine")
+    split.update(sandboxes)
+    split["rest (the zygote, shims, kernel)"] = machine - sum(split.values())
+    split["machine"] = machine
+    return split
+
+
 def _size(path: Path) -> int:
     files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
     return sum(f.stat().st_size for f in files)
@@ -145,9 +195,11 @@ def test_batch_throughput_on_large_checkpoints(
     local = _in_process(built)
     base = sum(local.values())
     out_dir = tmp_path / "out"
+    cpu_before = _cpu_now()
     start = time.perf_counter()
     results = list(runner.evaluate([p for _, p in built.values()], jobs=JOBS, out_dir=out_dir))
     took = time.perf_counter() - start
+    cpu = _cpu_split(cpu_before, _cpu_now(), out_dir)
     n = len(built)
     per_min, base_per_min = n / took * 60, n / base * 60
     per_model = _per_model(built, local, results, out_dir)
@@ -166,6 +218,9 @@ def test_batch_throughput_on_large_checkpoints(
         f"{per_min / BEFORE_MODELS_PER_MIN:>16.2f}x"
     )
     print(f"sandboxed batch / in-process: {took / base:.1f}x the time")
+    print("CPU seconds of the batch, by where they went:")
+    for what, seconds in cpu.items():
+        print(f"  {what:<44} {seconds:>7.2f}")
     # a model that failed (an error verdict) would count as fast: no figure is recorded then
     assert len(results) == n
     assert all(r.verdict is runner.Verdict.CLEAN for r in results), [
@@ -184,5 +239,6 @@ def test_batch_throughput_on_large_checkpoints(
             "in_process_models_per_min": base_per_min,
             "time_vs_in_process": took / base,
             "per_model": per_model,
+            "cpu_seconds": cpu,
         },
     )

@@ -327,6 +327,26 @@ os.waitpid(pid, 0)
 """
 
 
+# A seccomp filter of the model's own with a user-notification listener: the listener can hold
+# any call after the tracer has read its path and before the kernel does, and swap the path (an
+# attacker review wrote outside /tmp while the log showed a write inside). Refused by the
+# tracer, the payload then writes outside in plain sight, so the run proves which way it went.
+SECCOMP_LISTENER = """
+import ctypes, struct
+libc = ctypes.CDLL(None, use_errno=True)
+allow = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))  # ret ALLOW
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(1, ctypes.addressof(allow))
+listener = libc.syscall(317, 1, 8, ctypes.byref(prog))  # SET_MODE_FILTER, NEW_LISTENER
+if listener < 0:
+    try:
+        open("/opt/airlock/seccomp-refused", "w")
+    except OSError:
+        pass
+"""
+
+
 def _code(name: str, code: str, **subs: str) -> Callable[[Path, str], Path]:
     def build(d: Path, marker: str) -> Path:
         text = code.replace("__MARKER__", marker).replace("__NAME__", Path(marker).name)
@@ -451,6 +471,13 @@ OTHERS = [
         "AL402",
     ),
     _fx("setuid root", "setuid(0) and setgid(0)", _code("setuid", SETUID_ROOT), "AL401"),
+    _fx(
+        "seccomp listener",
+        "a seccomp user-notification listener (refused), then a write outside in plain sight",
+        _code("listener", SECCOMP_LISTENER),
+        "AL405",
+        "AL301",
+    ),
     _fx(
         "untraced clone",
         "a shell in a child cloned with CLONE_UNTRACED (refused, then run traced)",

@@ -113,6 +113,7 @@ PROOF: dict[str, Callable[[Report, str], bool]] = {
         }
     ),
     "setuid root": lambda r, _: len(_events(r, "priv.setid")) >= 2,
+    "seccomp listener": _refused("priv.evasion", "seccomp"),
     "untraced clone": lambda r, _: any(
         "refused-untraced" in " ".join(map(str, e.detail.get("argv") or []))
         for e in _events(r, "process.exec")

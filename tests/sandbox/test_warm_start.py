@@ -76,6 +76,9 @@ def test_a_forked_worker_is_confined_like_its_container(zygote: Zygote, tmp_path
         assert container in Path(f"/proc/{pid}/cgroup").read_text()
         tracer = int(st["TracerPid"])
         assert Path(f"/proc/{tracer}/comm").read_text().strip() == "strace"
+        lines = [ln.split(":", 2) for ln in Path(f"/proc/{tracer}/cgroup").read_text().split()]
+        cpu = [path for _, names, path in lines if {"cpu", "cpuacct"} & set(names.split(","))]
+        assert cpu and all(container in p for p in cpu)  # its CPU counts against the sandbox
         assert len(st["NSpid"].split()) == 2  # a member of the container's PID namespace
         # the zygote's container mounts nothing of any model
         assert zygote.container is not None

@@ -40,7 +40,7 @@ SYSNO: dict[str, int] = {
     "lremovexattr": 198, "fremovexattr": 199, "utime": 132, "utimes": 235, "utimensat": 280,
     "futimesat": 261, "pidfd_getfd": 438, "process_vm_readv": 310, "process_vm_writev": 311,
     "process_madvise": 440, "io_uring_setup": 425, "io_uring_enter": 426,
-    "io_uring_register": 427, "mount": 165, "umount2": 166, "pivot_root": 155,
+    "io_uring_register": 427, "seccomp": 317, "mount": 165, "umount2": 166, "pivot_root": 155,
     "unshare": 272, "setns": 308, "bpf": 321, "keyctl": 250, "add_key": 248,
     "request_key": 249, "init_module": 175, "finit_module": 313, "delete_module": 176,
     "personality": 135, "ptrace": 101, "kcmp": 312, "perf_event_open": 298,
