@@ -44,7 +44,7 @@ class LocalBackend:
         policies = {j.policy for j in jobs}
         warms = zygote.TORCH_FAMILY.intersection(formats)
         if self.warm and len(jobs) > 1 and warms and all(zygote.usable(p) for p in policies):
-            self._start_zygote(jobs[0].policy, zygote.warm_formats(formats))
+            self._start_zygote(jobs[0].policy, zygote.warm_formats([j.path for j in jobs]))
 
     def _start_zygote(self, policy: Policy, formats: tuple[str, ...]) -> None:
         """One zygote for the batch (runner.controller.zygote): each sandbox is still fresh,

@@ -68,10 +68,11 @@ class WarmStartError(SandboxError):
     """The zygote could not give this sandbox a worker; the sandbox starts cold instead."""
 
 
-def warm_formats(formats: list[str]) -> tuple[str, ...]:
-    """What a zygote for models of these formats warms: torch always, transformers when one is
-    a Hugging Face repository (it costs the zygote about 3 s of CPU)."""
-    return tuple(f for f in WARM_FORMATS if f != "huggingface" or f in formats)
+def warm_formats(paths: list[Path]) -> tuple[str, ...]:
+    """What a zygote for these models warms: torch always, transformers when one is a directory
+    (a Hugging Face repository or snapshot: warming it costs the zygote about 3 s of CPU)."""
+    repos = any(p.is_dir() for p in paths)
+    return tuple(f for f in WARM_FORMATS if f != "huggingface" or repos)
 
 
 def usable(policy: Policy) -> bool:

@@ -97,11 +97,15 @@ def _in_process(built: dict[str, tuple[str, Path]]) -> dict[str, float]:
 
 
 def _phases(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """{model file or directory name: its report's phases}, from out_dir/reports/*.json."""
+    """{model file or directory name: its report's phases}, from out_dir/reports/*.json, each
+    with the CPU the sandbox's cgroup spent in it where the report measured that."""
     found = {}
     for f in sorted((out_dir / "reports").glob("*.json")):
         rep = json.loads(f.read_text())
-        found[Path(rep["model"]["path"]).name] = rep.get("phases", [])
+        per_phase = (rep.get("resources") or {}).get("per_phase") or []
+        cpu = {ph["phase"]: ph["cpu_seconds"] for ph in per_phase}
+        phases = [{**p, "cpu_seconds": cpu.get(p["name"])} for p in rep.get("phases", [])]
+        found[Path(rep["model"]["path"]).name] = phases
     return found
 
 
@@ -154,7 +158,7 @@ def _cpu_split(
     split = {k: after[k] - before[k] for k in before}
     sandboxes: dict[str, float] = {}
     for f in (out_dir / "reports").glob("*.json"):
-        for ph in json.loads(f.read_text()).get("per_phase") or []:
+        for ph in (json.loads(f.read_text()).get("resources") or {}).get("per_phase") or []:
             key = f"sandboxes: {ph['phase']}"
             sandboxes[key] = sandboxes.get(key, 0.0) + float(ph["cpu_seconds"])
     machine = split.pop("machine")
