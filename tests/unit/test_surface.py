@@ -36,6 +36,7 @@ def test_all_is_the_public_surface() -> None:
             "Sandbox",
             "SandboxError",
             "SandboxPool",
+            "Zygote",
             "SandboxInfo",
             "Server",
             "Severity",
