@@ -1,7 +1,9 @@
 """Cold start: `docker run --rm --network none IMAGE` running `true` (the floor) against
 Sandbox open-to-ready and open-to-first-inference, for a small ONNX and a small TorchScript
-model, under runc and runsc. The target compares open-to-first-inference with the floor plus
-the in-process load time."""
+model, under runc and runsc; then each torch-family model the issue names (TorchScript, a full
+module, a state dict with an architecture file, a small transformers repository) opened cold
+and warm (its worker forked from a zygote) under runc. The targets compare open-to-first-
+inference with the floor plus the in-process load time; the warm target is the worst family."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import runner
 from runner.controller import images as _image
 from runner.controller.zygote import Zygote
+from tests import hf_repos
 from tests.fixtures import models
 
 REPEATS = {"runc": 5, "runsc": 3}
@@ -53,13 +56,100 @@ def _in_process_load(kind: str, path: Path) -> float:
     return time.perf_counter() - start
 
 
-def _open(path: Path, runtime: str, zygote: Zygote | None = None) -> tuple[float, float]:
+def _family_load(kind: str, path: Path, arch: Path | None) -> float:
+    """In-process, with the libraries warm: what loading this model costs without a sandbox."""
+    import torch
+
+    start = time.perf_counter()
+    if kind == "torchscript":
+        torch.jit.load(str(path))
+    elif kind == "full_module":
+        torch.load(path, weights_only=False)
+    elif kind == "state_dict_arch":
+        assert arch is not None
+        namespace: dict[str, object] = {}
+        exec(arch.read_text(), namespace)
+        module = namespace["build_model"]()  # type: ignore[operator]
+        module.load_state_dict(torch.load(path, weights_only=True))
+    else:  # the tokenizer and the class the config names, as the sandbox's loader does
+        import transformers
+
+        transformers.AutoTokenizer.from_pretrained(path)
+        name = transformers.AutoConfig.from_pretrained(path).architectures[0]
+        getattr(transformers, name).from_pretrained(path)
+    return time.perf_counter() - start
+
+
+def _torch_family(root: Path, figures: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Each torch-family kind opened cold and warm under runc: {runc_<kind>[_warm]: figures}."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    x = models.sample_input()
+    root.mkdir()
+    ts = models.torchscript_model(root, x)
+    full = models.full_module_pickle(root, x)
+    sd = models.state_dict_with_architecture(root, x)
+    repo = hf_repos.encoder(root / "hf-encoder")
+    for p in root.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    kinds: dict[str, tuple[Path, Path | None]] = {
+        "torchscript": (ts.path, None),
+        "full_module": (full.path, None),
+        "state_dict_arch": (sd.path, sd.architecture),
+        "transformers": (repo, None),
+    }
+    n = REPEATS["runc"]
+    floor = float(figures["runc_torchscript"]["floor_s"])  # type: ignore[index]
+    out: dict[str, dict[str, object]] = {}
+    for kind, (path, arch) in kinds.items():
+        _family_load(kind, path, arch)  # warm the libraries once
+        load = statistics.median(_family_load(kind, path, arch) for _ in range(n))
+        if kind != "torchscript":  # TorchScript's cold figures are the table's above
+            cold = statistics.median(_open(path, "runc", arch=arch)[1] for _ in range(n))
+            out[f"runc_{kind}"] = {
+                "floor_s": floor,
+                "in_process_load_s": load,
+                "open_to_first_inference_s": cold,
+                "ratio_vs_floor_plus_load": cold / (floor + load),
+            }
+        out[f"runc_{kind}_warm"] = {"floor_s": floor, "in_process_load_s": load}
+    with Zygote(runner.Policy()) as zygote:  # a fresh container each, its worker forked warm
+        for kind, (path, arch) in kinds.items():
+            runs = [_open(path, "runc", zygote, arch) for _ in range(n)]
+            w = out[f"runc_{kind}_warm"]
+            first = statistics.median(f for _, f in runs)
+            load = float(w["in_process_load_s"])  # type: ignore[arg-type]
+            w.update(
+                open_to_ready_s=statistics.median(r for r, _ in runs),
+                open_to_first_inference_s=first,
+                ratio_vs_floor_plus_load=first / (floor + load),
+                runs_first_inference_s=[f for _, f in runs],
+            )
+    cold_of = {**out, "runc_torchscript": figures["runc_torchscript"]}
+    print(f"\n{'runc':<7} {'torch family':<16} {'in-proc load':>12} {'cold':>15} {'warm':>15}")
+    for kind in kinds:
+        c, w = cold_of[f"runc_{kind}"], out[f"runc_{kind}_warm"]
+        print(
+            f"{'runc':<7} {kind:<16} {w['in_process_load_s']:>12.3f} "
+            f"{c['open_to_first_inference_s']:>6.3f}s {c['ratio_vs_floor_plus_load']:>6.2f}x "
+            f"{w['open_to_first_inference_s']:>6.3f}s {w['ratio_vs_floor_plus_load']:>6.2f}x"
+        )
+    return out
+
+
+def _open(
+    path: Path, runtime: str, zygote: Zygote | None = None, arch: Path | None = None
+) -> tuple[float, float]:
     x = models.sample_input(2)
     start = time.perf_counter()
     policy = runner.Policy(runtime=runner.Runtime(runtime))
-    with runner.Sandbox(path, policy, zygote=zygote) as sb:
+    with runner.Sandbox(path, policy, zygote=zygote, architecture=arch) as sb:
         ready = time.perf_counter() - start
-        sb.infer(x)
+        if path.is_dir():
+            sb.infer_text(["a first inference"])
+        else:
+            sb.infer(x)
         first = time.perf_counter() - start
     assert (zygote is not None) == any(n.startswith("warm start: the worker") for n in sb.notes)
     assert sb.report().verdict is runner.Verdict.CLEAN
@@ -99,24 +189,7 @@ def test_cold_start(tmp_path: Path, record: Callable[[str, dict[str, object]], N
                 f"{runtime:<7} {kind:<12} {floor:>8.3f} {load:>12.3f} {ready:>8.3f} "
                 f"{first:>11.3f} {ratio:>6.2f}x"
             )
-    with Zygote(runner.Policy()) as zygote:  # a fresh container each, its worker forked warm
-        runs = [_open(paths["torchscript"], "runc", zygote) for _ in range(REPEATS["runc"])]
-    floor = figures["runc_torchscript"]["floor_s"]  # type: ignore[index]
-    load = figures["runc_torchscript"]["in_process_load_s"]  # type: ignore[index]
-    ready = statistics.median(r for r, _ in runs)
-    first = statistics.median(f for _, f in runs)
-    figures["runc_torchscript_warm"] = {
-        "floor_s": floor,
-        "in_process_load_s": load,
-        "open_to_ready_s": ready,
-        "open_to_first_inference_s": first,
-        "ratio_vs_floor_plus_load": first / (floor + load),
-        "runs_first_inference_s": [f for _, f in runs],
-    }
-    print(
-        f"{'runc':<7} {'ts (warm)':<12} {floor:>8.3f} {load:>12.3f} {ready:>8.3f} "
-        f"{first:>11.3f} {first / (floor + load):>6.2f}x"
-    )
+    figures.update(_torch_family(tmp_path / "family", figures))
     with runner.SandboxPool(size=1) as pool:
         claims = []
         for _ in range(REPEATS["runc"]):

@@ -38,6 +38,14 @@ class Row:
         return "-" if self.measured is None else f"{self.measured:.3f}"
 
 
+WARM_KINDS = ("torchscript", "full_module", "state_dict_arch", "transformers")
+
+
+def _worst_warm(c: Figures) -> float:
+    """The warm target holds for every torch-family kind the issue names: the worst of them."""
+    return max(float(c[f"runc_{k}_warm"]["ratio_vs_floor_plus_load"]) for k in WARM_KINDS)
+
+
 def _runsc_vs_runc(c: Figures) -> float:
     first = "open_to_first_inference_s"
     return float(c["runsc_torchscript"][first]) / float(c["runc_torchscript"][first])
@@ -45,12 +53,12 @@ def _runsc_vs_runc(c: Figures) -> float:
 
 TARGETS = (
     Target(
-        "warm start: runc TorchScript open-to-first-inference, forked worker / (floor + load)",
+        "warm start: runc torch-family open-to-first-inference (worst of 4), forked / (floor+load)",
         "coldstart",
         2.0,
         True,
         "x",
-        lambda c: float(c["runc_torchscript_warm"]["ratio_vs_floor_plus_load"]),
+        _worst_warm,
     ),
     Target(
         "batch throughput at --jobs 2: models/min / the issue's 9 models/min",
