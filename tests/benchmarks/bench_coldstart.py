@@ -43,24 +43,16 @@ def _floor(tag: str, runtime: str) -> float:
     return time.perf_counter() - start
 
 
-def _in_process_load(kind: str, path: Path) -> float:
+def _in_process_load(kind: str, path: Path, arch: Path | None = None) -> float:
+    """In-process, with the libraries warm: what loading this model costs without a sandbox."""
     start = time.perf_counter()
     if kind == "onnx":
         import onnxruntime as ort
 
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    else:
-        import torch
-
-        torch.jit.load(str(path))
-    return time.perf_counter() - start
-
-
-def _family_load(kind: str, path: Path, arch: Path | None) -> float:
-    """In-process, with the libraries warm: what loading this model costs without a sandbox."""
+        return time.perf_counter() - start
     import torch
 
-    start = time.perf_counter()
     if kind == "torchscript":
         torch.jit.load(str(path))
     elif kind == "full_module":
@@ -80,32 +72,37 @@ def _family_load(kind: str, path: Path, arch: Path | None) -> float:
     return time.perf_counter() - start
 
 
-def _torch_family(root: Path, figures: dict[str, object]) -> dict[str, dict[str, object]]:
-    """Each torch-family kind opened cold and warm under runc: {runc_<kind>[_warm]: figures}."""
+def _torch_family(
+    root: Path, torchscript: Path, figures: dict[str, object]
+) -> dict[str, dict[str, object]]:
+    """Each torch-family kind opened cold and warm under runc: {runc_<kind>[_warm]: figures}.
+    TorchScript's model, in-process load and cold open are those the first table measured."""
     import transformers
 
     transformers.logging.set_verbosity_error()
     x = models.sample_input()
     root.mkdir()
-    ts = models.torchscript_model(root, x)
     full = models.full_module_pickle(root, x)
     sd = models.state_dict_with_architecture(root, x)
     repo = hf_repos.encoder(root / "hf-encoder")
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     kinds: dict[str, tuple[Path, Path | None]] = {
-        "torchscript": (ts.path, None),
+        "torchscript": (torchscript, None),
         "full_module": (full.path, None),
         "state_dict_arch": (sd.path, sd.architecture),
         "transformers": (repo, None),
     }
     n = REPEATS["runc"]
-    floor = float(figures["runc_torchscript"]["floor_s"])  # type: ignore[index]
+    ts = figures["runc_torchscript"]
+    floor = float(ts["floor_s"])  # type: ignore[index]
     out: dict[str, dict[str, object]] = {}
     for kind, (path, arch) in kinds.items():
-        _family_load(kind, path, arch)  # warm the libraries once
-        load = statistics.median(_family_load(kind, path, arch) for _ in range(n))
-        if kind != "torchscript":  # TorchScript's cold figures are the table's above
+        if kind == "torchscript":
+            load = float(ts["in_process_load_s"])  # type: ignore[index]
+        else:
+            _in_process_load(kind, path, arch)  # warm the libraries once
+            load = statistics.median(_in_process_load(kind, path, arch) for _ in range(n))
             cold = statistics.median(_open(path, "runc", arch=arch)[1] for _ in range(n))
             out[f"runc_{kind}"] = {
                 "floor_s": floor,
@@ -126,7 +123,7 @@ def _torch_family(root: Path, figures: dict[str, object]) -> dict[str, dict[str,
                 ratio_vs_floor_plus_load=first / (floor + load),
                 runs_first_inference_s=[f for _, f in runs],
             )
-    cold_of = {**out, "runc_torchscript": figures["runc_torchscript"]}
+    cold_of = {**out, "runc_torchscript": ts}
     print(f"\n{'runc':<7} {'torch family':<16} {'in-proc load':>12} {'cold':>15} {'warm':>15}")
     for kind in kinds:
         c, w = cold_of[f"runc_{kind}"], out[f"runc_{kind}_warm"]
@@ -189,7 +186,7 @@ def test_cold_start(tmp_path: Path, record: Callable[[str, dict[str, object]], N
                 f"{runtime:<7} {kind:<12} {floor:>8.3f} {load:>12.3f} {ready:>8.3f} "
                 f"{first:>11.3f} {ratio:>6.2f}x"
             )
-    figures.update(_torch_family(tmp_path / "family", figures))
+    figures.update(_torch_family(tmp_path / "family", paths["torchscript"], figures))
     with runner.SandboxPool(size=1) as pool:
         claims = []
         for _ in range(REPEATS["runc"]):

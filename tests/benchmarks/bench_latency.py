@@ -67,6 +67,15 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
 
 
+def _row(
+    kind: str, label: str, how: str, lp50: float, lp99: float, bp50: float, bp99: float
+) -> str:
+    return (
+        f"{kind:<6} {label:<5} {how:<9} {lp50:>10.3f} /{lp99:>9.3f} "
+        f"{bp50:>8.3f} /{bp99:>9.3f} {bp50 - lp50:>16.3f} {bp50 / lp50:>8.2f}x"
+    )
+
+
 def test_latency(tmp_path: Path, record: Callable[[str, dict[str, object]], None]) -> None:
     import onnxruntime as ort
 
@@ -106,10 +115,7 @@ def test_latency(tmp_path: Path, record: Callable[[str, dict[str, object]], None
                         "ratio_p50": bp50 / lp50,
                         "calls": len(boxed),
                     }
-                    print(
-                        f"{kind:<6} {label:<5} {how:<9} {lp50:>10.3f} /{lp99:>9.3f} "
-                        f"{bp50:>8.3f} /{bp99:>9.3f} {bp50 - lp50:>16.3f} {bp50 / lp50:>8.2f}x"
-                    )
+                    print(_row(kind, label, how, lp50, lp99, bp50, bp99))
     figures["mlp_3KB_warm"] = _warm_3kb(tmp_path / "mlp.onnx", figures["mlp_3KB"])  # type: ignore[arg-type]
     record("latency", figures)
 
@@ -124,10 +130,8 @@ def _warm_3kb(path: Path, cold: dict[str, float]) -> dict[str, float]:
         boxed = _times(lambda: sb.infer({"x": x}), 3.0)
     bp50, bp99 = _pct(boxed, 0.5), _pct(boxed, 0.99)
     lp50 = cold["in_process_p50_ms"]
-    print(
-        f"{'mlp':<6} {'3KB':<5} {'warm':<9} {lp50:>10.3f} /{cold['in_process_p99_ms']:>9.3f} "
-        f"{bp50:>8.3f} /{bp99:>9.3f} {bp50 - lp50:>16.3f} {bp50 / lp50:>8.2f}x  (forked, strace -p)"
-    )
+    row = _row("mlp", "3KB", "warm", lp50, cold["in_process_p99_ms"], bp50, bp99)
+    print(f"{row}  (forked, strace -p)")
     return {
         "sandbox_p50_ms": bp50,
         "sandbox_p99_ms": bp99,
